@@ -1,0 +1,1 @@
+"""Build side, lowest layer: the bootcode, the firmware image ipva.bin, and host-tool calls."""

@@ -1,0 +1,1 @@
+"""Per-hypervisor packagers (vmware, proxmox, hyperv, libvirt) and the QEMU harness (qemu)."""

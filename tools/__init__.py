@@ -1,0 +1,1 @@
+"""The `ipva` command line and the support tools behind it."""
