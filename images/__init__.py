@@ -1,0 +1,1 @@
+"""Disk images: the raw disks and their hypervisor formats (VMDK, VHDX, qcow2)."""
