@@ -41,7 +41,9 @@ def make_vhdx(raw: Path, out: Path, seed: str) -> Path:
         ["qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=dynamic,block_size=1M"]
         + [out, str(disk_size(raw))]
     )
-    run(["qemu-img", "convert", "-q", "-n", "-f", "raw", "-O", "vhdx", raw, out])
+    run(
+        ["qemu-img", "convert", "-q", "-n", "--target-is-zero", "-f", "raw", "-O", "vhdx", raw, out]
+    )
     vhdx.make_reproducible(out, seed)
     return out
 
@@ -61,7 +63,9 @@ def make_vmdk_sparse(raw: Path, out: Path, seed: str) -> Path:
         ]
         + [out, str(disk_size(raw))]
     )
-    run(["qemu-img", "convert", "-q", "-n", "-f", "raw", "-O", "vmdk", raw, out])
+    run(
+        ["qemu-img", "convert", "-q", "-n", "--target-is-zero", "-f", "raw", "-O", "vmdk", raw, out]
+    )
     cid = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "little") or 1
     vmdk.set_descriptor_cid(out, cid)
     return out
