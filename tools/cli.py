@@ -44,6 +44,9 @@ def _add_commands() -> None:
     from tools import fw_cmd
 
     main.add_command(fw_cmd.fw)
+    from tools import inspect_cmd
+
+    main.add_command(inspect_cmd.inspect)
 
 
 _add_commands()
