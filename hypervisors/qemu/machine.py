@@ -1,0 +1,249 @@
+"""Machine: the test-facing view of one virtual appliance (NixOS test-driver style).
+
+    with Machine(get_profile("vmware"), dist_disks(dist), workdir) as box:
+        box.start()
+        box.wait_for_prompt()
+        print(box.command("version"))
+
+Console matching works on the text since the last match (expect-style): each wait consumes
+output up to the end of what it matched. `power_cut()` followed by `start()` boots the same
+(overlay) disks again, for power-loss tests. Leaving the `with` block always stops QEMU.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from hypervisors.qemu.errors import GuestHalted, MachineDied, QemuError, WaitTimeout
+from hypervisors.qemu.launcher import QemuLauncher
+from hypervisors.qemu.profiles import Profile, disk_format_of
+from hypervisors.qemu.timeouts import (
+    BOOT_TIMEOUT,
+    COMMAND_TIMEOUT,
+    CONSOLE_TIMEOUT,
+    SHUTDOWN_TIMEOUT,
+    retry,
+)
+
+log = logging.getLogger(__name__)
+
+# The shell prompt: a line ending in "> " with nothing after it (yet). Not final in the
+# guest, hence a parameter.
+DEFAULT_PROMPT = r"\n[^\n]*> $"
+# Messages after which the appliance stops for good; waiting for the prompt fails fast on them.
+DEFAULT_FATAL = (
+    r"checksum wrong!|Loading failed for image|NIC unavailable!|Kernel panic|"
+    r"Missing operating system"
+)
+TAIL_LINES = 15
+Pattern = str | re.Pattern[str]
+
+
+class Machine:
+    """One appliance: owns a QemuLauncher per power-on, and the console transcript."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        disks: Sequence[Path],
+        workdir: Path | None = None,
+        *,
+        prompt: str = DEFAULT_PROMPT,
+        fatal: str | None = DEFAULT_FATAL,
+        disk_mode: Literal["overlay", "direct"] = "overlay",
+        accel: str | None = None,
+        http_port: int | None = None,
+    ) -> None:
+        """`disk_mode="overlay"` boots qcow2 overlays in `workdir` so the given disks stay
+        untouched (they persist across power cycles of this Machine); "direct" writes them."""
+        self.profile = profile
+        self.source_disks = [Path(d) for d in disks]
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="ipva-vm-")
+        self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.prompt = re.compile(prompt)
+        self.fatal = re.compile(fatal) if fatal else None
+        self.disk_mode = disk_mode
+        self.accel = accel
+        self.http_port = http_port
+        self.console_log_path = self.workdir / "console.log"
+        self.launcher: QemuLauncher | None = None
+        self._past = ""  # console text of earlier power-ons
+        self._cursor = 0  # index into console_log where the next wait starts
+        self._disks: list[Path] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+    def _prepare_disks(self) -> tuple[Profile, list[Path]]:
+        if self.disk_mode == "direct":
+            return self.profile, self.source_disks
+        if self._disks is None:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self._disks = []
+            for index, src in enumerate(self.source_disks[: self.profile.disks]):
+                overlay = self.workdir / f"disk{index}-{src.stem}.qcow2"
+                fmt = disk_format_of(src, self.profile)
+                subprocess.run(
+                    ["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt,
+                     "-b", str(src.resolve()), str(overlay)],
+                    check=True, stdin=subprocess.DEVNULL, capture_output=True,
+                )  # fmt: skip
+                self._disks.append(overlay)
+        return self.profile.replace(disk_format="qcow2"), self._disks
+
+    def start(self) -> None:
+        """Power on (again). Console waits start from this boot's output."""
+        if self.is_running():
+            return
+        missing = [str(d) for d in self.source_disks[: self.profile.disks] if not d.exists()]
+        if missing:
+            raise QemuError(f"disk image(s) not found: {', '.join(missing)}")
+        profile, disks = self._prepare_disks()
+        self._retire_launcher()
+        self.launcher = QemuLauncher(
+            profile,
+            disks,
+            self.workdir,
+            accel=self.accel,
+            http_port=self.http_port,
+            console_log=self.console_log_path,
+        )
+        self.launcher.launch()
+        self.http_port = self.launcher.http_port
+        self._cursor = len(self._past)
+
+    def _retire_launcher(self) -> None:
+        if self.launcher is not None:
+            if self.launcher.console is not None:
+                self._past += self.launcher.console.text
+            self.launcher = None
+
+    def is_running(self) -> bool:
+        return self.launcher is not None and self.launcher.is_running()
+
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+        """Graceful QMP quit (then kill and AbnormalShutdown)."""
+        if self.launcher is not None:
+            self.launcher.shutdown(timeout)
+            self._retire_launcher()
+
+    def power_cut(self) -> None:
+        """SIGKILL QEMU: the disks keep exactly what was written, nothing more."""
+        if self.launcher is not None:
+            self.launcher.kill()
+            self._retire_launcher()
+
+    def reset(self) -> None:
+        """Hardware reset (QMP system_reset); waits then see only the new boot's output."""
+        self.qmp("system_reset")
+        self._cursor = len(self.console_log)
+
+    def cleanup(self) -> None:
+        """Stop QEMU whatever state it is in; never raises for a dead QEMU."""
+        try:
+            if self.is_running():
+                try:
+                    self.shutdown()
+                except QemuError as exc:
+                    log.warning("%s", exc)
+            elif self.launcher is not None:
+                self.launcher.kill()
+        finally:
+            self._retire_launcher()
+
+    # -- QMP ----------------------------------------------------------------------------
+    def qmp(self, command: str, **arguments: Any) -> Any:
+        if self.launcher is None or self.launcher.qmp is None:
+            raise QemuError(f"machine not running (QMP {command})")
+        return self.launcher.qmp.execute(command, arguments or None)
+
+    # -- console ------------------------------------------------------------------------
+    @property
+    def console_log(self) -> str:
+        """Everything the serial console printed since the first start ("\\r" removed)."""
+        current = self.launcher.console.text if self.launcher and self.launcher.console else ""
+        return self._past + current
+
+    def last_lines(self, count: int = TAIL_LINES) -> list[str]:
+        return self.console_log.splitlines()[-count:]
+
+    def _check_alive(self, what: str) -> None:
+        if self.launcher is None:
+            raise QemuError(f"machine not started (waiting for {what})")
+        console = self.launcher.console
+        if not self.launcher.is_running() or (console is not None and console.closed):
+            raise MachineDied(what, self.launcher.returncode, self.last_lines())
+
+    def wait_for_console(
+        self, pattern: Pattern, timeout: float = CONSOLE_TIMEOUT, *, what: str | None = None
+    ) -> re.Match[str]:
+        """Wait until `pattern` appears in the output after the last match; return the match.
+
+        Match positions index `console_log`; the cursor moves past the match.
+        """
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        what = what or f"console /{regex.pattern}/"
+
+        def attempt(last_try: bool) -> re.Match[str] | None:
+            text = self.console_log
+            match = regex.search(text, self._cursor)
+            if match:
+                self._cursor = match.end()
+                return match
+            if last_try:
+                raise WaitTimeout(what, timeout, self.last_lines())
+            self._check_alive(what)
+            assert self.launcher is not None and self.launcher.console is not None
+            self.launcher.console.wait_for_more(len(text) - len(self._past), 0.5)
+            return None
+
+        return retry(attempt, timeout, what, interval=0)
+
+    def wait_for_prompt(self, timeout: float = BOOT_TIMEOUT) -> re.Match[str]:
+        """Wait for the shell prompt; a fatal boot message (checksum…) fails at once."""
+        if self.fatal is None:
+            return self.wait_for_console(self.prompt, timeout, what="the shell prompt")
+        either = re.compile(f"(?P<prompt>{self.prompt.pattern})|(?P<fatal>{self.fatal.pattern})")
+        match = self.wait_for_console(either, timeout, what="the shell prompt")
+        if match.group("fatal") is not None:
+            raise GuestHalted(match.group("fatal"), self.last_lines())
+        return match
+
+    def send_line(self, text: str) -> None:
+        """Type `text` and Enter (a carriage return, as a terminal sends)."""
+        self.send_bytes(text.encode() + b"\r")
+
+    def send_bytes(self, data: bytes) -> None:
+        self._check_alive("console write")
+        assert self.launcher is not None and self.launcher.console is not None
+        self.launcher.console.write(data)
+
+    def command(
+        self, line: str, prompt: Pattern | None = None, timeout: float = COMMAND_TIMEOUT
+    ) -> str:
+        """Send `line` at the prompt; return what was printed between its echo and the next
+        prompt (the machine must be at a prompt already)."""
+        regex = re.compile(prompt) if isinstance(prompt, str) else (prompt or self.prompt)
+        self._cursor = len(self.console_log)
+        self.send_line(line)
+        echo = self.wait_for_console(re.escape(line) + r"\n", timeout, what=f"the echo of {line!r}")
+        # leave the echo's newline visible: the prompt pattern starts with one
+        self._cursor = start = echo.end() - 1
+        match = self.wait_for_console(regex, timeout, what=f"the prompt after {line!r}")
+        return self.console_log[start : max(start, match.start())].strip("\n")
