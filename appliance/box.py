@@ -1,0 +1,259 @@
+"""The running box: platform, disks, flash, the three configs, identity, restart requests.
+
+Configs (see appliance/config/model.py):
+    running  what `config change/add/rem` edited           (lost on reset unless written)
+    active   what the services use; `config activate` moves live-applicable changes here
+    saved    what `config write` stored in VARS; every boot starts with running=active=saved
+
+Every method either completes or raises BoxError with nothing changed: the console shell
+turns that into one line and carries on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import construct as cs
+
+from appliance.config import (
+    Activation,
+    BackupHeader,
+    Config,
+    Op,
+    RestoreError,
+    activate,
+    apply_op,
+    commit_changes,
+    diff_count,
+    load_from_vars,
+    make_backup,
+    parse_backup,
+)
+from appliance.hal.block import BlockDevice
+from appliance.hal.platform import DiskRole, Platform
+from appliance.version import BUILD, FIRMWARE_VERSION, PRODUCT
+
+Trace = Callable[[str], None]
+
+
+class BoxError(Exception):
+    """A box operation was refused; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------------------
+# Crash record: one sector at the start of the dump disk, written by `reboot` (a forced
+# watchdog trap) so the next boot sees "crashed" and the crash-dump service can pick it up.
+CRASH_RECORD_MAGIC = b"IPVACRSH"
+CRASH_RECORD_SIZE = 512
+
+CrashRecordBody = cs.Struct(
+    "magic" / cs.Const(CRASH_RECORD_MAGIC),
+    "format" / cs.Const(1, cs.Int16ul),
+    "reported" / cs.Int8ul,  # 1 once a boot trace has shown it; the dump service clears it
+    "time" / cs.Int64ul,  # unix seconds of the trap
+    "uptime_ms" / cs.Int64ul,
+    "build" / cs.Int32ul,
+    "version" / cs.PascalString(cs.Int8ul, "ascii"),
+    "reason" / cs.PascalString(cs.Int8ul, "ascii"),
+)
+CrashRecord = cs.Struct(
+    "body" / cs.Prefixed(cs.Int16ul, CrashRecordBody),
+    "crc32" / cs.Int32ul,  # over the prefixed body bytes
+)
+
+
+@dataclass(frozen=True)
+class CrashInfo:
+    time: int
+    uptime_ms: int
+    build: int
+    version: str
+    reason: str
+    reported: bool
+
+
+def write_crash_record(dev: BlockDevice, info: CrashInfo) -> None:
+    body = cs.Prefixed(cs.Int16ul, CrashRecordBody).build(
+        dict(
+            reported=int(info.reported),
+            time=info.time,
+            uptime_ms=info.uptime_ms,
+            build=info.build,
+            version=info.version,
+            reason=info.reason[:200],
+        )
+    )
+    raw = body + cs.Int32ul.build(zlib.crc32(body))
+    dev.write(0, raw.ljust(CRASH_RECORD_SIZE, b"\x00"))
+    dev.flush()
+
+
+def read_crash_record(dev: BlockDevice) -> CrashInfo | None:
+    """The record, or None if the sector holds none (blank disk, torn or foreign data)."""
+    raw = dev.read(0, CRASH_RECORD_SIZE)
+    if raw[2:10] != CRASH_RECORD_MAGIC:
+        return None
+    try:
+        parsed = CrashRecord.parse(raw)
+    except cs.ConstructError:
+        return None
+    n = cs.Int16ul.parse(raw[:2]) + 2
+    if zlib.crc32(raw[:n]) != parsed.crc32:
+        return None
+    b = parsed.body
+    return CrashInfo(b.time, b.uptime_ms, b.build, b.version, b.reason, bool(b.reported))
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class Box:
+    def __init__(
+        self,
+        platform: Platform,
+        disks: Mapping[DiskRole, BlockDevice],
+        flash: Any | None,
+        trace: Trace,
+        *,
+        saved: Config | None = None,
+    ) -> None:
+        self.platform = platform
+        self.disks = dict(disks)
+        self.flash = flash  # appliance.flash.Flash, or None if the flash disk is unusable
+        self.trace = trace
+        self.version = FIRMWARE_VERSION
+        self.build = BUILD
+        self.bootcode_build: int = getattr(platform, "bootcode_build", BUILD)
+        self.booted_at = time.monotonic()
+        self.saved = saved if saved is not None else Config.factory()
+        self.running = self.saved
+        self.active = self.saved
+        self.restart_request: str | None = None  # "reset" | "reboot"
+        # consoles run in threads and share the box; one command at a time
+        self.lock = threading.RLock()
+
+    # identity ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.active.value("SYS0", "name")) or PRODUCT
+
+    @property
+    def hw(self) -> str:
+        return getattr(self.platform, "hw_id", f"{PRODUCT}-{self.platform.name}")
+
+    def version_line(self) -> str:
+        return (
+            f"{self.version} {PRODUCT}[{self.build}], Bootcode[{self.bootcode_build}], "
+            f"HW[{self.hw}]"
+        )
+
+    # config --------------------------------------------------------------------------
+    def change(self, op: Op) -> str:
+        """`config change|add|rem`: edits the running config only."""
+        self.running, message = apply_op(self.running, op)
+        return message
+
+    def activate(self) -> Activation:
+        result = activate(self.running, self.active)
+        self.active = result.active
+        return result
+
+    def unwritten(self) -> int:
+        return diff_count(self.running, self.saved)
+
+    def _vars(self) -> Any:
+        if self.flash is None:
+            raise BoxError(
+                "no flash: the flash disk (IDE 1:0) is not mounted, see the boot trace; "
+                "format it with mod cmd FLASHMAN0 reset all, then reset"
+            )
+        return self.flash.vars
+
+    def _store(self, config: Config) -> None:
+        vars = self._vars()
+        try:
+            vars.commit(commit_changes(list(vars.keys()), config))  # one atomic commit
+        except Exception as e:  # FlashError family; the old saved config is still intact
+            raise BoxError(f"config write failed, saved config unchanged: {e}") from e
+        self.saved = config
+
+    def write(self) -> str:
+        """`config write`: the running config becomes the saved one, in one VARS commit."""
+        self._store(self.running)
+        n = len(self.saved.objects)
+        return f"config written to flash ({n} object{'s' if n != 1 else ''})"
+
+    def factory_reset(self) -> None:
+        """Forget the saved config (one commit); running/active follow at the next reset."""
+        self._store(Config.factory())
+
+    def backup_header(self) -> BackupHeader:
+        return BackupHeader(self.version, self.build, self.bootcode_build, self.hw)
+
+    def backup_text(self) -> str:
+        """The saved config as the box's backup file (what a download gives)."""
+        return make_backup(self.saved, self.backup_header())
+
+    def restore_text(self, text: str) -> Config:
+        """Check a whole backup file, then store it as the saved config in one commit.
+
+        Raises RestoreError (line number + reason) and changes nothing if any line is bad.
+        The running config follows at the next `reset`, as after an upload on the box.
+        """
+        backup = parse_backup(text)
+        try:
+            self._store(backup.config)
+        except BoxError as e:
+            raise RestoreError(1, str(e)) from e
+        return backup.config
+
+    def load_saved(self) -> None:
+        """Read the saved config from VARS (boot); damaged entries are traced and skipped."""
+        if self.flash is not None:
+            self.saved = load_from_vars(self.flash.vars, self.trace)
+        self.running = self.active = self.saved
+
+    # restarts ------------------------------------------------------------------------
+    def request_reset(self) -> None:
+        self.restart_request = "reset"
+
+    def request_reboot(self) -> None:
+        """Forced watchdog trap: leave a crash record, as an unsolicited trap would."""
+        dump = self.disks.get(DiskRole.DUMP)
+        if dump is not None:
+            try:
+                write_crash_record(
+                    dump,
+                    CrashInfo(
+                        time=int(time.time()),
+                        uptime_ms=int((time.monotonic() - self.booted_at) * 1000),
+                        build=self.build,
+                        version=self.version,
+                        reason="watchdog trap (reboot command)",
+                        reported=False,
+                    ),
+                )
+            except (OSError, ValueError) as e:
+                self.trace(f"reboot: no crash record written: {e}")
+        self.restart_request = "reboot"
+
+    def close(self) -> None:
+        for dev in self.disks.values():
+            close = getattr(dev, "close", None)
+            if close:
+                close()
+
+
+__all__ = [
+    "Box",
+    "BoxError",
+    "CrashInfo",
+    "RestoreError",
+    "read_crash_record",
+    "write_crash_record",
+]

@@ -1,0 +1,195 @@
+"""The built-in config modules of the virtual hard-box.
+
+Each `declare(...)` is the whole definition of a module: a later service adds its own module
+the same way, next to its code. `needs_reset=True` marks what `config activate` cannot apply
+while the box runs (addresses, ports): those take effect after `config write` and `reset`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from appliance.config.schema import Arg, Module, Sub, declare
+from appliance.config.types import (
+    TIME_ZONE,
+    Choice,
+    Flag,
+    Host,
+    Int,
+    IPv4,
+    Netmask,
+    Password,
+    Text,
+)
+
+PORT = Int(1, 65535)
+
+
+def _check_route(v: Mapping[str, Any]) -> str | None:
+    net = ipaddress.IPv4Address(v["dest"])
+    mask = ipaddress.IPv4Address(v["mask"])
+    if int(net) & ~int(mask) & 0xFFFFFFFF:
+        fixed = ipaddress.IPv4Address(int(net) & int(mask))
+        return f"/dest {net} has bits outside /mask {mask}: use /dest {fixed}"
+    return None
+
+
+declare(
+    Module(
+        "IP0",
+        "IP stack: interfaces and static routes",
+        subs=(
+            Sub(
+                "ETH",
+                "Ethernet interface",
+                fixed=(0, 1),
+                args=(
+                    Arg("addr", IPv4(), "0.0.0.0", "static IPv4 address", needs_reset=True),
+                    Arg("mask", Netmask(), "0.0.0.0", "netmask", needs_reset=True),
+                    Arg("mtu", Int(576, 1500), 1500, "maximum packet size", needs_reset=True),
+                ),
+            ),
+            Sub(
+                "RT",
+                "static route (/dest 0.0.0.0 /mask 0.0.0.0 is the default route)",
+                max_count=16,
+                check=_check_route,
+                args=(
+                    Arg("dest", IPv4(), "0.0.0.0", "destination network", needs_reset=True),
+                    Arg("mask", Netmask(), "0.0.0.0", "destination netmask", needs_reset=True),
+                    Arg(
+                        "gateway",
+                        IPv4(),
+                        "0.0.0.0",
+                        "next hop",
+                        needs_reset=True,
+                        required=True,
+                    ),
+                ),
+            ),
+        ),
+        order=10,
+    )
+)
+
+declare(
+    Module(
+        "DHCP0",
+        "DHCP client (the box comes preconfigured as a DHCP client)",
+        args=(
+            Arg(
+                "mode",
+                Choice(("client", "off")),
+                "client",
+                "client: address from DHCP; off: the static IP0 config",
+                needs_reset=True,
+            ),
+            Arg("interface", Choice(("ETH0", "ETH1")), "ETH0", "interface", needs_reset=True),
+        ),
+        order=20,
+    )
+)
+
+declare(
+    Module(
+        "DNS0",
+        "name servers",
+        args=(
+            Arg("server1", IPv4(), "0.0.0.0", "primary DNS server"),
+            Arg("server2", IPv4(), "0.0.0.0", "secondary DNS server"),
+            Arg(
+                "domain",
+                Text(253, r"[A-Za-z0-9.-]*", "a domain name"),
+                "",
+                "DNS search domain",
+            ),
+        ),
+        order=30,
+    )
+)
+
+declare(
+    Module(
+        "NTP0",
+        "time: NTP servers and time zone",
+        args=(
+            Arg("server1", Host(), "", "NTP server"),
+            Arg("server2", Host(), "", "second NTP server"),
+            Arg("interval", Int(1, 1440), 60, "poll interval in minutes"),
+            Arg("tz", TIME_ZONE, "UTC0", "time zone (POSIX TZ string)"),
+        ),
+        order=40,
+    )
+)
+
+declare(
+    Module(
+        "HTTP0",
+        "HTTP server (admin UI)",
+        args=(
+            Arg("port", PORT, 80, "HTTP port", needs_reset=True),
+            Arg("https-port", PORT, 443, "HTTPS port", needs_reset=True),
+            Arg("https-only", Flag(), False, "redirect HTTP to HTTPS"),
+        ),
+        check=lambda v: (
+            "/port and /https-port must differ" if v["port"] == v["https-port"] else None
+        ),
+        order=50,
+    )
+)
+
+LOG_TYPES = ("off", "tcp", "syslog", "http", "local")
+
+
+def _check_log(v: Mapping[str, Any]) -> str | None:
+    if v["type"] in ("tcp", "syslog", "http") and not v["addr"]:
+        return (
+            f"/type {v['type']} needs /addr: give both in one line, "
+            f"e.g. /type {v['type']} /addr 10.0.0.5"
+        )
+    return None
+
+
+def _log_module(n: int, what: str) -> Module:
+    return Module(
+        f"LOG{n}",
+        what,
+        args=(
+            Arg("type", Choice(LOG_TYPES), "off", "off|tcp|syslog|http|local"),
+            Arg("addr", Host(), "", "server address (tcp, syslog, http)"),
+            Arg("port", PORT, 514, "server port (tcp, http)"),
+            Arg("class", Int(0, 7), 0, "syslog facility local0..local7 (syslog)"),
+            Arg("path", Text(128, r"[\x21-\x7e]*", "a URL path"), "", "URL path (http)"),
+            Arg("method", Choice(("standard", "post", "get")), "standard", "method (http)"),
+            Arg("max-file-size", Int(1, 65536), 1024, "kB per LOG0.n file (local)"),
+        ),
+        check=_check_log,
+        order=60 + n,
+    )
+
+
+declare(_log_module(0, "log server"))
+declare(_log_module(1, "log server shadow (receives the same records)"))
+
+declare(
+    Module(
+        "ADMIN0",
+        "administrator account",
+        args=(
+            Arg("user", Text(32, r"[A-Za-z0-9._-]+", "a user name"), "admin", "admin user"),
+            Arg("pwd", Password(), "", "admin password (empty: the factory password)"),
+        ),
+        order=80,
+    )
+)
+
+declare(
+    Module(
+        "SYS0",
+        "system",
+        args=(Arg("name", Text(32, r"[A-Za-z0-9._-]*", "a name"), "", "box name (prompt)"),),
+        order=90,
+    )
+)

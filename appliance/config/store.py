@@ -1,0 +1,168 @@
+"""Where the saved config lives: VARS keys, and the backup file format.
+
+VARS keys (one per config object, value = its `config change` line in ASCII):
+    CFG:<MODULE>          module-level arguments, e.g. CFG:DHCP0
+    CFG:<MODULE>.<OBJ>    a sub-object, e.g. CFG:IP0.ETH0, CFG:IP0.RT0
+`config write` is one `vars.commit()` that sets every present object and deletes every
+CFG: key whose object is gone, so the saved config is always old-or-new, never a mix.
+
+Backup file (download/upload, as on the box):
+    vars check <digest> # <version> IPVA[<build>], Bootcode[<build>], HW[<hw>]
+    config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0
+    …
+<digest> is the first 32 hex digits of SHA-256 over the lines after the first (each ending
+in a newline). A hand-edited file may carry `-` as digest to skip the check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from appliance.config.grammar import GrammarError, parse_op, split_words
+from appliance.config.model import Config, ConfigError, ObjKey, apply_op
+
+KEY_PREFIX = "CFG:"
+
+
+class Vars(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+    def commit(self, changes: Mapping[str, bytes | None]) -> None: ...
+
+
+def vars_key(key: ObjKey) -> str:
+    return KEY_PREFIX + (f"{key[0]}.{key[1]}" if key[1] else key[0])
+
+
+def parse_line(config: Config, line: str) -> Config:
+    """Apply one `config change|add|rem …` line; raises ConfigError/GrammarError."""
+    words = split_words(line)
+    if len(words) < 2 or words[0].text.lower() != "config" or words[0].quoted:
+        raise ConfigError("not a config line: expected config change|add|rem …")
+    verb = words[1].text.lower()
+    if verb not in ("change", "add", "rem"):
+        raise ConfigError(f"expected config change|add|rem, got config {words[1].text}")
+    config, _msg = apply_op(config, parse_op(verb, words[2:]))
+    return config
+
+
+def commit_changes(saved_keys: Iterable[str], config: Config) -> dict[str, bytes | None]:
+    """The one VARS commit that makes the stored config equal `config`."""
+    changes: dict[str, bytes | None] = {k: None for k in saved_keys if k.startswith(KEY_PREFIX)}
+    for key, line in config.object_lines():
+        changes[vars_key(key)] = line.encode("ascii")
+    return changes
+
+
+def load_from_vars(vars: Vars, warn: Callable[[str], None]) -> Config:
+    """The saved config; a damaged entry is reported through `warn` and skipped (boot goes on)."""
+    config = Config.factory()
+    for k in sorted(vars.keys()):
+        if not k.startswith(KEY_PREFIX):
+            continue
+        raw = vars.get(k) or b""
+        try:
+            config = parse_line(config, raw.decode("ascii"))
+        except (UnicodeDecodeError, ConfigError, GrammarError) as e:
+            warn(f"config: ignoring damaged saved entry {k}: {e}")
+    return config
+
+
+@dataclass(frozen=True)
+class BackupHeader:
+    version: str
+    build: int
+    bootcode: int
+    hw: str
+
+
+class RestoreError(Exception):
+    """A backup file was refused; nothing changed. Carries the 1-based line number."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Backup:
+    header: BackupHeader
+    config: Config
+    extra: list[str] = field(default_factory=list)  # `mod cmd FLASHDIR0 …` lines, in order
+
+
+_HEADER_RE = re.compile(
+    r"^vars check (?P<digest>[0-9a-f]{32}|-) # (?P<version>\S+) "
+    r"IPVA\[(?P<build>\d+)\], Bootcode\[(?P<bootcode>\d+)\], HW\[(?P<hw>[^\]]*)\]"
+)
+
+
+def _digest(body: str) -> str:
+    return hashlib.sha256(body.encode("ascii")).hexdigest()[:32]
+
+
+def make_backup(config: Config, header: BackupHeader, extra: Iterable[str] = ()) -> str:
+    body = "".join(line + "\n" for line in [*config.lines(), *extra])
+    first = (
+        f"vars check {_digest(body)} # {header.version} IPVA[{header.build}], "
+        f"Bootcode[{header.bootcode}], HW[{header.hw}]"
+    )
+    return first + "\n" + body
+
+
+def parse_backup(text: str, check_extra: Callable[[str], str | None] | None = None) -> Backup:
+    """Validate a whole backup file and return what it holds; raise RestoreError at the
+    first bad line. `check_extra` validates `mod cmd …` lines (None: they are refused)."""
+    try:
+        text.encode("ascii")
+    except UnicodeEncodeError as e:
+        line = text[: e.start].count("\n") + 1
+        raise RestoreError(line, "non-ASCII character: a backup file is plain ASCII") from None
+    lines = text.replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise RestoreError(1, "empty file: a backup starts with a 'vars check …' line")
+    m = _HEADER_RE.match(lines[0])
+    if not m:
+        raise RestoreError(
+            1,
+            "not a backup file: the first line must be "
+            "'vars check <digest> # <version> IPVA[<build>], Bootcode[<build>], HW[…]'",
+        )
+    body = "".join(line + "\n" for line in lines[1:])
+    if m["digest"] != "-" and m["digest"] != _digest(body):
+        raise RestoreError(
+            1,
+            "digest does not match the file (changed after download?): download the backup "
+            "again, or put '-' as digest to restore an edited file",
+        )
+    header = BackupHeader(m["version"], int(m["build"]), int(m["bootcode"]), m["hw"])
+    config = Config.factory()
+    extra: list[str] = []
+    for n, line in enumerate(lines[1:], start=2):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.lower().startswith("mod cmd "):
+            problem = (
+                check_extra(stripped)
+                if check_extra
+                else "mod cmd lines are not supported in a backup yet"
+            )
+            if problem:
+                raise RestoreError(n, problem)
+            extra.append(stripped)
+            continue
+        try:
+            config = parse_line(config, stripped)
+        except (ConfigError, GrammarError) as e:
+            raise RestoreError(n, str(e)) from None
+    return Backup(header, config, extra)

@@ -1,0 +1,252 @@
+"""The console interpreter: one line in, the text to print out. It never raises.
+
+Commands (a leading `!` is accepted, as on the box): `config change|add|rem|show|write|
+activate`, `reset`, `reboot`, `mod cmd <MODULE> <cmd> [args]`, `help`/`?`, `version`.
+Every refusal is one line starting `error:` that names the offending word and says what to
+do next; a refused command changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from appliance import modcmd
+from appliance.box import Box, BoxError
+from appliance.config import (
+    MODULES,
+    ConfigError,
+    GrammarError,
+    Word,
+    ordered_modules,
+    parse_op,
+    split_words,
+)
+from appliance.config.grammar import show_token
+from appliance.config.types import Flag
+from appliance.shell import config_cmds as _config_cmds  # noqa: F401  (registers CFG0)
+
+CONFIG_SEMANTICS = """\
+The box keeps three configurations:
+  changed   config change/add/rem edit it; config show prints it.
+  active    what the box runs with. config activate applies the changes that can be
+            applied live and lists those that need a reset (addresses, ports).
+  saved     config write stores the changed configuration in flash (VARS), in one step.
+reset starts the box again with the saved configuration: changes not written are lost."""
+
+HELP = f"""\
+config change <MODULE> [<SUB>] /<arg> [<value>] ...
+                          change arguments: config change IP0 ETH0 /addr 192.168.0.10
+config add <MODULE> <SUB> /<arg> <value> ...
+                          add a numbered object: config add IP0 RT /gateway 192.168.0.1
+config rem <MODULE> [<SUB>] [/<arg> ...]
+                          arguments back to default, or remove a numbered object
+config show [changed|active|saved]
+                          the configuration as config change lines (non-defaults only)
+config activate           apply the changes that work without a reset
+config write              save the changed configuration to flash
+reset                     orderly restart with the saved configuration
+reboot                    forced watchdog trap: restarts as after a crash. Avoid it,
+                          use reset
+mod cmd <MODULE> <cmd> [args]
+                          module command (help mod lists them)
+version                   firmware version
+help [config|mod|<MODULE>]
+                          this text, or details
+A leading ! is accepted (!reset).
+
+{CONFIG_SEMANTICS}"""
+
+Handler = Callable[[Box, list[Word]], str]
+
+
+def error(text: str) -> str:
+    return f"error: {text}"
+
+
+class Shell:
+    """Executes console lines against a box (the box lock makes consoles take turns)."""
+
+    def __init__(self, box: Box) -> None:
+        self.box = box
+        self._commands: dict[str, Handler] = {
+            "config": self._config,
+            "reset": self._reset,
+            "reboot": self._reboot,
+            "mod": self._mod,
+            "help": self._help,
+            "?": self._help,
+            "version": self._version,
+        }
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.box.name}> "
+
+    def execute(self, line: str) -> str:
+        """Run one console line; returns what to print ("" for nothing). Never raises."""
+        with self.box.lock:
+            try:
+                return self._execute(line)
+            except Exception as e:  # the shell never dies: report and carry on
+                return error(
+                    f"internal error {type(e).__name__}: {e} (the command did nothing; "
+                    "please report it with the line you typed)"
+                )
+
+    def refuse_overlong(self, line: str) -> str:
+        return error(
+            f"input too long: the line is cut at the limit, it began {show_token(line.strip())}; "
+            "nothing was done"
+        )
+
+    def _execute(self, line: str) -> str:
+        text = line.strip(" \t")
+        if text.startswith("!"):
+            text = text[1:].lstrip(" \t")
+        if not text:
+            return ""
+        try:
+            words = split_words(text)
+        except GrammarError as e:
+            return error(str(e))
+        if not words:
+            return ""
+        head = words[0]
+        handler = None if head.quoted else self._commands.get(head.text.lower())
+        if handler is None:
+            return error(f"unknown command {show_token(head.text)}: type help for the list")
+        try:
+            return handler(self.box, words[1:])
+        except (ConfigError, GrammarError, BoxError, modcmd.ModCmdError) as e:
+            return error(str(e))
+
+    # config ---------------------------------------------------------------------------
+    def _config(self, box: Box, words: list[Word]) -> str:
+        if not words:
+            return error("config needs a verb: change, add, rem, show, write or activate")
+        verb, rest = words[0].text.lower(), words[1:]
+        if verb in ("change", "add", "rem"):
+            return box.change(parse_op(verb, rest))
+        if verb == "show":
+            return self._show(box, rest)
+        if verb in ("write", "activate"):
+            if rest:
+                return error(f"config {verb} takes no arguments, got {show_token(rest[0].text)}")
+            if verb == "write":
+                return box.write()
+            result = box.activate()
+            out = []
+            if result.applied:
+                out.append("activated: " + ", ".join(result.applied))
+            if result.pending:
+                out.append(
+                    "needs reset: " + ", ".join(result.pending) + " (config write, then reset)"
+                )
+            return "\n".join(out) or "nothing to activate"
+        return error(
+            f"unknown config verb {show_token(words[0].text)}: "
+            "change, add, rem, show, write or activate"
+        )
+
+    def _show(self, box: Box, rest: list[Word]) -> str:
+        which = rest[0].text.lower() if rest else "changed"
+        configs = {"changed": box.running, "running": box.running}
+        configs |= {"active": box.active, "saved": box.saved}
+        if len(rest) > 1 or which not in configs:
+            bad = rest[1].text if len(rest) > 1 else rest[0].text
+            return error(f"config show takes changed, active or saved, not {show_token(bad)}")
+        return "\n".join(configs[which].lines())
+
+    # restarts -------------------------------------------------------------------------
+    def _reset(self, box: Box, words: list[Word]) -> str:
+        if words:
+            return error(f"reset takes no arguments, got {show_token(words[0].text)}")
+        n = box.unwritten()
+        box.request_reset()
+        note = f" ({n} unwritten change{'s' if n != 1 else ''} discarded)" if n else ""
+        return f"reset: restarting with the saved configuration{note}"
+
+    def _reboot(self, box: Box, words: list[Word]) -> str:
+        if words:
+            return error(f"reboot takes no arguments, got {show_token(words[0].text)}")
+        box.request_reboot()
+        return (
+            "reboot: forced watchdog trap, the box restarts as after a crash "
+            "(use reset for an orderly restart)"
+        )
+
+    # mod cmd --------------------------------------------------------------------------
+    def _mod(self, box: Box, words: list[Word]) -> str:
+        if not words or words[0].text.lower() != "cmd":
+            return error("usage: mod cmd <MODULE> <cmd> [args] (help mod lists them)")
+        rest = words[1:]
+        available = modcmd.modules()
+        if not rest:
+            return error(f"mod cmd needs a module: {', '.join(available) or 'none registered'}")
+        module = rest[0].text
+        if module.upper() not in available:
+            return error(
+                f"no module {show_token(module)} has commands: try "
+                f"{', '.join(available) or 'none registered yet'}"
+            )
+        cmds = available[module.upper()]
+        if len(rest) < 2:
+            return error(f"{module.upper()} commands: {', '.join(cmds)}")
+        handler = modcmd.lookup(module, rest[1].text)
+        if handler is None:
+            return error(
+                f"{module.upper()} has no command {show_token(rest[1].text)}: "
+                f"its commands are {', '.join(cmds)}"
+            )
+        try:
+            return handler(box, [w.text for w in rest[2:]])
+        except modcmd.ModCmdError:
+            raise
+        except Exception as e:
+            raise modcmd.ModCmdError(
+                f"mod cmd {module.upper()} {rest[1].text} failed: {type(e).__name__}: {e}"
+            ) from e
+
+    # help, version --------------------------------------------------------------------
+    def _help(self, box: Box, words: list[Word]) -> str:
+        if not words:
+            return HELP
+        topic = words[0].text
+        if topic.lower() == "config":
+            mods = "\n".join(f"  {m.name:<7} {m.help}" for m in ordered_modules())
+            return f"{CONFIG_SEMANTICS}\n\nModules (help <MODULE> for arguments):\n{mods}"
+        if topic.lower() == "mod":
+            lines = [
+                f"  mod cmd {m} {c:<14} {h}"
+                for m, cmds in modcmd.modules().items()
+                for c, h in cmds.items()
+            ]
+            return "\n".join(lines) or "no module commands registered"
+        if topic.upper() in MODULES:
+            return module_help(topic.upper())
+        return error(f"no help for {show_token(topic)}: try help, help config, help mod, help IP0")
+
+    def _version(self, box: Box, words: list[Word]) -> str:
+        return box.version_line()
+
+
+def module_help(name: str) -> str:
+    module = MODULES[name]
+    out = [f"{module.name}: {module.help}"]
+
+    def args(prefix: str, decls: tuple) -> None:
+        for a in decls:
+            default = "" if a.default in ("", None) else f" (default {a.type.format(a.default)})"
+            if isinstance(a.type, Flag):
+                default = " (default on)" if a.default else ""
+            reset = "  [needs reset]" if a.needs_reset else ""
+            req = "  [required]" if a.required else ""
+            out.append(
+                f"  {prefix}/{a.name:<14} {a.help}: {a.type.describe()}{default}{req}{reset}"
+            )
+
+    args("", module.args)
+    for sub in module.subs:
+        out.append(f" {', '.join(sub.names())}: {sub.help}")
+        args("  ", sub.args)
+    return "\n".join(out)
