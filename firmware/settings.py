@@ -60,7 +60,8 @@ class BuildSettings:
     @property
     def flash_disk_bytes(self) -> int:
         # the seed's FAQ: the flash disk is 100 MB because VMware cannot make smaller disks
-        return max(100 * 1000 * 1000, self.flash_mib << 20)
+        # (whole MiB: VHDX and VMDK want it, and it is what VMware's "100 MB" means)
+        return max(100, self.flash_mib) << 20
 
     @property
     def disks_dir(self) -> Path:

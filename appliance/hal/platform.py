@@ -100,7 +100,7 @@ def _memtotal_bytes() -> int:
 HOSTED_DISK_SIZES = {
     DiskRole.BOOT: 64 << 20,
     DiskRole.CF: 64 << 20,
-    DiskRole.FLASH: 100 * 1000 * 1000,  # the seed: VMware cannot make smaller disks
+    DiskRole.FLASH: 100 << 20,  # the seed: VMware cannot make smaller disks
     DiskRole.DUMP: 64 << 20,
 }
 

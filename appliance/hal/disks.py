@@ -1,0 +1,85 @@
+"""Disks by role, from their IDE/SCSI position — never from sdX names.
+
+libata probes ports in parallel (the boot disk came up as sdd in a spike), so a disk's name
+says nothing. Its sysfs path does:
+    …/ata2/host1/target1:0:1/1:0:1:0   → ATA port 2 (secondary channel), device 1 (slave)
+    …/0000:00:05.0/virtio2/host2/target2:0:3/2:0:3:0   → virtio-scsi controller, target 3
+IDE position 0:0 boot, 0:1 CF, 1:0 flash, 1:1 dump (VMware, Hyper-V Gen1). On VirtIO SCSI
+(Proxmox) the disks come in order of controller PCI address, then target (0–3).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.hal.platform import DiskRole
+
+IDE_ROLES = {(0, 0): DiskRole.BOOT, (0, 1): DiskRole.CF, (1, 0): DiskRole.FLASH,
+             (1, 1): DiskRole.DUMP}  # fmt: skip
+ROLE_ORDER = [DiskRole.BOOT, DiskRole.CF, DiskRole.FLASH, DiskRole.DUMP]
+
+_ATA_RE = re.compile(r"/(ata\d+)/host\d+/target\d+:\d+:(\d+)/")
+_PCI_ADDR = r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]"
+_SCSI_RE = re.compile(rf"/({_PCI_ADDR})/[^/]+/host\d+/target\d+:\d+:(\d+)/")
+
+
+@dataclass(frozen=True)
+class DiskPosition:
+    name: str  # sdX: for opening only
+    bus: str  # "ide" or "scsi"
+    channel: int | str  # IDE channel (0/1) or controller PCI address
+    unit: int  # IDE master/slave (0/1) or SCSI target
+
+    def describe(self) -> str:
+        if self.bus == "ide":
+            return f"IDE {self.channel}:{self.unit}"
+        return f"SCSI {self.channel} target {self.unit}"
+
+
+def position_from_path(name: str, device_path: str, ata_port_no: int | None) -> DiskPosition | None:
+    """Position of a disk from the resolved path of /sys/block/<name>/device."""
+    path = device_path + "/"
+    m = _ATA_RE.search(path)
+    if m:
+        port = ata_port_no if ata_port_no is not None else int(m[1][3:])
+        return DiskPosition(name, "ide", port - 1, int(m[2]))
+    m = _SCSI_RE.search(path)
+    if m:
+        return DiskPosition(name, "scsi", m[1], int(m[2]))
+    return None
+
+
+def scan_positions(sys_root: Path = Path("/sys")) -> list[DiskPosition]:
+    found = []
+    for block in sorted((sys_root / "block").glob("sd*")):
+        dev = block / "device"
+        if not dev.exists():
+            continue
+        real = os.path.realpath(dev)
+        m = _ATA_RE.search(real + "/")
+        port = None
+        if m:
+            try:
+                port = int((sys_root / "class/ata_port" / m[1] / "port_no").read_text())
+            except (OSError, ValueError):
+                port = None
+        pos = position_from_path(block.name, real, port)
+        if pos:
+            found.append(pos)
+    return found
+
+
+def assign_roles(positions: list[DiskPosition]) -> dict[DiskRole, DiskPosition]:
+    """IDE disks by channel:unit; SCSI disks in controller/target order after any IDE ones."""
+    roles: dict[DiskRole, DiskPosition] = {}
+    for p in positions:
+        if p.bus == "ide" and (p.channel, p.unit) in IDE_ROLES:
+            roles[IDE_ROLES[(p.channel, p.unit)]] = p
+    if not roles:
+        scsi = sorted((p for p in positions if p.bus == "scsi"), key=lambda p: (p.channel, p.unit))
+        for role, p in zip(ROLE_ORDER, scsi, strict=False):
+            roles[role] = p
+    return roles

@@ -1,0 +1,102 @@
+"""The guest's Debian packages: fetched with `apt-get download`, unpacked with `dpkg-deb -x`.
+
+Nothing is installed on the host for the guest. Each build writes a manifest of exactly
+which .deb (name, version, sha256) went in, next to its outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from firmware.run import ToolError, run
+
+# The kernel meta-package names the ABI package; we resolve it (the cloud kernel lacks
+# pcnet32 and tulip, so it is the generic amd64 flavour).
+KERNEL_META = "linux-image-amd64"
+GUEST_PACKAGES = (
+    "busybox-static",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "libc6",
+    "zlib1g",
+    "libexpat1",
+    "libffi8",  # ctypes: the perf-counter probe
+)
+
+
+@dataclass(frozen=True)
+class Deb:
+    package: str
+    version: str
+    sha256: str
+    path: Path
+
+    def manifest_entry(self) -> dict[str, str]:
+        d = asdict(self)
+        d["file"] = self.path.name
+        del d["path"]
+        return d
+
+
+def _candidate_version(package: str) -> str:
+    out = run(["apt-cache", "policy", package], capture=True).stdout.decode()
+    m = re.search(r"Candidate:\s*(\S+)", out)
+    if not m or m[1] == "(none)":
+        raise ToolError(
+            f"Debian package {package} not available: run `apt-get update` (bookworm sources)"
+        )
+    return m[1]
+
+
+def resolve_kernel_package() -> str:
+    out = run(["apt-cache", "depends", KERNEL_META], capture=True).stdout.decode()
+    m = re.search(r"Depends:\s*(linux-image-\S+-amd64)", out)
+    if not m:
+        raise ToolError(f"cannot resolve {KERNEL_META}: run `apt-get update`")
+    return m[1]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_debs(cache_dir: Path, packages: list[str] | None = None) -> list[Deb]:
+    """Download (or reuse from cache) the guest's packages at their candidate versions."""
+    cache = cache_dir / "debs"
+    cache.mkdir(parents=True, exist_ok=True)
+    names = packages or [resolve_kernel_package(), *GUEST_PACKAGES]
+    debs = []
+    for name in names:
+        version = _candidate_version(name)
+        # apt names files with the epoch's ':' escaped as %3a
+        fname = f"{name}_{version.replace(':', '%3a')}_amd64.deb"
+        path = cache / fname
+        if not path.exists():
+            run(
+                ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", f"{name}={version}"],
+                cwd=cache,
+            )
+        if not path.exists():
+            raise ToolError(f"apt-get download {name}={version} did not produce {fname}")
+        debs.append(Deb(name, version, _sha256(path), path))
+    return debs
+
+
+def unpack(debs: list[Deb], root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for deb in debs:
+        run(["dpkg-deb", "-x", deb.path, root])
+
+
+def write_manifest(debs: list[Deb], path: Path) -> None:
+    entries = [d.manifest_entry() for d in sorted(debs, key=lambda d: d.package)]
+    path.write_text(json.dumps({"debs": entries}, indent=2) + "\n")

@@ -1,0 +1,58 @@
+"""The bootcode's initramfs: busybox, the kernel modules, /init. Small on purpose.
+
+Python and the runtime are not here: they come from IPVA.BIN's payload, which /init checks
+first. /usr, /lib64 and the libc directory are links into the payload's mount point /fw.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from firmware.kernel import install_modules
+from firmware.payload import set_tree_mtime
+from firmware.run import run
+
+BOOTCODE_DIR = Path(__file__).parent / "bootcode"
+LINKS_INTO_PAYLOAD = {
+    "usr": "/fw/usr",
+    "lib64": "/fw/lib64",
+    "lib/x86_64-linux-gnu": "/fw/lib/x86_64-linux-gnu",
+}
+
+
+def make_initramfs_tree(debroot: Path, tree: Path, bootcode_version: str) -> list[str]:
+    """Lay out the initramfs root; returns the kernel modules included."""
+    if tree.exists():
+        shutil.rmtree(tree)
+    for d in ("bin", "etc", "proc", "sys", "dev", "run", "tmp", "boot", "fw", "lib", "root"):
+        (tree / d).mkdir(parents=True)
+    busybox = tree / "bin/busybox"
+    shutil.copy2(debroot / "bin/busybox", busybox)
+    applets = run([busybox, "--list"], capture=True).stdout.decode().split()
+    for applet in applets:
+        if applet != "busybox":
+            (tree / "bin" / applet).symlink_to("busybox")
+    (tree / "sbin").symlink_to("bin")
+    for link, target in LINKS_INTO_PAYLOAD.items():
+        (tree / link).symlink_to(target)
+    shutil.copy2(BOOTCODE_DIR / "init", tree / "init")
+    (tree / "init").chmod(0o755)
+    shutil.copy2(BOOTCODE_DIR / "udhcpc.script", tree / "etc/udhcpc.script")
+    (tree / "etc/udhcpc.script").chmod(0o755)
+    (tree / "etc/bootcode-version").write_text(bootcode_version + "\n")
+    _kver, modules = install_modules(debroot, tree, busybox)
+    return modules
+
+
+def make_cpio_zstd(tree: Path, out: Path, epoch: int, level: int = 19) -> None:
+    """newc cpio, sorted, owner root, fixed mtimes → zstd (the kernel has RD_ZSTD)."""
+    set_tree_mtime(tree, epoch)
+    names = sorted(str(p.relative_to(tree)) for p in tree.rglob("*"))
+    listing = ("\n".join(names) + "\n").encode()
+    cpio = run(
+        ["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0", "--reproducible"],
+        cwd=tree, input=listing, capture=True,
+    ).stdout  # fmt: skip
+    packed = run(["zstd", "-q", f"-{level}", "-T0", "-c"], input=cpio, capture=True).stdout
+    out.write_bytes(packed)

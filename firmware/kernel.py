@@ -1,0 +1,82 @@
+"""The bootcode's kernel modules: only the drivers the targets need, plus their dependencies.
+
+Debian's .deb carries no modules.dep and the host has no kmod, so each module's `depends=`
+is read from its .modinfo section (pyelftools), the closure copied, and busybox's `depmod`
+writes modules.dep for the guest's `modprobe`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+from firmware.run import ToolError, run
+
+# What every target's virtual hardware needs (DESIGN.md "The guest").
+WANTED_MODULES = (
+    # disks: IDE (VMware, Hyper-V Gen1) and VirtIO SCSI (Proxmox)
+    "ata_piix", "ata_generic", "sd_mod", "virtio_pci", "virtio_scsi",
+    # NICs: PCnet "vlance" (VMware), virtio-net (Proxmox), 21140 (Hyper-V legacy), e1000, vmxnet3
+    "pcnet32", "virtio_net", "tulip", "e1000", "vmxnet3",
+    # file systems: FAT boot partition (vfat needs an NLS), firmware payload on a loop device
+    "vfat", "nls_ascii", "nls_cp437", "squashfs", "loop",
+)  # fmt: skip
+
+
+def module_index(modules_root: Path) -> dict[str, Path]:
+    """Module name (with '-' and '_' folded to '_') → path of its .ko."""
+    index = {}
+    for ko in modules_root.rglob("*.ko"):
+        index[ko.stem.replace("-", "_")] = ko
+    return index
+
+
+def module_depends(ko: Path) -> list[str]:
+    with open(ko, "rb") as f:
+        section = ELFFile(f).get_section_by_name(".modinfo")
+        if section is None:
+            return []
+        for entry in section.data().split(b"\0"):
+            if entry.startswith(b"depends="):
+                deps = entry[len(b"depends=") :].decode()
+                return [d.replace("-", "_") for d in deps.split(",") if d]
+    return []
+
+
+def module_closure(index: dict[str, Path], wanted: tuple[str, ...]) -> list[str]:
+    todo, seen = list(wanted), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        if name not in index:
+            raise ToolError(f"kernel module {name} not in the kernel package")
+        seen.add(name)
+        todo.extend(module_depends(index[name]))
+    return sorted(seen)
+
+
+def install_modules(kernel_root: Path, dest_root: Path, busybox: Path) -> tuple[str, list[str]]:
+    """Copy the needed modules into dest_root/lib/modules/KVER and run depmod there."""
+    kvers = sorted(p.name for p in (kernel_root / "lib/modules").iterdir())
+    if len(kvers) != 1:
+        raise ToolError(f"expected one kernel in the package, found {kvers}")
+    kver = kvers[0]
+    src = kernel_root / "lib/modules" / kver
+    index = module_index(src / "kernel")
+    names = module_closure(index, WANTED_MODULES)
+    dst = dest_root / "lib/modules" / kver
+    for name in names:
+        rel = index[name].relative_to(src)
+        (dst / rel.parent).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(index[name], dst / rel)
+    for meta in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
+        if (src / meta).exists():
+            shutil.copy2(src / meta, dst / meta)
+    run([busybox, "depmod", "-b", dest_root, kver])
+    # busybox depmod also writes modules.alias: modprobe -b of modaliases needs it
+    if not (dst / "modules.alias").exists():
+        raise ToolError("busybox depmod wrote no modules.alias")
+    return kver, names

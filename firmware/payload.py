@@ -1,0 +1,112 @@
+"""The firmware payload: a squashfs with CPython 3.11 (Debian's), the runtime and construct.
+
+Pruned stdlib, compiled to sourceless .pyc (hash-based, unchecked: reproducible and no
+source needed); only the C extensions the runtime uses. The bootcode mounts it at /fw and
+links /usr, /lib64 and /lib/x86_64-linux-gnu into it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import py_compile
+import shutil
+from pathlib import Path
+
+from firmware.run import run
+
+PYVER = "3.11"
+# stdlib packages and modules the box never needs (big, or for other platforms/humans)
+STDLIB_DROP = {
+    "test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "distutils",
+    "pydoc_data", "sqlite3", "curses", "dbm", "venv", "unittest", "multiprocessing",
+    "asyncio", "xmlrpc", "wsgiref", "tomllib", "concurrent", "__phello__", "site-packages",
+    "dist-packages", "config-3.11-x86_64-linux-gnu", "pydoc.py", "turtle.py", "doctest.py",
+    "pdb.py", "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "smtpd.py", "ftplib.py",
+    "poplib.py", "telnetlib.py", "_pydecimal.py", "decimal.py", "antigravity.py", "this.py",
+    "__hello__.py", "cgi.py", "cgitb.py", "aifc.py", "sunau.py", "wave.py", "chunk.py",
+    "sndhdr.py", "audioop.py", "imghdr.py", "mailcap.py", "tabnanny.py", "pipes.py",
+    "LICENSE.txt", "EXTERNALLY-MANAGED", "_osx_support.py", "_aix_support.py",
+}  # fmt: skip
+# C extensions kept (the rest are builtin in Debian's interpreter or unused)
+DYNLOAD_KEEP = {"_json", "_queue", "_ctypes", "_contextvars", "_typing", "mmap", "resource",
+                "termios", "_struct", "_zoneinfo"}  # fmt: skip
+LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8")
+PURE_DEPS = ("construct",)  # third-party packages the runtime imports in the guest
+
+
+def _compile_tree(src: Path, dst: Path, drop: set[str] = frozenset()) -> None:
+    """Copy a Python tree as sourceless .pyc files (legacy layout, next to where .py was)."""
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if rel.parts[0] in drop or "__pycache__" in rel.parts:
+            continue
+        out = dst / rel
+        if path.is_dir():
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".py":
+            py_compile.compile(
+                str(path),
+                cfile=str(out.with_suffix(".pyc")),
+                dfile=str(Path("/usr/lib") / rel),
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        elif path.suffix not in (".pyc", ".pyi", ".md") and path.name != "py.typed":
+            shutil.copy2(path, out)
+
+
+def _copy_lib(root: Path, name: str, dest: Path) -> None:
+    for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"):
+        src = root / d / name
+        if src.exists():
+            real = src.resolve()
+            out = dest / "lib/x86_64-linux-gnu" / name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(real, out)
+            return
+    raise FileNotFoundError(f"{name} not in the unpacked Debian packages")
+
+
+def make_payload_tree(debroot: Path, repo: Path, tree: Path) -> None:
+    """Lay out the payload root in `tree` from the unpacked .debs and this repo."""
+    if tree.exists():
+        shutil.rmtree(tree)
+    (tree / "usr/bin").mkdir(parents=True)
+    shutil.copy2(debroot / "usr/bin/python3.11", tree / "usr/bin/python3.11")
+    (tree / "lib64").mkdir()
+    shutil.copy2(
+        (debroot / "lib64/ld-linux-x86-64.so.2").resolve(), tree / "lib64/ld-linux-x86-64.so.2"
+    )
+    for lib in LIBS:
+        _copy_lib(debroot, lib, tree)
+    stdlib_src = debroot / "usr/lib" / f"python{PYVER}"
+    stdlib = tree / "usr/lib" / f"python{PYVER}"
+    _compile_tree(stdlib_src, stdlib, STDLIB_DROP | {"lib-dynload"})
+    (stdlib / "lib-dynload").mkdir()
+    for so in sorted((stdlib_src / "lib-dynload").glob("*.so")):
+        if so.name.split(".")[0] in DYNLOAD_KEEP:
+            shutil.copy2(so, stdlib / "lib-dynload" / so.name)
+    app = tree / "usr/lib/ipva"
+    _compile_tree(repo / "appliance", app / "appliance")
+    for dep in PURE_DEPS:
+        spec = importlib.util.find_spec(dep)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"{dep} not installed on the build host: pip install {dep}")
+        _compile_tree(Path(next(iter(spec.submodule_search_locations))), app / dep)
+
+
+def set_tree_mtime(tree: Path, epoch: int) -> None:
+    for p in [tree, *tree.rglob("*")]:
+        os.utime(p, (epoch, epoch), follow_symlinks=False)
+
+
+def make_squashfs(tree: Path, out: Path, epoch: int, level: int = 15) -> None:
+    out.unlink(missing_ok=True)
+    set_tree_mtime(tree, epoch)
+    run(
+        ["mksquashfs", tree, out, "-noappend", "-quiet", "-no-progress", "-all-root",
+         "-comp", "zstd", "-Xcompression-level", str(level), "-b", "256K", "-no-xattrs"],
+        env={"SOURCE_DATE_EPOCH": str(epoch)},  # mksquashfs stamps mkfs and file times
+    )  # fmt: skip
