@@ -16,7 +16,7 @@ import logging
 import re
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -60,9 +60,12 @@ class Machine:
         disk_mode: Literal["overlay", "direct"] = "overlay",
         accel: str | None = None,
         http_port: int | None = None,
+        on_console: Sequence[Callable[[bytes], None]] = (),
     ) -> None:
-        """`disk_mode="overlay"` boots qcow2 overlays in `workdir` so the given disks stay
-        untouched (they persist across power cycles of this Machine); "direct" writes them."""
+        """`on_console` callbacks get the raw console bytes as they arrive (a terminal, a
+        transcript). `disk_mode="overlay"` boots qcow2 overlays in `workdir`, so the given
+        disks stay untouched (the overlays persist across power cycles of this Machine);
+        "direct" writes the disks themselves."""
         self.profile = profile
         self.source_disks = [Path(d) for d in disks]
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="ipva-vm-")
@@ -72,6 +75,7 @@ class Machine:
         self.disk_mode = disk_mode
         self.accel = accel
         self.http_port = http_port
+        self.on_console = list(on_console)
         self.console_log_path = self.workdir / "console.log"
         self.launcher: QemuLauncher | None = None
         self._past = ""  # console text of earlier power-ons
@@ -123,6 +127,7 @@ class Machine:
             accel=self.accel,
             http_port=self.http_port,
             console_log=self.console_log_path,
+            on_console=self.on_console,
         )
         self.launcher.launch()
         self.http_port = self.launcher.http_port

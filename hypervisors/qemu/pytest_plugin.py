@@ -1,0 +1,128 @@
+"""pytest plugin (entry point `ipva`): boot IPVA images under QEMU from tests.
+
+Fixtures:
+  ipva_dist     (session) the built `dist/`: `--ipva-dist`/`$IPVA_DIST` if given, else
+                `<rootdir>/dist`, rebuilt once per session with `ipva build` when
+                `dist/ipva.bin` is missing or older than any file under appliance/,
+                firmware/ or images/ (a simple mtime check; set IPVA_DIST to skip it).
+  ipva_machine  factory: `ipva_machine("vmware", nics=["rtl8139"], ram_mib=128)` → a started
+                Machine booting qcow2 overlays of dist/disks (dist stays pristine). Profile
+                fields and Machine options (prompt, fatal, disk_mode, accel, disks, start)
+                are keyword arguments. Every machine is stopped at teardown.
+Tests using them are marked `vm`. On failure each machine's console tail is added to the
+report, with the path of the full console log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hypervisors.qemu.machine import Machine
+from hypervisors.qemu.profiles import Profile, dist_disks, get_profile
+
+SOURCE_DIRS = ("appliance", "firmware", "images")
+REPORT_TAIL_LINES = 200
+_PROFILE_FIELDS = {f.name for f in dataclasses.fields(Profile)}
+_MACHINES = pytest.StashKey[list[Machine]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--ipva-dist", default=None, help="a built dist/ to boot (default $IPVA_DIST, else build)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if {"ipva_machine", "ipva_dist"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.vm)
+
+
+def _newest_source(root: Path) -> float:
+    newest = 0.0
+    for name in SOURCE_DIRS:
+        for path in (root / name).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def build_dist(root: Path) -> Path:
+    """Run `ipva build` in `root` unless dist/ipva.bin is newer than the sources.
+
+    A lock file serialises concurrent sessions (pytest-xdist workers)."""
+    dist = root / "dist"
+    dist.mkdir(exist_ok=True)
+    with (dist / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        firmware = dist / "ipva.bin"
+        if not firmware.exists() or firmware.stat().st_mtime < _newest_source(root):
+            subprocess.run(
+                [sys.executable, "-m", "tools.cli", "build"],
+                cwd=root,
+                check=True,
+                stdin=subprocess.DEVNULL,
+            )
+    return dist
+
+
+@pytest.fixture(scope="session")
+def ipva_dist(request: pytest.FixtureRequest) -> Path:
+    given = request.config.getoption("--ipva-dist") or os.environ.get("IPVA_DIST")
+    dist = Path(given) if given else build_dist(Path(request.config.rootpath))
+    missing = [str(d) for d in dist_disks(dist) if not d.exists()]
+    if missing:
+        pytest.fail(f"ipva_dist: {dist} lacks {', '.join(missing)}", pytrace=False)
+    return dist
+
+
+@pytest.fixture
+def ipva_machine(
+    request: pytest.FixtureRequest, ipva_dist: Path, tmp_path: Path
+) -> Iterator[Callable[..., Machine]]:
+    machines: list[Machine] = []
+    request.node.stash[_MACHINES] = machines
+
+    def factory(profile: str = "vmware", *, start: bool = True, **options: Any) -> Machine:
+        overrides = {k: options.pop(k) for k in list(options) if k in _PROFILE_FIELDS}
+        disks = options.pop("disks", None) or dist_disks(ipva_dist)
+        machine = Machine(
+            get_profile(profile, **overrides),
+            disks,
+            tmp_path / f"vm{len(machines)}-{profile}",
+            **options,
+        )
+        machines.append(machine)
+        if start:
+            machine.start()
+        return machine
+
+    yield factory
+    for machine in machines:
+        machine.cleanup()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    for index, machine in enumerate(item.stash.get(_MACHINES, [])):
+        tail = "\n".join(machine.last_lines(REPORT_TAIL_LINES))
+        report.sections.append(
+            (
+                f"ipva console vm{index} ({machine.profile.name}; "
+                f"full log {machine.console_log_path})",
+                tail or "(no console output)",
+            )
+        )

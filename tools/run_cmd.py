@@ -1,0 +1,162 @@
+"""`ipva run`: boot dist/ under QEMU with a hypervisor profile and attach to its console.
+
+  ipva run                 console on this terminal (raw mode); Ctrl-] powers off and leaves
+  ipva run --headless      console commands from stdin, one per line: waits for the prompt,
+                           sends each, prints the whole transcript, powers off at EOF
+  ipva run --hosted        the runtime on image files, no VM (appliance.hosted)
+
+The VM boots qcow2 overlays of dist/disks, so dist/ stays as built; `--persist` writes to the
+disks themselves (config survives between runs).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import tempfile
+import termios
+import tty
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from hypervisors.qemu.errors import QemuError
+from hypervisors.qemu.machine import Machine
+from hypervisors.qemu.profiles import PROFILES, dist_disks, get_profile
+from hypervisors.qemu.timeouts import BOOT_TIMEOUT
+
+ESCAPE = b"\x1d"  # Ctrl-], as telnet and virsh console use
+
+
+@click.command("run")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="vmware",
+    show_default=True,
+    help="Virtual hardware of this hypervisor.",
+)
+@click.option(
+    "--dist",
+    "dist",
+    type=click.Path(path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Built output to boot.",
+)
+@click.option(
+    "--headless", is_flag=True, help="Read console commands from stdin; print the transcript."
+)
+@click.option("--hosted", is_flag=True, help="Run the runtime on image files, without a VM.")
+@click.option(
+    "--dir",
+    "hosted_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="State directory for --hosted (default DIST/hosted).",
+)
+@click.option("--persist", is_flag=True, help="Write to DIST/disks instead of overlays.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=BOOT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the prompt (boot, and each command).",
+)
+def run(
+    profile: str,
+    dist: Path,
+    headless: bool,
+    hosted: bool,
+    hosted_dir: Path | None,
+    persist: bool,
+    timeout: float,
+) -> None:
+    """Boot the appliance and attach to its serial console."""
+    if hosted:
+        from appliance.hosted import run_hosted  # lazily: the VM paths do not need it
+
+        result = run_hosted(
+            Path(hosted_dir or dist / "hosted"), sys.stdin.buffer, sys.stdout.buffer
+        )
+        sys.exit(result if isinstance(result, int) else 0)
+    disks = dist_disks(dist)
+    missing = [str(d) for d in disks if not d.exists()]
+    if missing:
+        raise click.ClickException(f"no built disks ({', '.join(missing)}); run `ipva build`")
+    with tempfile.TemporaryDirectory(prefix="ipva-run-") as workdir:
+        if headless:
+            run_headless(profile, disks, Path(workdir), persist, timeout)
+        else:
+            run_interactive(profile, disks, Path(workdir), persist)
+
+
+def _machine(
+    profile: str, disks: list[Path], workdir: Path, persist: bool, sink: Callable[[bytes], None]
+) -> Machine:
+    return Machine(
+        get_profile(profile),
+        disks,
+        workdir,
+        disk_mode="direct" if persist else "overlay",
+        on_console=[sink],
+    )
+
+
+def run_headless(
+    profile: str, disks: list[Path], workdir: Path, persist: bool, timeout: float
+) -> None:
+    out = sys.stdout.buffer
+
+    def transcript(data: bytes) -> None:
+        out.write(data.replace(b"\r", b""))
+        out.flush()
+
+    with _machine(profile, disks, workdir, persist, transcript) as box:
+        try:
+            box.start()
+            box.wait_for_prompt(timeout)
+            for line in sys.stdin:
+                box.send_line(line.rstrip("\r\n"))
+                box.wait_for_prompt(timeout)
+            box.shutdown()
+        except QemuError as exc:
+            out.write(b"\n")
+            out.flush()
+            raise click.ClickException(f"the box did not reach its prompt: {exc}") from exc
+
+
+def run_interactive(profile: str, disks: list[Path], workdir: Path, persist: bool) -> None:
+    if not sys.stdin.isatty():
+        raise click.UsageError("stdin is not a terminal; use --headless for scripts")
+    out = sys.stdout.buffer
+
+    def terminal(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    fd = sys.stdin.fileno()
+    with _machine(profile, disks, workdir, persist, terminal) as box:
+        box.start()
+        accel = box.launcher.argv[box.launcher.argv.index("-accel") + 1] if box.launcher else "?"
+        click.echo(f"[ipva: {profile} profile, {accel}; Ctrl-] powers off and leaves]\r", err=True)
+        saved = termios.tcgetattr(fd)
+        try:
+            tty.setraw(fd)
+            while box.is_running():
+                ready, _, _ = select.select([fd], [], [], 0.5)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 1024)
+                if not chunk:
+                    break
+                head, escape, _ = chunk.partition(ESCAPE)
+                if head:
+                    box.send_bytes(head)
+                if escape:
+                    break
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        click.echo("\n[ipva: powering off]", err=True)
