@@ -428,7 +428,7 @@ def read_descriptor(path: Path) -> dict[str, str]:
         return parse_descriptor(fh.read(hdr["descriptor_size"] * SECTOR))
 
 
-_CID_RE = re.compile(rb"^CID=[0-9a-fA-F]{8}$", re.MULTILINE)
+_CID_RE = re.compile(rb"^CID=[0-9a-fA-F]{1,8}$", re.MULTILINE)
 
 
 def set_descriptor_cid(path: Path, cid: int) -> None:
@@ -442,5 +442,9 @@ def set_descriptor_cid(path: Path, cid: int) -> None:
         new, n = _CID_RE.subn(f"CID={cid:08x}".encode(), text, count=1)
         if n != 1:
             raise VmdkError(f"{path}: descriptor has no CID line")
+        # qemu-img writes the CID unpadded: keep the descriptor area's size exactly
+        if any(new[len(text) :]) or len(new) < len(text) and new[-1]:
+            raise VmdkError(f"{path}: descriptor area too full to rewrite the CID")
+        new = new[: len(text)] + b"\0" * (len(text) - len(new))
         fh.seek(hdr["descriptor_offset"] * SECTOR)
         fh.write(new)
