@@ -1,13 +1,14 @@
 """Console grammar: splitting a line into words, and `config change|add|rem …` into an Op.
 
-`config change <MODULE> [<SUB>] /<arg> [<value>] …` as on the box. Values with spaces or a
-leading slash are written in double quotes (`\\"` and `\\\\` escape inside quotes); `config show`
+`config change <MODULE> [<SUB>] /<arg> [<value>] …` as on the box. Values with blanks are
+written in double quotes (`\\"` and `\\\\` escape inside quotes); `config show`
 quotes exactly those, so its output always parses back.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_TOKEN = 256  # longer words are refused (with the word named) before anything is parsed
@@ -104,7 +105,7 @@ _NEEDS_QUOTES = re.compile(r'[\s"\\]')
 
 def quote(value: str) -> str:
     """The inverse of split_words for one value."""
-    if value == "" or value.startswith("/") or _NEEDS_QUOTES.search(value):
+    if value == "" or _NEEDS_QUOTES.search(value):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return value
 
@@ -122,7 +123,7 @@ class Op:
     verb: str  # change | add | rem
     module: str
     sub: str | None
-    args: tuple[ArgWord, ...] = field(default_factory=tuple)
+    words: tuple[Word, ...] = field(default_factory=tuple)  # the /arg [value] words
 
 
 def parse_op(verb: str, words: list[Word]) -> Op:
@@ -141,22 +142,28 @@ def parse_op(verb: str, words: list[Word]) -> Op:
     if rest and not rest[0].is_arg:
         sub = rest[0].text
         rest = rest[1:]
+    return Op(verb, module.text, sub, tuple(rest))
+
+
+def pair_args(words: tuple[Word, ...], takes_value: Callable[[str], bool]) -> list[ArgWord]:
+    """Pair `/arg value` words. An argument that takes a value always takes the next word
+    (so `/path /log` works unquoted); a flag takes it only if it is not an argument."""
     args: list[ArgWord] = []
     i = 0
-    while i < len(rest):
-        w = rest[i]
+    while i < len(words):
+        w = words[i]
         if not w.is_arg:
             raise GrammarError(
-                f"expected /<arg>, got {show_token(w.text)}: values with blanks or a "
-                'leading slash go in double quotes ("like this")'
+                f"expected /<arg>, got {show_token(w.text)}: "
+                'values with blanks go in double quotes ("like this")'
             )
         name = w.text[1:]
         if not name:
             raise GrammarError("'/' without an argument name")
         value = None
-        if i + 1 < len(rest) and not rest[i + 1].is_arg:
-            value = rest[i + 1].text
+        if i + 1 < len(words) and (takes_value(name) or not words[i + 1].is_arg):
+            value = words[i + 1].text
             i += 1
         args.append(ArgWord(name, value))
         i += 1
-    return Op(verb, module.text, sub, tuple(args))
+    return args

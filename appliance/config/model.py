@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.config import modules as _builtin_modules  # noqa: F401  (declares the modules)
-from appliance.config.grammar import GrammarError, Op, quote, show_token
+from appliance.config.grammar import GrammarError, Op, pair_args, quote, show_token
 from appliance.config.schema import MODULES, Arg, Module, Sub, ordered_modules
 from appliance.config.types import BadValueError, Flag
 
@@ -186,7 +186,13 @@ def apply_op(config: Config, op: Op) -> tuple[Config, str]:
     by_name = {a.name: a for a in decls}
     seen: set[str] = set()
     parsed: dict[str, Any] = {}
-    for aw in op.args:
+
+    def takes_value(name: str) -> bool:
+        decl = by_name.get(name.lower())
+        return op.verb != "rem" and (decl is None or not isinstance(decl.type, Flag))
+
+    pairs = pair_args(op.words, takes_value)
+    for aw in pairs:
         decl = by_name.get(aw.name.lower())
         if decl is None:
             raise ConfigError(
@@ -220,11 +226,11 @@ def apply_op(config: Config, op: Op) -> tuple[Config, str]:
     if op.verb == "rem":
         if dynamic and not exists:
             raise ConfigError(f"{label} does not exist (config show lists what does)")
-        if not op.args:  # a numbered object goes; any other returns to its defaults
+        if not pairs:  # a numbered object goes; any other returns to its defaults
             return config.with_object(key, None), ""
         values = {k: v for k, v in config.objects.get(key, {}).items() if k not in seen}
     else:
-        if not op.args and not dynamic:
+        if not pairs and not dynamic:
             raise ConfigError(
                 f"nothing to change: config {op.verb} {label} /<arg> <value> "
                 f"(arguments: {_arg_list(decls)})"
