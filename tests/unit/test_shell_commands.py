@@ -1,0 +1,272 @@
+"""The interpreter on a box with in-memory disks: commands, refusals, persistence rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from appliance import modcmd
+from appliance.box import Box, read_crash_record
+from appliance.hal.block import MemoryBlockDevice
+from appliance.hal.platform import DiskRole
+from appliance.shell.interpreter import Shell
+
+
+class MemVars:
+    """In-memory stand-in for FLASHMAN's VARS (commit is all-or-nothing, counted)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.commits = 0
+        self.fail: Exception | None = None
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def keys(self) -> list[str]:
+        return list(self.data)
+
+    def items(self) -> list[tuple[str, bytes]]:
+        return list(self.data.items())
+
+    def commit(self, changes: Mapping[str, bytes | None]) -> None:
+        if self.fail:
+            raise self.fail
+        new = dict(self.data)
+        for k, v in changes.items():
+            if v is None:
+                new.pop(k, None)
+            else:
+                new[k] = v
+        self.data = new
+        self.commits += 1
+
+
+class MemFlash:
+    def __init__(self) -> None:
+        self.vars = MemVars()
+
+
+class FakePlatform:
+    name = "test"
+
+    def cpu_brand(self) -> str:
+        return "Test CPU"
+
+    def memory_bytes(self) -> int:
+        return 64946176
+
+
+def make_box(flash: Any = "new") -> Box:
+    disks = {role: MemoryBlockDevice(1 << 16) for role in DiskRole}
+    box = Box(FakePlatform(), disks, MemFlash() if flash == "new" else flash, lambda *a: None)  # type: ignore[arg-type]
+    box.load_saved()
+    return box
+
+
+def restart(box: Box) -> Box:
+    """What the runtime does on reset: a new box on the same disks and flash."""
+    new = Box(box.platform, box.disks, box.flash, lambda *a: None)
+    new.load_saved()
+    return new
+
+
+SEED = [
+    "config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0",
+    "config change IP0 RT0 /gateway 192.168.0.1",
+    "config change DHCP0 /mode off",
+]
+
+
+def test_seed_sequence_then_reset_keeps_what_was_written() -> None:
+    box = make_box()
+    sh = Shell(box)
+    for line in SEED:
+        assert sh.execute(line) == ""
+    assert sh.execute("config write") == "config written to flash (3 objects)"
+    assert box.flash.vars.commits == 1  # one atomic commit
+    assert sorted(box.flash.vars.keys()) == ["CFG:DHCP0", "CFG:IP0.ETH0", "CFG:IP0.RT0"]
+    assert sh.execute("reset").startswith("reset: restarting with the saved configuration")
+    assert box.restart_request == "reset"
+    after = restart(box)
+    assert Shell(after).execute("config show").splitlines() == SEED
+
+
+def test_unwritten_changes_are_lost_written_ones_stay() -> None:
+    box = make_box()
+    sh = Shell(box)
+    sh.execute("config change DHCP0 /mode off")
+    sh.execute("config write")
+    sh.execute("config change SYS0 /name lost")
+    sh.execute("config rem DHCP0")
+    assert "(2 unwritten changes discarded)" in sh.execute("reset")
+    assert Shell(restart(box)).execute("config show") == "config change DHCP0 /mode off"
+
+
+def test_config_write_deletes_keys_of_removed_objects() -> None:
+    box = make_box()
+    sh = Shell(box)
+    sh.execute("config change IP0 RT0 /gateway 1.1.1.1")
+    sh.execute("config write")
+    sh.execute("config rem IP0 RT0")
+    sh.execute("config write")
+    assert box.flash.vars.keys() == []
+
+
+def test_write_failure_keeps_the_saved_config() -> None:
+    box = make_box()
+    sh = Shell(box)
+    sh.execute("config change DHCP0 /mode off")
+    sh.execute("config write")
+    box.flash.vars.fail = OSError("flash full")
+    sh.execute("config change DHCP0 /mode client")
+    out = sh.execute("config write")
+    assert out == "error: config write failed, saved config unchanged: flash full"
+    assert box.saved.lines() == ["config change DHCP0 /mode off"]
+
+
+def test_write_without_flash_says_what_to_do() -> None:
+    sh = Shell(make_box(flash=None))
+    assert sh.execute("config write").startswith("error: no flash: the flash disk (IDE 1:0)")
+
+
+def test_show_changed_active_saved() -> None:
+    sh = Shell(make_box())
+    sh.execute("config change SYS0 /name a1")
+    assert sh.execute("config show") == "config change SYS0 /name a1"
+    assert sh.execute("config show active") == ""
+    assert sh.execute("config show saved") == ""
+    assert sh.execute("config activate") == "activated: SYS0 /name"
+    assert sh.prompt == "a1> "
+    assert sh.execute("config activate") == "nothing to activate"
+    assert sh.execute("config show bogus").startswith("error: config show takes changed")
+
+
+def test_bang_prefix_help_and_version() -> None:
+    sh = Shell(make_box())
+    assert sh.execute("!version") == sh.execute("version")
+    assert sh.execute("version").startswith("16r1sr1 IPVA[")
+    assert "Avoid it" in sh.execute("help") and "reset" in sh.execute("?")
+    assert "saved     config write" in sh.execute("help config")
+    assert "/gateway" in sh.execute("help IP0")
+    assert "mod cmd CFG0 backup" in sh.execute("help mod")
+    assert sh.execute("!") == "" and sh.execute("   ") == ""
+
+
+def test_reboot_leaves_a_crash_record() -> None:
+    box = make_box()
+    out = Shell(box).execute("!reboot")
+    assert "forced watchdog trap" in out and "use reset" in out
+    assert box.restart_request == "reboot"
+    record = read_crash_record(box.disks[DiskRole.DUMP])
+    assert record is not None and record.reason == "watchdog trap (reboot command)"
+    assert not record.reported
+
+
+def test_crash_record_detects_damage() -> None:
+    box = make_box()
+    Shell(box).execute("reboot")
+    dump = box.disks[DiskRole.DUMP]
+    dump.write(20, b"\xff")
+    assert read_crash_record(dump) is None
+    assert read_crash_record(MemoryBlockDevice(4096)) is None
+
+
+@pytest.fixture
+def echo_cmd() -> Any:
+    @modcmd.register("TEST0", "echo", "echo args")
+    def echo(box: Any, args: list[str]) -> str:
+        if args == ["fail"]:
+            raise modcmd.ModCmdError("refused: say something else")
+        if args == ["crash"]:
+            raise RuntimeError("boom")
+        return " ".join(args)
+
+    yield
+    modcmd._COMMANDS.pop(("TEST0", "echo"))
+
+
+def test_mod_cmd_dispatch_and_errors(echo_cmd: Any) -> None:
+    sh = Shell(make_box())
+    assert sh.execute("mod cmd TEST0 echo a b") == "a b"
+    assert sh.execute("!mod cmd test0 ECHO x") == "x"
+    assert sh.execute("mod cmd TEST0 echo fail") == "error: refused: say something else"
+    assert sh.execute("mod cmd TEST0 echo crash") == (
+        "error: mod cmd TEST0 echo failed: RuntimeError: boom"
+    )
+    assert sh.execute("mod cmd TEST0 nope").startswith(
+        "error: TEST0 has no command 'nope': its commands are echo"
+    )
+    assert sh.execute("mod cmd NOPE0 x").startswith("error: no module 'NOPE0' has commands: try ")
+    assert sh.execute("mod cmd TEST0") == "error: TEST0 commands: echo"
+    assert sh.execute("mod cmd").startswith("error: mod cmd needs a module")
+    assert sh.execute("mod foo").startswith("error: usage: mod cmd <MODULE> <cmd>")
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("frobnicate", "error: unknown command 'frobnicate': type help for the list"),
+        ('"config" show', "error: unknown command 'config'"),
+        ("config", "error: config needs a verb"),
+        ("config zap", "error: unknown config verb 'zap'"),
+        ("config write now", "error: config write takes no arguments, got 'now'"),
+        ("config activate x", "error: config activate takes no arguments"),
+        ("reset now", "error: reset takes no arguments, got 'now'"),
+        ("reboot x", "error: reboot takes no arguments"),
+        ("help zzz", "error: no help for 'zzz'"),
+        ("config change IP0 ETH0 /addr 300.1.1.1", "error: IP0 ETH0 /addr: not an IPv4 address"),
+        ("ver\x00sion", "error: non-text character '\\x00' in 'ver\\x00sion'"),
+        ("config \udcff", "error: non-text character '\\xff'"),
+        ("mod cmd CFG0 factory-reset", "error: this erases the saved configuration: confirm"),
+    ],
+)
+def test_every_refusal_is_one_error_line(line: str, message: str) -> None:
+    box = make_box()
+    out = Shell(box).execute(line)
+    assert out.startswith(message)
+    assert "\n" not in out
+    assert box.running == box.saved and box.restart_request is None
+
+
+def test_overlong_refusal_names_the_start() -> None:
+    out = Shell(make_box()).refuse_overlong("config change " + "x" * 2000)
+    assert out.startswith("error: input too long") and "'config change xxxxxxxxxx…'" in out
+
+
+def test_internal_errors_do_not_escape(monkeypatch: pytest.MonkeyPatch) -> None:
+    box = make_box()
+    monkeypatch.setattr(box, "activate", lambda: 1 / 0)
+    out = Shell(box).execute("config activate")
+    assert out.startswith("error: internal error ZeroDivisionError")
+
+
+def test_backup_factory_reset_restore() -> None:
+    box = make_box()
+    sh = Shell(box)
+    for line in [*SEED, "config change LOG0 /type syslog /addr 10.0.0.5 /class 3"]:
+        sh.execute(line)
+    sh.execute("config write")
+    shown = sh.execute("config show")
+    backup = sh.execute("mod cmd CFG0 backup") + "\n"
+    assert sh.execute("mod cmd CFG0 factory-reset yes").startswith("saved configuration erased")
+    assert Shell(restart(box)).execute("config show") == ""
+    box.restore_text(backup)
+    assert Shell(restart(box)).execute("config show") == shown
+
+
+def test_restore_of_a_bad_file_changes_nothing() -> None:
+    from appliance.config import RestoreError
+
+    box = make_box()
+    sh = Shell(box)
+    sh.execute("config change DHCP0 /mode off")
+    sh.execute("config write")
+    commits = box.flash.vars.commits
+    bad = "vars check - # 16r1sr1 IPVA[1], Bootcode[1], HW[x]\nconfig change SYS0 /name ok\nbad\n"
+    with pytest.raises(RestoreError, match="^line 3: not a config line"):
+        box.restore_text(bad)
+    assert box.flash.vars.commits == commits
+    assert Shell(restart(box)).execute("config show") == "config change DHCP0 /mode off"
