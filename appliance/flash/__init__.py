@@ -1,0 +1,51 @@
+"""The flash disk: FLASHMAN0 (segments) with VARS (config) and FLASHDIR0 (objects) on top.
+
+`mount_flash()` is what the boot sequence calls; the module commands register on import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.flash import commands as _commands  # noqa: F401 - registers mod cmds
+from appliance.flash.flashdir import FlashDir, FlashDirError
+from appliance.flash.flashman import (
+    FlashError,
+    FlashFullError,
+    FlashMan,
+    Trace,
+    WrongDiskError,
+    plan_limits,
+)
+from appliance.flash.vars import Vars
+from appliance.hal.block import BlockDevice
+
+__all__ = [
+    "Flash",
+    "FlashDir",
+    "FlashDirError",
+    "FlashError",
+    "FlashFullError",
+    "FlashMan",
+    "Vars",
+    "WrongDiskError",
+    "mount_flash",
+    "plan_limits",
+]
+
+
+@dataclass
+class Flash:
+    flashman: FlashMan
+    vars: Vars
+    flashdir: FlashDir
+
+
+def mount_flash(dev: BlockDevice, *, ram_bytes: int, trace: Trace, readonly: bool = False) -> Flash:
+    """Mount the flash disk: format it if blank, else rebuild the state by scanning.
+
+    Raises WrongDiskError for a disk that is neither blank nor ours. Damage found while
+    scanning does not fail the mount; it is reported through `trace`.
+    """
+    fm = FlashMan(dev, ram_bytes=ram_bytes, trace=trace, readonly=readonly)
+    return Flash(fm, Vars(fm), FlashDir(fm, trace))
