@@ -1,0 +1,60 @@
+"""Boot each package from the files inside it, under the virtual hardware of its target:
+VMware (IDE + pcnet + vmport) from the OVA's streamOptimized VMDKs; Proxmox
+(virtio-scsi-single + virtio-net) from its qcow2; Hyper-V (IDE + tulip) from the zip's VHDX;
+libvirt (IDE + pcnet) from its qcow2. Each must reach the shell prompt."""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from firmware.settings import BuildSettings
+from hypervisors.registry import get_target
+
+ROLES = ("boot", "cf", "flash", "dump")
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def packages(ipva_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All four packages made from the built raw disks, in a scratch dist."""
+    out = tmp_path_factory.mktemp("packages")
+    disks = {r: ipva_dist / "disks" / f"{r}.img" for r in ROLES}
+    settings = BuildSettings(out_dir=out)
+    for target in ("vmware", "proxmox", "hyperv", "libvirt"):
+        get_target(target).make(settings, disks)
+    return out
+
+
+def _from_ova(packages: Path, dest: Path) -> list[Path]:
+    with tarfile.open(packages / "ipva.ova") as tar:
+        tar.extractall(dest, filter="data")
+    return [dest / f"hd-{r}.vmdk" for r in ROLES]
+
+
+def _from_hyperv_zip(packages: Path, dest: Path) -> list[Path]:
+    with zipfile.ZipFile(packages / "ipva-hyperv.zip") as zf:
+        zf.extractall(dest)
+    return [dest / f"hd-{r}.vhdx" for r in ROLES]
+
+
+DISKS: dict[str, Callable[[Path, Path], list[Path]]] = {
+    "vmware": _from_ova,
+    "proxmox": lambda p, _d: [p / "proxmox" / f"hd-{r}.qcow2" for r in ROLES],
+    "hyperv": _from_hyperv_zip,
+    "libvirt": lambda p, _d: [p / "libvirt" / f"hd-{r}.qcow2" for r in ROLES],
+}
+
+
+@pytest.mark.parametrize("profile", list(DISKS))
+def test_package_boots(
+    packages: Path, ipva_machine: Callable[..., object], tmp_path: Path, profile: str
+) -> None:
+    disks = DISKS[profile](packages, tmp_path)
+    assert all(d.is_file() for d in disks)
+    machine = ipva_machine(profile, disks=disks)
+    machine.wait_for_prompt()  # type: ignore[attr-defined]
