@@ -65,6 +65,7 @@ from appliance.flash.format import (
     FLAG_LAST,
     FLAG_MARK,
     HEADER_AREA,
+    HEADER_SIZE,
     MAX_PAYLOAD,
     OWNER_FREE,
     OWNER_LDAP,
@@ -182,6 +183,7 @@ class FlashMan:
         self.bytes_written = 0
         self.writes = 0
         self.flushes = 0
+        self.compactions = 0
         self.damage: list[str] = []
         self.owners = {OWNER_VARS: Owner(OWNER_VARS), OWNER_LDAP: Owner(OWNER_LDAP)}
         self.segments: list[Segment] = []
@@ -243,6 +245,8 @@ class FlashMan:
         for seg in self.segments:
             h = parsed[seg.index]
             if h is not None:
+                if raw[seg.index][:HEADER_SIZE] != raw[seg.index][HEADER_SIZE:]:
+                    self._report(f"flashman: segment {seg.index}: one header copy damaged")
                 seg.erase_count = h.erase_count
                 if h.epoch == self.epoch and h.owner in self.owners:
                     seg.owner, seg.seq = h.owner, h.seq
@@ -460,6 +464,7 @@ class FlashMan:
         """Compact the owner's oldest segment: copy its live records to the head, then the
         commit (base past the old segment) frees it."""
         victim = o.segs[0]
+        self.compactions += 1
         entries = [(0, k, o.values[k]) for k in sorted(victim.keys)]
         self._append_txn(o, entries, base=victim.seq + 1, avoid=victim)
 
