@@ -22,7 +22,7 @@ STDLIB_DROP = {
     "pydoc_data", "sqlite3", "curses", "dbm", "venv", "unittest", "multiprocessing",
     "asyncio", "xmlrpc", "wsgiref", "tomllib", "concurrent", "__phello__", "site-packages",
     "dist-packages", "config-3.11-x86_64-linux-gnu", "pydoc.py", "turtle.py", "doctest.py",
-    "pdb.py", "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "smtpd.py", "ftplib.py",
+    "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "smtpd.py", "ftplib.py",
     "poplib.py", "telnetlib.py", "_pydecimal.py", "decimal.py", "antigravity.py", "this.py",
     "__hello__.py", "cgi.py", "cgitb.py", "aifc.py", "sunau.py", "wave.py", "chunk.py",
     "sndhdr.py", "audioop.py", "imghdr.py", "mailcap.py", "tabnanny.py", "pipes.py",
@@ -35,7 +35,7 @@ LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8")
 PURE_DEPS = ("construct",)  # third-party packages the runtime imports in the guest
 
 
-def _compile_tree(src: Path, dst: Path, drop: set[str] = frozenset()) -> None:
+def _compile_tree(src: Path, dst: Path, guest_dir: str, drop: set[str] = frozenset()) -> None:
     """Copy a Python tree as sourceless .pyc files (legacy layout, next to where .py was)."""
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
@@ -49,7 +49,7 @@ def _compile_tree(src: Path, dst: Path, drop: set[str] = frozenset()) -> None:
             py_compile.compile(
                 str(path),
                 cfile=str(out.with_suffix(".pyc")),
-                dfile=str(Path("/usr/lib") / rel),
+                dfile=f"{guest_dir}/{rel}",  # the path tracebacks show in the guest
                 doraise=True,
                 invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
             )
@@ -83,18 +83,19 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path) -> None:
         _copy_lib(debroot, lib, tree)
     stdlib_src = debroot / "usr/lib" / f"python{PYVER}"
     stdlib = tree / "usr/lib" / f"python{PYVER}"
-    _compile_tree(stdlib_src, stdlib, STDLIB_DROP | {"lib-dynload"})
+    _compile_tree(stdlib_src, stdlib, f"/usr/lib/python{PYVER}", STDLIB_DROP | {"lib-dynload"})
     (stdlib / "lib-dynload").mkdir()
     for so in sorted((stdlib_src / "lib-dynload").glob("*.so")):
         if so.name.split(".")[0] in DYNLOAD_KEEP:
             shutil.copy2(so, stdlib / "lib-dynload" / so.name)
     app = tree / "usr/lib/ipva"
-    _compile_tree(repo / "appliance", app / "appliance")
+    _compile_tree(repo / "appliance", app / "appliance", "/usr/lib/ipva/appliance")
     for dep in PURE_DEPS:
         spec = importlib.util.find_spec(dep)
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(f"{dep} not installed on the build host: pip install {dep}")
-        _compile_tree(Path(next(iter(spec.submodule_search_locations))), app / dep)
+        src = Path(next(iter(spec.submodule_search_locations)))
+        _compile_tree(src, app / dep, f"/usr/lib/ipva/{dep}")
 
 
 def set_tree_mtime(tree: Path, epoch: int) -> None:

@@ -41,12 +41,17 @@ def main(verbose: bool) -> None:
 
 def _add_commands() -> None:
     # one line per command module; each module defines a click command or group
-    from tools import fw_cmd
+    from tools import build_cmd, fw_cmd
+
+    main.add_command(build_cmd.build_command)
 
     main.add_command(fw_cmd.fw)
     from tools import inspect_cmd
 
     main.add_command(inspect_cmd.inspect)
+    from tools import run_cmd
+
+    main.add_command(run_cmd.run)
 
 
 _add_commands()

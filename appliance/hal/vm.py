@@ -19,6 +19,7 @@ from appliance.hal.platform import (
     _cpuinfo_field,
     _memtotal_bytes,
 )
+from appliance.services.network import Network
 
 SERIAL_CONSOLE = "/dev/ttyS0"
 VGA_CONSOLE = "/dev/tty1"
@@ -33,10 +34,7 @@ class TtyConsole:
     def __init__(self, path: str) -> None:
         self.name = Path(path).name
         self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-        tty.setraw(self._fd)
-        attrs = termios.tcgetattr(self._fd)
-        attrs[1] |= termios.OPOST | termios.ONLCR  # "\n" out becomes "\r\n"
-        termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
+        tty.setraw(self._fd, termios.TCSANOW)
 
     def read(self, n: int = 1) -> bytes:
         return os.read(self._fd, n)
@@ -51,6 +49,10 @@ class TtyConsole:
 class VmPlatform:
     name: str = "vm"
     positions: dict[DiskRole, DiskPosition] = field(default_factory=dict)
+    network: Network = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.network = Network(self)
 
     def cpu_brand(self) -> str:
         return _cpuinfo_field("model name")

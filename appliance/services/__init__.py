@@ -1,0 +1,1 @@
+"""Services of the running box: network addressing, and later HTTP admin, logging, dumps."""
