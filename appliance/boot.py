@@ -61,8 +61,8 @@ def mount_flash_disk(
         return mount(
             disks[DiskRole.FLASH], platform.memory_bytes(), lambda s: trace(s, TRACE_FLASH)
         )
-    except ImportError:
-        trace("flash: FLASHMAN is not part of this build; config write is off")
+    except ImportError as e:
+        trace(f"flash: FLASHMAN could not be loaded ({e}); config write is off")
     except Exception as e:  # FlashError, WrongDiskError …: say it, boot on without flash
         trace(f"flash: {e}; config write is off until the flash disk is fixed")
     return None
@@ -190,7 +190,13 @@ def run(
 
 def main() -> int:
     """Entry point in the guest (`IPVA_PLATFORM=vm`) and for `python -m appliance`."""
-    return run(detect_platform())
+    platform = detect_platform()
+    if platform.name == "hosted":  # terminal handling (raw mode, transcript) lives there
+        from appliance.hosted import run_hosted
+
+        directory = platform.directory  # type: ignore[attr-defined]
+        return run_hosted(directory, sys.stdin.buffer, sys.stdout.buffer)
+    return run(platform)
 
 
 if __name__ == "__main__":

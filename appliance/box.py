@@ -112,6 +112,16 @@ def read_crash_record(dev: BlockDevice) -> CrashInfo | None:
 # ---------------------------------------------------------------------------------------
 
 
+def check_flashdir_line(line: str) -> str | None:
+    """What is wrong with a backup's `mod cmd FLASHDIR0 add-item <id> <attrs>` line."""
+    words = line.split(" ", 5)
+    if len(words) < 6 or [w.lower() for w in words[2:4]] != ["flashdir0", "add-item"]:
+        return "only mod cmd FLASHDIR0 add-item <id> <attrs> lines belong in a backup"
+    if not words[4].isdigit() or int(words[4]) > 0xFFFFFFFF:
+        return f"bad FLASHDIR item id {words[4]!r}: a number 0..4294967295"
+    return None
+
+
 class Box:
     def __init__(
         self,
@@ -196,20 +206,29 @@ class Box:
         return BackupHeader(self.version, self.build, self.bootcode_build, self.hw)
 
     def backup_text(self) -> str:
-        """The saved config as the box's backup file (what a download gives)."""
-        return make_backup(self.saved, self.backup_header())
+        """The saved config as the box's backup file (what a download gives), followed by
+        the FLASHDIR items as `mod cmd FLASHDIR0 add-item` lines."""
+        items = self.flash.flashdir.backup_lines() if self.flash is not None else []
+        return make_backup(self.saved, self.backup_header(), items)
 
     def restore_text(self, text: str) -> Config:
         """Check a whole backup file, then store it as the saved config in one commit.
 
         Raises RestoreError (line number + reason) and changes nothing if any line is bad.
-        The running config follows at the next `reset`, as after an upload on the box.
+        FLASHDIR items are put after the config commit (another flash owner, so not in
+        the same transaction). The running config follows at the next `reset`, as after
+        an upload on the box.
         """
-        backup = parse_backup(text)
+        backup = parse_backup(text, check_extra=check_flashdir_line)
+        if backup.extra and self.flash is None:
+            raise RestoreError(1, "the file has FLASHDIR items but no flash is mounted")
         try:
             self._store(backup.config)
-        except BoxError as e:
-            raise RestoreError(1, str(e)) from e
+            for line in backup.extra:
+                _m, _c, _mod, _verb, item_id, attrs = line.split(" ", 5)
+                self.flash.flashdir.put(int(item_id), attrs)
+        except Exception as e:
+            raise RestoreError(1, f"restore failed while writing the flash: {e}") from e
         return backup.config
 
     def load_saved(self) -> None:

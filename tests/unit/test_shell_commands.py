@@ -2,51 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from appliance import modcmd
 from appliance.box import Box, read_crash_record
+from appliance.flash import FlashFullError, mount_flash
 from appliance.hal.block import MemoryBlockDevice
 from appliance.hal.platform import DiskRole
 from appliance.shell.interpreter import Shell
 
 
-class MemVars:
-    """In-memory stand-in for FLASHMAN's VARS (commit is all-or-nothing, counted)."""
+def counting(vars: Any) -> None:
+    """Count VARS commits: `config write` must be exactly one."""
+    real = vars.commit
 
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-        self.commits = 0
-        self.fail: Exception | None = None
+    def commit(changes: Any) -> None:
+        real(changes)
+        vars.commits += 1
 
-    def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def keys(self) -> list[str]:
-        return list(self.data)
-
-    def items(self) -> list[tuple[str, bytes]]:
-        return list(self.data.items())
-
-    def commit(self, changes: Mapping[str, bytes | None]) -> None:
-        if self.fail:
-            raise self.fail
-        new = dict(self.data)
-        for k, v in changes.items():
-            if v is None:
-                new.pop(k, None)
-            else:
-                new[k] = v
-        self.data = new
-        self.commits += 1
-
-
-class MemFlash:
-    def __init__(self) -> None:
-        self.vars = MemVars()
+    vars.commit = commit
 
 
 class FakePlatform:
@@ -61,14 +37,20 @@ class FakePlatform:
 
 def make_box(flash: Any = "new") -> Box:
     disks = {role: MemoryBlockDevice(1 << 16) for role in DiskRole}
-    box = Box(FakePlatform(), disks, MemFlash() if flash == "new" else flash, lambda *a: None)  # type: ignore[arg-type]
+    disks[DiskRole.FLASH] = MemoryBlockDevice(4 << 20)
+    if flash == "new":
+        flash = mount_flash(disks[DiskRole.FLASH], ram_bytes=64 << 20, trace=lambda s: None)
+        flash.vars.commits = 0  # counted by the tests, see counting()
+        counting(flash.vars)
+    box = Box(FakePlatform(), disks, flash, lambda *a: None)  # type: ignore[arg-type]
     box.load_saved()
     return box
 
 
 def restart(box: Box) -> Box:
-    """What the runtime does on reset: a new box on the same disks and flash."""
-    new = Box(box.platform, box.disks, box.flash, lambda *a: None)
+    """What the runtime does on reset: a new box on the same disks, flash mounted again."""
+    flash = mount_flash(box.disks[DiskRole.FLASH], ram_bytes=64 << 20, trace=lambda s: None)
+    new = Box(box.platform, box.disks, flash, lambda *a: None)
     new.load_saved()
     return new
 
@@ -120,7 +102,11 @@ def test_write_failure_keeps_the_saved_config() -> None:
     sh = Shell(box)
     sh.execute("config change DHCP0 /mode off")
     sh.execute("config write")
-    box.flash.vars.fail = OSError("flash full")
+
+    def full(changes: Any) -> None:
+        raise FlashFullError("flash full")
+
+    box.flash.vars.commit = full
     sh.execute("config change DHCP0 /mode client")
     out = sh.execute("config write")
     assert out == "error: config write failed, saved config unchanged: flash full"
