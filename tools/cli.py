@@ -52,6 +52,9 @@ def _add_commands() -> None:
     from tools import run_cmd
 
     main.add_command(run_cmd.run)
+    from tools import flash_cmd
+
+    main.add_command(flash_cmd.flash)
 
 
 _add_commands()
