@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from flashdev import MODES, CutDevice, PowerCut, formatted_image, memdev, mount, state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from flashdev import MODES, CutDevice, PowerCut, formatted_image, memdev, mount, state
 
 from appliance.flash import FlashFullError
 
