@@ -25,6 +25,7 @@ TOOL_PACKAGES = {
     "mcopy": "mtools",
     "mmd": "mtools",
     "mdel": "mtools",
+    "mtype": "mtools",
     "syslinux": "syslinux",
     "mksquashfs": "squashfs-tools",
     "unsquashfs": "squashfs-tools",

@@ -75,3 +75,26 @@ def make_blank_disk(out: Path, size_bytes: int) -> Path:
     with open(out, "wb") as f:
         f.truncate(size_bytes)
     return out
+
+
+def _fat(disk: Path) -> str:
+    return f"{disk}@@{PART_OFFSET}"
+
+
+def read_boot_file(disk: Path, name: str) -> bytes:
+    """A file from the boot disk's FAT partition (e.g. IPVA.BIN), read with mtools."""
+    return run(["mtype", "-i", _fat(disk), f"::{name}"], capture=True).stdout
+
+
+def write_boot_file(disk: Path, name: str, data: bytes) -> None:
+    """Replace (or add) a file on the boot disk's FAT partition: an offline firmware update."""
+    src = disk.with_name(f".{disk.name}.{name}.tmp")
+    src.write_bytes(data)
+    try:
+        run(["mcopy", "-o", "-i", _fat(disk), src, f"::{name}"])
+    finally:
+        src.unlink()
+
+
+def delete_boot_file(disk: Path, name: str) -> None:
+    run(["mdel", "-i", _fat(disk), f"::{name}"])

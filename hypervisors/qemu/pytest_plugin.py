@@ -93,8 +93,10 @@ def ipva_machine(
     request.node.stash[_MACHINES] = machines
 
     def factory(profile: str = "vmware", *, start: bool = True, **options: Any) -> Machine:
+        # `disks` is a list of images here (the profile's `disks` is a count)
+        images = options.pop("disks") if not isinstance(options.get("disks", 0), int) else None
         overrides = {k: options.pop(k) for k in list(options) if k in _PROFILE_FIELDS}
-        disks = options.pop("disks", None) or dist_disks(ipva_dist)
+        disks = images or dist_disks(ipva_dist)
         machine = Machine(
             get_profile(profile, **overrides),
             disks,

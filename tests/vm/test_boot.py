@@ -1,0 +1,123 @@
+"""The walking skeleton under QEMU: boot to the prompt, reset, and the bootcode's checks.
+
+Each test boots its own virtual machine (TCG here), from qcow2 overlays of the session's
+dist/ or from a deliberately broken copy of the boot disk.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from hypervisors.qemu.machine import Machine
+from hypervisors.qemu.timeouts import retry
+from images.bootdisk import delete_boot_file, read_boot_file, write_boot_file
+
+pytestmark = pytest.mark.vm
+
+IMAGE_FAILED = "Loading failed for image=IPVA    BIN"
+TRACE_LINE = re.compile(r"^0:0000:\d{3}:4 - ", re.M)
+VGA_TEXT = 0xB8000  # VGA text-mode memory: cells of (char, attribute), 80 per row
+VGA_TEXT_SIZE = 0x8000  # vgacon scrolls by moving the start address within these 32 KiB
+VGA_TIMEOUT = 15.0
+NO_REBOOT_WATCH_S = 12  # longer than /init's restart delay and a SYSLINUX round trip
+
+
+def vga_text(machine: Machine, tmp_path: Path) -> str:
+    """What the VGA console (tty1) printed, read from the guest's text memory over QMP."""
+    dump = tmp_path / "vga.bin"
+    machine.qmp("pmemsave", val=VGA_TEXT, size=VGA_TEXT_SIZE, filename=str(dump))
+    cells = dump.read_bytes()[::2]
+    return "\n".join(cells[i : i + 80].decode("cp437").rstrip() for i in range(0, len(cells), 80))
+
+
+def wait_for_vga(machine: Machine, tmp_path: Path, *texts: str) -> str:
+    """tty1 is served by its own thread: give it a moment after the serial console."""
+
+    def attempt(last_try: bool) -> str | None:
+        screen = vga_text(machine, tmp_path)
+        if all(t in screen for t in texts) or last_try:
+            return screen
+        return None
+
+    screen = retry(attempt, VGA_TIMEOUT, "text on the VGA console")
+    missing = [t for t in texts if t not in screen]
+    assert not missing, f"not on the VGA console: {missing}\n{screen}"
+    return screen
+
+
+def broken_disks(ipva_dist: Path, tmp_path: Path) -> list[Path]:
+    disks = [ipva_dist / "disks" / f"{r}.img" for r in ("boot", "cf", "flash", "dump")]
+    boot = tmp_path / "boot.img"
+    shutil.copyfile(disks[0], boot)
+    return [boot, *disks[1:]]
+
+
+def assert_stopped_for_good(machine: Machine) -> None:
+    """The message stays: no SYSLINUX banner again (no reboot loop), QEMU still running."""
+    banners = machine.console_log.count("SYSLINUX")
+    time.sleep(NO_REBOOT_WATCH_S)
+    assert machine.is_running()
+    assert machine.console_log.count("SYSLINUX") == banners
+
+
+def test_boots_to_prompt_with_address_then_reset(ipva_machine, tmp_path: Path) -> None:
+    box = ipva_machine("vmware")
+    box.wait_for_prompt()
+    log = box.console_log
+    assert "IPVA bootcode 16r1sr1" in log
+    assert re.search(r"0:0000:030:4 - mem\(\d+\)=\d+\.\d\dMB", log)
+    assert re.search(r"ETH0 IP address 10\.0\.2\.15/", log), log
+    assert len(TRACE_LINE.findall(log)) >= 4
+    # the same trace and the prompt are on the VGA console too
+    wait_for_vga(box, tmp_path, "10.0.2.15", "IPVA>")
+    assert "16r1sr1" in box.command("version")
+    banners = box.console_log.count("SYSLINUX")
+    box.send_line("reset")
+    box.wait_for_console("SYSLINUX")
+    box.wait_for_prompt()
+    assert box.console_log.count("SYSLINUX") == banners + 1
+    assert re.search(r"ETH0 IP address 10\.0\.2\.15/", box.console_log.split("SYSLINUX")[-1])
+
+
+def test_flipped_payload_byte_shows_checksum_message(
+    ipva_machine, ipva_dist: Path, tmp_path: Path
+) -> None:
+    disks = broken_disks(ipva_dist, tmp_path)
+    firmware = bytearray(read_boot_file(disks[0], "IPVA.BIN"))
+    firmware[4096 + len(firmware) // 3] ^= 0x01  # one byte in the payload
+    write_boot_file(disks[0], "IPVA.BIN", bytes(firmware))
+    box = ipva_machine("vmware", disks=disks)
+    box.wait_for_console(re.escape(f"checksum wrong! {IMAGE_FAILED}"))
+    assert_stopped_for_good(box)
+    wait_for_vga(box, tmp_path, f"checksum wrong! {IMAGE_FAILED}")
+    assert "IPVA>" not in box.console_log
+
+
+def test_missing_firmware_shows_loading_failed(
+    ipva_machine, ipva_dist: Path, tmp_path: Path
+) -> None:
+    disks = broken_disks(ipva_dist, tmp_path)
+    delete_boot_file(disks[0], "IPVA.BIN")
+    box = ipva_machine("vmware", disks=disks)
+    box.wait_for_console(re.escape(IMAGE_FAILED))
+    assert_stopped_for_good(box)
+    assert "checksum wrong!" not in box.console_log
+    wait_for_vga(box, tmp_path, IMAGE_FAILED)
+    assert "IPVA>" not in box.console_log
+
+
+def test_truncated_firmware_shows_loading_failed(
+    ipva_machine, ipva_dist: Path, tmp_path: Path
+) -> None:
+    disks = broken_disks(ipva_dist, tmp_path)
+    firmware = read_boot_file(disks[0], "IPVA.BIN")
+    write_boot_file(disks[0], "IPVA.BIN", firmware[: len(firmware) // 2])
+    box = ipva_machine("vmware", disks=disks)
+    box.wait_for_console(re.escape(IMAGE_FAILED))
+    assert_stopped_for_good(box)
+    assert "IPVA>" not in box.console_log
