@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.box import Box, read_crash_record, write_crash_record
+from appliance.hal import memory
 from appliance.hal.block import BlockDevice
-from appliance.hal.platform import DiskRole, MissingDiskError, Platform, detect_platform
+from appliance.hal.platform import DiskRole, HaltError, Platform, detect_platform
 from appliance.shell.interpreter import Shell
 from appliance.shell.session import serve_console
 from appliance.version import PRODUCT
@@ -36,7 +37,13 @@ def format_trace(text: str, tag: int = TRACE_BOOT) -> str:
 
 def format_mem(n: int) -> str:
     """`mem(64946176)=61.93MB`: MiB truncated (not rounded) to two decimals, as the box."""
-    return f"mem({n})={n * 100 // (1 << 20) // 100}.{n * 100 // (1 << 20) % 100:02d}MB"
+    return memory.format_mem(n)
+
+
+def platform_memory(platform: Platform) -> memory.MemoryInfo:
+    """The VM reads MemTotal and the firmware memory map; other platforms give a figure."""
+    get = getattr(platform, "memory_info", None)
+    return get() if get is not None else memory.MemoryInfo(platform.memory_bytes())
 
 
 def mount_real_flash(dev: BlockDevice, ram_bytes: int, trace: Callable[[str], None]) -> Any:
@@ -49,8 +56,34 @@ def mount_real_flash(dev: BlockDevice, ram_bytes: int, trace: Callable[[str], No
 
 
 def trace_platform(platform: Platform, trace: Callable[[str], None]) -> None:
+    """CPU brand, `mem(…)`, DRAM, the 3 GiB cap and vCPU warnings; too little RAM stops."""
     trace(platform.cpu_brand())
-    trace(format_mem(platform.memory_bytes()))
+    info = platform_memory(platform)
+    for line in memory.trace_lines(info):
+        trace(line)
+    memory.check_enough(info)
+    cpu = getattr(platform, "cpu", None)
+    if cpu is not None:
+        from appliance.hal.cpu import trace_lines
+
+        for line in trace_lines(cpu()):
+            trace(line)
+
+
+def find_nics(platform: Platform, trace: Callable[..., None]) -> Any | None:
+    """ETH0/ETH1 by PCI id on platforms with NICs (the VM); `NIC unavailable!` stops."""
+    if not hasattr(platform, "ports"):
+        return None
+    from appliance.services.network import Network
+
+    network = Network(platform)  # type: ignore[arg-type]
+    network.find(trace)
+    return network
+
+
+def trace_disks(platform: Platform, trace: Callable[..., None]) -> None:
+    for line in getattr(platform, "disk_lines", list)():
+        trace(line)
 
 
 def mount_flash_disk(
@@ -58,8 +91,9 @@ def mount_flash_disk(
 ) -> Any | None:
     """The flash, or None: the box still boots (factory config, `config write` refused)."""
     try:
+        # FLASHDIR is sized from the box's usable RAM (hal.memory: capped at 3 GiB)
         return mount(
-            disks[DiskRole.FLASH], platform.memory_bytes(), lambda s: trace(s, TRACE_FLASH)
+            disks[DiskRole.FLASH], platform_memory(platform).usable, lambda s: trace(s, TRACE_FLASH)
         )
     except ImportError as e:
         trace(f"flash: FLASHMAN could not be loaded ({e}); config write is off")
@@ -84,22 +118,40 @@ def load_config(box: Box) -> None:
     box.trace(f"config: {n} saved object{'s' if n != 1 else ''} loaded")
 
 
-def start_network(box: Box) -> None:
+def start_timekeeping(box: Box) -> None:
+    """The VM keeps time from the platform's perf counter (hal.timekeeping); the policy
+    for a missing one is TIME0 /perfcounter. Hosted runs on the host's clock."""
+    cpu = getattr(box.platform, "cpu", None)
+    if cpu is None:
+        return
+    from appliance.hal.timekeeping import Policy
+    from appliance.hal.timekeeping import start_timekeeping as start
+
+    policy = Policy(str(box.active.value("TIME0", "perfcounter")))
+    box.timekeeping = start(policy, cpu().flags, box.trace)  # type: ignore[attr-defined]
+
+
+def start_network(box: Box, network: Any | None) -> None:
     """Platforms with a NIC (the VM) configure it from the active config; hosted has none."""
-    configure = getattr(getattr(box.platform, "network", None), "configure", None)
-    if configure is not None:
-        configure(box)
+    box.network = network  # type: ignore[attr-defined]  # for mod cmd ETH0/ETH1
+    if network is not None:
+        network.configure(box)
 
 
 def boot_box(platform: Platform, trace: Callable[..., None], mount: Mount) -> Box:
+    from appliance.services import hardware as _hardware  # noqa: F401 - registers mod cmds
+
     trace_platform(platform, trace)
+    network = find_nics(platform, trace)
     disks = platform.open_disks()
+    trace_disks(platform, trace)
     flash = mount_flash_disk(disks, platform, trace, mount)
     box = Box(platform, disks, flash, trace)
     trace(f"{PRODUCT} {box.version_line()}")
     report_crash(box)
     load_config(box)
-    start_network(box)
+    start_timekeeping(box)
+    start_network(box, network)
     return box
 
 
@@ -126,8 +178,9 @@ class Runtime:
     def boot(self) -> bool:
         try:
             self.box = boot_box(self.platform, self.trace, self.mount)
-        except MissingDiskError as e:
-            self.trace(f"{e}: power off and attach it")
+        except HaltError as e:  # missing disk, NIC unavailable!, perfcounter (strict) …
+            if not e.shown:
+                self.trace(str(e))
             return False
         self.shell = Shell(self.box)
         return True
@@ -168,6 +221,9 @@ def run(
     """Boot and serve every console until all of them reach end of input; exit status."""
     runtime = Runtime(platform, newline=newline, mount=mount)
     if not runtime.boot():
+        halt = getattr(platform, "halt", None)
+        if halt is not None:  # the VM stops with the message on screen, no reboot loop
+            halt()
         return 1
     threads = [
         threading.Thread(

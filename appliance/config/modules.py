@@ -193,3 +193,21 @@ declare(
         order=90,
     )
 )
+
+declare(
+    Module(
+        "TIME0",
+        "timekeeping: what to do when the hardware perf counter is missing or stopped",
+        args=(
+            Arg(
+                "perfcounter",
+                Choice(("auto", "strict", "fallback")),
+                "auto",
+                "strict: stop the boot (as the box); fallback: warn and keep time from the "
+                "kernel's clocksource; auto: strict on VMware, fallback elsewhere",
+                needs_reset=True,
+            ),
+        ),
+        order=45,
+    )
+)

@@ -10,11 +10,13 @@ IDE position 0:0 boot, 0:1 CF, 1:0 flash, 1:1 dump (VMware, Hyper-V Gen1). On Vi
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.hal.block import BlockDevice
 from appliance.hal.platform import DiskRole
 
 IDE_ROLES = {(0, 0): DiskRole.BOOT, (0, 1): DiskRole.CF, (1, 0): DiskRole.FLASH,
@@ -83,3 +85,91 @@ def assign_roles(positions: list[DiskPosition]) -> dict[DiskRole, DiskPosition]:
         for role, p in zip(ROLE_ORDER, scsi, strict=False):
             roles[role] = p
     return roles
+
+
+# --- on-disk signatures: is the disk at a position really the one for its role? ----------
+
+BOOT_LABEL = b"IPVABOOT"
+FLASH_MAGIC = b"FLASHMAN"  # appliance.flash.format.SEGMENT_MAGIC at segment 0
+DUMP_MAGIC = b"IPVACRSH"  # appliance.box.CRASH_RECORD_MAGIC at offset 2
+
+
+class Signature(enum.StrEnum):
+    BLANK = "blank"
+    BOOT = "boot disk"
+    FAT = "FAT file system"
+    FLASH = "flash (FLASHMAN)"
+    DUMP = "crash dump"
+    UNKNOWN = "unknown data"
+
+
+# what may sit at each role's position; anything else is reported
+ALLOWED = {
+    DiskRole.BOOT: {Signature.BOOT},
+    DiskRole.CF: {Signature.BLANK, Signature.FAT},
+    DiskRole.FLASH: {Signature.BLANK, Signature.FLASH},
+    DiskRole.DUMP: {Signature.BLANK, Signature.DUMP},
+}
+# a disk that plainly belongs to another role: the disks are attached in the wrong order
+BELONGS_TO = {Signature.BOOT: DiskRole.BOOT, Signature.FLASH: DiskRole.FLASH,
+              Signature.DUMP: DiskRole.DUMP}  # fmt: skip
+
+
+def _is_fat(sector: bytes) -> bool:
+    return sector[510:512] == b"\x55\xaa" and (
+        sector[54:59] in (b"FAT12", b"FAT16") or sector[82:87] == b"FAT32"
+    )
+
+
+def classify(sector0: bytes, first_partition: bytes | None) -> Signature:
+    """Signature from sector 0 and (for an MBR disk) its first partition's first sector."""
+    if sector0[:8] == FLASH_MAGIC:
+        return Signature.FLASH
+    if sector0[2:10] == DUMP_MAGIC:
+        return Signature.DUMP
+    if _is_fat(sector0):  # a "superfloppy" FAT on the whole disk (how CF is formatted)
+        return Signature.FAT
+    if first_partition is not None and _is_fat(first_partition):
+        label = first_partition[43:54] if first_partition[54:57] == b"FAT" else b""
+        return Signature.BOOT if label.startswith(BOOT_LABEL) else Signature.FAT
+    if not any(sector0):
+        return Signature.BLANK
+    return Signature.UNKNOWN
+
+
+def first_partition_lba(sector0: bytes) -> int | None:
+    if sector0[510:512] != b"\x55\xaa":
+        return None
+    entry = sector0[446:462]
+    lba = int.from_bytes(entry[8:12], "little")
+    return lba if entry[4] != 0 and lba else None
+
+
+def read_signature(dev: BlockDevice) -> Signature:
+    sector0 = dev.read(0, 512)
+    lba = first_partition_lba(sector0)
+    part = None
+    if lba is not None and (lba + 1) * 512 <= dev.size:
+        part = dev.read(lba * 512, 512)
+    return classify(sector0, part)
+
+
+def check_signatures(signatures: dict[DiskRole, Signature]) -> tuple[str | None, list[str]]:
+    """(halt message or None, trace notes). Wrong order stops the box: formatting the
+    'blank' flash there could destroy another role's data."""
+    notes = []
+    for role, sig in signatures.items():
+        if sig in ALLOWED[role]:
+            continue
+        owner = BELONGS_TO.get(sig)
+        if owner is not None and owner != role:
+            return (
+                f"disk order wrong: the {role.value} disk position (IDE {role.ide_position}) "
+                f"holds the {owner.value} disk; power off and fix the disk order",
+                notes,
+            )
+        expected = " or ".join(sorted(ALLOWED[role]))
+        notes.append(f"{role.value} disk holds {sig.value}, expected {expected}")
+    if signatures.get(DiskRole.CF) is Signature.BLANK:
+        notes.append("CF disk is blank (not formatted): mod cmd CF0 format")
+    return None, notes

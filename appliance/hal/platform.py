@@ -29,11 +29,24 @@ class DiskRole(enum.StrEnum):
         return {"boot": "0:0", "cf": "0:1", "flash": "1:0", "dump": "1:1"}[self.value]
 
 
-class MissingDiskError(RuntimeError):
-    """A disk role has no disk; the message names the role and its IDE position."""
+class HaltError(RuntimeError):
+    """The box cannot run on this virtual hardware: the boot shows the message and stops.
 
-    def __init__(self, role: DiskRole) -> None:
-        super().__init__(f"disk missing: {role.value} disk (IDE {role.ide_position})")
+    `shown`: the message (and its explanation) is already in the boot trace."""
+
+    def __init__(self, message: str, *, shown: bool = False) -> None:
+        super().__init__(message)
+        self.shown = shown
+
+
+class MissingDiskError(HaltError):
+    """A disk role has no disk; the message names the role and its position."""
+
+    def __init__(self, role: DiskRole, where: str | None = None) -> None:
+        super().__init__(
+            f"disk missing: {role.value} disk ({where or 'IDE ' + role.ide_position}): "
+            "the IPVA needs 4 virtual disks; power off and attach it"
+        )
         self.role = role
 
 

@@ -1,4 +1,9 @@
-"""The platform inside our guest: real devices under Debian's kernel, set up by /init."""
+"""The platform inside our guest: real devices under Debian's kernel, set up by /init.
+
+Everything here is read from what the virtual machine presents (sysfs, procfs, DMI, PCI
+ids, disk positions and signatures); services build on it (services.network uses the NICs
+and the DHCP client) — hal never imports services.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.hal.block import BlockDevice, FileBlockDevice
-from appliance.hal.disks import DiskPosition, assign_roles, scan_positions
-from appliance.hal.platform import (
-    Console,
-    DiskRole,
-    MissingDiskError,
-    _cpuinfo_field,
-    _memtotal_bytes,
+from appliance.hal.cpu import CpuInfo, read_cpuinfo
+from appliance.hal.disks import (
+    ROLE_ORDER,
+    DiskPosition,
+    Signature,
+    assign_roles,
+    check_signatures,
+    read_signature,
+    scan_positions,
 )
-from appliance.services.network import Network
+from appliance.hal.memory import MemoryInfo, read_memory_info
+from appliance.hal.nics import PciNic, Port, assign_ports, scan_pci_nics
+from appliance.hal.platform import Console, DiskRole, HaltError, MissingDiskError
 
 SERIAL_CONSOLE = "/dev/ttyS0"
 VGA_CONSOLE = "/dev/tty1"
 RUN_DIR = Path("/run/ipva")
 UDHCPC_SCRIPT = "/etc/udhcpc.script"
 DHCP_WAIT_S = 8.0
+DISK_WAIT_S = 5.0
+NIC_WAIT_S = 5.0  # a supported NIC whose interface has not appeared yet
 
 
 class TtyConsole:
@@ -49,38 +60,93 @@ class TtyConsole:
 class VmPlatform:
     name: str = "vm"
     positions: dict[DiskRole, DiskPosition] = field(default_factory=dict)
-    network: Network = field(init=False)
+    signatures: dict[DiskRole, Signature] = field(default_factory=dict)
+    disk_notes: list[str] = field(default_factory=list)
+    _cpu: CpuInfo | None = None
+    _ports: list[Port] | None = None
+    _pci_nics: list[PciNic] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.network = Network(self)
+    # --- CPU and memory ----------------------------------------------------------------
+    def cpu(self) -> CpuInfo:
+        if self._cpu is None:
+            self._cpu = read_cpuinfo()
+        return self._cpu
 
     def cpu_brand(self) -> str:
-        return _cpuinfo_field("model name")
+        return self.cpu().brand
+
+    def memory_info(self) -> MemoryInfo:
+        return read_memory_info()
 
     def memory_bytes(self) -> int:
-        return _memtotal_bytes()
+        return self.memory_info().usable
 
+    # --- disks -------------------------------------------------------------------------
     def open_disks(self) -> dict[DiskRole, BlockDevice]:
         # /init already waited for the boot disk; the others come from the same probe
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + DISK_WAIT_S
         while True:
             self.positions = assign_roles(scan_positions())
             if len(self.positions) == len(DiskRole) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        on_scsi = any(p.bus == "scsi" for p in self.positions.values())
         for role in DiskRole:
             if role not in self.positions:
-                raise MissingDiskError(role)
-        return {r: FileBlockDevice(f"/dev/{p.name}") for r, p in self.positions.items()}
+                n = ROLE_ORDER.index(role)
+                raise MissingDiskError(role, f"SCSI disk {n + 1} of 4" if on_scsi else None)
+        disks: dict[DiskRole, BlockDevice] = {
+            r: FileBlockDevice(f"/dev/{p.name}") for r, p in self.positions.items()
+        }
+        self.signatures = {r: read_signature(d) for r, d in disks.items()}
+        halt, self.disk_notes = check_signatures(self.signatures)
+        if halt:
+            raise HaltError(halt)
+        return disks
 
-    def consoles(self) -> list[Console]:
-        return [TtyConsole(SERIAL_CONSOLE), TtyConsole(VGA_CONSOLE)]
+    def disk_lines(self) -> list[str]:
+        """Boot-trace lines: where each role was found and what it holds."""
+        lines = [
+            f"disk {role.value}: {self.positions[role].describe()} "
+            f"({self.positions[role].name}, {self.signatures.get(role, Signature.UNKNOWN).value})"
+            for role in DiskRole
+            if role in self.positions
+        ]
+        return lines + self.disk_notes
 
-    def interfaces(self) -> list[str]:
-        return sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name != "lo")
+    def format_cf(self, dev: BlockDevice) -> str:
+        """mkdosfs the whole CF disk (a 'superfloppy' FAT, as a CF card)."""
+        path = getattr(dev, "path", None)
+        if path is None:
+            raise OSError("the CF disk has no device path")
+        out = subprocess.run(
+            ["mkdosfs", "-n", "IPVACF", path], capture_output=True, text=True, check=False
+        )
+        if out.returncode != 0:
+            raise OSError(f"mkdosfs failed: {out.stderr.strip() or out.returncode}")
+        self.signatures[DiskRole.CF] = read_signature(dev)
+        return f"CF disk {path} formatted ({self.signatures[DiskRole.CF].value})"
+
+    # --- NICs --------------------------------------------------------------------------
+    def pci_nics(self) -> list[PciNic]:
+        self.ports()
+        return self._pci_nics
+
+    def ports(self) -> list[Port]:
+        """ETH0/ETH1 from the supported NICs in PCI order (waits briefly for interfaces)."""
+        if self._ports is None:
+            deadline = time.monotonic() + NIC_WAIT_S
+            while True:
+                self._pci_nics = scan_pci_nics()
+                pending = [n for n in self._pci_nics if n.model and n.ifname is None]
+                if not pending or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            self._ports = assign_ports(self._pci_nics)
+        return self._ports
 
     def start_dhcp(self, ifname: str) -> dict[str, str] | None:
-        """Start busybox udhcpc on ifname (it keeps renewing); wait briefly for a lease."""
+        """Start busybox udhcpc on ifname (it renews and rebinds); wait briefly for a lease."""
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
         subprocess.run(["ip", "link", "set", ifname, "up"], check=False)
@@ -104,8 +170,28 @@ class VmPlatform:
             return None
         return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
+    def set_static(self, ifname: str, addr: str | None, prefix: int, gateway: str | None) -> None:
+        run = lambda *a: subprocess.run(["ip", *a], check=False, capture_output=True)  # noqa: E731
+        run("link", "set", "lo", "up")
+        run("link", "set", ifname, "up")
+        run("-4", "addr", "flush", "dev", ifname)
+        if addr:
+            run("addr", "add", f"{addr}/{prefix}", "dev", ifname)
+        if gateway:
+            run("route", "replace", "default", "via", gateway, "dev", ifname)
+
+    # --- life cycle --------------------------------------------------------------------
     def restart(self, kind: str) -> None:
         """reset: orderly restart; reboot: the same here — the box's 'trap' is the caller's."""
         os.sync()
         subprocess.run(["reboot", "-f"], check=False)
         time.sleep(30)  # reboot -f does not return
+
+    def halt(self) -> None:
+        """Stop for good after a fatal boot message, as the box: no reboot loop, the
+        message stays on the consoles until the VM is powered off."""
+        while True:
+            time.sleep(3600)
+
+    def consoles(self) -> list[Console]:
+        return [TtyConsole(SERIAL_CONSOLE), TtyConsole(VGA_CONSOLE)]

@@ -1,88 +1,228 @@
 """IP addressing of ETH0/ETH1 from the active config: DHCP client (default) or static.
 
+ETH0/ETH1 are the first/second supported NIC in PCI order (hal.nics). The DHCP client runs
+on DHCP0's /interface (ETH0 by default) unless DHCP0 /mode is off; every other port gets its
+static IP0 ETHn /addr /mask, if set. Routes come from IP0 RTn (/dest 0.0.0.0 /mask 0.0.0.0
+is the default route).
+
 The box shows its current address on the console after boot and on every change (the seed:
 "You will see the current IP-Address in the console-screen of the VM"). The DHCP client is
-busybox udhcpc (it renews and rebinds by itself); its hook script writes the lease to
-/run/ipva/dhcp-<if>, which a watcher thread turns into console lines.
+busybox udhcpc: it renews and rebinds by itself, and on lease loss it deconfigures the
+interface; its hook script writes the lease to /run/ipva/dhcp-<if> (removed on loss), which
+a watcher thread turns into console lines — new address, renewed lease, lease lost.
+
+`mod cmd ETH0 …`/`ETH1 …` read the kernel's state (sysfs and ioctls), not the config.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 import threading
 import time
 from typing import Any, Protocol
 
+from appliance.hal.nics import SUPPORTED_NICS, PciNic, Port, read_ipv4, read_link_state
+from appliance.hal.platform import HaltError
+from appliance.modcmd import ModCmdError, register
+
 WATCH_INTERVAL_S = 1.0
+NIC_UNAVAILABLE = "NIC unavailable!"
 
 
 class NicPlatform(Protocol):
-    def interfaces(self) -> list[str]: ...
+    def ports(self) -> list[Port]: ...
+
+    def pci_nics(self) -> list[PciNic]: ...
 
     def start_dhcp(self, ifname: str) -> dict[str, str] | None: ...
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
 
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=False, capture_output=True)
+    def set_static(
+        self, ifname: str, addr: str | None, prefix: int, gateway: str | None
+    ) -> None: ...
 
 
 def prefix_len(mask: str) -> int:
     return ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
 
 
+def lease_text(lease: dict[str, str]) -> str:
+    mask = lease.get("mask", "")
+    if mask and not mask.isdigit():  # udhcpc gives a prefix length; a dotted mask is fine too
+        mask = str(prefix_len(mask))
+    return f"{lease['ip']}/{mask} (dhcp)"
+
+
+def default_gateway(cfg: Any) -> str | None:
+    for (mod, sub), vals in sorted(cfg.objects.items()):
+        if mod == "IP0" and sub.startswith("RT"):
+            dest = str(vals.get("dest", "0.0.0.0"))
+            mask = str(vals.get("mask", "0.0.0.0"))
+            gw = str(vals.get("gateway", "0.0.0.0"))
+            if dest == "0.0.0.0" and mask == "0.0.0.0" and gw != "0.0.0.0":
+                return gw
+    return None
+
+
+def find_ports(platform: NicPlatform, trace: Any) -> list[Port]:
+    """ETH0/ETH1, traced; no supported NIC → HaltError(`NIC unavailable!`), as the box."""
+    ports = platform.ports()
+    for nic in platform.pci_nics():
+        if nic.model is None:
+            trace(f"NIC {nic.slot} {nic.pci_id}: not supported")
+    for p in ports:
+        model = p.nic.model
+        assert model is not None
+        trace(f"{p.name} {model.name} ({p.nic.pci_id} at {p.nic.slot}, {p.ifname})")
+    if not ports:
+        supported = ", ".join(sorted({f"{v:04x}:{d:04x}" for v, d in SUPPORTED_NICS}))
+        trace(f"NIC: none of the supported NICs found ({supported})")
+        raise HaltError(NIC_UNAVAILABLE)
+    return ports
+
+
 class Network:
-    """Attached to the VM platform as `platform.network`; boot calls `configure(box)`."""
+    """Built by the boot sequence for platforms with NICs; `configure(box)` applies config."""
 
     def __init__(self, platform: NicPlatform) -> None:
         self.platform = platform
-        self._watcher: threading.Thread | None = None
+        self.ports: list[Port] = []
+        self.modes: dict[str, str] = {}  # ETH0 → "dhcp" | "static" | "off"
         self._shown: dict[str, str] = {}
+        self._watcher: threading.Thread | None = None
+
+    def port(self, name: str) -> Port | None:
+        return next((p for p in self.ports if p.name == name.upper()), None)
+
+    def find(self, trace: Any) -> None:
+        self.ports = find_ports(self.platform, trace)
 
     def configure(self, box: Any) -> None:
-        nics = self.platform.interfaces()
-        if not nics:
-            box.trace("NIC unavailable!")
-            return
+        if not self.ports:
+            self.find(box.trace)
         cfg = box.active
-        ifname = nics[0]
-        if str(cfg.value("DHCP0", "mode")) == "off":
-            addr = str(cfg.value("IP0", "addr", "ETH0"))
-            mask = str(cfg.value("IP0", "mask", "ETH0"))
-            _ip("link", "set", ifname, "up")
-            _ip("-4", "addr", "flush", "dev", ifname)
+        dhcp_on = str(cfg.value("DHCP0", "mode")) != "off"
+        dhcp_port = str(cfg.value("DHCP0", "interface")) if dhcp_on else None
+        gateway = default_gateway(cfg)
+        dhcp_ports = []
+        for p in self.ports:
+            if p.name == dhcp_port:
+                dhcp_ports.append(p)
+                continue
+            addr = str(cfg.value("IP0", "addr", p.name))
+            mask = str(cfg.value("IP0", "mask", p.name))
             if addr and addr != "0.0.0.0":
-                _ip("addr", "add", f"{addr}/{prefix_len(mask)}", "dev", ifname)
-                gw = str(cfg.value("IP0", "gateway", "RT0") or "")
-                if gw and gw != "0.0.0.0":
-                    _ip("route", "replace", "default", "via", gw, "dev", ifname)
-                self._show(box, "ETH0", f"{addr}/{mask} (static)")
+                gw = gateway if gateway and _same_net(addr, mask, gateway) else None
+                self.platform.set_static(p.ifname, addr, prefix_len(mask), gw)
+                self.modes[p.name] = "static"
+                self._show(box, p.name, f"{addr}/{prefix_len(mask)} (static)")
             else:
-                box.trace("ETH0 no address: DHCP0 is off and IP0 ETH0 /addr is not set")
-            return
-        lease = self.platform.start_dhcp(ifname)
-        if lease:
-            self._show(box, "ETH0", f"{lease['ip']}/{lease.get('mask', '')} (dhcp)")
-        else:
-            box.trace("ETH0 waiting for a DHCP server …")
-        self._watcher = threading.Thread(
-            target=self._watch, args=(box, ifname), name="dhcp-watch", daemon=True
-        )
-        self._watcher.start()
+                self.platform.set_static(p.ifname, None, 0, None)  # link up, no address
+                self.modes[p.name] = "off"
+                if p.name == "ETH0":
+                    box.trace("ETH0 no address: DHCP0 is off and IP0 ETH0 /addr is not set")
+        if dhcp_port and not dhcp_ports:
+            box.trace(f"DHCP0 /interface {dhcp_port}: no such NIC; DHCP client not started")
+        for p in dhcp_ports:
+            self.modes[p.name] = "dhcp"
+            lease = self.platform.start_dhcp(p.ifname)
+            if lease:
+                self._show(box, p.name, lease_text(lease))
+            else:
+                box.trace(f"{p.name} waiting for a DHCP server …")
+        if dhcp_ports:
+            self._watcher = threading.Thread(
+                target=self._watch, args=(box, dhcp_ports), name="dhcp-watch", daemon=True
+            )
+            self._watcher.start()
 
     def _show(self, box: Any, port: str, text: str) -> None:
         if self._shown.get(port) != text:
             self._shown[port] = text
             box.trace(f"{port} IP address {text}")
 
-    def _watch(self, box: Any, ifname: str) -> None:
+    def _watch(self, box: Any, ports: list[Port]) -> None:
         while box.restart_request is None:
-            lease = self.platform.dhcp_lease(ifname)
-            if lease:
-                self._show(box, "ETH0", f"{lease['ip']}/{lease.get('mask', '')} (dhcp)")
-            elif "ETH0" in self._shown:
-                self._shown.pop("ETH0")
-                box.trace("ETH0 DHCP lease lost")
+            for p in ports:
+                lease = self.platform.dhcp_lease(p.ifname)
+                if lease:
+                    self._show(box, p.name, lease_text(lease))
+                elif p.name in self._shown:
+                    self._shown.pop(p.name)
+                    box.trace(f"{p.name} DHCP lease lost: no address until a server answers")
             time.sleep(WATCH_INTERVAL_S)
+
+
+def _same_net(addr: str, mask: str, gw: str) -> bool:
+    net = ipaddress.IPv4Network(f"{addr}/{mask}", strict=False)
+    return ipaddress.IPv4Address(gw) in net
+
+
+# --- mod cmd ETH0 / ETH1 ----------------------------------------------------------------
+
+
+def _port_of(box: Any, name: str) -> tuple[Network, Port]:
+    network = getattr(box, "network", None)
+    port = network.port(name) if network is not None else None
+    if network is None or port is None:
+        raise ModCmdError(f"{name}: no such NIC on this box")
+    return network, port
+
+
+def eth_info(box: Any, name: str) -> str:
+    network, port = _port_of(box, name)
+    st = read_link_state(port.ifname)
+    ip = read_ipv4(port.ifname)
+    model = port.nic.model
+    attrs = {
+        "name": port.name,
+        "if": port.ifname,
+        "pci": port.nic.slot,
+        "id": port.nic.pci_id,
+        "model": model.name if model else "?",
+        "driver": model.driver if model else "?",
+        "mac": st.mac,
+        "link": "up" if st.up else "down",
+        "speed": st.speed,
+        "duplex": st.duplex,
+        "mtu": str(st.mtu),
+        "mode": network.modes.get(port.name, "off"),
+        "addr": f"{ip[0]}/{ip[1]}" if ip else "",
+    }
+    attrs.update({k.replace("_", "-"): str(v) for k, v in st.counters.items()})
+    body = " ".join(f'{k}="{v}"' for k, v in attrs.items())
+    return f"<info><eth {body}/></info>"
+
+
+def _register(name: str) -> None:
+    @register(name, "info", "NIC, link state, MAC, address and counters (XML)")
+    def info(box: Any, args: list[str]) -> str:
+        return eth_info(box, name)
+
+    @register(name, "link", "link state: up|down, speed, duplex")
+    def link(box: Any, args: list[str]) -> str:
+        _n, port = _port_of(box, name)
+        st = read_link_state(port.ifname)
+        return f"{'up' if st.up else 'down'} speed={st.speed} duplex={st.duplex}"
+
+    @register(name, "mac", "MAC address")
+    def mac(box: Any, args: list[str]) -> str:
+        _n, port = _port_of(box, name)
+        return read_link_state(port.ifname).mac
+
+    @register(name, "addr", "the IPv4 address/prefix the interface has now")
+    def addr(box: Any, args: list[str]) -> str:
+        _n, port = _port_of(box, name)
+        ip = read_ipv4(port.ifname)
+        return f"{ip[0]}/{ip[1]}" if ip else "no address"
+
+    @register(name, "counters", "packet/byte/error counters since boot")
+    def counters(box: Any, args: list[str]) -> str:
+        _n, port = _port_of(box, name)
+        st = read_link_state(port.ifname)
+        return " ".join(f"{k.replace('_', '-')}={v}" for k, v in st.counters.items())
+
+
+_register("ETH0")
+_register("ETH1")

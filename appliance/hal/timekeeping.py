@@ -1,0 +1,291 @@
+"""Perf-counter timekeeping: probe the counter the platform offers, calibrate it, or say why not.
+
+The box keeps time from a hardware counter, and which one depends on the hypervisor, taken
+from the DMI (SMBIOS type 1) vendor in /sys/class/dmi/id:
+  VMware, Inc.            VMware's pseudo performance counters: RDPMC 0x10000 (host TSC) and
+                          0x10001 (elapsed real time, ns); present only with
+                          `monitor_control.pseudo_perfctr = TRUE` in the .vmx, else RDPMC
+                          faults — so the probe runs in a child process (hal.native).
+  Microsoft Corporation   Hyper-V's reference TSC page (clocksource hyperv_clocksource_tsc_page)
+  QEMU / other KVM        kvm-clock, or an invariant TSC (cpu flags constant_tsc + nonstop_tsc)
+A clocksource counter is made the kernel's current clocksource and read through
+CLOCK_MONOTONIC_RAW (no NTP slewing: the counter itself).
+
+At boot the counter is calibrated against the RTC (CMOS clock, /sys/class/rtc/rtc0): count
+across one RTC second. Outcomes, as on the box and beyond it:
+  - no counter                → `perfcounter-not enabled!!!`
+  - counter does not advance  → `perfcounter-not running!!!` naming it (the seed's ESX 6.5
+                                case: "the IPVA boots up properly but the clock does not run")
+  - policy strict  (default on VMware, as the box): stop the boot.
+    policy fallback (default elsewhere): warn, and keep time from the kernel's own clocksource.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.hal.native import RDPMC_CODE, NativeCode, run_in_child
+from appliance.hal.platform import HaltError
+
+NOT_ENABLED = "perfcounter-not enabled!!!"
+NOT_RUNNING = "perfcounter-not running!!!"
+VMWARE_REAL_NS = 0x10001  # elapsed real time in ns (0x10000 is the host TSC)
+VMWARE_HOST_TSC = 0x10000
+RTC_EDGE_TIMEOUT_S = 1.5
+RATE_TOLERANCE = 0.25  # TCG and busy hosts stretch seconds; a stopped clock is far off
+CLOCKSOURCE = Path("/sys/devices/system/clocksource/clocksource0")
+RTC_SECONDS = Path("/sys/class/rtc/rtc0/since_epoch")
+DMI = Path("/sys/class/dmi/id")
+RDPMC_SYSCTL = Path("/sys/bus/event_source/devices/cpu/rdpmc")
+
+
+class Hypervisor(enum.StrEnum):
+    VMWARE = "VMware"
+    HYPERV = "Hyper-V"
+    KVM = "KVM/QEMU"
+    OTHER = "unknown"
+
+
+class Policy(enum.StrEnum):
+    AUTO = "auto"  # strict on VMware, fallback elsewhere
+    STRICT = "strict"
+    FALLBACK = "fallback"
+
+    def resolve(self, hv: Hypervisor) -> Policy:
+        if self is Policy.AUTO:
+            return Policy.STRICT if hv is Hypervisor.VMWARE else Policy.FALLBACK
+        return self
+
+
+class TimekeepingHalt(HaltError):
+    """Strict policy and no usable counter: the box stops (message already traced)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, shown=True)
+
+
+def detect_hypervisor(sys_vendor: str, product: str, cpu_flags: frozenset[str]) -> Hypervisor:
+    vendor = sys_vendor.strip()
+    if vendor == "VMware, Inc.":
+        return Hypervisor.VMWARE
+    if vendor == "Microsoft Corporation" and "Virtual Machine" in product:
+        return Hypervisor.HYPERV
+    if vendor == "QEMU" or "kvm" in product.lower():
+        return Hypervisor.KVM
+    return Hypervisor.OTHER
+
+
+@dataclass
+class Counter:
+    name: str
+    read: Callable[[], int]
+    hz: float  # nominal rate
+
+
+@dataclass
+class Calibration:
+    ticks: int  # counter ticks in one RTC second
+    rate: float  # ticks / nominal ticks; 1.0 is perfect
+
+    @property
+    def stopped(self) -> bool:
+        return self.ticks <= 0 or self.rate < 0.01
+
+
+@dataclass
+class Timekeeping:
+    hypervisor: Hypervisor
+    policy: Policy
+    counter: Counter
+    primary: bool  # the platform's own counter (False: fallback)
+    calibration: Calibration | None
+    lines: list[str] = field(default_factory=list)  # what the boot trace showed
+
+    def now_ns(self) -> int:
+        return int(self.counter.read() * 1e9 / self.counter.hz)
+
+
+# --- probes ----------------------------------------------------------------------------
+
+
+def available_clocksources(base: Path = CLOCKSOURCE) -> list[str]:
+    try:
+        return (base / "available_clocksource").read_text().split()
+    except OSError:
+        return []
+
+
+def current_clocksource(base: Path = CLOCKSOURCE) -> str:
+    try:
+        return (base / "current_clocksource").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _monotonic_raw() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+
+
+def clocksource_counter(name: str, base: Path = CLOCKSOURCE) -> Counter | None:
+    """Make `name` the kernel's clocksource (root in the guest) and read it raw."""
+    if current_clocksource(base) != name:
+        try:
+            (base / "current_clocksource").write_text(name)
+        except OSError:
+            return None
+        if current_clocksource(base) != name:
+            return None
+    return Counter(f"clocksource {name}", _monotonic_raw, 1e9)
+
+
+def probe_vmware_pseudo(child: Callable[..., object] = run_in_child) -> tuple[Counter | None, str]:
+    """RDPMC 0x10001 in a child: a fault (no pseudo_perfctr) kills only the child."""
+    try:  # allow user-space RDPMC where the kernel has a PMU driver (CR4.PCE)
+        RDPMC_SYSCTL.write_text("2")
+    except OSError:
+        pass
+
+    def work() -> list[int]:
+        fn = NativeCode(RDPMC_CODE, ctypes.c_uint64, ctypes.c_uint32).fn
+        a = fn(VMWARE_REAL_NS)
+        time.sleep(0.02)
+        return [a, fn(VMWARE_REAL_NS), fn(VMWARE_HOST_TSC)]
+
+    result = child(work)
+    if not result.ok:  # type: ignore[attr-defined]
+        return None, (
+            f"RDPMC 0x10001 faulted ({result.signal}): add "  # type: ignore[attr-defined]
+            "monitor_control.pseudo_perfctr = TRUE to the .vmx"
+        )
+    fn = NativeCode(RDPMC_CODE, ctypes.c_uint64, ctypes.c_uint32).fn
+    return Counter("VMware pseudo perfctr 0x10001", lambda: int(fn(VMWARE_REAL_NS)), 1e9), "ok"
+
+
+def probe_primary(
+    hv: Hypervisor, cpu_flags: frozenset[str], sources: list[str], base: Path = CLOCKSOURCE
+) -> tuple[Counter | None, str]:
+    """The platform's own counter, or None and why it is missing."""
+    if hv is Hypervisor.VMWARE:
+        return probe_vmware_pseudo()
+    invariant_tsc = {"constant_tsc", "nonstop_tsc"} <= cpu_flags and "tsc" in sources
+    if hv is Hypervisor.HYPERV:
+        for name in ("hyperv_clocksource_tsc_page", "hyperv_clocksource_msr"):
+            if name in sources:
+                return clocksource_counter(name, base), "ok"
+        why = "no Hyper-V reference TSC (hyperv_clocksource_tsc_page)"
+    elif hv is Hypervisor.KVM:
+        if "kvm-clock" in sources:
+            return clocksource_counter("kvm-clock", base), "ok"
+        why = "no kvm-clock (KVM acceleration off?)"
+    else:
+        why = "unknown hypervisor"
+    if invariant_tsc:
+        return clocksource_counter("tsc", base), "ok"
+    return None, f"{why} and no invariant TSC (constant_tsc+nonstop_tsc); clocksources: " + (
+        " ".join(sources) or "none"
+    )
+
+
+# --- calibration -----------------------------------------------------------------------
+
+
+def read_rtc_seconds(path: Path = RTC_SECONDS) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def calibrate(
+    counter: Counter,
+    rtc: Callable[[], int | None] = read_rtc_seconds,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Calibration | None:
+    """Counter ticks across one RTC second (two RTC edges); None if there is no RTC."""
+
+    def next_edge() -> bool:
+        start = rtc()
+        if start is None:
+            return False
+        deadline = monotonic() + RTC_EDGE_TIMEOUT_S
+        while monotonic() < deadline:
+            if rtc() != start:
+                return True
+            sleep(0.002)
+        return False
+
+    if not next_edge():
+        return None
+    c0 = counter.read()
+    if not next_edge():
+        return None
+    ticks = counter.read() - c0
+    return Calibration(ticks, ticks / counter.hz)
+
+
+# --- the boot step ---------------------------------------------------------------------
+
+
+def read_dmi(name: str, base: Path = DMI) -> str:
+    try:
+        return (base / name).read_text().strip()
+    except OSError:
+        return ""
+
+
+def start_timekeeping(
+    policy: Policy,
+    cpu_flags: frozenset[str],
+    trace: Callable[[str], None],
+    *,
+    hv: Hypervisor | None = None,
+    sources: list[str] | None = None,
+    primary_probe: Callable[..., tuple[Counter | None, str]] = probe_primary,
+    calibrate_fn: Callable[[Counter], Calibration | None] = calibrate,
+) -> Timekeeping:
+    """Probe, calibrate, trace; raise TimekeepingHalt under the strict policy."""
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        lines.append(text)
+        trace(text)
+
+    if hv is None:
+        hv = detect_hypervisor(read_dmi("sys_vendor"), read_dmi("product_name"), cpu_flags)
+    sources = available_clocksources() if sources is None else sources
+    effective = policy.resolve(hv)
+    counter, why = primary_probe(hv, cpu_flags, sources)
+    problem = None
+    cal = None
+    if counter is None:
+        problem = (NOT_ENABLED, why)
+    else:
+        cal = calibrate_fn(counter)
+        if cal is not None and cal.stopped:
+            problem = (NOT_RUNNING, f"{counter.name} did not advance in one RTC second: "
+                       "the clock does not run")  # fmt: skip
+    if problem is None:
+        assert counter is not None
+        rate = (
+            f"{cal.rate * 100:.1f}% of nominal against the RTC"
+            if cal is not None
+            else "not calibrated (no RTC)"
+        )
+        say(f"time: {hv} {counter.name}, {rate}")
+        if cal is not None and abs(cal.rate - 1) > RATE_TOLERANCE:
+            say(f"time: warning: {counter.name} runs at {cal.rate * 100:.0f}% of the RTC")
+        return Timekeeping(hv, effective, counter, True, cal, lines)
+    say(problem[0])
+    say(f"time: {hv}: {problem[1]}")
+    if effective is Policy.STRICT:
+        say("time: policy strict: the box stops (TIME0 /perfcounter fallback goes on)")
+        raise TimekeepingHalt(problem[0])
+    fallback = Counter(f"clocksource {current_clocksource()}", _monotonic_raw, 1e9)
+    say(f"time: warning: policy fallback: keeping time from the kernel's {fallback.name}")
+    return Timekeeping(hv, effective, fallback, False, None, lines)
