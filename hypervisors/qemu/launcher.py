@@ -18,7 +18,13 @@ from pathlib import Path
 
 from hypervisors.qemu.accel import QEMU, choose_accel
 from hypervisors.qemu.console import ConsoleReader
-from hypervisors.qemu.errors import AbnormalShutdown, LaunchError, QemuError, QmpError
+from hypervisors.qemu.errors import (
+    AbnormalShutdown,
+    LaunchError,
+    QemuError,
+    QmpConnectError,
+    QmpError,
+)
 from hypervisors.qemu.profiles import Profile, make_hardware_args
 from hypervisors.qemu.qmp import QmpConnection
 from hypervisors.qemu.timeouts import SHUTDOWN_TIMEOUT, SOCKET_TIMEOUT
@@ -123,9 +129,8 @@ class QemuLauncher:
             except OSError as exc:
                 raise LaunchError(f"cannot run {self.qemu}: {exc}", self.argv, "") from exc
         try:
-            self._wait_for_socket(qmp_path)
             self.qmp = QmpConnection(self.profile.name)
-            self.qmp.connect(str(qmp_path))
+            self._connect_qmp(qmp_path)
             self.console = ConsoleReader(f"socket://127.0.0.1:{serial_port}", self.console_log)
             self.console.on_data.extend(self.on_console)
             self.console.connect(SOCKET_TIMEOUT)
@@ -134,13 +139,21 @@ class QemuLauncher:
             self._teardown()
             raise LaunchError(f"QEMU did not come up: {exc}", self.argv, self.read_log()) from exc
 
-    def _wait_for_socket(self, path: Path) -> None:
-        assert self.process is not None
+    def _connect_qmp(self, path: Path) -> None:
+        # the socket file appears at bind(), a moment before QEMU listens: retry refusals
+        assert self.process is not None and self.qmp is not None
         deadline = time.monotonic() + SOCKET_TIMEOUT
-        while not path.exists():
+        while True:
             if self.process.poll() is not None:
                 raise QemuError(f"QEMU exited with code {self.process.returncode}")
-            if time.monotonic() > deadline:
+            if path.exists():
+                try:
+                    self.qmp.connect(str(path))
+                    return
+                except QmpConnectError:
+                    if time.monotonic() > deadline:
+                        raise
+            elif time.monotonic() > deadline:
                 raise QemuError(f"no QMP socket at {path} after {SOCKET_TIMEOUT:g}s")
             time.sleep(0.02)
 
