@@ -3,12 +3,15 @@
 Fixtures:
   ipva_dist     (session) the built `dist/`: `--ipva-dist`/`$IPVA_DIST` if given, else
                 `<rootdir>/dist`, rebuilt once per session with `ipva build` when
-                `dist/ipva.bin` is missing or older than any file under appliance/,
-                firmware/ or images/ (a simple mtime check; set IPVA_DIST to skip it).
+                `dist/ipva.bin` is missing or every file in dist/ is older than some file
+                under appliance/, firmware/ or images/ (a simple mtime check; set
+                IPVA_DIST to skip it).
   ipva_machine  factory: `ipva_machine("vmware", nics=["rtl8139"], ram_mib=128)` → a started
                 Machine booting qcow2 overlays of dist/disks (dist stays pristine). Profile
-                fields and Machine options (prompt, fatal, disk_mode, accel, disks, start)
-                are keyword arguments. Every machine is stopped at teardown.
+                fields and Machine options (prompt, fatal, disk_mode, accel, start) are
+                keyword arguments; `images=[…]` (or `disks=[…]`, a list) boots other image
+                files instead of dist/disks, `disks=3` is the profile's disk count. Every
+                machine is stopped at teardown.
 Tests using them are marked `vm`. On failure each machine's console tail is added to the
 report, with the path of the full console log.
 """
@@ -64,8 +67,9 @@ def build_dist(root: Path) -> Path:
     dist.mkdir(exist_ok=True)
     with (dist / ".build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        firmware = dist / "ipva.bin"
-        if not firmware.exists() or firmware.stat().st_mtime < _newest_source(root):
+        # ipva.bin carries SOURCE_DATE_EPOCH as its mtime: judge by the newest file written
+        built = [p.stat().st_mtime for p in dist.iterdir() if p.is_file() and p.name[0] != "."]
+        if not (dist / "ipva.bin").exists() or max(built) < _newest_source(root):
             subprocess.run(
                 [sys.executable, "-m", "tools.cli", "build"],
                 cwd=root,
@@ -94,7 +98,9 @@ def ipva_machine(
 
     def factory(profile: str = "vmware", *, start: bool = True, **options: Any) -> Machine:
         # `disks` is a list of images here (the profile's `disks` is a count)
-        images = options.pop("disks") if not isinstance(options.get("disks", 0), int) else None
+        images = options.pop("images", None)
+        if not isinstance(options.get("disks", 0), int):
+            images = options.pop("disks")
         overrides = {k: options.pop(k) for k in list(options) if k in _PROFILE_FIELDS}
         disks = images or dist_disks(ipva_dist)
         machine = Machine(
