@@ -284,8 +284,13 @@ def start_timekeeping(
     say(problem[0])
     say(f"time: {hv}: {problem[1]}")
     if effective is Policy.STRICT:
-        say("time: policy strict: the box stops (TIME0 /perfcounter fallback goes on)")
+        say("time: policy strict: the box stops here (TIME0 /perfcounter)")
         raise TimekeepingHalt(problem[0])
     fallback = Counter(f"clocksource {current_clocksource()}", _monotonic_raw, 1e9)
-    say(f"time: warning: policy fallback: keeping time from the kernel's {fallback.name}")
-    return Timekeeping(hv, effective, fallback, False, None, lines)
+    cal = calibrate_fn(fallback)  # the fallback must run too, else there is no time at all
+    if cal is not None and cal.stopped:
+        say(f"time: {fallback.name} does not advance either: the box stops here")
+        raise TimekeepingHalt(problem[0])
+    rate = f"{cal.rate * 100:.1f}% against the RTC" if cal is not None else "no RTC"
+    say(f"time: warning: policy fallback: keeping time from the kernel's {fallback.name} ({rate})")
+    return Timekeeping(hv, effective, fallback, False, cal, lines)
