@@ -227,7 +227,11 @@ class Machine:
         either = re.compile(f"(?P<prompt>{self.prompt.pattern})|(?P<fatal>{self.fatal.pattern})")
         match = self.wait_for_console(either, timeout, what="the shell prompt")
         if match.group("fatal") is not None:
-            raise GuestHalted(match.group("fatal"), self.last_lines())
+            text = self.console_log  # report the whole line, not just the matched words
+            line_start = text.rfind("\n", 0, match.start("fatal")) + 1
+            line_end = text.find("\n", match.end("fatal"))
+            line = text[line_start : line_end if line_end >= 0 else len(text)]
+            raise GuestHalted(line.strip(), self.last_lines())
         return match
 
     def send_line(self, text: str) -> None:

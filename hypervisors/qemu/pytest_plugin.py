@@ -44,6 +44,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # CI users' projects get the marker without declaring it
+    config.addinivalue_line("markers", "vm: boots an IPVA image under QEMU (slow)")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"ipva_machine", "ipva_dist"} & set(getattr(item, "fixturenames", ())):

@@ -130,8 +130,9 @@ def test_fatal_boot_message_stops_the_prompt_wait_at_once(tmp_path: Path) -> Non
         b"checksum wrong! Loading failed for image=IPVA    BIN\r\n"
     )
     start = time.monotonic()
-    with pytest.raises(GuestHalted, match="checksum wrong!"):
+    with pytest.raises(GuestHalted, match="checksum wrong!") as info:
         machine.wait_for_prompt(30)
+    assert info.value.message == "checksum wrong! Loading failed for image=IPVA    BIN"
     assert time.monotonic() - start < 5
 
 
