@@ -89,17 +89,17 @@ def dump(disk: Path, ram: int, records: bool) -> None:
         for line in trace:
             click.echo(f"# {line}")
         click.echo(f"# epoch {fm.epoch}, {len(fm.segments)} segments")
-        click.echo("# seg  owner  seq      erases  end     live")
+        click.echo("# seg  owner  seq      erases  end     live-records")
         for seg in fm.segment_table():
             if seg.owner:
                 click.echo(
                     f"# {seg.index:4d} {OWNER_NAMES[seg.owner]:6s} {seg.seq:<8d} "
-                    f"{seg.erase_count:<7d} 0x{seg.end:05x} {seg.live}"
+                    f"{seg.erase_count:<7d} 0x{seg.end:05x} {seg.nlive}"
                 )
                 if records:
                     for r in fm.records_of(seg):
                         click.echo(
-                            f"#      0x{r.offset:05x} txn {r.txn} idx {r.index} flags {r.flags} "
+                            f"#      0x{r.offset:05x} txn {r.txn} flags {r.flags} "
                             f"key {r.key!r} {len(r.value)} bytes"
                         )
         free = sum(1 for s in fm.segments if not s.owner)

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -71,6 +72,8 @@ from appliance.flash.format import (
     OWNER_LDAP,
     OWNER_NAMES,
     OWNER_VARS,
+    RECORD_ALIGN,
+    RECORD_HEADER_SIZE,
     SEGMENT_SIZE,
     Header,
     Record,
@@ -97,6 +100,8 @@ RAM_BASE = 18 * MiB
 RAM_COPIES = 3
 SPARE = 1
 _READ_CHUNK = 64  # segments per sequential read at mount (4 MiB)
+_RSZ = RECORD_HEADER_SIZE + RECORD_ALIGN - 1  # record_size(), inlined for the mount
+_RMASK = ~(RECORD_ALIGN - 1)
 
 Trace = Callable[[str], None]
 
@@ -139,8 +144,7 @@ class Segment:
     seq: int = 0
     erase_count: int = 0
     end: int = HEADER_AREA  # append position
-    live: int = 0  # bytes of live records
-    keys: set[bytes] = field(default_factory=set)
+    nlive: int = 0  # live records in this segment (a cross-check for compaction)
 
 
 @dataclass(eq=False)
@@ -153,11 +157,21 @@ class Owner:
     loc: dict[bytes, Segment] = field(default_factory=dict)
     base: int = 0
     next_txn: int = 0
-    live: int = 0  # bytes of live records, all segments
+    _live: int | None = 0  # bytes of live records, all segments; None: not yet counted
 
     @property
     def name(self) -> str:
         return OWNER_NAMES[self.id]
+
+    @property
+    def live(self) -> int:
+        if self._live is None:  # counted on first use, not at boot: the mount stays fast
+            self._live = sum((_RSZ + len(k) + len(v)) & _RMASK for k, v in self.values.items())
+        return self._live
+
+    @live.setter
+    def live(self, value: int) -> None:
+        self._live = value
 
 
 def _ignore(_line: str) -> None:
@@ -306,15 +320,16 @@ class FlashMan:
             base = 0
             max_txn = -1
             for s in segs:
-                for r in scans[s.index].records:
-                    if r.txn > max_txn:
-                        max_txn = r.txn
-                    if r.flags & FLAG_LAST:
-                        committed.add(r.txn)
-                        if r.base > base:
-                            base = r.base
+                sc = scans[s.index]
+                for txn, b in sc.lasts:
+                    committed.add(txn)
+                    if b > base:
+                        base = b
+                if sc.txns:
+                    max_txn = max(max_txn, max(sc.txns))
             o.base, o.next_txn = base, max_txn + 1
             uncommitted: set[int] = set()
+            values, loc = o.values, o.loc
             for s in segs:
                 if s.seq < base:
                     s.owner = OWNER_FREE
@@ -322,11 +337,26 @@ class FlashMan:
                 o.segs.append(s)
                 sc = scans[s.index]
                 s.end = sc.end
-                for r in sc.records:
-                    if r.txn in committed:
-                        self._apply(o, s, r.flags, r.key, r.value, r.size)
-                    else:
-                        uncommitted.add(r.txn)
+                pending = set(sc.txns) - committed
+                if not pending and set(sc.flags) <= {0, FLAG_LAST}:
+                    # the common case, at C speed: plain committed puts
+                    values.update(zip(sc.keys, sc.values, strict=True))
+                    loc.update(dict.fromkeys(sc.keys, s))
+                    continue
+                uncommitted |= pending
+                for flags, txn, key, value in zip(
+                    sc.flags, sc.txns, sc.keys, sc.values, strict=True
+                ):
+                    if txn in committed and not flags & FLAG_MARK:
+                        if flags & FLAG_DELETE:
+                            values.pop(key, None)
+                            loc.pop(key, None)
+                        else:
+                            values[key] = value
+                            loc[key] = s
+            o._live = None
+            for s, n in Counter(loc.values()).items():
+                s.nlive = n
             for s in o.segs:
                 for off, length in scans[s.index].damage:
                     if s is o.segs[-1] and off + length >= s.end - 8:
@@ -350,21 +380,18 @@ class FlashMan:
     def _apply(o: Owner, seg: Segment, flags: int, key: bytes, value: bytes, size: int) -> None:
         if flags & FLAG_MARK:
             return
-        old = o.loc.get(key)
+        old = o.values.get(key)
         if old is not None:
-            old_size = record_size(len(key), len(o.values[key]))
-            old.live -= old_size
-            o.live -= old_size
-            old.keys.discard(key)
+            o.live -= record_size(len(key), len(old))
+            o.loc[key].nlive -= 1
         if flags & FLAG_DELETE:
             o.values.pop(key, None)
             o.loc.pop(key, None)
         else:
             o.values[key] = value
             o.loc[key] = seg
-            seg.keys.add(key)
-            seg.live += size
             o.live += size
+            seg.nlive += 1
 
     def _set_limits(self) -> None:
         self.limits = plan_limits(len(self.segments), self.ram_bytes)
@@ -427,7 +454,7 @@ class FlashMan:
         seg.erase_count += 1
         seg.owner, seg.seq = o.id, self.next_seq
         self.next_seq += 1
-        seg.end, seg.live, seg.keys = HEADER_AREA, 0, set()
+        seg.end, seg.nlive = HEADER_AREA, 0
         h = Header(o.id, seg.seq, seg.erase_count, self.epoch, len(self.segments))
         self._write(off, build_header(h))
         self._flush()
@@ -465,7 +492,13 @@ class FlashMan:
         commit (base past the old segment) frees it."""
         victim = o.segs[0]
         self.compactions += 1
-        entries = [(0, k, o.values[k]) for k in sorted(victim.keys)]
+        # which records of the victim are live: re-read it (cheaper than tracking per segment)
+        loc = o.loc
+        keys = {k for k in self._scan(victim).keys if loc.get(k) is victim}
+        if len(keys) != victim.nlive:  # the disk changed under us: ask memory instead
+            self.trace(f"flashman: {o.name} segment {victim.index}: re-read differs")
+            keys = {k for k, s in loc.items() if s is victim}
+        entries = [(0, k, o.values[k]) for k in sorted(keys)]
         self._append_txn(o, entries, base=victim.seq + 1, avoid=victim)
 
     # ---- transactions --------------------------------------------------------------
@@ -560,7 +593,7 @@ class FlashMan:
         # the commit is durable: now the in-memory state follows
         if reset:
             for s in o.segs:
-                s.live, s.keys = 0, set()
+                s.nlive = 0
             o.values.clear()
             o.loc.clear()
             o.live = 0
@@ -603,9 +636,11 @@ class FlashMan:
     def segment_table(self) -> Iterator[Segment]:
         return iter(self.segments)
 
+    def _scan(self, seg: Segment) -> SegmentScan:
+        return scan_records(self.dev.read(seg.index * SEG, SEG), seg.owner, seg.seq)
+
     def records_of(self, seg: Segment) -> list[Record]:
         """Re-read one segment's records (for `ipva flash dump`)."""
         if seg.owner == OWNER_FREE:
             return []
-        buf = self.dev.read(seg.index * SEG, SEG)
-        return scan_records(buf, seg.owner, seg.seq).records
+        return self._scan(seg).records

@@ -199,12 +199,11 @@ def build_record(
 
 
 class Record(NamedTuple):
-    """One valid record as found on disk (a NamedTuple: the mount creates millions)."""
+    """One valid record as found on disk (for tools and tests; the mount uses the lists)."""
 
     offset: int
     flags: int
     txn: int
-    index: int
     key: bytes
     value: bytes
     base: int
@@ -213,9 +212,35 @@ class Record(NamedTuple):
 
 @dataclass
 class SegmentScan:
-    records: list[Record]
+    """The valid records of one segment, as parallel lists (the mount's hot path builds no
+    per-record objects); `records` gives them as `Record`s."""
+
+    offsets: list[int]
+    flags: list[int]
+    txns: list[int]
+    keys: list[bytes]
+    values: list[bytes]
+    lasts: list[tuple[int, int]]  # (txn, base) of every LAST record
     damage: list[tuple[int, int]]  # (offset, length) of bytes that are not valid records
     end: int  # first offset after everything non-zero, aligned: where appends go
+
+    @property
+    def records(self) -> list[Record]:
+        bases = dict(self.lasts)
+        return [
+            Record(
+                off,
+                fl,
+                txn,
+                key,
+                value,
+                bases.get(txn, 0) if fl & FLAG_LAST else 0,
+                record_size(len(key), len(value)),
+            )
+            for off, fl, txn, key, value in zip(
+                self.offsets, self.flags, self.txns, self.keys, self.values, strict=True
+            )
+        ]
 
 
 def scan_records(buf: bytes, owner: int, seq: int) -> SegmentScan:
@@ -231,12 +256,13 @@ def scan_records(buf: bytes, owner: int, seq: int) -> SegmentScan:
     crc32 = zlib.crc32
     hsz = RECORD_HEADER_SIZE
     n = len(buf)
-    records: list[Record] = []
-    damage: list[tuple[int, int]] = []
+    sc = SegmentScan([], [], [], [], [], [], [], HEADER_AREA)
+    add_off, add_flags, add_txn = sc.offsets.append, sc.flags.append, sc.txns.append
+    add_key, add_value = sc.keys.append, sc.values.append
     pos = HEADER_AREA
     while pos < tail:
         if pos + hsz <= n:
-            crc, magic, rown, flags, sseq, txn, idx, klen, vlen, base = unpack(buf, pos)
+            crc, magic, rown, flags, sseq, txn, _idx, klen, vlen, base = unpack(buf, pos)
             end = pos + hsz + klen + vlen
             if (
                 magic == RECORD_MAGIC
@@ -246,20 +272,23 @@ def scan_records(buf: bytes, owner: int, seq: int) -> SegmentScan:
                 and crc32(mv[pos + 4 : end]) == crc
             ):
                 k = pos + hsz + klen
-                nxt = (end + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
-                records.append(
-                    Record(pos, flags, txn, idx, buf[pos + hsz : k], buf[k:end], base, nxt - pos)
-                )
-                pos = nxt
+                add_off(pos)
+                add_flags(flags)
+                add_txn(txn)
+                add_key(buf[pos + hsz : k])
+                add_value(buf[k:end])
+                if flags & FLAG_LAST:
+                    sc.lasts.append((txn, base))
+                pos = (end + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
                 continue
         nxt = _resync(buf, mv, pos + RECORD_ALIGN, tail, owner, seq)
-        damage.append((pos, (nxt if nxt is not None else tail) - pos))
+        sc.damage.append((pos, (nxt if nxt is not None else tail) - pos))
         if nxt is None:
             pos = tail
             break
         pos = nxt
-    end = (max(pos, tail, HEADER_AREA) + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
-    return SegmentScan(records, damage, end)
+    sc.end = (max(pos, tail, HEADER_AREA) + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
+    return sc
 
 
 def _resync(buf: bytes, mv: memoryview, start: int, tail: int, owner: int, seq: int) -> int | None:

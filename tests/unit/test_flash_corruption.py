@@ -81,7 +81,7 @@ def test_random_corruption(image: bytes, seed: int) -> None:
 
 def test_both_header_copies_damaged_recovers_from_records(image: bytes) -> None:
     f0 = mount(memdev(image))
-    seg = next(s for s in f0.flashman.segments if s.owner == OWNER_LDAP and s.keys)
+    seg = next(s for s in f0.flashman.segments if s.owner == OWNER_LDAP and s.nlive)
     bad = bytearray(image)
     bad[seg.index * SEG + 20] ^= 0xFF
     bad[seg.index * SEG + 64 + 20] ^= 0xFF
