@@ -178,6 +178,17 @@ class Machine:
             raise QemuError(f"machine not running (QMP {command})")
         return self.launcher.qmp.execute(command, arguments or None)
 
+    def wait_for_event(self, name: str, timeout: float = CONSOLE_TIMEOUT) -> dict[str, Any]:
+        """The next QMP event `name` (e.g. "RESET", "SHUTDOWN"); earlier others are dropped."""
+        if self.launcher is None or self.launcher.qmp is None:
+            raise QemuError(f"machine not running (waiting for event {name})")
+        return self.launcher.qmp.wait_event(name, timeout)
+
+    def screenshot(self, path: Path) -> Path:
+        """The VGA screen (tty1) as a PPM file, via QMP screendump."""
+        self.qmp("screendump", filename=str(Path(path).resolve()))
+        return Path(path)
+
     # -- console ------------------------------------------------------------------------
     @property
     def console_log(self) -> str:

@@ -64,10 +64,14 @@ def test_machine_boots_resets_power_cuts_and_shuts_down(
         box.start()
         assert box.wait_for_console(MARKER, 30)
         assert box.qmp("query-status")["status"] == "running"
+        box.reset()
+        assert box.wait_for_event("RESET", 10)["data"]["guest"] is False
+        assert box.screenshot(tmp_path / "screen.ppm").read_bytes().startswith(b"P6")
+        assert box.wait_for_console(MARKER, 30)
         box.shutdown()
         assert not box.is_running()
-    assert box.console_log.count(MARKER) == 3
-    assert (tmp_path / "vm" / "console.log").read_bytes().count(accel.PROBE_MARKER) == 3
+    assert box.console_log.count(MARKER) == 4
+    assert (tmp_path / "vm" / "console.log").read_bytes().count(accel.PROBE_MARKER) == 4
     assert (tmp_path / "vm" / "qemu.log").read_text().startswith("# accel=tcg")
     assert probe_disks[0].read_bytes()[:512] == accel.make_probe_sector()  # overlays only
 
