@@ -561,7 +561,12 @@ class FlashMan:
         for i, (flags, key, value) in enumerate(entries):
             size = record_size(len(key), len(value))
             if head is None or head.end + size > SEG:
-                head = self._new_segment(o, spare_ok=gc)
+                try:
+                    head = self._new_segment(o, spare_ok=gc)
+                except FlashError:
+                    for seg, off, _rec in placed:  # nothing was written: undo the layout
+                        seg.end = min(seg.end, off)
+                    raise
             last = i == n - 1
             rec = build_record(
                 owner=o.id,

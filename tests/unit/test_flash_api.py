@@ -187,3 +187,19 @@ def test_erase_counts_spread_wear() -> None:
         f.vars.commit({"cfg": bytes([i % 256]) * 20000})
     counts = [s.erase_count for s in mount(dev).flashman.segments]
     assert max(counts) - min(counts) <= 2 and min(counts) >= 3
+
+
+def test_less_ram_keeps_flashdir_data_but_it_cannot_grow() -> None:
+    dev = memdev(formatted_image(64))
+    f = mount(dev)
+    for i in range(60):
+        f.flashdir.add_item(i, "(cn=x)" + "y" * 6000)
+    assert len(f.flashman.owners[2].segs) > 4
+    lines: list[str] = []
+    g = mount_flash(dev, ram_bytes=18 * MiB + 14 * 3 * SEG, trace=lines.append)
+    assert "fdir: segments=47->4(0.2MB)" in lines
+    assert any("more than granted" in line for line in lines)
+    assert len(g.flashdir) == 60
+    with pytest.raises(FlashFullError, match="flash full: LDAP"):
+        g.flashdir.add_item(1000, "(cn=more)" + "y" * 6000)
+    assert len(mount(dev).flashdir) == 60

@@ -14,6 +14,7 @@ from appliance.flash.format import (
     HEADER_AREA,
     RECORD_HEADER,
     RECORD_MAGIC,
+    SEGMENT_HEADER,
     SEGMENT_SIZE,
     Header,
     RecordHeader,
@@ -21,6 +22,7 @@ from appliance.flash.format import (
     SegmentHeaderBody,
     build_header,
     build_record,
+    data_end,
     parse_header,
     record_size,
     scan_records,
@@ -110,3 +112,30 @@ def test_records_roundtrip_through_scan(entries: list[tuple[bytes, bytes, bool]]
     ]
     # a record of another segment (stale seq) is not ours
     assert scan_records(bytes(seg), 2, seq ^ 1).records == []
+
+
+@given(u8, u8, u32, u32, u32, u32, u32)
+def test_segment_header_struct_twin(
+    owner: int, flags: int, seq: int, ec: int, ep: int, n: int, crc: int
+) -> None:
+    built = SegmentHeader.build(
+        dict(
+            body=dict(
+                version=1,
+                owner=owner,
+                flags=flags,
+                seq=seq,
+                erase_count=ec,
+                epoch=ep,
+                area_segments=n,
+            ),
+            crc=crc,
+        )
+    )
+    assert built == SEGMENT_HEADER.pack(b"FLASHMAN", 1, owner, flags, seq, ec, ep, n, crc)
+
+
+@given(st.binary(max_size=9000), st.integers(0, 9000))
+def test_data_end_matches_rstrip(data: bytes, zeros: int) -> None:
+    buf = data + bytes(zeros)
+    assert data_end(memoryview(buf)) == len(buf.rstrip(b"\0"))
