@@ -52,8 +52,8 @@ def bench_vars(tmp: Path) -> list[tuple[str, str]]:
         for label, n, make in (
             (
                 "VARS commit, 1 key x 120 B",
-                2000,
-                lambda i: {f"cfg{i % 50}": b"v" * 116 + b"%04d" % i},
+                8000,
+                lambda i: {f"cfg{i % 50}": b"v" * 116 + b"%04d" % (i % 10000)},
             ),
             (
                 "VARS commit, config write 40 keys x 60 B",
@@ -155,7 +155,7 @@ def _fill(path: Path, ram: int, pad: int, *, reset_all: bool) -> tuple[int, int]
 def bench_mount(tmp: Path) -> list[tuple[str, str]]:
     rows = []
     for label, size, ram, pad, reset_all in (
-        ("64 MiB flash, ~130 B items", 100 * 1000 * 1000, RAM_STD, 0, False),
+        ("64 MiB flash, ~80 B items", 100 * 1000 * 1000, RAM_STD, 0, False),
         ("64 MiB flash, ~1 KiB items", 100 * 1000 * 1000, RAM_STD, 900, False),
         ("512 MiB flash, ~1 KiB items", 512 * MiB, RAM_BIG, 900, True),
     ):
