@@ -25,7 +25,9 @@ ROLE_ORDER = [DiskRole.BOOT, DiskRole.CF, DiskRole.FLASH, DiskRole.DUMP]
 
 _ATA_RE = re.compile(r"/(ata\d+)/host\d+/target\d+:\d+:(\d+)/")
 _PCI_ADDR = r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]"
-_SCSI_RE = re.compile(rf"/({_PCI_ADDR})/[^/]+/host\d+/target\d+:\d+:(\d+)/")
+# …/<controller>/virtioN/hostH/targetH:C:T/H:C:T:L — Proxmox puts each disk at scsi-id 0 and
+# lun N, so the LUN counts too
+_SCSI_RE = re.compile(rf"/({_PCI_ADDR})/[^/]+/host\d+/target\d+:\d+:(\d+)/\d+:\d+:\d+:(\d+)/")
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,13 @@ class DiskPosition:
     bus: str  # "ide" or "scsi"
     channel: int | str  # IDE channel (0/1) or controller PCI address
     unit: int  # IDE master/slave (0/1) or SCSI target
+    lun: int = 0  # SCSI only
 
     def describe(self) -> str:
         if self.bus == "ide":
             return f"IDE {self.channel}:{self.unit}"
-        return f"SCSI {self.channel} target {self.unit}"
+        lun = f" lun {self.lun}" if self.lun else ""
+        return f"SCSI {self.channel} target {self.unit}{lun}"
 
 
 def position_from_path(name: str, device_path: str, ata_port_no: int | None) -> DiskPosition | None:
@@ -50,7 +54,7 @@ def position_from_path(name: str, device_path: str, ata_port_no: int | None) -> 
         return DiskPosition(name, "ide", port - 1, int(m[2]))
     m = _SCSI_RE.search(path)
     if m:
-        return DiskPosition(name, "scsi", m[1], int(m[2]))
+        return DiskPosition(name, "scsi", m[1], int(m[2]), int(m[3]))
     return None
 
 
@@ -81,7 +85,9 @@ def assign_roles(positions: list[DiskPosition]) -> dict[DiskRole, DiskPosition]:
         if p.bus == "ide" and (p.channel, p.unit) in IDE_ROLES:
             roles[IDE_ROLES[(p.channel, p.unit)]] = p
     if not roles:
-        scsi = sorted((p for p in positions if p.bus == "scsi"), key=lambda p: (p.channel, p.unit))
+        scsi = sorted(
+            (p for p in positions if p.bus == "scsi"), key=lambda p: (p.channel, p.unit, p.lun)
+        )
         for role, p in zip(ROLE_ORDER, scsi, strict=False):
             roles[role] = p
     return roles

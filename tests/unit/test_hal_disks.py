@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from appliance.hal.block import MemoryBlockDevice
 from appliance.hal.disks import (
+    ROLE_ORDER,
     Signature,
     assign_roles,
     check_signatures,
@@ -84,3 +85,15 @@ def test_swapped_disks_stop_and_blank_cf_is_reported() -> None:
     swapped = dict(ok, **{DiskRole.FLASH: Signature.BLANK, DiskRole.DUMP: Signature.FLASH})
     halt, _ = check_signatures(swapped)
     assert halt is not None and "dump disk position (IDE 1:1) holds the flash disk" in halt
+
+
+def test_scsi_luns_on_one_controller_keep_their_order() -> None:
+    """Proxmox addresses disks as scsi-id=0,lun=N: on one controller only the LUN differs."""
+    ctrl = "/sys/devices/pci0000:00/0000:00:05.0/virtio1/host2/target2:0:0"
+    positions = [
+        position_from_path(name, f"{ctrl}/2:0:0:{lun}", None)
+        for name, lun in (("sdc", 2), ("sda", 3), ("sdd", 0), ("sdb", 1))
+    ]
+    roles = assign_roles([p for p in positions if p])
+    assert [roles[r].name for r in ROLE_ORDER] == ["sdd", "sdb", "sdc", "sda"]
+    assert roles[DiskRole.DUMP].describe() == "SCSI 0000:00:05.0 target 0 lun 3"
