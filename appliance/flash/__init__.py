@@ -29,6 +29,7 @@ __all__ = [
     "FlashMan",
     "Vars",
     "WrongDiskError",
+    "format_flash",
     "mount_flash",
     "plan_limits",
 ]
@@ -48,4 +49,11 @@ def mount_flash(dev: BlockDevice, *, ram_bytes: int, trace: Trace, readonly: boo
     scanning does not fail the mount; it is reported through `trace`.
     """
     fm = FlashMan(dev, ram_bytes=ram_bytes, trace=trace, readonly=readonly)
+    return Flash(fm, Vars(fm), FlashDir(fm, trace))
+
+
+def format_flash(dev: BlockDevice, *, ram_bytes: int, trace: Trace) -> Flash:
+    """`!mod cmd FLASHMAN0 reset all` for a disk that does not mount: format the whole disk
+    (up to 512 MiB) whatever it holds. Everything on it is lost, by design."""
+    fm = FlashMan(dev, ram_bytes=ram_bytes, trace=trace, format_all=True)
     return Flash(fm, Vars(fm), FlashDir(fm, trace))

@@ -25,8 +25,21 @@ def flashman_info(box: Any, args: list[str]) -> str:
 
 @register("FLASHMAN0", "reset", "reset all|ldap|vars: format the flash or drop one owner")
 def flashman_reset(box: Any, args: list[str]) -> str:
-    flash = _flash(box)
     what = args[0].lower() if args else ""
+    if what == "all" and getattr(box, "flash", None) is None:
+        # the mount failed (WrongDiskError): the boot keeps the device as box.flash_device
+        dev = getattr(box, "flash_device", None)
+        if dev is None:
+            raise ModCmdError("no flash disk")
+        from appliance.flash import format_flash
+
+        box.flash = format_flash(
+            dev,
+            ram_bytes=getattr(box, "ram_bytes", 256 << 20),
+            trace=getattr(box, "trace", lambda _line: None),
+        )
+        return f"flash formatted, {len(box.flash.flashman.segments)} segments"
+    flash = _flash(box)
     if what == "all":
         flash.flashman.reset_all()
         return f"flash formatted, {len(flash.flashman.segments)} segments"

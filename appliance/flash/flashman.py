@@ -188,6 +188,7 @@ class FlashMan:
         ram_bytes: int,
         trace: Trace = _ignore,
         readonly: bool = False,
+        format_all: bool = False,
     ) -> None:
         self.dev = dev
         self.ram_bytes = ram_bytes
@@ -204,6 +205,13 @@ class FlashMan:
         self._free: list[tuple[int, int]] = []
         self.epoch = 0
         self.next_seq = 1
+        if format_all:  # `reset all` on a disk that would not mount (e.g. WrongDiskError)
+            area = min(self.dev.size, MAX_AREA) // SEG
+            if area < MIN_SEGMENTS:
+                raise FlashError(f"flash disk too small: {self.dev.size} bytes")
+            self.trace(f"flashman: formatting {area} segments")
+            self._format(area, [parse_header(dev.read(i * SEG, HEADER_AREA)) for i in range(area)])
+            return
         self._mount()
 
     # ---- device access -------------------------------------------------------------

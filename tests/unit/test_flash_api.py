@@ -203,3 +203,14 @@ def test_less_ram_keeps_flashdir_data_but_it_cannot_grow() -> None:
     with pytest.raises(FlashFullError, match="flash full: LDAP"):
         g.flashdir.add_item(1000, "(cn=more)" + "y" * 6000)
     assert len(mount(dev).flashdir) == 60
+
+
+def test_reset_all_formats_a_wrong_disk() -> None:
+    junk = memdev(b"\x55" * (20 * SEG))
+    with pytest.raises(WrongDiskError):
+        mount(junk)
+    box = SimpleNamespace(flash=None, flash_device=junk, ram_bytes=256 * MiB)
+    out = lookup("FLASHMAN0", "reset")(box, ["all"])  # type: ignore[misc]
+    assert out == "flash formatted, 20 segments"
+    box.flash.vars.commit({"a": b"1"})
+    assert mount(junk).vars.get("a") == b"1"
