@@ -16,10 +16,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from appliance.box import Box, read_crash_record, write_crash_record
+from appliance.box import Box
 from appliance.hal import memory
 from appliance.hal.block import BlockDevice
 from appliance.hal.platform import DiskRole, HaltError, Platform, detect_platform
+from appliance.services.crashdump import read_crash_record, write_crash_record
 from appliance.shell.interpreter import Shell
 from appliance.shell.session import serve_console
 from appliance.version import PRODUCT

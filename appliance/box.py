@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
-
-import construct as cs
 
 from appliance.config import (
     Activation,
@@ -36,6 +32,7 @@ from appliance.config import (
 )
 from appliance.hal.block import BlockDevice
 from appliance.hal.platform import DiskRole, Platform
+from appliance.services.crashdump import CrashInfo, write_crash_record
 from appliance.version import BUILD, FIRMWARE_VERSION, PRODUCT
 
 Trace = Callable[[str], None]
@@ -43,73 +40,6 @@ Trace = Callable[[str], None]
 
 class BoxError(Exception):
     """A box operation was refused; the message says why and what to do."""
-
-
-# ---------------------------------------------------------------------------------------
-# Crash record: one sector at the start of the dump disk, written by `reboot` (a forced
-# watchdog trap) so the next boot sees "crashed" and the crash-dump service can pick it up.
-CRASH_RECORD_MAGIC = b"IPVACRSH"
-CRASH_RECORD_SIZE = 512
-
-CrashRecordBody = cs.Struct(
-    "magic" / cs.Const(CRASH_RECORD_MAGIC),
-    "format" / cs.Const(1, cs.Int16ul),
-    "reported" / cs.Int8ul,  # 1 once a boot trace has shown it; the dump service clears it
-    "time" / cs.Int64ul,  # unix seconds of the trap
-    "uptime_ms" / cs.Int64ul,
-    "build" / cs.Int32ul,
-    "version" / cs.PascalString(cs.Int8ul, "ascii"),
-    "reason" / cs.PascalString(cs.Int8ul, "ascii"),
-)
-CrashRecord = cs.Struct(
-    "body" / cs.Prefixed(cs.Int16ul, CrashRecordBody),
-    "crc32" / cs.Int32ul,  # over the prefixed body bytes
-)
-
-
-@dataclass(frozen=True)
-class CrashInfo:
-    time: int
-    uptime_ms: int
-    build: int
-    version: str
-    reason: str
-    reported: bool
-
-
-def write_crash_record(dev: BlockDevice, info: CrashInfo) -> None:
-    body = cs.Prefixed(cs.Int16ul, CrashRecordBody).build(
-        dict(
-            reported=int(info.reported),
-            time=info.time,
-            uptime_ms=info.uptime_ms,
-            build=info.build,
-            version=info.version,
-            reason=info.reason[:200],
-        )
-    )
-    raw = body + cs.Int32ul.build(zlib.crc32(body))
-    dev.write(0, raw.ljust(CRASH_RECORD_SIZE, b"\x00"))
-    dev.flush()
-
-
-def read_crash_record(dev: BlockDevice) -> CrashInfo | None:
-    """The record, or None if the sector holds none (blank disk, torn or foreign data)."""
-    raw = dev.read(0, CRASH_RECORD_SIZE)
-    if raw[2:10] != CRASH_RECORD_MAGIC:
-        return None
-    try:
-        parsed = CrashRecord.parse(raw)
-    except cs.ConstructError:
-        return None
-    n = cs.Int16ul.parse(raw[:2]) + 2
-    if zlib.crc32(raw[:n]) != parsed.crc32:
-        return None
-    b = parsed.body
-    return CrashInfo(b.time, b.uptime_ms, b.build, b.version, b.reason, bool(b.reported))
-
-
-# ---------------------------------------------------------------------------------------
 
 
 def check_flashdir_line(line: str) -> str | None:
@@ -268,11 +198,4 @@ class Box:
                 close()
 
 
-__all__ = [
-    "Box",
-    "BoxError",
-    "CrashInfo",
-    "RestoreError",
-    "read_crash_record",
-    "write_crash_record",
-]
+__all__ = ["Box", "BoxError", "RestoreError"]

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from appliance.box import read_crash_record
 from appliance.hal.block import FileBlockDevice
 from appliance.hosted import run_hosted
+from appliance.services.crashdump import read_crash_record
 
 SEED = """\
 config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0

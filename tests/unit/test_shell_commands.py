@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from appliance import modcmd
-from appliance.box import Box, read_crash_record
+from appliance.box import Box
 from appliance.flash import FlashFullError, mount_flash
 from appliance.hal.block import MemoryBlockDevice
 from appliance.hal.platform import DiskRole
+from appliance.services.crashdump import read_crash_record
 from appliance.shell.interpreter import Shell
 
 
