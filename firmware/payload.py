@@ -30,7 +30,7 @@ STDLIB_DROP = {
 }  # fmt: skip
 # C extensions kept (the rest are builtin in Debian's interpreter or unused)
 DYNLOAD_KEEP = {"_json", "_queue", "_ctypes", "_contextvars", "_typing", "mmap", "resource",
-                "termios", "_struct", "_zoneinfo"}  # fmt: skip
+                "termios", "_zoneinfo"}  # fmt: skip
 LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8")
 PURE_DEPS = ("construct",)  # third-party packages the runtime imports in the guest
 

@@ -72,3 +72,31 @@ def write_zip(
                     dst.write(chunk)
     tmp.replace(out)
     return out
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member that is not a plain file at a plain relative path."""
+
+
+def extract_plain_files(tar: tarfile.TarFile, dest: Path) -> list[Path]:
+    """Extract a package's members: plain files at safe relative paths only.
+
+    Our packages hold nothing else; refusing the rest is what `filter="data"` does, but that
+    argument only exists from CPython 3.11.4 and Debian 12 ships 3.11.2.
+    """
+    out = []
+    for member in tar.getmembers():
+        name = Path(member.name)
+        if member.isdir():
+            continue
+        if not member.isfile() or name.is_absolute() or ".." in name.parts:
+            raise UnsafeArchiveError(f"archive member {member.name!r} is not a plain file")
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = tar.extractfile(member)
+        assert src is not None  # isfile() members always have data
+        with src, open(target, "wb") as f:
+            while block := src.read(1 << 20):
+                f.write(block)
+        out.append(target)
+    return out

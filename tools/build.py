@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -26,10 +25,10 @@ from firmware.initramfs import make_cpio_zstd, make_initramfs_tree
 from firmware.payload import make_payload_tree, make_squashfs
 from firmware.settings import BuildSettings
 from hypervisors.registry import get_target
+from images.archive import source_date_epoch
 from images.bootdisk import make_blank_disk, make_boot_disk
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_EPOCH = 1700000000
 CF_DISK_BYTES = 128 << 20
 DUMP_DISK_BYTES = 64 << 20
 BOOT_DISK_MIB = 64
@@ -46,10 +45,6 @@ def _quiet_step(_name: str) -> Iterator[None]:
 class BuildResult:
     artifacts: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def source_date_epoch() -> int:
-    return int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH))
 
 
 def _debroot_for(debs: list[debs_mod.Deb], cache: Path) -> Path:
@@ -89,7 +84,13 @@ def build(settings: BuildSettings, step: StepFn = _quiet_step) -> BuildResult:
         debs_mod.write_manifest(debs, out / "debs.json")
     bootcode_version = f"{settings.version} build {settings.build}"
     with timed("Making the bootcode (kernel + initramfs)"):
-        kernel = next((debroot / "boot").glob("vmlinuz-*"))
+        kernels = sorted((debroot / "boot").glob("vmlinuz-*"))
+        if len(kernels) != 1:
+            raise FileNotFoundError(
+                f"expected one vmlinuz-* in the kernel package, found {len(kernels)}: "
+                f"delete {cache / 'work'} and build again"
+            )
+        kernel = kernels[0]
         make_initramfs_tree(debroot, work / "initramfs", bootcode_version)
         make_cpio_zstd(work / "initramfs", work / "initrd.zst", epoch)
     with timed("Making the firmware payload (CPython + runtime)"):

@@ -18,7 +18,7 @@ import click
 
 from firmware.run import ToolError, run
 from images import convert, vhdx, vmdk
-from images.archive import file_digest
+from images.archive import extract_plain_files, file_digest
 
 OVF_NS = {
     "ovf": "http://schemas.dmtf.org/ovf/envelope/1",
@@ -184,7 +184,7 @@ def inspect_ova(report: Report, path: Path) -> None:
             f"member order starts .ovf, .mf: {names[:2]}",
         ):
             return
-        tar.extractall(tmp, filter="data")
+        extract_plain_files(tar, tmp)
         ovf_path = Path(tmp, names[0])
         doc = _validate_ovf(report, ovf_path.read_bytes(), names[0])
         if doc is None:

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from firmware.run import run
 from hypervisors.qemu.timeouts import KVM_PROBE_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,7 @@ def make_probe_sector() -> bytes:
 
 
 def qemu_version(qemu: str = QEMU) -> str:
-    out = subprocess.run(
-        [qemu, "--version"], capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
-    ).stdout
+    out = run([qemu, "--version"], capture=True).stdout.decode(errors="replace")
     return out.splitlines()[0].strip() if out else "unknown"
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from firmware.run import run
 from hypervisors.qemu.errors import GuestHalted, MachineDied, QemuError, WaitTimeout
 from hypervisors.qemu.launcher import QemuLauncher
 from hypervisors.qemu.profiles import Profile, disk_format_of
@@ -40,7 +40,7 @@ DEFAULT_PROMPT = r"\n[^\n]*> $"
 # Messages after which the appliance stops for good; waiting for the prompt fails fast on them.
 DEFAULT_FATAL = (
     r"checksum wrong!|Loading failed for image|NIC unavailable!|Kernel panic|"
-    r"Missing operating system"
+    r"Missing operating system|the box stops here|disk missing: "
 )
 TAIL_LINES = 15
 Pattern = str | re.Pattern[str]
@@ -103,11 +103,8 @@ class Machine:
             for index, src in enumerate(self.source_disks[: self.profile.disks]):
                 overlay = self.workdir / f"disk{index}-{src.stem}.qcow2"
                 fmt = disk_format_of(src, self.profile)
-                subprocess.run(
-                    ["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt,
-                     "-b", str(src.resolve()), str(overlay)],
-                    check=True, stdin=subprocess.DEVNULL, capture_output=True,
-                )  # fmt: skip
+                run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt,
+                     "-b", src.resolve(), overlay])  # fmt: skip
                 self._disks.append(overlay)
         return self.profile.replace(disk_format="qcow2"), self._disks
 
@@ -171,6 +168,9 @@ class Machine:
                 self.launcher.kill()
         finally:
             self._retire_launcher()
+            if self._tmp is not None:  # our own work dir: overlays and logs go with it
+                self._tmp.cleanup()
+                self._tmp = None
 
     # -- QMP ----------------------------------------------------------------------------
     def qmp(self, command: str, **arguments: Any) -> Any:

@@ -32,7 +32,7 @@ import pytest
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.profiles import Profile, dist_disks, get_profile
 
-SOURCE_DIRS = ("appliance", "firmware", "images")
+SOURCE_DIRS = ("appliance", "firmware", "images", "hypervisors", "tools")
 REPORT_TAIL_LINES = 200
 _PROFILE_FIELDS = {f.name for f in dataclasses.fields(Profile)}
 _MACHINES = pytest.StashKey[list[Machine]]()

@@ -17,9 +17,13 @@ from hypervisors.qemu.errors import AbnormalShutdown, LaunchError
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.profiles import DISK_ROLES, get_profile
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(accel.QEMU) is None, reason="qemu-system-x86_64 not installed"
-)
+
+@pytest.fixture(autouse=True)
+def _qemu_present() -> None:
+    # fail, not skip: ./dev installs QEMU, and CI must really boot
+    assert shutil.which(accel.QEMU), f"{accel.QEMU} not installed: ./dev installs qemu-system-x86"
+
+
 MARKER = accel.PROBE_MARKER.decode()
 
 

@@ -17,6 +17,7 @@ from firmware.settings import BuildSettings
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.profiles import get_profile
 from hypervisors.registry import get_target
+from images.archive import extract_plain_files
 
 ROLES = ("boot", "cf", "flash", "dump")
 pytestmark = pytest.mark.vm
@@ -41,7 +42,7 @@ def packages(ipva_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _from_ova(packages: Path, dest: Path) -> list[Path]:
     with tarfile.open(packages / "ipva.ova") as tar:
-        tar.extractall(dest, filter="data")
+        extract_plain_files(tar, dest)
     return [dest / f"hd-{r}.vmdk" for r in ROLES]
 
 
