@@ -36,17 +36,6 @@ def format_trace(text: str, tag: int = TRACE_BOOT) -> str:
     return f"0:0000:{tag:03d}:4 - {text}"
 
 
-def format_mem(n: int) -> str:
-    """`mem(64946176)=61.93MB`: MiB truncated (not rounded) to two decimals, as the box."""
-    return memory.format_mem(n)
-
-
-def platform_memory(platform: Platform) -> memory.MemoryInfo:
-    """The VM reads MemTotal and the firmware memory map; other platforms give a figure."""
-    get = getattr(platform, "memory_info", None)
-    return get() if get is not None else memory.MemoryInfo(platform.memory_bytes())
-
-
 def mount_real_flash(dev: BlockDevice, ram_bytes: int, trace: Callable[[str], None]) -> Any:
     from appliance.flash import mount_flash
 
@@ -59,7 +48,7 @@ def mount_real_flash(dev: BlockDevice, ram_bytes: int, trace: Callable[[str], No
 def trace_platform(platform: Platform, trace: Callable[[str], None]) -> None:
     """CPU brand, `mem(…)`, DRAM, the 3 GiB cap and vCPU warnings; too little RAM stops."""
     trace(platform.cpu_brand())
-    info = platform_memory(platform)
+    info = platform.memory_info()
     for line in memory.trace_lines(info):
         trace(line)
     memory.check_enough(info)
@@ -94,7 +83,7 @@ def mount_flash_disk(
     try:
         # FLASHDIR is sized from the box's usable RAM (hal.memory: capped at 3 GiB)
         return mount(
-            disks[DiskRole.FLASH], platform_memory(platform).usable, lambda s: trace(s, TRACE_FLASH)
+            disks[DiskRole.FLASH], platform.memory_info().usable, lambda s: trace(s, TRACE_FLASH)
         )
     except ImportError as e:
         trace(f"flash: FLASHMAN could not be loaded ({e}); config write is off")

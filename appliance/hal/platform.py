@@ -11,9 +11,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from appliance.hal.block import BlockDevice, FileBlockDevice
+
+if TYPE_CHECKING:  # hal.memory imports HaltError from here
+    from appliance.hal.memory import MemoryInfo
 
 
 class DiskRole(enum.StrEnum):
@@ -69,7 +72,7 @@ class StreamConsole:
     wfile: BinaryIO
 
     def read(self, n: int = 1) -> bytes:
-        return self.rfile.read(n) if hasattr(self.rfile, "read") else b""
+        return self.rfile.read(n)
 
     def write(self, data: bytes) -> None:
         self.wfile.write(data)
@@ -81,7 +84,7 @@ class Platform(Protocol):
 
     def cpu_brand(self) -> str: ...
 
-    def memory_bytes(self) -> int: ...
+    def memory_info(self) -> MemoryInfo: ...  # the boot trace's mem(…), FLASHDIR sizing
 
     def open_disks(self) -> dict[DiskRole, BlockDevice]: ...
 
@@ -131,8 +134,10 @@ class HostedPlatform:
     def cpu_brand(self) -> str:
         return _cpuinfo_field("model name")
 
-    def memory_bytes(self) -> int:
-        return self.memory
+    def memory_info(self) -> MemoryInfo:
+        from appliance.hal.memory import MemoryInfo  # not at the top: it imports this module
+
+        return MemoryInfo(self.memory)  # a figure given by the caller, no firmware map
 
     def open_disks(self) -> dict[DiskRole, BlockDevice]:
         self.directory.mkdir(parents=True, exist_ok=True)

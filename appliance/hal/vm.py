@@ -78,9 +78,6 @@ class VmPlatform:
     def memory_info(self) -> MemoryInfo:
         return read_memory_info()
 
-    def memory_bytes(self) -> int:
-        return self.memory_info().usable
-
     # --- disks -------------------------------------------------------------------------
     def open_disks(self) -> dict[DiskRole, BlockDevice]:
         # /init already waited for the boot disk; the others come from the same probe

@@ -16,7 +16,7 @@ from typing import Any
 
 from appliance.hal.aes import Aes, measure_srtp_mips, select_aes
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
-from appliance.hal.memory import MemoryInfo, format_mem
+from appliance.hal.memory import format_mem
 from appliance.hal.platform import DiskRole
 from appliance.modcmd import ModCmdError, register
 
@@ -90,8 +90,7 @@ def _time_info(box: Any, args: list[str]) -> str:
 
 @register("MEM", "info", "memory: the mem() figure, DRAM, and the 3 GiB cap")
 def _mem_info(box: Any, args: list[str]) -> str:
-    get = getattr(box.platform, "memory_info", None)
-    info = get() if get is not None else MemoryInfo(box.platform.memory_bytes())
+    info = box.platform.memory_info()
     capped = "yes" if info.capped else "no"
     return f"{format_mem(info.usable)} DRAM={info.dram_mb()}MB capped={capped}"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from appliance.flash import plan_limits
@@ -58,3 +60,21 @@ def test_parsers() -> None:
                ("0x100000", "0xbffdffff", "System RAM"), ("0x100000000", "0x13fffffff",
                "System RAM")]  # fmt: skip
     assert parse_memmap(entries) == 0x9FC00 + (0xBFFE0000 - 0x100000) + (1 << 30)
+
+
+def test_hosted_platform_gives_its_figure_as_memory_info(tmp_path: Path) -> None:
+    from appliance.hal.platform import HostedPlatform
+
+    info = HostedPlatform(tmp_path, memory=64946176).memory_info()
+    assert info == MemoryInfo(64946176) and trace_lines(info)[0] == "mem(64946176)=61.93MB"
+
+
+def test_mem_info_command_uses_the_platform_memory_info() -> None:
+    from types import SimpleNamespace
+
+    from appliance.modcmd import lookup
+    from appliance.services import hardware  # noqa: F401 - registers MEM info
+
+    platform = SimpleNamespace(memory_info=lambda: MemoryInfo(4_000_000_000, 4 << 30))
+    out = lookup("MEM", "info")(SimpleNamespace(platform=platform), [])  # type: ignore[misc]
+    assert out == f"mem({RAM_CAP})=3072.00MB DRAM=3072MB capped=yes"

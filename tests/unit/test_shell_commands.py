@@ -10,6 +10,7 @@ from appliance import modcmd
 from appliance.box import Box
 from appliance.flash import FlashFullError, mount_flash
 from appliance.hal.block import MemoryBlockDevice
+from appliance.hal.memory import MemoryInfo
 from appliance.hal.platform import DiskRole
 from appliance.services.crashdump import read_crash_record
 from appliance.shell.interpreter import Shell
@@ -32,8 +33,8 @@ class FakePlatform:
     def cpu_brand(self) -> str:
         return "Test CPU"
 
-    def memory_bytes(self) -> int:
-        return 64946176
+    def memory_info(self) -> MemoryInfo:
+        return MemoryInfo(64946176)
 
 
 def make_box(flash: Any = "new") -> Box:
