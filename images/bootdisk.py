@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from appliance.hal.disks import BOOT_LABEL
 from firmware.run import ToolError, run
 
 PART_START_SECTOR = 2048
 PART_OFFSET = PART_START_SECTOR * 512
 DISK_ID = "0x49505641"  # "IPVA": fixed, for reproducible builds
 VOLUME_ID = "49505641"
-VOLUME_LABEL = "IPVABOOT"
+VOLUME_LABEL = BOOT_LABEL.decode()  # how the runtime recognises the boot disk
 MBR_BIN_CANDIDATES = ("/usr/lib/syslinux/mbr/mbr.bin", "/usr/share/syslinux/mbr.bin")
 KERNEL_ARGS = "console=tty0 console=ttyS0,115200n8 quiet loglevel=3 panic=10"
 
