@@ -86,9 +86,24 @@ def build_command(**opts: object) -> None:
         raise click.BadParameter(str(exc)) from exc
     t0 = time.monotonic()
     result = build(settings, _step)
-    click.echo(f"\nBuilt in {time.monotonic() - t0:.1f} s:")
-    width = max(len(str(p)) for p in result.artifacts)
-    for p in result.artifacts:
-        st = p.stat()
-        alloc = st.st_blocks * 512
-        click.echo(f"  {str(p):<{width}}  {_human(st.st_size):>10}  ({_human(alloc)} on disk)")
+    click.echo(f"\nBuilt in {time.monotonic() - t0:.1f} s into {settings.out_dir}/:")
+    sums = dict(
+        reversed(line.split("  ", 1))
+        for line in (settings.out_dir / "SHA256SUMS").read_text().splitlines()
+    )
+    rows = [
+        (
+            str(p.relative_to(settings.out_dir)),
+            p.stat(),
+            sums.get(str(p.relative_to(settings.out_dir)), ""),
+        )
+        for p in result.artifacts
+    ]
+    width = max(len(name) for name, _, _ in rows)
+    click.echo(f"  {'artifact':<{width}}  {'size':>10}  {'on disk':>10}  sha256")
+    for name, st, digest in rows:
+        click.echo(
+            f"  {name:<{width}}  {_human(st.st_size):>10}  {_human(st.st_blocks * 512):>10}"
+            f"  {digest[:16]}"
+        )
+    click.echo(f"  (full digests in {settings.out_dir / 'SHA256SUMS'})")
