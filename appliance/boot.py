@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from appliance.box import Box
+from appliance.box import Box, close_disks
 from appliance.hal import memory
 from appliance.hal.block import BlockDevice
-from appliance.hal.platform import DiskRole, HaltError, Platform, detect_platform
+from appliance.hal.platform import Console, DiskRole, HaltError, Platform, detect_platform
 from appliance.services.crashdump import read_crash_record, write_crash_record
 from appliance.shell.interpreter import Shell
 from appliance.shell.session import serve_console
@@ -30,6 +30,7 @@ Mount = Callable[[BlockDevice, int, Callable[[str], None]], Any]
 
 TRACE_BOOT = 30  # module tag of the boot trace lines (`0:0000:030:4 - …`)
 TRACE_FLASH = 81  # as FLASHDIR's lines on the box (`0:0000:081:4 - start flashdir …`)
+HALTED = "error: the box has stopped, see the message above; nothing was done"
 
 
 def format_trace(text: str, tag: int = TRACE_BOOT) -> str:
@@ -45,8 +46,10 @@ def mount_real_flash(dev: BlockDevice, ram_bytes: int, trace: Callable[[str], No
 # --- the steps -------------------------------------------------------------------------
 
 
-def trace_platform(platform: Platform, trace: Callable[[str], None]) -> None:
-    """CPU brand, `mem(…)`, DRAM, the 3 GiB cap and vCPU warnings; too little RAM stops."""
+def trace_platform(platform: Platform, trace: Callable[[str], None]) -> memory.MemoryInfo:
+    """CPU brand, `mem(…)`, DRAM, the 3 GiB cap and vCPU warnings; too little RAM stops.
+
+    Returns the memory figures: the flash is sized from the same numbers the trace shows."""
     trace(platform.cpu_brand())
     info = platform.memory_info()
     for line in memory.trace_lines(info):
@@ -58,6 +61,7 @@ def trace_platform(platform: Platform, trace: Callable[[str], None]) -> None:
 
         for line in trace_lines(cpu()):
             trace(line)
+    return info
 
 
 def find_nics(platform: Platform, trace: Callable[..., None]) -> Any | None:
@@ -77,18 +81,16 @@ def trace_disks(platform: Platform, trace: Callable[..., None]) -> None:
 
 
 def mount_flash_disk(
-    disks: dict[DiskRole, BlockDevice], platform: Platform, trace: Callable[..., None], mount: Mount
+    dev: BlockDevice, ram_bytes: int, trace: Callable[..., None], mount: Mount
 ) -> Any | None:
-    """The flash, or None: the box still boots (factory config, `config write` refused)."""
+    """The flash, or None: the box still boots (factory config, `config write` refused)
+    and keeps the device, so `mod cmd FLASHMAN0 reset all` can format it."""
     try:
-        # FLASHDIR is sized from the box's usable RAM (hal.memory: capped at 3 GiB)
-        return mount(
-            disks[DiskRole.FLASH], platform.memory_info().usable, lambda s: trace(s, TRACE_FLASH)
-        )
+        return mount(dev, ram_bytes, lambda s: trace(s, TRACE_FLASH))
     except ImportError as e:
-        trace(f"flash: FLASHMAN could not be loaded ({e}); config write is off")
+        trace(f"flash: FLASHMAN could not be loaded ({e}); config write is off", TRACE_FLASH)
     except Exception as e:  # FlashError, WrongDiskError …: say it, boot on without flash
-        trace(f"flash: {e}; config write is off until the flash disk is fixed")
+        trace(f"flash: {e}; config write is off until the flash disk is fixed", TRACE_FLASH)
     return None
 
 
@@ -131,17 +133,23 @@ def start_network(box: Box, network: Any | None) -> None:
 def boot_box(platform: Platform, trace: Callable[..., None], mount: Mount) -> Box:
     from appliance.services import hardware as _hardware  # noqa: F401 - registers mod cmds
 
-    trace_platform(platform, trace)
+    info = trace_platform(platform, trace)
     network = find_nics(platform, trace)
     disks = platform.open_disks()
-    trace_disks(platform, trace)
-    flash = mount_flash_disk(disks, platform, trace, mount)
-    box = Box(platform, disks, flash, trace)
-    trace(f"{PRODUCT} {box.version_line()}")
-    report_crash(box)
-    load_config(box)
-    start_timekeeping(box)
-    start_network(box, network)
+    try:
+        trace_disks(platform, trace)
+        # FLASHDIR is sized from the box's usable RAM (hal.memory: capped at 3 GiB)
+        ram = info.usable
+        flash = mount_flash_disk(disks[DiskRole.FLASH], ram, trace, mount)
+        box = Box(platform, disks, flash, trace, flash_device=disks[DiskRole.FLASH], ram_bytes=ram)
+        trace(f"{PRODUCT} {box.version_line()}")
+        report_crash(box)
+        load_config(box)
+        start_timekeeping(box)
+        start_network(box, network)
+    except BaseException:  # a HaltError (strict perfcounter …) ends this boot: free the disks
+        close_disks(disks)
+        raise
     return box
 
 
@@ -149,7 +157,10 @@ def boot_box(platform: Platform, trace: Callable[..., None], mount: Mount) -> Bo
 
 
 class Runtime:
-    """Owns the current box; console sessions talk to it (see shell.session.ConsoleHost)."""
+    """Owns the current box; console sessions talk to it (see shell.session.ConsoleHost).
+
+    `_lock` is the one lock that makes consoles take turns: a command, an overlong-line
+    refusal and a restart each hold it, so no console sees a half-restarted box."""
 
     def __init__(self, platform: Platform, *, newline: bytes = b"\r\n", mount: Mount | None = None):
         self.platform = platform
@@ -159,6 +170,11 @@ class Runtime:
         self.box: Box | None = None
         self.shell: Shell | None = None
         self._lock = threading.RLock()  # one command or restart at a time
+        # the in-process re-boot failed (HaltError): the box is stopped, sessions end
+        self.halted = False
+        # set when the box halted or every console reached end of input: run() returns
+        self.stopped = threading.Event()
+        self._serving = 0
 
     def trace(self, text: str, tag: int = TRACE_BOOT) -> None:
         data = (format_trace(text, tag)).encode("ascii", "backslashreplace") + self.newline
@@ -177,20 +193,27 @@ class Runtime:
 
     def execute(self, line: str) -> str:
         with self._lock:
-            assert self.shell is not None
+            if self.shell is None:  # halted: a line typed on another console meanwhile
+                return HALTED
             return self.shell.execute(line)
 
     def refuse_overlong(self, line: str) -> str:
-        assert self.shell is not None
-        return self.shell.refuse_overlong(line)
+        with self._lock:
+            if self.shell is None:
+                return HALTED
+            return self.shell.refuse_overlong(line)
 
     def prompt(self) -> str:
         return self.shell.prompt if self.shell else f"{PRODUCT}> "
 
-    def settle(self) -> None:
+    def settle(self) -> bool:
+        """Carry out a requested reset/reboot; False once the box has halted (its re-boot
+        stopped with a HaltError, already traced): the session then ends."""
         with self._lock:
+            if self.halted:
+                return False
             if self.box is None or self.box.restart_request is None:
-                return
+                return True
             kind = self.box.restart_request
             restart = getattr(self.platform, "restart", None)
             if restart is not None:
@@ -198,7 +221,47 @@ class Runtime:
             self.box.close()
             self.box, self.shell = None, None
             if not self.boot():
-                raise SystemExit(1)
+                self.halted = True
+                self.stopped.set()
+                return False
+            return True
+
+    def close(self) -> None:
+        """Close the disks; waits for a command still running on another console, and a
+        line typed there later gets HALTED rather than a closed box."""
+        with self._lock:
+            if self.box is not None:
+                self.box.close()
+            self.box, self.shell = None, None
+
+    def serve_consoles(self, *, ctrl_d_ends: bool = False) -> None:
+        """Serve the shell on every console, one thread each; return when all of them
+        reached end of input or the box halted. Not join(): after a halt the other
+        consoles may sit in read() for good (their threads are daemons)."""
+        threads = [
+            threading.Thread(
+                target=self._serve,
+                args=(console, ctrl_d_ends),
+                name=f"console-{console.name}",
+                daemon=True,  # a console blocked in read must not keep the process alive
+            )
+            for console in self.consoles
+        ]
+        self._serving = len(threads)
+        if not threads:
+            return
+        for t in threads:
+            t.start()
+        self.stopped.wait()
+
+    def _serve(self, console: Console, ctrl_d_ends: bool) -> None:
+        try:
+            serve_console(console, self, newline=self.newline, ctrl_d_ends=ctrl_d_ends)
+        finally:  # count it off; the last console to end stops the run
+            with self._lock:
+                self._serving -= 1
+                if self._serving == 0:
+                    self.stopped.set()
 
 
 def run(
@@ -215,22 +278,13 @@ def run(
         if halt is not None:  # the VM stops with the message on screen, no reboot loop
             halt()
         return 1
-    threads = [
-        threading.Thread(
-            target=serve_console,
-            args=(console, runtime),
-            kwargs={"newline": newline, "ctrl_d_ends": ctrl_d_ends},
-            name=f"console-{console.name}",
-            daemon=True,  # a console blocked in read must not keep the process alive
-        )
-        for console in runtime.consoles
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if runtime.box is not None:
-        runtime.box.close()
+    runtime.serve_consoles(ctrl_d_ends=ctrl_d_ends)
+    runtime.close()
+    if runtime.halted:
+        halt = getattr(platform, "halt", None)
+        if halt is not None:  # as after a failed first boot: stop with the message shown
+            halt()
+        return 1
     return 0
 
 

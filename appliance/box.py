@@ -11,7 +11,6 @@ turns that into one line and carries on.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -61,10 +60,17 @@ class Box:
         trace: Trace,
         *,
         saved: Config | None = None,
+        flash_device: BlockDevice | None = None,
+        ram_bytes: int | None = None,
     ) -> None:
         self.platform = platform
         self.disks = dict(disks)
         self.flash = flash  # appliance.flash.Flash, or None if the flash disk is unusable
+        # kept even when the mount failed: `mod cmd FLASHMAN0 reset all` formats it and
+        # sets self.flash (appliance/flash/commands.py), so a junk disk can be repaired
+        self.flash_device = flash_device if flash_device is not None else disks.get(DiskRole.FLASH)
+        # the usable RAM the flash is sized from (FLASHDIR's share), as at mount time
+        self.ram_bytes = ram_bytes if ram_bytes is not None else platform.memory_info().usable
         self.trace = trace
         self.version = FIRMWARE_VERSION
         self.build = BUILD
@@ -74,8 +80,6 @@ class Box:
         self.running = self.saved
         self.active = self.saved
         self.restart_request: str | None = None  # "reset" | "reboot"
-        # consoles run in threads and share the box; one command at a time
-        self.lock = threading.RLock()
 
     # identity ------------------------------------------------------------------------
     @property
@@ -110,7 +114,7 @@ class Box:
         if self.flash is None:
             raise BoxError(
                 "no flash: the flash disk (IDE 1:0) is not mounted, see the boot trace; "
-                "format it with mod cmd FLASHMAN0 reset all, then reset"
+                "format it with mod cmd FLASHMAN0 reset all (erases the disk)"
             )
         return self.flash.vars
 
@@ -192,10 +196,15 @@ class Box:
         self.restart_request = "reboot"
 
     def close(self) -> None:
-        for dev in self.disks.values():
-            close = getattr(dev, "close", None)
-            if close:
-                close()
+        close_disks(self.disks)
 
 
-__all__ = ["Box", "BoxError", "RestoreError"]
+def close_disks(disks: Mapping[DiskRole, BlockDevice]) -> None:
+    """Close what can be closed (files; in-memory test disks have no close)."""
+    for dev in disks.values():
+        close = getattr(dev, "close", None)
+        if close:
+            close()
+
+
+__all__ = ["Box", "BoxError", "RestoreError", "close_disks"]

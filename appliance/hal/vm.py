@@ -92,13 +92,17 @@ class VmPlatform:
             if role not in self.positions:
                 n = ROLE_ORDER.index(role)
                 raise MissingDiskError(role, f"SCSI disk {n + 1} of 4" if on_scsi else None)
-        disks: dict[DiskRole, BlockDevice] = {
-            r: FileBlockDevice(f"/dev/{p.name}") for r, p in self.positions.items()
-        }
-        self.signatures = {r: read_signature(d) for r, d in disks.items()}
-        halt, self.disk_notes = check_signatures(self.signatures)
-        if halt:
-            raise HaltError(halt)
+        files = {r: FileBlockDevice(f"/dev/{p.name}") for r, p in self.positions.items()}
+        disks: dict[DiskRole, BlockDevice] = dict(files)
+        try:
+            self.signatures = {r: read_signature(d) for r, d in disks.items()}
+            halt, self.disk_notes = check_signatures(self.signatures)
+            if halt:
+                raise HaltError(halt)
+        except BaseException:  # the caller never gets them: close them here
+            for dev in files.values():
+                dev.close()
+            raise
         return disks
 
     def disk_lines(self) -> list[str]:

@@ -21,7 +21,8 @@ class ConsoleHost(Protocol):
 
     def prompt(self) -> str: ...
 
-    def settle(self) -> None: ...  # carry out a requested reset/reboot before the next prompt
+    # carry out a requested reset/reboot before the next prompt; False: the box halted
+    def settle(self) -> bool: ...
 
 
 def serve_console(
@@ -55,5 +56,6 @@ def serve_console(
                     say(host.refuse_overlong(event.text))
                 else:
                     say(host.execute(event.text))
-                host.settle()
+                if not host.settle():  # the re-boot stopped (message traced): no prompt
+                    return
                 console.write(host.prompt().encode("ascii", "replace"))
