@@ -41,6 +41,19 @@ class BoxError(Exception):
     """A box operation was refused; the message says why and what to do."""
 
 
+class PartialRestoreError(BoxError):
+    """A restore stored the config but not all FLASHDIR items (flash full, write error).
+
+    Unlike RestoreError something did change: `line` is the file's line of the first item
+    not written; the items before it and the config are on the flash."""
+
+    def __init__(self, line: int, cause: Exception) -> None:
+        super().__init__(
+            f"config restored; FLASHDIR items from line {line} on not written: {cause}"
+        )
+        self.line = line
+
+
 def check_flashdir_line(line: str) -> str | None:
     """What is wrong with a backup's `mod cmd FLASHDIR0 add-item <id> <attrs>` line."""
     words = line.split(" ", 5)
@@ -148,21 +161,32 @@ class Box:
     def restore_text(self, text: str) -> Config:
         """Check a whole backup file, then store it as the saved config in one commit.
 
-        Raises RestoreError (line number + reason) and changes nothing if any line is bad.
-        FLASHDIR items are put after the config commit (another flash owner, so not in
-        the same transaction). The running config follows at the next `reset`, as after
-        an upload on the box.
+        Everything that can be checked is checked before anything is written: a bad line
+        raises RestoreError (its line number + reason), a failed config commit BoxError;
+        either way nothing changed. FLASHDIR items are put after the config commit, one by
+        one (another flash owner, so not in the same transaction): if one fails (flash
+        full …) PartialRestoreError names its line — the config and the earlier items are
+        stored. The running config follows at the next `reset`, as after an upload on the
+        box. (The console has no way to send a file; this is for the HTTP upload.)
         """
         backup = parse_backup(text, check_extra=check_flashdir_line)
         if backup.extra and self.flash is None:
-            raise RestoreError(1, "the file has FLASHDIR items but no flash is mounted")
-        try:
-            self._store(backup.config)
-            for line in backup.extra:
-                _m, _c, _mod, _verb, item_id, attrs = line.split(" ", 5)
-                self.flash.flashdir.put(int(item_id), attrs)
-        except Exception as e:
-            raise RestoreError(1, f"restore failed while writing the flash: {e}") from e
+            raise RestoreError(
+                backup.extra_at[0],
+                "FLASHDIR items need the flash, which is not mounted (see the boot trace)",
+            )
+        items = [
+            (at, int(words[4]), words[5])
+            for at, words in zip(
+                backup.extra_at, (x.split(" ", 5) for x in backup.extra), strict=True
+            )
+        ]
+        self._store(backup.config)  # BoxError: saved config unchanged
+        for at, item_id, attrs in items:
+            try:
+                self.flash.flashdir.put(item_id, attrs)
+            except Exception as e:  # FlashFullError, OSError …: say what is stored
+                raise PartialRestoreError(at, e) from e
         return backup.config
 
     def load_saved(self) -> None:
@@ -207,4 +231,4 @@ def close_disks(disks: Mapping[DiskRole, BlockDevice]) -> None:
             close()
 
 
-__all__ = ["Box", "BoxError", "RestoreError", "close_disks"]
+__all__ = ["Box", "BoxError", "PartialRestoreError", "RestoreError", "close_disks"]

@@ -96,6 +96,7 @@ class Backup:
     header: BackupHeader
     config: Config
     extra: list[str] = field(default_factory=list)  # `mod cmd FLASHDIR0 …` lines, in order
+    extra_at: list[int] = field(default_factory=list)  # each one's 1-based line in the file
 
 
 _HEADER_RE = re.compile(
@@ -147,6 +148,7 @@ def parse_backup(text: str, check_extra: Callable[[str], str | None] | None = No
     header = BackupHeader(m["version"], int(m["build"]), int(m["bootcode"]), m["hw"])
     config = Config.factory()
     extra: list[str] = []
+    extra_at: list[int] = []
     for n, line in enumerate(lines[1:], start=2):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -160,9 +162,10 @@ def parse_backup(text: str, check_extra: Callable[[str], str | None] | None = No
             if problem:
                 raise RestoreError(n, problem)
             extra.append(stripped)
+            extra_at.append(n)
             continue
         try:
             config = parse_line(config, stripped)
         except (ConfigError, GrammarError) as e:
             raise RestoreError(n, str(e)) from None
-    return Backup(header, config, extra)
+    return Backup(header, config, extra, extra_at)

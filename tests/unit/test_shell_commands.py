@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from appliance import modcmd
-from appliance.box import Box
+from appliance.box import Box, BoxError
 from appliance.flash import FlashFullError, mount_flash
 from appliance.hal.block import MemoryBlockDevice
 from appliance.hal.memory import MemoryInfo
@@ -258,3 +258,56 @@ def test_restore_of_a_bad_file_changes_nothing() -> None:
         box.restore_text(bad)
     assert box.flash.vars.commits == commits
     assert Shell(restart(box)).execute("config show") == "config change DHCP0 /mode off"
+
+
+RESTORE_WITH_ITEMS = (
+    "vars check - # 16r1sr1 IPVA[1], Bootcode[1], HW[x]\n"
+    "config change SYS0 /name r1\n"
+    "mod cmd FLASHDIR0 add-item 7 cn=alice\n"
+    "\n"
+    "mod cmd FLASHDIR0 add-item 8 cn=bob\n"
+    "mod cmd FLASHDIR0 add-item 9 cn=carol\n"
+)
+
+
+def test_restore_that_fails_on_an_item_says_what_is_stored() -> None:
+    from appliance.box import PartialRestoreError
+    from appliance.config import RestoreError
+
+    box = make_box()
+    real_put = box.flash.flashdir.put
+
+    def put(item_id: int, attrs: str) -> None:
+        if item_id == 8:
+            raise FlashFullError("flash full: LDAP")
+        real_put(item_id, attrs)
+
+    box.flash.flashdir.put = put
+    with pytest.raises(PartialRestoreError) as e:
+        box.restore_text(RESTORE_WITH_ITEMS)
+    assert str(e.value) == (
+        "config restored; FLASHDIR items from line 5 on not written: flash full: LDAP"
+    )
+    assert e.value.line == 5 and not isinstance(e.value, RestoreError)  # something changed
+    after = restart(box)
+    assert after.saved.lines() == ["config change SYS0 /name r1"]
+    assert list(after.flash.flashdir.items()) == [(7, "cn=alice")]
+
+
+def test_restore_whose_config_commit_fails_writes_no_item() -> None:
+    box = make_box()
+
+    def full(changes: Any) -> None:
+        raise FlashFullError("flash full")
+
+    box.flash.vars.commit = full
+    with pytest.raises(BoxError, match="^config write failed, saved config unchanged: flash"):
+        box.restore_text(RESTORE_WITH_ITEMS)
+    assert len(box.flash.flashdir) == 0
+
+
+def test_restore_with_items_but_no_flash_names_the_first_item_line() -> None:
+    from appliance.config import RestoreError
+
+    with pytest.raises(RestoreError, match="^line 3: FLASHDIR items need the flash"):
+        make_box(flash=None).restore_text(RESTORE_WITH_ITEMS)
