@@ -16,6 +16,13 @@ grouped into transactions. The rules (DESIGN.md "Flash"):
   A bad CRC marks the bytes dirty, is reported by a trace line, and the mount goes on.
 - Spare: an owner may only take a new segment while at least one more stays free, so a
   compaction always finds a fresh segment. Free segments are taken lowest erase count first.
+- Seals (format version 2): after a commit, the owner's finished segments get a seal, an
+  index of their records under one CRC, so the mount takes a sealed segment's keys and
+  values without parsing each record. Seals are never needed for correctness: a missing,
+  torn or damaged seal, or a body that no longer matches it, means the segment is scanned
+  record by record as before, with the same result (tested both ways).
+- The mount builds the values; the key -> segment map that only writes need (compaction)
+  is built on first use, like the live byte count.
 
 Sizes (from the seed, ipva-concept.wiki)
 ----------------------------------------
@@ -45,8 +52,9 @@ cannot be the area size of that box; we show the area size.) Then one line per o
     LDAP - used Uk avail Ak owned Ok (segments S) maximum Mk (segments E, configured C)
 
 - used U: segment headers + live records of the owner, KiB rounded up;
-- avail A: unwritten bytes in the owner's head segment (appendable without a new segment),
-  KiB rounded down; owned - used - avail is dirty space that compaction reclaims;
+- avail A: unwritten bytes in the owner's head segment, KiB rounded down (the last
+  ``SEAL_RESERVE`` = 1 KiB of it is kept for the segment's seal); owned - used - avail is
+  dirty space (and seals) that compaction reclaims;
 - owned O / segments S: segments the owner holds, O = S * 64;
 - configured C: the owner's configured maximum in segments (VARS 10; LDAP what the flash
   size leaves, see above); segments E: the effective maximum after the RAM rule (= C for
@@ -58,8 +66,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from appliance.flash.format import (
     FLAG_DELETE,
@@ -74,13 +83,17 @@ from appliance.flash.format import (
     OWNER_VARS,
     RECORD_ALIGN,
     RECORD_HEADER_SIZE,
+    SEAL_RESERVE,
     SEGMENT_SIZE,
     Header,
     Record,
+    SegmentIndex,
     SegmentScan,
     build_header,
     build_record,
+    build_seal,
     parse_header,
+    read_seal,
     record_size,
     recover_identity,
     scan_records,
@@ -102,6 +115,14 @@ SPARE = 1
 _READ_CHUNK = 64  # segments per sequential read at mount (4 MiB)
 _RSZ = RECORD_HEADER_SIZE + RECORD_ALIGN - 1  # record_size(), inlined for the mount
 _RMASK = ~(RECORD_ALIGN - 1)
+SEALS_PER_COMMIT = 4  # at most this many old segments get their seal after one commit
+
+
+def _fits_at(end: int, size: int) -> bool:
+    """A record of `size` bytes may go at `end` of a segment: SEAL_RESERVE stays free for the
+    seal, except for a segment's first record (a maximum-size record must fit somewhere)."""
+    return end + size <= SEG - SEAL_RESERVE or (end == HEADER_AREA and end + size <= SEG)
+
 
 Trace = Callable[[str], None]
 
@@ -144,7 +165,28 @@ class Segment:
     seq: int = 0
     erase_count: int = 0
     end: int = HEADER_AREA  # append position
-    nlive: int = 0  # live records in this segment (a cross-check for compaction)
+    sealed: bool = False  # has a seal, or will never get one (no room): do not try again
+    _nlive: int = 0
+    _lazy: Owner | None = None  # the owner whose `loc` (and so our nlive) is not built yet
+
+    @property
+    def nlive(self) -> int:
+        """Live records in this segment (a cross-check for compaction)."""
+        if self._lazy is not None:
+            self._lazy.loc  # noqa: B018 - builds the location map and every nlive
+        return self._nlive
+
+    @nlive.setter
+    def nlive(self, value: int) -> None:
+        if self._lazy is not None:
+            self._lazy.loc  # noqa: B018 - the counts of the other segments stay right
+            self._lazy = None  # (a segment freed since the mount is not cleared by that)
+        self._nlive = value
+
+
+# what the mount learnt about where keys live, replayed by Owner.loc on first use:
+# (segment, keys of a plain segment, None) or (segment, None, [(key, put?), ...])
+LocLog = list[tuple[Segment, Sequence[bytes] | None, list[tuple[bytes, bool]] | None]]
 
 
 @dataclass(eq=False)
@@ -154,14 +196,40 @@ class Owner:
     maximum: int = 0
     segs: list[Segment] = field(default_factory=list)  # sequence order, head last
     values: dict[bytes, bytes] = field(default_factory=dict)
-    loc: dict[bytes, Segment] = field(default_factory=dict)
     base: int = 0
     next_txn: int = 0
     _live: int | None = 0  # bytes of live records, all segments; None: not yet counted
+    _loc: dict[bytes, Segment] | None = field(default_factory=dict)  # None: see _loc_log
+    _loc_log: LocLog = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return OWNER_NAMES[self.id]
+
+    @property
+    def loc(self) -> dict[bytes, Segment]:
+        """Key -> segment holding its live record. Only writes need it (compaction picks
+        the live records of a segment with it), so the mount leaves it to the first use:
+        a dict entry per key is a large part of the cost of mounting a full flash."""
+        if self._loc is None:
+            loc: dict[bytes, Segment] = {}
+            for seg, keys, ops in self._loc_log:
+                if ops is None:
+                    loc.update(dict.fromkeys(keys or (), seg))
+                    continue
+                for key, put in ops:
+                    if put:
+                        loc[key] = seg
+                    else:
+                        loc.pop(key, None)
+            counts = Counter(loc.values())
+            for seg, _keys, _ops in self._loc_log:  # (also segments freed since the mount)
+                seg._lazy = None
+            for s in self.segs:
+                s._lazy = None
+                s._nlive = counts.get(s, 0)
+            self._loc, self._loc_log = loc, []
+        return self._loc
 
     @property
     def live(self) -> int:
@@ -172,6 +240,31 @@ class Owner:
     @live.setter
     def live(self, value: int) -> None:
         self._live = value
+
+
+class _Commits:
+    """Which txns of an owner's log are committed: those with a LAST record anywhere.
+
+    The LASTs of scanned segments go into a set; sealed segments are only asked about the
+    few txns that need it (a set of every txn would cost as much as the rest of the mount).
+    """
+
+    def __init__(self, ixs: Iterable[SegmentIndex]) -> None:
+        self.scanned: set[int] = set()
+        self.sealed: list[SegmentIndex] = []
+        self.known: dict[int, bool] = {}
+        for ix in ixs:
+            if ix.sealed:
+                self.sealed.append(ix)
+            else:
+                self.scanned.update(ix.last_txns())
+
+    def __call__(self, txn: int) -> bool:
+        if txn in self.scanned:
+            return True
+        if txn not in self.known:
+            self.known[txn] = any(txn in ix.last_txns() for ix in self.sealed)
+        return self.known[txn]
 
 
 def _ignore(_line: str) -> None:
@@ -281,9 +374,10 @@ class FlashMan:
         self._rebuild(scans)
         self._set_limits()
 
-    def _read_and_scan(self, wanted: list[Segment], damaged: set[int]) -> dict[int, SegmentScan]:
-        """Read the wanted segments in long sequential runs and parse their records."""
-        scans: dict[int, SegmentScan] = {}
+    def _read_and_scan(self, wanted: list[Segment], damaged: set[int]) -> dict[int, SegmentIndex]:
+        """Read the wanted segments in long sequential runs and index them: from their seal
+        where it checks out, else by parsing every record."""
+        scans: dict[int, SegmentIndex] = {}
         i = 0
         while i < len(wanted):
             j = i + 1
@@ -295,11 +389,11 @@ class FlashMan:
                 j += 1
             first = wanted[i].index
             data = self.dev.read(first * SEG, (j - i) * SEG)
+            mv = memoryview(data)
             for seg in wanted[i:j]:
                 off = (seg.index - first) * SEG
-                buf = data[off : off + SEG]
                 if seg.index in damaged:
-                    ident = recover_identity(buf)
+                    ident = recover_identity(data[off : off + SEG])
                     if ident is None or ident[1] <= self.epoch:
                         self._report(f"flashman: segment {seg.index}: header damaged, now free")
                         continue
@@ -309,7 +403,12 @@ class FlashMan:
                         f"flashman: segment {seg.index}: header damaged, recovered as "
                         f"{OWNER_NAMES[seg.owner]} seq {seg.seq}"
                     )
-                scans[seg.index] = scan_records(buf, seg.owner, seg.seq)
+                ix = read_seal(mv[off : off + SEG], seg.owner, seg.seq)
+                if ix is None:
+                    sc = scan_records(data[off : off + SEG], seg.owner, seg.seq)
+                    ix = SegmentIndex.from_scan(sc)
+                seg.sealed = ix.sealed
+                scans[seg.index] = ix
             i = j
         return scans
 
@@ -317,54 +416,54 @@ class FlashMan:
         self.damage.append(line)
         self.trace(line)
 
-    def _rebuild(self, scans: dict[int, SegmentScan]) -> None:
+    def _rebuild(self, scans: dict[int, SegmentIndex]) -> None:
         """Replay every owner's log: committed transactions only, obsolete segments skipped."""
         for o in self.owners.values():
             segs = sorted(
                 (s for s in self.segments if s.owner == o.id and s.index in scans),
                 key=lambda s: s.seq,
             )
-            committed: set[int] = set()
-            base = 0
-            max_txn = -1
-            for s in segs:
-                sc = scans[s.index]
-                for txn, b in sc.lasts:
-                    committed.add(txn)
-                    if b > base:
-                        base = b
-                if sc.txns:
-                    max_txn = max(max_txn, max(sc.txns))
+            committed = _Commits([scans[s.index] for s in segs])
+            base = max((scans[s.index].base_max for s in segs), default=0)
+            max_txn = max((scans[s.index].txn_max for s in segs), default=-1)
             o.base, o.next_txn = base, max_txn + 1
             uncommitted: set[int] = set()
-            values, loc = o.values, o.loc
+            values = o.values
+            log: LocLog = []
             for s in segs:
                 if s.seq < base:
                     s.owner = OWNER_FREE
                     continue
                 o.segs.append(s)
-                sc = scans[s.index]
-                s.end = sc.end
-                pending = set(sc.txns) - committed
-                if not pending and set(sc.flags) <= {0, FLAG_LAST}:
+                ix = scans[s.index]
+                pending = {t for t in ix.others if not committed(t)}
+                if pending and ix.txns is None:
+                    # a sealed segment with records of a torn transaction (left by a power
+                    # cut): the seal has no per-record txns, so parse the records
+                    ix = scans[s.index] = SegmentIndex.from_scan(self._scan(s))
+                    pending = {t for t in ix.others if not committed(t)}
+                s.end = ix.end
+                s._lazy = o
+                if not pending and ix.plain:
                     # the common case, at C speed: plain committed puts
-                    values.update(zip(sc.keys, sc.values, strict=True))
-                    loc.update(dict.fromkeys(sc.keys, s))
+                    values.update(zip(ix.keys, ix.values, strict=True))
+                    log.append((s, ix.keys, None))
                     continue
                 uncommitted |= pending
-                for flags, txn, key, value in zip(
-                    sc.flags, sc.txns, sc.keys, sc.values, strict=True
-                ):
-                    if txn in committed and not flags & FLAG_MARK:
-                        if flags & FLAG_DELETE:
-                            values.pop(key, None)
-                            loc.pop(key, None)
-                        else:
-                            values[key] = value
-                            loc[key] = s
+                ops: list[tuple[bytes, bool]] = []
+                txns = ix.txns if pending and ix.txns is not None else repeat(-1, len(ix.keys))
+                for flags, txn, key, value in zip(ix.flags, txns, ix.keys, ix.values, strict=True):
+                    if txn in pending or flags & FLAG_MARK:
+                        continue
+                    if flags & FLAG_DELETE:
+                        values.pop(key, None)
+                        ops.append((key, False))
+                    else:
+                        values[key] = value
+                        ops.append((key, True))
+                log.append((s, None, ops))
             o._live = None
-            for s, n in Counter(loc.values()).items():
-                s.nlive = n
+            o._loc, o._loc_log = None, log
             for s in o.segs:
                 for off, length in scans[s.index].damage:
                     if s is o.segs[-1] and off + length >= s.end - 8:
@@ -388,9 +487,10 @@ class FlashMan:
     def _apply(o: Owner, seg: Segment, flags: int, key: bytes, value: bytes, size: int) -> None:
         if flags & FLAG_MARK:
             return
+        live = o.live  # counted (if still lazy) before `values` changes, or it counts twice
         old = o.values.get(key)
         if old is not None:
-            o.live -= record_size(len(key), len(old))
+            live -= record_size(len(key), len(old))
             o.loc[key].nlive -= 1
         if flags & FLAG_DELETE:
             o.values.pop(key, None)
@@ -398,8 +498,9 @@ class FlashMan:
         else:
             o.values[key] = value
             o.loc[key] = seg
-            o.live += size
+            live += size
             seg.nlive += 1
+        o.live = live
 
     def _set_limits(self) -> None:
         self.limits = plan_limits(len(self.segments), self.ram_bytes)
@@ -462,7 +563,7 @@ class FlashMan:
         seg.erase_count += 1
         seg.owner, seg.seq = o.id, self.next_seq
         self.next_seq += 1
-        seg.end, seg.nlive = HEADER_AREA, 0
+        seg.end, seg.nlive, seg.sealed = HEADER_AREA, 0, False
         h = Header(o.id, seg.seq, seg.erase_count, self.epoch, len(self.segments))
         self._write(off, build_header(h))
         self._flush()
@@ -476,14 +577,13 @@ class FlashMan:
         )
 
     def _fits(self, o: Owner, sizes: list[int]) -> bool:
-        head = o.segs[-1] if o.segs else None
-        room = SEG - head.end if head else 0
+        end = o.segs[-1].end if o.segs else SEG  # SEG: nothing fits, a new segment
         new = 0
         for sz in sizes:
-            if sz > room:
+            if not _fits_at(end, sz):
                 new += 1
-                room = USABLE
-            room -= sz
+                end = HEADER_AREA
+            end += sz
         return new == 0 or (len(o.segs) + new <= o.maximum and len(self._free) - new >= SPARE)
 
     def _make_room(self, o: Owner, sizes: list[int]) -> None:
@@ -536,7 +636,7 @@ class FlashMan:
                 grow -= record_size(len(key), len(old))
         if not entries:
             return
-        limit = max(o.maximum - 1, 1) * USABLE
+        limit = max(o.maximum - 1, 1) * (USABLE - SEAL_RESERVE)
         if grow > 0 and o.live + grow > limit:
             raise FlashFullError(self._full_message(o))
         sizes = [record_size(len(k), len(v)) for _f, k, v in entries]
@@ -568,7 +668,7 @@ class FlashMan:
         n = len(entries)
         for i, (flags, key, value) in enumerate(entries):
             size = record_size(len(key), len(value))
-            if head is None or head.end + size > SEG:
+            if head is None or not _fits_at(head.end, size):
                 try:
                     head = self._new_segment(o, spare_ok=gc)
                 except FlashError:
@@ -622,6 +722,27 @@ class FlashMan:
                 else:
                     keep.append(s)
             o.segs = keep
+        self._seal_behind(o)
+
+    def _seal_behind(self, o: Owner) -> None:
+        """Seal the owner's finished segments (all but the head) that have no seal yet.
+
+        Runs after a commit, so a power cut here only loses (or tears) a seal: the mount
+        then scans that segment record by record, as without seals. The seal is built from
+        a fresh scan of the segment on disk, not from memory, so it describes exactly what
+        a scan would find (a segment with records from before the last mount included). Not
+        flushed: the next commit's flush makes it durable, and a lost seal costs nothing.
+        """
+        todo = [s for s in o.segs[:-1] if not s.sealed][:SEALS_PER_COMMIT]
+        for s in todo:
+            s.sealed = True  # sealed now, or no room: either way never try again
+            buf = self.dev.read(s.index * SEG, SEG)
+            sc = scan_records(buf, s.owner, s.seq)
+            rec = build_seal(buf, sc, s.owner, s.seq)
+            if sc.end < s.end or sc.end + len(rec) > SEG:
+                continue
+            self._write(s.index * SEG + sc.end, rec)
+            s.end = sc.end + len(rec)
 
     # ---- reading -------------------------------------------------------------------
 
@@ -650,6 +771,7 @@ class FlashMan:
         return iter(self.segments)
 
     def _scan(self, seg: Segment) -> SegmentScan:
+        """Parse one segment record by record (the disk as it is, seal or not)."""
         return scan_records(self.dev.read(seg.index * SEG, SEG), seg.owner, seg.seq)
 
     def records_of(self, seg: Segment) -> list[Record]:

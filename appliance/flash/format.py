@@ -47,20 +47,72 @@ Record (8-byte aligned; ``crc`` is CRC-32 of everything after it: header rest, k
 - ``base``: on LAST records, the owner's low-water mark: every segment of this owner with
   ``seq < base`` is obsolete (compacted away or reset) and counts as free. Every LAST record
   repeats the owner's current base, so one damaged record never resurrects old segments.
+
+Seal (format version 2)
+-----------------------
+When an owner's log moves on to a new segment, the finished segment gets a *seal*: one more
+record (flags SEAL, empty key, ``txn`` = 0, ``base`` = 0) appended after its last record. It
+is a cache of what the record-by-record scan of that segment would find, so the mount can
+take the segment's keys and values with one CRC over the body and one ``struct`` call instead
+of parsing every record. Its value (``SealValue``)::
+
+    body_crc u32 | count u32 | txn_max u32 | base_max u32 | index (u32 length + zlib data) |
+    pad (u8 length + zero bytes) | seal_offset u32 | b"SEAL"
+
+- ``body_crc``: CRC-32 of the segment bytes from 0x80 up to the seal record (every record,
+  damaged range and padding before it). The mount trusts the index only if this matches.
+- ``count``: records indexed; ``txn_max``: their highest txn (0 if none); ``base_max``: the
+  highest ``base`` of their LAST records.
+- ``index``: zlib of ``SealIndex``: ``fmt`` (a ``struct`` format that, unpacked at 0x80,
+  yields key, value, key, value, ... of every valid record), ``flags`` (one byte per record),
+  ``lasts`` (txn of every LAST record, as differences to the previous one, mod 2**32),
+  ``others`` (txns with records here whose LAST is not here), ``damage`` ((offset, length)
+  of every range the scan reported as not a valid record).
+- ``pad`` makes the record size a multiple of 8 without trailing zero padding, so the seal's
+  last byte is the segment's last non-zero byte; ``seal_offset`` (its own offset) and the
+  magic then find it from the end of the segment.
+
+A seal is written after the commit that left its segment, is never required, and is only
+believed when its own CRC, its ``seal_offset``, the owner/seq of the segment and
+``body_crc`` all check out; otherwise the segment is scanned record by record exactly as in
+version 1 (a torn or damaged seal is reported like any other damaged record). Records leave
+``SEAL_RESERVE`` bytes free at the end of a segment (except for the first record of a
+segment, so a maximum-size record still fits) so that the seal normally fits; a segment
+whose seal does not fit stays unsealed. Version 1 segments (no seals) are still read; a
+version 1 reader must not read version 2 segments (it would take the seal for a key ``b""``).
 """
 
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import NamedTuple
 
-from construct import Bytes, Const, FormatField, Int8ul, Int16ul, Int32ul, Padded, Padding, Struct
+from construct import (
+    Bytes,
+    Const,
+    FormatField,
+    GreedyBytes,
+    Int8ul,
+    Int16ul,
+    Int32ul,
+    Padded,
+    Padding,
+    PascalString,
+    Prefixed,
+    PrefixedArray,
+    Struct,
+)
 
 SEGMENT_SIZE = 0x10000
 SEGMENT_MAGIC = b"FLASHMAN"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: seal records (see "Seal" above)
+READ_VERSIONS = (1, 2)  # version 1 segments simply have no seals
 HEADER_SIZE = 64
 HEADER_AREA = 2 * HEADER_SIZE  # two copies
 RECORD_MAGIC = 0xF1A5
@@ -74,6 +126,10 @@ OWNER_NAMES = {OWNER_FREE: "free", OWNER_VARS: "VARS", OWNER_LDAP: "LDAP"}
 FLAG_LAST = 1
 FLAG_DELETE = 2
 FLAG_MARK = 4
+FLAG_SEAL = 8
+
+SEAL_MAGIC = b"SEAL"
+SEAL_RESERVE = 1024  # bytes left free at a segment's end for its seal (see "Seal")
 
 SegmentHeaderBody = Struct(
     "magic" / Const(SEGMENT_MAGIC, Bytes(8)),
@@ -176,7 +232,7 @@ def parse_header(raw: bytes) -> Header | None:
         magic, version, owner, flags, seq, ec, epoch, area, crc = SEGMENT_HEADER.unpack_from(
             raw, off
         )
-        if zlib.crc32(raw[off : off + HEADER_SIZE - 4]) != crc or version != FORMAT_VERSION:
+        if zlib.crc32(raw[off : off + HEADER_SIZE - 4]) != crc or version not in READ_VERSIONS:
             continue
         return Header(owner, seq, ec, epoch, area, flags, version)
     return None
@@ -292,6 +348,9 @@ def scan_records(buf: bytes, owner: int, seq: int) -> SegmentScan:
                 and end <= n
                 and crc32(mv[pos + 4 : end]) == crc
             ):
+                if flags & FLAG_SEAL:  # metadata about the records before it, not a record
+                    pos = (end + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
+                    continue
                 k = pos + hsz + klen
                 add_off(pos)
                 add_flags(flags)
@@ -346,3 +405,191 @@ def recover_identity(buf: bytes) -> tuple[int, int] | None:
                 if zlib.crc32(mv[pos + 4 : end]) == crc:
                     return rown, sseq
         i = j + 1
+
+
+# ---- seals (format version 2) ------------------------------------------------------------
+
+SealIndex = Struct(
+    "fmt" / PascalString(Int32ul, "ascii"),
+    "flags" / Prefixed(Int32ul, GreedyBytes),
+    "lasts" / PrefixedArray(Int32ul, Int32ul),  # differences, mod 2**32
+    "others" / PrefixedArray(Int32ul, Int32ul),
+    "damage" / PrefixedArray(Int32ul, Struct("offset" / Int32ul, "length" / Int32ul)),
+)
+SealValue = Struct(
+    "body_crc" / Int32ul,
+    "count" / Int32ul,
+    "txn_max" / Int32ul,
+    "base_max" / Int32ul,
+    "index" / Prefixed(Int32ul, GreedyBytes),  # zlib of SealIndex
+    "pad" / Prefixed(Int8ul, GreedyBytes),
+    "seal_offset" / Int32ul,
+    "magic" / Const(SEAL_MAGIC),
+)
+_SEAL_FIXED = struct.Struct("<IIIII")  # SealValue up to and including the index length
+_U32 = struct.Struct("<I")
+_U32_MASK = 0xFFFFFFFF
+_PLAIN = b"\0" + bytes([FLAG_LAST])  # flags of a plain put (the mount's fast path)
+
+
+@dataclass
+class SegmentIndex:
+    """What the mount needs of one segment, from a seal or from the record-by-record scan.
+
+    `keys`/`values`/`flags` are per valid record, in order. `txns` is per record for a
+    scanned segment and None for a sealed one: there every record belongs to a committed
+    transaction unless its txn is in `others` (the txns without a LAST here) and has no
+    LAST anywhere; the mount rescans such a segment (rare: only after a power cut).
+    """
+
+    keys: Sequence[bytes]
+    values: Sequence[bytes]
+    flags: bytes
+    txns: Sequence[int] | None
+    others: Sequence[int]
+    txn_max: int  # -1 without records
+    base_max: int
+    damage: list[tuple[int, int]]
+    end: int
+    sealed: bool
+    _lasts: bytes | Sequence[int] = b""  # sealed: the encoded differences, decoded on use
+
+    @property
+    def plain(self) -> bool:
+        """Only puts and LASTs (no deletes, marks): the mount can bulk-apply."""
+        return not self.flags.translate(None, _PLAIN)
+
+    def last_txns(self) -> Sequence[int]:
+        """Txn of every LAST record (decoded only when a commit check needs it)."""
+        if isinstance(self._lasts, bytes):
+            diffs = array("I")
+            diffs.frombytes(self._lasts)
+            if sys.byteorder == "big":
+                diffs.byteswap()
+            self._lasts = [t & _U32_MASK for t in accumulate(diffs)]
+        return self._lasts
+
+    @classmethod
+    def from_scan(cls, sc: SegmentScan) -> SegmentIndex:
+        lasts = [t for t, _b in sc.lasts]
+        return cls(
+            sc.keys,
+            sc.values,
+            bytes(sc.flags),
+            sc.txns,
+            sorted(set(sc.txns).difference(lasts)),
+            max(sc.txns, default=-1),
+            max((b for _t, b in sc.lasts), default=0),
+            sc.damage,
+            sc.end,
+            False,
+            lasts,
+        )
+
+
+def build_seal(buf: bytes, sc: SegmentScan, owner: int, seq: int) -> bytes:
+    """The seal record of a segment (`buf`, scanned as `sc`), to be written at `sc.end`."""
+    at = sc.end
+    parts = []
+    prev = HEADER_AREA
+    for off, key, value in zip(sc.offsets, sc.keys, sc.values, strict=True):
+        start = off + RECORD_HEADER_SIZE
+        parts.append(f"{start - prev}x{len(key)}s{len(value)}s")
+        prev = start + len(key) + len(value)
+    lasts = [t for t, _b in sc.lasts]
+    index = SealIndex.build(
+        dict(
+            fmt="<" + "".join(parts),
+            flags=bytes(sc.flags),
+            lasts=[(t - p) & _U32_MASK for p, t in zip([0, *lasts], lasts, strict=False)],
+            others=sorted(set(sc.txns).difference(lasts)),
+            damage=[dict(offset=o, length=n) for o, n in sc.damage],
+        )
+    )
+    z = zlib.compress(index, 6)
+    fixed = _SEAL_FIXED.size + len(z) + 1 + 8
+    pad = -(RECORD_HEADER_SIZE + fixed) % RECORD_ALIGN  # no zero padding after the magic
+    value = SealValue.build(
+        dict(
+            body_crc=zlib.crc32(memoryview(buf)[HEADER_AREA:at]),
+            count=len(sc.keys),
+            txn_max=max(sc.txns, default=0),
+            base_max=max((b for _t, b in sc.lasts), default=0),
+            index=z,
+            pad=bytes(pad),
+            seal_offset=at,
+        )
+    )
+    rec = build_record(
+        owner=owner, flags=FLAG_SEAL, seg_seq=seq, txn=0, index=0, key=b"", value=value, base=0
+    )
+    assert len(rec) == RECORD_HEADER_SIZE + len(value)
+    return rec
+
+
+def _parse_seal_index(raw: bytes) -> tuple[str, bytes, bytes, list[int], list[tuple[int, int]]]:
+    """SealIndex without construct (the mount's hot path; tested to agree with it):
+    (fmt, flags, lasts as encoded bytes, others, damage)."""
+    pos = 0
+    out: list[bytes] = []
+    for width in (1, 1, 4, 4, 8):  # element sizes: fmt, flags, lasts, others, damage
+        (n,) = _U32.unpack_from(raw, pos)
+        pos += 4
+        out.append(raw[pos : pos + n * width])
+        if len(out[-1]) != n * width:
+            raise ValueError("seal index truncated")
+        pos += n * width
+    if pos != len(raw):
+        raise ValueError("seal index too long")
+    others = [t for (t,) in struct.iter_unpack("<I", out[3])]
+    damage = list(struct.iter_unpack("<II", out[4]))
+    return out[0].decode("ascii"), out[1], out[2], others, damage
+
+
+def read_seal(mv: memoryview, owner: int, seq: int) -> SegmentIndex | None:
+    """The index of a sealed segment (`mv` is the whole segment), or None if it has no
+    seal that checks out completely (then the caller scans it record by record)."""
+    end = data_end(mv)
+    if end % RECORD_ALIGN or end < HEADER_AREA + RECORD_HEADER_SIZE + 8:
+        return None
+    if mv[end - 4 : end] != SEAL_MAGIC:
+        return None
+    (at,) = _U32.unpack_from(mv, end - 8)
+    if at < HEADER_AREA or at % RECORD_ALIGN or at + RECORD_HEADER_SIZE + _SEAL_FIXED.size > end:
+        return None
+    crc, magic, rown, flags, sseq, _txn, _idx, klen, vlen, _base = RECORD_HEADER.unpack_from(mv, at)
+    v = at + RECORD_HEADER_SIZE
+    if (
+        magic != RECORD_MAGIC
+        or rown != owner
+        or sseq != seq
+        or flags != FLAG_SEAL
+        or klen
+        or v + vlen != end
+        or zlib.crc32(mv[at + 4 : end]) != crc
+    ):
+        return None
+    body_crc, count, txn_max, base_max, zlen = _SEAL_FIXED.unpack_from(mv, v)
+    if zlib.crc32(mv[HEADER_AREA:at]) != body_crc:
+        return None  # the body changed since sealing: the full scan finds out what
+    try:
+        z = v + _SEAL_FIXED.size
+        fmt, fl, lasts, others, damage = _parse_seal_index(zlib.decompress(mv[z : z + zlen]))
+        kv = struct.unpack_from(fmt, mv, HEADER_AREA)
+    except (zlib.error, struct.error, ValueError):
+        return None  # cannot happen for a seal we wrote (its CRC matched); be safe anyway
+    if len(kv) != 2 * count or len(fl) != count or struct.calcsize(fmt) > at - HEADER_AREA:
+        return None
+    return SegmentIndex(
+        kv[0::2],
+        kv[1::2],
+        fl,
+        None,
+        others,
+        txn_max if count else -1,
+        base_max,
+        damage,
+        end,
+        True,
+        lasts,
+    )
