@@ -53,6 +53,17 @@ class MissingDiskError(HaltError):
         self.role = role
 
 
+class NicConfigError(Exception):
+    """The kernel refused part of a NIC's static set-up; the message is `ip`'s own.
+
+    `what`: "address" (the interface has no address: link, flush or add failed) or
+    "route" (the address is set, the default route is not)."""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
 class Console(Protocol):
     """A byte console (serial ttyS0, VGA tty1, or the host terminal)."""
 

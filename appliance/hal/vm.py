@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import termios
+import threading
 import time
 import tty
 from dataclasses import dataclass, field
@@ -28,7 +29,13 @@ from appliance.hal.disks import (
 )
 from appliance.hal.memory import MemoryInfo, read_memory_info
 from appliance.hal.nics import PciNic, Port, assign_ports, scan_pci_nics
-from appliance.hal.platform import Console, DiskRole, HaltError, MissingDiskError
+from appliance.hal.platform import (
+    Console,
+    DiskRole,
+    HaltError,
+    MissingDiskError,
+    NicConfigError,
+)
 
 SERIAL_CONSOLE = "/dev/ttyS0"
 VGA_CONSOLE = "/dev/tty1"
@@ -37,6 +44,16 @@ UDHCPC_SCRIPT = "/etc/udhcpc.script"
 DHCP_WAIT_S = 8.0
 DISK_WAIT_S = 5.0
 NIC_WAIT_S = 5.0  # a supported NIC whose interface has not appeared yet
+
+
+def run_ip(what: str, *args: str) -> None:
+    """busybox/iproute2 `ip …`; a non-zero exit raises NicConfigError(what, its stderr)."""
+    out = subprocess.run(
+        ["ip", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        why = out.stderr.strip() or f"exit status {out.returncode}"
+        raise NicConfigError(what, f"ip {' '.join(args)}: {why}")
 
 
 class TtyConsole:
@@ -65,6 +82,10 @@ class VmPlatform:
     _cpu: CpuInfo | None = None
     _ports: list[Port] | None = None
     _pci_nics: list[PciNic] = field(default_factory=list)
+    # udhcpc per interface: its first process exits when it backgrounds (-b) and must be
+    # waited for, else it stays a zombie; a reaper thread each does that
+    dhcp_clients: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _reapers: dict[str, threading.Thread] = field(default_factory=dict)
 
     # --- CPU and memory ----------------------------------------------------------------
     def cpu(self) -> CpuInfo:
@@ -151,11 +172,15 @@ class VmPlatform:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
         subprocess.run(["ip", "link", "set", ifname, "up"], check=False)
-        subprocess.Popen(
+        proc = subprocess.Popen(
             ["udhcpc", "-i", ifname, "-s", UDHCPC_SCRIPT, "-b", "-S", "-t", "8", "-T", "1",
              "-p", str(RUN_DIR / f"udhcpc-{ifname}.pid"), "-x", "hostname:ipva"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        self.dhcp_clients[ifname] = proc
+        reaper = threading.Thread(target=proc.wait, name=f"reap-udhcpc-{ifname}", daemon=True)
+        self._reapers[ifname] = reaper
+        reaper.start()
         deadline = time.monotonic() + DHCP_WAIT_S
         while time.monotonic() < deadline:
             lease = self.dhcp_lease(ifname)
@@ -172,14 +197,16 @@ class VmPlatform:
         return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
     def set_static(self, ifname: str, addr: str | None, prefix: int, gateway: str | None) -> None:
-        run = lambda *a: subprocess.run(["ip", *a], check=False, capture_output=True)  # noqa: E731
-        run("link", "set", "lo", "up")
-        run("link", "set", ifname, "up")
-        run("-4", "addr", "flush", "dev", ifname)
+        """Link up, old IPv4 addresses off, then the address and the default route.
+        Raises NicConfigError with ip's message at the first step the kernel refuses, so
+        the console never shows an address the interface does not have."""
+        run_ip("address", "link", "set", "lo", "up")
+        run_ip("address", "link", "set", ifname, "up")
+        run_ip("address", "-4", "addr", "flush", "dev", ifname)
         if addr:
-            run("addr", "add", f"{addr}/{prefix}", "dev", ifname)
+            run_ip("address", "addr", "add", f"{addr}/{prefix}", "dev", ifname)
         if gateway:
-            run("route", "replace", "default", "via", gateway, "dev", ifname)
+            run_ip("route", "route", "replace", "default", "via", gateway, "dev", ifname)
 
     # --- life cycle --------------------------------------------------------------------
     def restart(self, kind: str) -> None:
