@@ -22,7 +22,7 @@ import time
 from typing import Any, Protocol
 
 from appliance.hal.nics import SUPPORTED_NICS, PciNic, Port, read_ipv4, read_link_state
-from appliance.hal.platform import HaltError
+from appliance.hal.platform import HaltError, NicConfigError
 from appliance.modcmd import ModCmdError, register
 
 WATCH_INTERVAL_S = 1.0
@@ -38,6 +38,7 @@ class NicPlatform(Protocol):
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
 
+    # raises NicConfigError (ip's message) when the kernel refuses a step
     def set_static(
         self, ifname: str, addr: str | None, prefix: int, gateway: str | None
     ) -> None: ...
@@ -98,7 +99,9 @@ class Network:
     def find(self, trace: Any) -> None:
         self.ports = find_ports(self.platform, trace)
 
-    def configure(self, box: Any) -> None:
+    def configure(self, box: Any, *, watch: bool = True) -> None:
+        """Addresses from box.active; `watch`: start the lease watcher thread (tests call
+        poll_once themselves instead)."""
         if not self.ports:
             self.find(box.trace)
         cfg = box.active
@@ -113,13 +116,13 @@ class Network:
             addr = str(cfg.value("IP0", "addr", p.name))
             mask = str(cfg.value("IP0", "mask", p.name))
             if addr and addr != "0.0.0.0":
-                gw = gateway if gateway and _same_net(addr, mask, gateway) else None
-                self.platform.set_static(p.ifname, addr, prefix_len(mask), gw)
-                self.modes[p.name] = "static"
-                self._show(box, p.name, f"{addr}/{prefix_len(mask)} (static)")
+                self._set_static(box, p, addr, mask, gateway)
             else:
-                self.platform.set_static(p.ifname, None, 0, None)  # link up, no address
                 self.modes[p.name] = "off"
+                try:
+                    self.platform.set_static(p.ifname, None, 0, None)  # link up, no address
+                except NicConfigError as e:
+                    box.trace(f"{p.name}: link not set up: {e}")
                 if p.name == "ETH0":
                     box.trace("ETH0 no address: DHCP0 is off and IP0 ETH0 /addr is not set")
         if dhcp_port and not dhcp_ports:
@@ -131,26 +134,53 @@ class Network:
                 self._show(box, p.name, lease_text(lease))
             else:
                 box.trace(f"{p.name} waiting for a DHCP server …")
-        if dhcp_ports:
+        if dhcp_ports and watch:
             self._watcher = threading.Thread(
                 target=self._watch, args=(box, dhcp_ports), name="dhcp-watch", daemon=True
             )
             self._watcher.start()
+
+    def _set_static(self, box: Any, p: Port, addr: str, mask: str, gateway: str | None) -> None:
+        """IP0 ETHn /addr /mask and the default route on its net; the console shows the
+        address only once the kernel has it, else ip's reason and what to check."""
+        gw = gateway if gateway and _same_net(addr, mask, gateway) else None
+        prefix = prefix_len(mask)
+        route_error: NicConfigError | None = None
+        try:
+            self.platform.set_static(p.ifname, addr, prefix, gw)
+        except NicConfigError as e:
+            if e.what != "route":
+                self.modes[p.name] = "off"
+                box.trace(f"{p.name}: address not set: {e}; check IP0 {p.name} /addr /mask")
+                return
+            route_error = e  # the address is there: show it, then the route's problem
+        self.modes[p.name] = "static"
+        self._show(box, p.name, f"{addr}/{prefix} (static)")
+        if route_error is not None:
+            box.trace(f"{p.name}: default route via {gw} not set: {route_error}; check IP0 RT")
 
     def _show(self, box: Any, port: str, text: str) -> None:
         if self._shown.get(port) != text:
             self._shown[port] = text
             box.trace(f"{port} IP address {text}")
 
+    def dhcp_ports(self) -> list[Port]:
+        return [p for p in self.ports if self.modes.get(p.name) == "dhcp"]
+
+    def poll_once(self, box: Any, ports: list[Port]) -> None:
+        """One look at the DHCP client's lease files: a new address or lease is shown, a
+        lost lease is said once. The watcher thread calls it every WATCH_INTERVAL_S."""
+        for p in ports:
+            lease = self.platform.dhcp_lease(p.ifname)
+            if lease:
+                self._show(box, p.name, lease_text(lease))
+            elif p.name in self._shown:
+                self._shown.pop(p.name)
+                box.trace(f"{p.name} DHCP lease lost: no address until a server answers")
+
     def _watch(self, box: Any, ports: list[Port]) -> None:
-        while box.restart_request is None:
-            for p in ports:
-                lease = self.platform.dhcp_lease(p.ifname)
-                if lease:
-                    self._show(box, p.name, lease_text(lease))
-                elif p.name in self._shown:
-                    self._shown.pop(p.name)
-                    box.trace(f"{p.name} DHCP lease lost: no address until a server answers")
+        while box.restart_request is None:  # the next boot starts its own watcher
+            self.poll_once(box, ports)
             time.sleep(WATCH_INTERVAL_S)
 
 

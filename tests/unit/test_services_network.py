@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from appliance.config import Config
 from appliance.hal.nics import PciNic, Port, assign_ports
-from appliance.hal.platform import HaltError
+from appliance.hal.platform import HaltError, NicConfigError
 from appliance.services import network as net
 
 
@@ -19,6 +18,7 @@ class FakeNics:
         self.nics = [PciNic(f"0000:00:0{i + 3}.0", v, d, f"eth{i}") for i, (v, d) in enumerate(ids)]
         self.lease: dict[str, dict[str, str] | None] = {}
         self.static: list[tuple[Any, ...]] = []
+        self.refuse: NicConfigError | None = None  # what the kernel says to set_static
 
     def ports(self) -> list[Port]:
         return assign_ports(self.nics)
@@ -34,6 +34,8 @@ class FakeNics:
 
     def set_static(self, *args: Any) -> None:
         self.static.append(args)
+        if self.refuse is not None:
+            raise self.refuse
 
 
 class FakeBox:
@@ -65,25 +67,36 @@ def test_seed_static_config_on_eth0() -> None:
     assert "ETH0 IP address 192.168.0.10/24 (static)" in box.lines
 
 
-def test_dhcp_on_eth1_and_lease_loss_is_shown(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(net, "WATCH_INTERVAL_S", 0.01)
+def test_dhcp_on_eth1_and_lease_loss_is_shown() -> None:
     cfg = config((("DHCP0", ""), {"interface": "ETH1"}))
     plat, box = FakeNics(), FakeBox(cfg)
     plat.lease["eth1"] = {"ip": "10.0.2.15", "mask": "24"}
     network = net.Network(plat)
-    network.configure(box)
-    assert "ETH1 IP address 10.0.2.15/24 (dhcp)" in box.lines
+    network.configure(box, watch=False)
+    assert box.lines[-1] == "ETH1 IP address 10.0.2.15/24 (dhcp)"
     assert network.modes == {"ETH0": "off", "ETH1": "dhcp"}
+    ports = network.dhcp_ports()
+    assert [p.name for p in ports] == ["ETH1"]
+    shown = len(box.lines)
+    network.poll_once(box, ports)  # renewed, same address: nothing new on the console
+    assert len(box.lines) == shown
     plat.lease["eth1"] = None  # udhcpc's deconfig removed the lease file
-    deadline = time.monotonic() + 2
-    while not any("lease lost" in line for line in box.lines) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert "ETH1 DHCP lease lost: no address until a server answers" in box.lines
+    network.poll_once(box, ports)
+    network.poll_once(box, ports)  # said once, not on every look
+    assert box.lines[shown:] == ["ETH1 DHCP lease lost: no address until a server answers"]
     plat.lease["eth1"] = {"ip": "10.0.2.16", "mask": "255.255.255.0"}
-    while not any("10.0.2.16" in line for line in box.lines) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    box.restart_request = "reset"
-    assert "ETH1 IP address 10.0.2.16/24 (dhcp)" in box.lines
+    network.poll_once(box, ports)
+    assert box.lines[-1] == "ETH1 IP address 10.0.2.16/24 (dhcp)"
+
+
+def test_the_watcher_thread_runs_until_a_restart_is_requested() -> None:
+    plat, box = FakeNics(), FakeBox(config())
+    box.restart_request = "reset"  # the loop's condition: it ends without a first look
+    network = net.Network(plat)
+    network.configure(box)
+    assert network._watcher is not None
+    network._watcher.join(timeout=30)
+    assert not network._watcher.is_alive()
 
 
 def test_no_supported_nic_halts() -> None:
@@ -93,3 +106,38 @@ def test_no_supported_nic_halts() -> None:
     with pytest.raises(HaltError, match="^NIC unavailable!$"):
         net.Network(plat).configure(box)
     assert "NIC 0000:00:03.0 10ec:8139: not supported" in box.lines
+
+
+SEED_STATIC = (
+    (("IP0", "ETH0"), {"addr": "192.168.0.10", "mask": "255.255.255.0"}),
+    (("IP0", "RT0"), {"gateway": "192.168.0.1"}),
+    (("DHCP0", ""), {"mode": "off"}),
+)
+
+
+def test_an_address_the_kernel_refuses_is_not_shown_as_set() -> None:
+    plat, box = FakeNics(), FakeBox(config(*SEED_STATIC))
+    plat.refuse = NicConfigError(
+        "address", "ip addr add 192.168.0.10/24 dev eth0: RTNETLINK answers: File exists"
+    )
+    network = net.Network(plat)
+    network.configure(box)
+    assert not any("IP address" in line for line in box.lines)
+    assert (
+        "ETH0: address not set: ip addr add 192.168.0.10/24 dev eth0: RTNETLINK answers: "
+        "File exists; check IP0 ETH0 /addr /mask"
+    ) in box.lines
+    assert network.modes["ETH0"] == "off"
+
+
+def test_a_refused_route_is_said_after_the_address() -> None:
+    plat, box = FakeNics(), FakeBox(config(*SEED_STATIC))
+    plat.refuse = NicConfigError("route", "ip route replace …: Network unreachable")
+    network = net.Network(plat)
+    network.configure(box)
+    i = box.lines.index("ETH0 IP address 192.168.0.10/24 (static)")
+    assert box.lines[i + 1] == (
+        "ETH0: default route via 192.168.0.1 not set: ip route replace …: "
+        "Network unreachable; check IP0 RT"
+    )
+    assert network.modes["ETH0"] == "static"
