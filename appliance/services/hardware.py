@@ -1,5 +1,5 @@
 """Module commands about the virtual hardware: `mod cmd CPU cpu-info`, `TIME0 info`,
-`MEM info`, `CF0 format`.
+`MEM info`, `CF0 format yes`.
 
 `cpu-info` answers in the seed's format:
   <info><cpu vendor="GenuineIntel" signature="0x906e9" brand="…" flags="sse3 … avx2"
@@ -95,12 +95,16 @@ def _mem_info(box: Any, args: list[str]) -> str:
     return f"{format_mem(info.usable)} DRAM={info.dram_mb()}MB capped={capped}"
 
 
-@register("CF0", "format", "format the emulated compact flash (FAT, erases it)")
+@register("CF0", "format", "format yes: format the emulated compact flash (FAT, erases it)")
 def _cf_format(box: Any, args: list[str]) -> str:
     fmt = getattr(box.platform, "format_cf", None)
     dev = box.disks.get(DiskRole.CF)
     if fmt is None or dev is None:
         raise ModCmdError("CF0: no compact flash disk to format on this platform")
+    if args != ["yes"]:  # as CFG0 factory-reset: erasing takes a second, deliberate word
+        raise ModCmdError(
+            "this erases everything on the compact flash: confirm with mod cmd CF0 format yes"
+        )
     try:
         return fmt(dev)
     except OSError as e:
