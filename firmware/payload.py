@@ -8,9 +8,10 @@ links /usr, /lib64 and /lib/x86_64-linux-gnu into it.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
-import py_compile
 import shutil
+import sys
 from pathlib import Path
 
 from firmware.run import run
@@ -35,8 +36,21 @@ LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8")
 PURE_DEPS = ("construct",)  # third-party packages the runtime imports in the guest
 
 
+# Runs in a fresh, isolated interpreter with a fixed hash seed: marshal output depends on
+# the process's state (string interning and reference counts decide FLAG_REF) and on string
+# hashes (the order of frozenset constants), so compiling inside a long-lived process such as
+# pytest would give other bytes than `ipva build` does.
+_COMPILE_SCRIPT = """
+import json, py_compile, sys
+for src, cfile, dfile in json.load(sys.stdin):
+    py_compile.compile(src, cfile=cfile, dfile=dfile, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+"""
+
+
 def _compile_tree(src: Path, dst: Path, guest_dir: str, drop: set[str] = frozenset()) -> None:
     """Copy a Python tree as sourceless .pyc files (legacy layout, next to where .py was)."""
+    jobs = []
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
         if rel.parts[0] in drop or "__pycache__" in rel.parts:
@@ -46,15 +60,15 @@ def _compile_tree(src: Path, dst: Path, guest_dir: str, drop: set[str] = frozens
             continue
         out.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".py":
-            py_compile.compile(
-                str(path),
-                cfile=str(out.with_suffix(".pyc")),
-                dfile=f"{guest_dir}/{rel}",  # the path tracebacks show in the guest
-                doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
+            # dfile: the path tracebacks show in the guest
+            jobs.append((str(path), str(out.with_suffix(".pyc")), f"{guest_dir}/{rel}"))
         elif path.suffix not in (".pyc", ".pyi", ".md") and path.name != "py.typed":
             shutil.copy2(path, out)
+    run(
+        [sys.executable, "-I", "-c", _COMPILE_SCRIPT],
+        input=json.dumps(jobs).encode(),
+        env={"PYTHONHASHSEED": "0"},
+    )
 
 
 def _copy_lib(root: Path, name: str, dest: Path) -> None:
