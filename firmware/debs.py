@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,13 +70,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch_debs(cache_dir: Path, packages: list[str] | None = None) -> list[Deb]:
-    """Download (or reuse from cache) the guest's packages at their candidate versions."""
+def fetch_debs(
+    cache_dir: Path,
+    packages: list[str] | None = None,
+    note: Callable[[str], None] = lambda _text: None,
+) -> list[Deb]:
+    """Download (or reuse from cache) the guest's packages at their candidate versions.
+
+    `note` hears one line per package (downloaded or cached), for progress output."""
     cache = cache_dir / "debs"
     cache.mkdir(parents=True, exist_ok=True)
     names = packages or [resolve_kernel_package(), *GUEST_PACKAGES]
     debs = []
-    for name in names:
+    for i, name in enumerate(names, 1):
         version = _candidate_version(name)
         # apt names files with the epoch's ':' escaped as %3a
         fname = f"{name}_{version.replace(':', '%3a')}_amd64.deb"
@@ -85,8 +92,12 @@ def fetch_debs(cache_dir: Path, packages: list[str] | None = None) -> list[Deb]:
                 ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", f"{name}={version}"],
                 cwd=cache,
             )
+            how = "downloaded"
+        else:
+            how = "cached"
         if not path.exists():
             raise ToolError(f"apt-get download {name}={version} did not produce {fname}")
+        note(f"[{i}/{len(names)}] {name} {version} ({path.stat().st_size / 1e6:.1f} MB, {how})")
         debs.append(Deb(name, version, _sha256(path), path))
     return debs
 

@@ -59,7 +59,12 @@ def _debroot_for(debs: list[debs_mod.Deb], cache: Path) -> Path:
     return root
 
 
-def build(settings: BuildSettings, step: StepFn = _quiet_step) -> BuildResult:
+def build(
+    settings: BuildSettings,
+    step: StepFn = _quiet_step,
+    note: Callable[[str], None] = lambda _text: None,
+) -> BuildResult:
+    """Run every step; `step` wraps each (timing, output), `note` hears progress lines."""
     result = BuildResult()
     epoch = source_date_epoch()
     out, cache = settings.out_dir, settings.cache_dir
@@ -79,7 +84,7 @@ def build(settings: BuildSettings, step: StepFn = _quiet_step) -> BuildResult:
         return cm()
 
     with timed("Fetching Debian packages"):
-        debs = debs_mod.fetch_debs(cache)
+        debs = debs_mod.fetch_debs(cache, note=note)
         debroot = _debroot_for(debs, cache)
         debs_mod.write_manifest(debs, out / "debs.json")
     bootcode_version = f"{settings.version} build {settings.build}"

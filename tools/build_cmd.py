@@ -85,7 +85,7 @@ def build_command(**opts: object) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     t0 = time.monotonic()
-    result = build(settings, _step)
+    result = build(settings, _step, note=lambda text: click.echo(f"    {text}"))
     click.echo(f"\nBuilt in {time.monotonic() - t0:.1f} s into {settings.out_dir}/:")
     sums = dict(
         reversed(line.split("  ", 1))
