@@ -88,7 +88,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import NamedTuple
@@ -371,8 +371,11 @@ def scan_records(buf: bytes, owner: int, seq: int) -> SegmentScan:
     return sc
 
 
-def _resync(buf: bytes, mv: memoryview, start: int, tail: int, owner: int, seq: int) -> int | None:
-    """Offset of the next valid record of this segment at or after `start`, or None."""
+def _next_valid_record(
+    buf: bytes, mv: memoryview, start: int, tail: int, accept: Callable[[int, int], bool]
+) -> tuple[int, int, int] | None:
+    """(offset, owner, seq) of the first record at or after `start` whose CRC holds and whose
+    (owner, seg_seq) `accept` takes; None if there is none before `tail`."""
     i = start + 4
     while True:
         j = buf.find(RECORD_MAGIC_BYTES, i, tail)
@@ -382,29 +385,24 @@ def _resync(buf: bytes, mv: memoryview, start: int, tail: int, owner: int, seq: 
         if pos % RECORD_ALIGN == 0 and pos + RECORD_HEADER_SIZE <= len(buf):
             crc, _m, rown, _f, sseq, _t, _i, klen, vlen, _b = RECORD_HEADER.unpack_from(buf, pos)
             end = pos + RECORD_HEADER_SIZE + klen + vlen
-            if sseq == seq and rown == owner and end <= len(buf):
-                if zlib.crc32(mv[pos + 4 : end]) == crc:
-                    return pos
+            if accept(rown, sseq) and end <= len(buf) and zlib.crc32(mv[pos + 4 : end]) == crc:
+                return pos, rown, sseq
         i = j + 1
+
+
+def _resync(buf: bytes, mv: memoryview, start: int, tail: int, owner: int, seq: int) -> int | None:
+    """Offset of the next valid record of this segment at or after `start`, or None."""
+    found = _next_valid_record(buf, mv, start, tail, lambda o, s: o == owner and s == seq)
+    return found[0] if found else None
 
 
 def recover_identity(buf: bytes) -> tuple[int, int] | None:
     """(owner, seq) of a segment whose header copies are both damaged, from its records."""
     tail = len(buf.rstrip(b"\0"))
-    mv = memoryview(buf)
-    i = HEADER_AREA + 4
-    while True:
-        j = buf.find(RECORD_MAGIC_BYTES, i, tail)
-        if j < 0:
-            return None
-        pos = j - 4
-        if pos % RECORD_ALIGN == 0 and pos + RECORD_HEADER_SIZE <= len(buf):
-            crc, _m, rown, _f, sseq, _t, _i, klen, vlen, _b = RECORD_HEADER.unpack_from(buf, pos)
-            end = pos + RECORD_HEADER_SIZE + klen + vlen
-            if rown in (OWNER_VARS, OWNER_LDAP) and end <= len(buf):
-                if zlib.crc32(mv[pos + 4 : end]) == crc:
-                    return rown, sseq
-        i = j + 1
+    found = _next_valid_record(
+        buf, memoryview(buf), HEADER_AREA, tail, lambda o, _s: o in (OWNER_VARS, OWNER_LDAP)
+    )
+    return (found[1], found[2]) if found else None
 
 
 # ---- seals (format version 2) ------------------------------------------------------------
