@@ -23,6 +23,9 @@ def flashman_info(box: Any, args: list[str]) -> str:
     return _flash(box).flashman.info()
 
 
+TRACE_TAG = 81
+
+
 @register("FLASHMAN0", "reset", "reset all|ldap|vars: format the flash or drop one owner")
 def flashman_reset(box: Any, args: list[str]) -> str:
     what = args[0].lower() if args else ""
@@ -36,7 +39,8 @@ def flashman_reset(box: Any, args: list[str]) -> str:
         box.flash = format_flash(
             dev,
             ram_bytes=getattr(box, "ram_bytes", 256 << 20),
-            trace=getattr(box, "trace", lambda _line: None),
+            # FLASHMAN's boot-trace lines carry module tag 081, as at boot
+            trace=lambda line: box.trace(line, TRACE_TAG),
         )
         return f"flash formatted, {len(box.flash.flashman.segments)} segments"
     flash = _flash(box)

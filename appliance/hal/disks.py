@@ -97,7 +97,7 @@ def assign_roles(positions: list[DiskPosition]) -> dict[DiskRole, DiskPosition]:
 
 BOOT_LABEL = b"IPVABOOT"
 FLASH_MAGIC = b"FLASHMAN"  # appliance.flash.format.SEGMENT_MAGIC at segment 0
-DUMP_MAGIC = b"IPVACRSH"  # appliance.box.CRASH_RECORD_MAGIC at offset 2
+DUMP_MAGIC = b"IPVACRSH"  # appliance.services.crashdump.CRASH_RECORD_MAGIC at offset 2
 
 
 class Signature(enum.StrEnum):
@@ -177,5 +177,5 @@ def check_signatures(signatures: dict[DiskRole, Signature]) -> tuple[str | None,
         expected = " or ".join(sorted(ALLOWED[role]))
         notes.append(f"{role.value} disk holds {sig.value}, expected {expected}")
     if signatures.get(DiskRole.CF) is Signature.BLANK:
-        notes.append("CF disk is blank (not formatted): mod cmd CF0 format")
+        notes.append("CF disk is blank (not formatted): mod cmd CF0 format yes")
     return None, notes

@@ -209,8 +209,15 @@ def test_reset_all_formats_a_wrong_disk() -> None:
     junk = memdev(b"\x55" * (20 * SEG))
     with pytest.raises(WrongDiskError):
         mount(junk)
-    box = SimpleNamespace(flash=None, flash_device=junk, ram_bytes=256 * MiB)
+    traced: list[tuple[str, int]] = []
+    box = SimpleNamespace(
+        flash=None,
+        flash_device=junk,
+        ram_bytes=256 * MiB,
+        trace=lambda line, tag=30: traced.append((line, tag)),
+    )
     out = lookup("FLASHMAN0", "reset")(box, ["all"])  # type: ignore[misc]
     assert out == "flash formatted, 20 segments"
+    assert traced and all(tag == 81 for _line, tag in traced)  # FLASHMAN's trace tag
     box.flash.vars.commit({"a": b"1"})
     assert mount(junk).vars.get("a") == b"1"
