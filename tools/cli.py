@@ -34,27 +34,21 @@ class IpvaGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Show every host command run.")
 def main(verbose: bool) -> None:
     """innovaphone Virtual Appliance: build images, boot them, inspect them."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
 
 
 def _add_commands() -> None:
-    # one line per command module; each module defines a click command or group
-    from tools import build_cmd, fw_cmd
+    # each command group lives in its own module; adding one touches only this list
+    from tools import build_cmd, flash_cmd, fw_cmd, inspect_cmd, run_cmd
 
-    main.add_command(build_cmd.build_command)
-
-    main.add_command(fw_cmd.fw)
-    from tools import inspect_cmd
-
-    main.add_command(inspect_cmd.inspect)
-    from tools import run_cmd
-
-    main.add_command(run_cmd.run)
-    from tools import flash_cmd
-
-    main.add_command(flash_cmd.flash)
+    for command in (
+        build_cmd.build_command,
+        run_cmd.run,
+        fw_cmd.fw,
+        flash_cmd.flash,
+        inspect_cmd.inspect,
+    ):
+        main.add_command(command)
 
 
 _add_commands()
