@@ -25,7 +25,7 @@ from firmware.initramfs import make_cpio_zstd, make_initramfs_tree
 from firmware.payload import make_payload_tree, make_squashfs
 from firmware.settings import BuildSettings
 from hypervisors.registry import get_target
-from images.archive import source_date_epoch
+from images.archive import file_digest, source_date_epoch
 from images.bootdisk import make_blank_disk, make_boot_disk
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,13 +120,7 @@ def build(
             result.artifacts += target.make(settings, raw)
     with timed("Writing checksums"):
         (out / "settings.json").write_text(settings.to_json() + "\n")
-        lines = []
-        for path in result.artifacts:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            lines.append(f"{h.hexdigest()}  {path.relative_to(out)}")
+        lines = [f"{file_digest(p)}  {p.relative_to(out)}" for p in result.artifacts]
         (out / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     (out / "build.json").write_text(json.dumps({"timings": result.timings}, indent=1) + "\n")
     return result
