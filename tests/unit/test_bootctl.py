@@ -270,3 +270,21 @@ def test_shell_on_a_disk_without_record(tmp_path: Path) -> None:
         "0",
         "0",
     )
+
+
+def test_a_built_boot_disk_starts_slot_a_and_the_bootcode_reads_it(tmp_path: Path) -> None:
+    from appliance.hal.block import FileBlockDevice
+    from images.bootdisk import make_boot_disk
+
+    payload = tmp_path / "IPVA.BIN"
+    payload.write_bytes(b"x" * 1000)
+    boot = make_boot_disk(tmp_path / "boot.img", {"IPVA.BIN": payload}, 1700000000, 32)
+    with FileBlockDevice(boot, readonly=True) as dev:
+        assert read_boot_control(dev) == BootControl.initial()
+    got = _sh(boot, 'bc_read "$DEV"; bc_decide')
+    assert (got["BC_OK"], got["BC_SEQ"], got["BC_ACTION"], got["BC_SLOT"]) == (
+        "1",
+        "1",
+        "start",
+        "0",
+    )
