@@ -14,11 +14,12 @@ import os
 from pathlib import Path
 
 from appliance.hal.block import SECTOR
+from appliance.hal.bootfiles import BOOT_PARTITION_SECTOR
 from appliance.hal.disks import BOOT_LABEL
 from appliance.services.update.bootctl import BOOTCTL_LBAS, BootControl, encode
 from firmware.run import ToolError, run
 
-PART_START_SECTOR = 2048
+PART_START_SECTOR = BOOT_PARTITION_SECTOR  # the runtime writes firmware slots there too
 PART_OFFSET = PART_START_SECTOR * 512
 DISK_ID = "0x49505641"  # "IPVA": fixed, for reproducible builds
 VOLUME_ID = "49505641"
