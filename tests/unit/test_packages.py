@@ -206,7 +206,15 @@ def test_hyperv_zip(dist: Path, disks: dict[str, Path], tmp_path: Path) -> None:
     with zipfile.ZipFile(dist / "ipva-hyperv.zip") as zf:
         names = zf.namelist()
         zf.extractall(tmp_path)
-    assert names == [f"hd-{r}.vhdx" for r in ROLES] + ["Import-IPVA.ps1"]
+    assert names == [f"hd-{r}.vhdx" for r in ROLES] + ["Import-IPVA.ps1", "README.txt"]
+    readme = (tmp_path / "README.txt").read_bytes()
+    assert b"\r\n" in readme and b"\n\n" not in readme.replace(b"\r\n", b"")
+    for needle in (
+        b"Set-ExecutionPolicy -Scope Process -ExecutionPolicy RemoteSigned",
+        b"Unblock-File .\\Import-IPVA.ps1",
+        b"256 MiB static",
+    ):
+        assert needle in readme
     for role in ROLES:
         disk = tmp_path / f"hd-{role}.vhdx"
         convert.run_check(disk, "vhdx")
