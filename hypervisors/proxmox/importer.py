@@ -13,7 +13,10 @@ snapshot 0c56bad, 2026-07), which the GUI's "Import" of an .ova from an import s
 - A NIC's model is its ResourceSubType lower-cased if that is e1000, e1000e or vmxnet3, else
   e1000.
 - Boot order: every disk name in item order. BIOS: OVMF only for `vmw:Config firmware=efi`.
-- `scsihw` is never set, so the VM gets Proxmox's default SCSI controller, LSI 53C895A.
+- `scsihw` is never set, so the VM gets Proxmox's default SCSI controller, LSI 53C895A: the
+  GUI's import window (pve-manager `www/manager6/window/GuestImport.js`, snapshot 14a22df)
+  offers the import's scsihw, else "Default", and only a Windows ostype with "Prepare for
+  VirtIO-SCSI" picks virtio-scsi-single.
 """
 
 from __future__ import annotations
