@@ -2,6 +2,7 @@
 creates by default, to the prompt with a DHCP address:
 
   vmware          ipva.ova's streamOptimized VMDKs on IDE 0:0–1:1, PCnet, vmport
+  vmware-vmx      the vmware/ bundle's monolithicSparse VMDKs, as ipva.vmx attaches them
   proxmox-ova     ipva-proxmox.ova's VMDKs as Proxmox's import makes them: scsi0–3 on its
                   default LSI 53C895A, e1000 (derived from hypervisors.proxmox.importer)
   proxmox         proxmox/ qcow2 as ipva-proxmox-install.sh creates them: VirtIO SCSI single,
@@ -81,6 +82,18 @@ def _proxmox_import(packages: Path) -> Profile:
     return get_profile("proxmox-ova", nics=vm.nics, ram_mib=int(vm.memory_mib))
 
 
+def _vmx(packages: Path) -> Profile:
+    """Workstation opening vmware/ipva.vmx: its IDE slots and ethernet0 model."""
+    cfg = dict(
+        line.split(" = ", 1) for line in (packages / "vmware/ipva.vmx").read_text().splitlines()
+    )
+    slots = [f"ide{b}:{u}" for b in (0, 1) for u in (0, 1)]
+    assert [cfg[f"{s}.fileName"] for s in slots] == [f'"hd-{r}.vmdk"' for r in ROLES]
+    assert {cfg[f"{s}.deviceType"] for s in slots} == {'"ata-hardDisk"'}
+    assert cfg["ethernet0.virtualDev"] == '"vlance"'
+    return get_profile("vmware", ram_mib=int(cfg["memsize"].strip('"')))
+
+
 LIBVIRT_BUSES = {("ide", None): "ide", ("scsi", "virtio-scsi"): "virtio-scsi"}
 LIBVIRT_NICS = {"pcnet": "pcnet", "virtio": "virtio-net-pci"}
 
@@ -108,6 +121,10 @@ def _libvirt(xml: str) -> Callable[[Path], Profile]:
 
 SCENARIOS: dict[str, tuple[Callable[[Path, Path], list[Path]], Callable[[Path], Profile]]] = {
     "vmware": (_from_ova("ipva.ova"), lambda _p: get_profile("vmware")),
+    "vmware-vmx": (
+        lambda p, _d: [p / "vmware" / f"hd-{r}.vmdk" for r in ROLES],
+        _vmx,
+    ),
     "proxmox-ova": (_from_ova("ipva-proxmox.ova"), _proxmox_import),
     "proxmox": (_qcow2s("proxmox"), lambda _p: get_profile("proxmox")),
     "hyperv": (_from_hyperv_zip, lambda _p: get_profile("hyperv")),
@@ -118,6 +135,7 @@ SCENARIOS: dict[str, tuple[Callable[[Path, Path], list[Path]], Callable[[Path], 
 IDE_BOOT, SCSI_BOOT = r"IDE 0:0 ", r"SCSI [0-9a-f:.]+ target 0 "
 EXPECTED = {
     "vmware": ("AMD Am79C970A PCnet-PCI II", IDE_BOOT),
+    "vmware-vmx": ("AMD Am79C970A PCnet-PCI II", IDE_BOOT),
     "proxmox-ova": ("Intel 82540EM (e1000)", SCSI_BOOT),
     "proxmox": ("virtio-net", SCSI_BOOT),
     "hyperv": ("DEC 2114", IDE_BOOT),  # QEMU's tulip is the 21143, Hyper-V's the 21140
