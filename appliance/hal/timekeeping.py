@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.hal.native import RDPMC_CODE, NativeCode, run_in_child
-from appliance.hal.platform import HaltError
+from appliance.hal.types import HaltError
 
 NOT_ENABLED = "perfcounter-not enabled!!!"
 NOT_RUNNING = "perfcounter-not running!!!"
