@@ -699,7 +699,8 @@ class FlashMan:
                 run, run_seg, run_off = [], seg, off
             run.append(rec)
         if run:
-            self._write(run_seg.index * SEG + run_off, b"".join(run))  # type: ignore[union-attr]
+            assert run_seg is not None
+            self._write(run_seg.index * SEG + run_off, b"".join(run))
             self._flush()
         seg, off, rec = placed[-1]
         self._write(seg.index * SEG + off, rec)
