@@ -41,7 +41,7 @@ from appliance.flash.format import (
 @contextmanager
 def seals_ignored() -> Iterator[None]:
     """Mount as a version 1 reader would: every segment scanned record by record."""
-    with mock.patch("appliance.flash.flashman.read_seal", lambda *_a: None):
+    with mock.patch("appliance.flash.replay.read_seal", lambda *_a: None):
         yield
 
 
