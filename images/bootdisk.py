@@ -4,7 +4,7 @@
 Steps (DESIGN.md): truncate; sfdisk (one type-e partition at sector 2048, *active*, else
 mbr.bin prints "Missing operating system."); mkfs.fat --offset; mlabel (mkfs's label would
 stamp the time); syslinux --offset --install; mcopy; mbr.bin into the first 440 bytes; the
-boot-control record (appliance/services/update/bootctl.py) into the gap before the partition.
+boot-control record (appliance/hal/bootctl.py) into the gap before the partition.
 Every timestamp is SOURCE_DATE_EPOCH, so two builds give the same bytes.
 """
 
@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 
 from appliance.hal.block import SECTOR
+from appliance.hal.bootctl import BOOTCTL_LBAS, BootControl, encode
 from appliance.hal.bootfiles import BOOT_PARTITION_SECTOR
 from appliance.hal.disks import BOOT_LABEL
-from appliance.services.update.bootctl import BOOTCTL_LBAS, BootControl, encode
 from firmware.run import ToolError, run
 
 PART_START_SECTOR = BOOT_PARTITION_SECTOR  # the runtime writes firmware slots there too

@@ -1,5 +1,5 @@
 # The boot-control record in busybox sh: sourced by /init. The layout and the rules are
-# appliance/services/update/bootctl.py (its docstring is the spec); tests/unit/test_bootctl.py
+# appliance/hal/bootctl.py (its docstring is the spec); tests/unit/test_bootctl.py
 # runs these functions in busybox against the Python twin, on every state and on torn copies.
 #
 # bc_read DEV     sets BC_OK (1: a valid copy), BC_SEQ BC_ACTIVE BC_STATE BC_TRIES BC_GOOD

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance.hal.block import SECTOR
-from appliance.services.update.bootctl import (
+from appliance.hal.bootctl import (
     BOOTCTL_LBAS,
     NO_SLOT,
     Action,

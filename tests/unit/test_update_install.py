@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from appliance.hal.block import FileBlockDevice
+from appliance.hal.bootctl import Action, SlotState, decide, read_boot_control
 from appliance.hal.bootfiles import ImageBootFiles
-from appliance.services.update.bootctl import Action, SlotState, decide, read_boot_control
 from appliance.services.update.install import Installer, UpdateError
 from firmware import ipvabin
 from images.bootdisk import make_boot_disk

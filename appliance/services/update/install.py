@@ -2,7 +2,8 @@
 
 The order is what makes an update unable to brick the box:
 
-1. the image streams into a spool file (tmpfs in the VM: one copy in RAM, never two) while
+1. the image streams into a spool file (the temp dir; tmpfs in the VM: one copy in RAM,
+   never two) while
    `ImageVerifier` checks it; a foreign, truncated, oversize or corrupt image is refused
    here, and the boot disk has not been touched;
 2. it must fit: the other slot's old file plus the partition's free space;
@@ -24,8 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from appliance.hal.block import BlockDevice
-from appliance.hal.bootfiles import CHUNK, BootFiles, BootFilesError
-from appliance.services.update.bootctl import (
+from appliance.hal.bootctl import (
     SLOT_LETTERS,
     SLOT_NAMES,
     BootControl,
@@ -33,6 +33,7 @@ from appliance.services.update.bootctl import (
     read_boot_control,
     write_boot_control,
 )
+from appliance.hal.bootfiles import CHUNK, BootFiles, BootFilesError
 from appliance.services.update.image import FirmwareError, FirmwareInfo, ImageVerifier
 
 MAX_IMAGE = 32 << 20  # far above today's ~7 MB; refuses absurd uploads before spooling them
@@ -66,7 +67,11 @@ def _chunks(f: BinaryIO) -> Iterator[bytes]:
 
 class Installer:
     def __init__(
-        self, files: BootFiles, boot_disk: BlockDevice, running_slot: int, spool_dir: Path
+        self,
+        files: BootFiles,
+        boot_disk: BlockDevice,
+        running_slot: int,
+        spool_dir: Path | None = None,
     ) -> None:
         self.files = files
         self.boot_disk = boot_disk
