@@ -105,12 +105,15 @@ class UpdateService(BaseService):
             except OSError as e:
                 box.trace(f"UP0: could not confirm the new firmware: {e}", Tag.UPDATE)
                 return
+            # the slot's own header (hosted, the code that runs is the host's)
+            info = inst.slot_info(inst.running_slot)
+            fw = f"{info.version} build {info.build}" if info else box.version
             box.trace(
-                f"UP0: firmware {box.version} in slot {slot_name(inst.running_slot)} started "
+                f"UP0: firmware {fw} in slot {slot_name(inst.running_slot)} started "
                 "and is confirmed: it is the known-good firmware now",
                 Tag.UPDATE,
             )
-            self._remember(box, f"{box.version} build {box.build} started and confirmed")
+            self._remember(box, f"{fw} started and confirmed")
         elif record.failed != NO_SLOT and record.failed != inst.running_slot:
             other = inst.slot_info(record.failed)
             what = f"{other.version} build {other.build}" if other else "its firmware"
@@ -346,7 +349,7 @@ class UpdateService(BaseService):
             elif record.good == slot:
                 state = "fallback (known good)"
             else:
-                state = "not started"
+                state = "previous firmware (the fallback if the running one fails its check)"
             out.append((slot, fw, state))
         return out
 
