@@ -191,6 +191,10 @@ class Runtime:
         self.shell = Shell(self.box)
         return True
 
+    def locked(self) -> threading.RLock:
+        """The one lock, for callers besides the consoles (the HTTP admin)."""
+        return self._lock
+
     def execute(self, line: str) -> str:
         with self._lock:
             if self.shell is None:  # halted: a line typed on another console meanwhile

@@ -22,6 +22,7 @@ from appliance.config.types import (
     Netmask,
     Password,
     Text,
+    password_user,
 )
 
 PORT = Int(1, 65535)
@@ -173,14 +174,25 @@ def _log_module(n: int, what: str) -> Module:
 declare(_log_module(0, "log server"))
 declare(_log_module(1, "log server shadow (receives the same records)"))
 
+def _check_admin(v: Mapping[str, Any]) -> str | None:
+    hashed_for = password_user(str(v["pwd"])) if v["pwd"] else None
+    if hashed_for is not None and hashed_for != v["user"]:
+        return (
+            f"the stored password belongs to user {hashed_for}: give the password again "
+            f"with the new user (config change ADMIN0 /user {v['user']} /pwd <password>)"
+        )
+    return None
+
+
 declare(
     Module(
         "ADMIN0",
         "administrator account",
         args=(
             Arg("user", Text(32, r"[A-Za-z0-9._-]+", "a user name"), "admin", "admin user"),
-            Arg("pwd", Password(), "", "admin password (empty: the factory password)"),
+            Arg("pwd", Password(), "", "admin password (empty: the factory password ipva)"),
         ),
+        check=_check_admin,
         order=80,
     )
 )

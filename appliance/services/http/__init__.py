@@ -1,0 +1,112 @@
+"""HTTP0: the box's web admin over HTTP and HTTPS (see app.py for the URLs).
+
+    service = HttpService()                     # the VM: ports from HTTP0 /port, /https-port
+    service = HttpService(http=Bind("127.0.0.1", 8080), https=None)   # hosted --http
+    service.start(admin, box.active)            # admin: an AdminBox (host.py)
+    service.stop()
+
+Ports need a reset to change (HTTP0 args are `needs_reset`): the runtime stops the service
+before a restart and starts it again on the new box, so the new ports are bound then.
+A port that cannot be bound is traced and the box runs on without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from appliance.config import Config
+from appliance.services.http.app import AdminApp
+from appliance.services.http.cert import CertError, Certificate, load_or_make
+from appliance.services.http.host import AdminBox
+from appliance.services.http.server import Bind, BindError, Listener
+
+ANY = "0.0.0.0"
+FACTORY_PASSWORD_WARNING = (
+    "HTTP0: the admin password is the factory default (user admin, password ipva): "
+    "change it in Administration/Admin or with config change ADMIN0 /pwd <password>, "
+    "config activate, config write"
+)
+
+
+def https_redirect(https_port: int) -> Callable[[Any], Any]:
+    """HTTP0 /https-only: every HTTP request is sent to the same path over HTTPS."""
+
+    def wrap(app: Any) -> Any:
+        def redirect(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            host = environ.get("HTTP_HOST", "").rsplit(":", 1)[0] or environ["SERVER_NAME"]
+            suffix = "" if https_port == 443 else f":{https_port}"
+            location = f"https://{host}{suffix}{environ.get('REQUEST_URI', '/')}"
+            start_response("301 Moved Permanently", [("Location", location)])
+            return [b""]
+
+        return redirect
+
+    return wrap
+
+
+class HttpService:
+    name = "HTTP0"
+
+    def __init__(self, *, http: Bind | None = None, https: Bind | None = None, fixed: bool = False):
+        """`fixed`: listen exactly on `http`/`https` (None: that one is off), whatever
+        HTTP0 says (hosted runs, tests); otherwise on HTTP0's ports on every address."""
+        self.fixed = fixed
+        self._http, self._https = http, https
+        self.listeners: list[Listener] = []
+        self.app: AdminApp | None = None
+        self.certificate: Certificate | None = None
+
+    def binds(self, config: Config) -> tuple[Bind | None, Bind | None]:
+        if self.fixed:
+            return self._http, self._https
+        return (
+            Bind(ANY, int(config.value("HTTP0", "port"))),
+            Bind(ANY, int(config.value("HTTP0", "https-port"))),
+        )
+
+    def start(self, admin: AdminBox, config: Config) -> None:
+        http, https = self.binds(config)
+        self.app = AdminApp(admin)
+        if not config.value("ADMIN0", "pwd"):
+            admin.trace(FACTORY_PASSWORD_WARNING)
+        cert = None
+        if https is not None:
+            try:
+                cert, note = load_or_make(admin.vars(), str(config.value("SYS0", "name")))
+                if note:
+                    admin.trace(note)
+            except CertError as e:
+                admin.trace(f"HTTPS: no certificate, HTTPS is off: {e}")
+        self.certificate = cert
+        plain_app: Any = self.app
+        if https is not None and cert is not None and config.value("HTTP0", "https-only"):
+            plain_app = https_redirect(https.port)(self.app)
+        wanted: list[tuple[Bind | None, Any, Certificate | None]] = [(http, plain_app, None)]
+        if cert is not None:
+            wanted.append((https, self.app, cert))
+        for bind, app, c in wanted:
+            if bind is None:
+                continue
+            listener = Listener(bind, app, c)
+            try:
+                listener.start()
+            except BindError as e:
+                admin.trace(f"HTTP0: {e}; that listener is off (HTTP0 /port, /https-port)")
+                continue
+            self.listeners.append(listener)
+
+    def urls(self, host: str = "127.0.0.1") -> dict[str, str]:
+        """scheme → base URL of each running listener (with the port actually bound)."""
+        return {
+            ("https" if x.https else "http"): f"{'https' if x.https else 'http'}://{host}:{x.port}"
+            for x in self.listeners
+        }
+
+    def stop(self) -> None:
+        for listener in self.listeners:
+            listener.stop()
+        self.listeners = []
+
+
+__all__ = ["Bind", "HttpService"]

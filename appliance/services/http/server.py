@@ -1,0 +1,101 @@
+"""The listeners: one cheroot WSGI server for HTTP, one for HTTPS, same application.
+
+cheroot (Debian's python3-cheroot) is a threaded WSGI server with TLS through Python's
+ssl module. Limits sized for a 128 MiB box and hostile clients: a few worker threads, a
+request header cap, the body cap (app.MAX_BODY), a socket timeout for slow clients, and a
+short TLS handshake timeout (cheroot shakes hands in its accept loop, so a client that
+connects and says nothing must not hold HTTPS up for long).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from appliance.services.http.app import MAX_BODY
+from appliance.services.http.cert import Certificate, pem_files, server_context
+
+WORKER_THREADS = 4  # per listener: an admin UI, a few scripts
+MAX_HEADER = 16 << 10
+SOCKET_TIMEOUT_S = 10  # a client silent this long mid-request is dropped
+HANDSHAKE_TIMEOUT_S = 3
+LISTEN_BACKLOG = 16
+SERVER_NAME = "IPVA"
+
+
+@dataclass(frozen=True)
+class Bind:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class BindError(Exception):
+    """A listener could not be opened (port taken, no permission); says which and why."""
+
+
+class _Adapter(BuiltinSSLAdapter):  # type: ignore[misc]
+    """cheroot's ssl adapter with our context and a bounded handshake."""
+
+    def wrap(self, sock: socket.socket) -> Any:
+        sock.settimeout(HANDSHAKE_TIMEOUT_S)
+        return super().wrap(sock)
+
+
+def _adapter(cert: Certificate) -> BuiltinSSLAdapter:
+    with pem_files(cert) as (crt, key):  # the files exist only while these load them
+        adapter = _Adapter(crt, key)
+        adapter.context = server_context(crt, key)
+    return adapter
+
+
+class Listener:
+    """One cheroot server on one address, serving in its own thread."""
+
+    def __init__(self, bind: Bind, app: Any, cert: Certificate | None = None) -> None:
+        self.bind = bind
+        self.https = cert is not None
+        self.server = wsgi.Server(
+            (bind.host, bind.port),
+            app,
+            numthreads=WORKER_THREADS,
+            server_name=SERVER_NAME,
+            request_queue_size=LISTEN_BACKLOG,
+            timeout=SOCKET_TIMEOUT_S,
+            shutdown_timeout=2,
+        )
+        self.server.max_request_header_size = MAX_HEADER
+        self.server.max_request_body_size = MAX_BODY
+        self.server.server_name = SERVER_NAME
+        self.server.software = SERVER_NAME  # the Server header says no more than that
+        if cert is not None:
+            self.server.ssl_adapter = _adapter(cert)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (differs from bind.port when that was 0)."""
+        return int(self.server.bind_addr[1])
+
+    def start(self) -> None:
+        try:
+            self.server.prepare()  # binds and listens, or raises
+        except OSError as e:
+            raise BindError(f"cannot listen on {self.bind}: {e}") from e
+        self._thread = threading.Thread(
+            target=self.server.serve, name=f"http-{self.bind.port}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.server.stop()
+            self._thread.join(timeout=5)
+            self._thread = None
