@@ -35,6 +35,9 @@ from appliance.services.crashdump import CrashInfo, write_crash_record
 from appliance.version import BUILD, FIRMWARE_VERSION, PRODUCT
 
 Trace = Callable[[str], None]
+# VARS keys besides the config that a factory reset erases (the HTTPS key pair,
+# appliance/services/http/cert.py)
+FACTORY_RESET_DROPS = ("X509:",)
 
 
 class BoxError(Exception):
@@ -146,8 +149,16 @@ class Box:
         return f"config written to flash ({n} object{'s' if n != 1 else ''})"
 
     def factory_reset(self) -> None:
-        """Forget the saved config (one commit); running/active follow at the next reset."""
-        self._store(Config.factory())
+        """Forget the saved config and the box's own keys (the HTTPS certificate: a new
+        one is made at the next boot), in one commit; running/active follow at reset."""
+        vars = self._vars()
+        changes = commit_changes(list(vars.keys()), Config.factory())
+        changes |= {k: None for k in vars.keys() if k.startswith(FACTORY_RESET_DROPS)}
+        try:
+            vars.commit(changes)
+        except Exception as e:  # FlashError family; the old saved config is still intact
+            raise BoxError(f"factory reset failed, saved config unchanged: {e}") from e
+        self.saved = Config.factory()
 
     def backup_header(self) -> BackupHeader:
         return BackupHeader(self.version, self.build, self.bootcode_build, self.hw)

@@ -79,22 +79,25 @@ class HttpService:
             except CertError as e:
                 admin.trace(f"HTTPS: no certificate, HTTPS is off: {e}")
         self.certificate = cert
+        secure = self._listen(admin, https, self.app, cert) if cert is not None else None
         plain_app: Any = self.app
-        if https is not None and cert is not None and config.value("HTTP0", "https-only"):
-            plain_app = https_redirect(https.port)(self.app)
-        wanted: list[tuple[Bind | None, Any, Certificate | None]] = [(http, plain_app, None)]
-        if cert is not None:
-            wanted.append((https, self.app, cert))
-        for bind, app, c in wanted:
-            if bind is None:
-                continue
-            listener = Listener(bind, app, c)
-            try:
-                listener.start()
-            except BindError as e:
-                admin.trace(f"HTTP0: {e}; that listener is off (HTTP0 /port, /https-port)")
-                continue
-            self.listeners.append(listener)
+        if secure is not None and config.value("HTTP0", "https-only"):
+            plain_app = https_redirect(secure.port)(self.app)  # the port really bound
+        self._listen(admin, http, plain_app, None)
+
+    def _listen(
+        self, admin: AdminBox, bind: Bind | None, app: Any, cert: Certificate | None
+    ) -> Listener | None:
+        if bind is None:
+            return None
+        listener = Listener(bind, app, cert)
+        try:
+            listener.start()
+        except BindError as e:
+            admin.trace(f"HTTP0: {e}; that listener is off (HTTP0 /port, /https-port)")
+            return None
+        self.listeners.append(listener)
+        return listener
 
     def urls(self, host: str = "127.0.0.1") -> dict[str, str]:
         """scheme → base URL of each running listener (with the port actually bound)."""
