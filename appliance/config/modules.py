@@ -26,6 +26,7 @@ from appliance.config.types import (
 )
 
 PORT = Int(1, 65535)
+LISTEN_PORT = Int(0, 65535)  # 0: that listener is off
 
 
 def _check_route(v: Mapping[str, Any]) -> str | None:
@@ -130,12 +131,14 @@ declare(
         "HTTP0",
         "HTTP server (admin UI)",
         args=(
-            Arg("port", PORT, 80, "HTTP port", needs_reset=True),
-            Arg("https-port", PORT, 443, "HTTPS port", needs_reset=True),
+            Arg("port", LISTEN_PORT, 80, "HTTP port, 0: no plain HTTP"),
+            Arg("https-port", LISTEN_PORT, 443, "HTTPS port, 0: no HTTPS"),
             Arg("https-only", Flag(), False, "redirect HTTP to HTTPS"),
         ),
         check=lambda v: (
-            "/port and /https-port must differ" if v["port"] == v["https-port"] else None
+            "/port and /https-port must differ"
+            if v["port"] == v["https-port"] and v["port"]
+            else None
         ),
         order=50,
     )
@@ -173,6 +176,7 @@ def _log_module(n: int, what: str) -> Module:
 
 declare(_log_module(0, "log server"))
 declare(_log_module(1, "log server shadow (receives the same records)"))
+
 
 def _check_admin(v: Mapping[str, Any]) -> str | None:
     hashed_for = password_user(str(v["pwd"])) if v["pwd"] else None

@@ -62,13 +62,13 @@ def test_box_info_xml_has_the_version_line_update_servers_parse(box: HostedHttpB
     assert int(sys.get("dram", "0")) > 0 and sys.get("uptime", "").isdigit()
 
 
-def test_reset_required_after_a_written_port_change(box: HostedHttpBox) -> None:
-    box.console_line("config change HTTP0 /port 8080")
+def test_reset_required_after_a_written_address_change(box: HostedHttpBox) -> None:
+    box.console_line("config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0")
     box.console_line("config write")
     sys = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml").body)
     assert sys.get("reset-required") == "true"
     page = request(box.http_url, "GET", "/general/info").text
-    assert "HTTP0 /port" in page and 'id="reset-required"' in page
+    assert "IP0 ETH0 /addr" in page and 'id="reset-required"' in page
 
 
 def test_general_info_is_public_and_warns_about_the_factory_password(box: HostedHttpBox) -> None:
@@ -375,10 +375,8 @@ def test_an_oversize_body_is_413_and_changes_nothing(box: HostedHttpBox) -> None
 
     host, port = box.http_url.split("://")[1].split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(
-            f"PUT /cfg.txt HTTP/1.1\r\nHost: {host}\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n".encode()
-            + b"vars check - # x\n"
-        )
+        head = f"PUT /cfg.txt HTTP/1.1\r\nHost: {host}\r\nContent-Length: {MAX_BODY + 1}\r\n"
+        s.sendall(head.encode() + b"\r\nvars check - # x\n")
         assert s.recv(4096).startswith(b"HTTP/1.1 413 ")  # refused before any login
     assert box.console_line("config show saved") == saved
 
@@ -449,6 +447,7 @@ def _peer_cert(url: str, **ctx_args: ssl.TLSVersion) -> bytes:
             return der
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
 def test_tls_1_2_and_1_3_only(box: HostedHttpBox) -> None:
     _peer_cert(box.https_url, maximum_version=ssl.TLSVersion.TLSv1_2)
     _peer_cert(box.https_url, minimum_version=ssl.TLSVersion.TLSv1_3)

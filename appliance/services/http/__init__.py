@@ -13,13 +13,16 @@ A port that cannot be bound is traced and the box runs on without it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.config import Config
-from appliance.services.http.app import AdminApp
-from appliance.services.http.cert import CertError, Certificate, load_or_make
 from appliance.services.http.host import AdminBox
-from appliance.services.http.server import Bind, BindError, Listener
+from appliance.services.http.listen import Bind
+
+if TYPE_CHECKING:  # the HTTP stack is imported only when a listener is on (RAM)
+    from appliance.services.http.app import AdminApp
+    from appliance.services.http.cert import Certificate
+    from appliance.services.http.server import Listener
 
 ANY = "0.0.0.0"
 FACTORY_PASSWORD_WARNING = (
@@ -56,17 +59,32 @@ class HttpService:
         self.listeners: list[Listener] = []
         self.app: AdminApp | None = None
         self.certificate: Certificate | None = None
+        self._bound: tuple[Bind | None, Bind | None, bool] = (None, None, False)
+
+    def rebind(self, admin: AdminBox, config: Config) -> bool:
+        """`config activate` changed HTTP0: listen on the new ports (True if it did)."""
+        http, https = self.binds(config)
+        if (http, https, bool(config.value("HTTP0", "https-only"))) == self._bound:
+            return False
+        self.stop()
+        self.start(admin, config)
+        return True
 
     def binds(self, config: Config) -> tuple[Bind | None, Bind | None]:
         if self.fixed:
             return self._http, self._https
-        return (
-            Bind(ANY, int(config.value("HTTP0", "port"))),
-            Bind(ANY, int(config.value("HTTP0", "https-port"))),
-        )
+        port, secure = int(config.value("HTTP0", "port")), int(config.value("HTTP0", "https-port"))
+        return (Bind(ANY, port) if port else None, Bind(ANY, secure) if secure else None)
 
     def start(self, admin: AdminBox, config: Config) -> None:
         http, https = self.binds(config)
+        self._bound = (http, https, bool(config.value("HTTP0", "https-only")))
+        if http is None and https is None:
+            admin.trace("HTTP0: /port and /https-port are 0: no web admin, console only")
+            return
+        from appliance.services.http.app import AdminApp
+        from appliance.services.http.cert import CertError, load_or_make
+
         self.app = AdminApp(admin)
         if not config.value("ADMIN0", "pwd"):
             admin.trace(FACTORY_PASSWORD_WARNING)
@@ -88,6 +106,8 @@ class HttpService:
     def _listen(
         self, admin: AdminBox, bind: Bind | None, app: Any, cert: Certificate | None
     ) -> Listener | None:
+        from appliance.services.http.server import BindError, Listener
+
         if bind is None:
             return None
         listener = Listener(bind, app, cert)

@@ -37,6 +37,7 @@ from appliance.services.http.host import AdminBox, BoxStatus, RestoreRefused
 HERE = Path(__file__).parent
 MAX_BODY = 4 << 20  # a backup (config + FLASHDIR items) or a form; larger is a 413
 MAX_COMMAND = 1024  # as the console's line limit
+MAX_FORM_PARTS = 32  # the largest form (Configuration/IP) has 11 fields
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class AdminApp:
         request = Request(environ)
         request.max_content_length = MAX_BODY
         request.max_form_memory_size = MAX_BODY
+        request.max_form_parts = MAX_FORM_PARTS
         try:
             response = self.dispatch(request)
         except RequestEntityTooLarge:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from cheroot import wsgi
@@ -19,6 +18,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from appliance.services.http.app import MAX_BODY
 from appliance.services.http.cert import Certificate, pem_files, server_context
+from appliance.services.http.listen import Bind
 
 WORKER_THREADS = 4  # per listener: an admin UI, a few scripts
 MAX_HEADER = 16 << 10
@@ -26,15 +26,6 @@ SOCKET_TIMEOUT_S = 10  # a client silent this long mid-request is dropped
 HANDSHAKE_TIMEOUT_S = 3
 LISTEN_BACKLOG = 16
 SERVER_NAME = "IPVA"
-
-
-@dataclass(frozen=True)
-class Bind:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 class BindError(Exception):
