@@ -68,7 +68,16 @@ class Listener:
         self.server.software = SERVER_NAME  # the Server header says no more than that
         if cert is not None:
             self.server.ssl_adapter = _adapter(cert)
+        # cheroot prints connection errors (a client hung up mid-answer …) to stderr, which
+        # in the guest is the console: count them instead, keep the last for diagnosis
+        self.errors = 0
+        self.last_error = ""
+        self.server.error_log = self._error_log
         self._thread: threading.Thread | None = None
+
+    def _error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
+        self.errors += 1
+        self.last_error = msg[:200]
 
     @property
     def port(self) -> int:
