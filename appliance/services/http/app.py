@@ -216,7 +216,8 @@ class AdminApp:
         if not line.isprintable():
             return _text("error: the command has control characters; nothing was done", 400)
         answer = self.box.execute(line)
-        self.after_response(self.box.settle)  # a /!reset restarts once this is answered
+        if self.box.restart_requested():  # a /!reset restarts once this is answered
+            self.after_response(self.box.settle)
         return _text(answer, 400 if answer.startswith("error:") else 200)
 
     def cfg(self, request: Request, user: str) -> Response:

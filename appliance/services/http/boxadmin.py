@@ -108,6 +108,10 @@ class RuntimeAdmin:
     def execute(self, line: str) -> str:
         return self.runtime.execute(line)
 
+    def restart_requested(self) -> bool:
+        box = self.runtime.box
+        return box is not None and box.restart_request is not None
+
     def settle(self) -> None:
         self.runtime.settle()
 

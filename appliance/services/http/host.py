@@ -78,7 +78,9 @@ class AdminBox(Protocol):
 
     def execute(self, line: str) -> str: ...  # one console line, the console's answer
 
-    def settle(self) -> None: ...  # carry out a reset the last line asked for
+    def restart_requested(self) -> bool: ...  # the last line asked for a reset/reboot
+
+    def settle(self) -> None: ...  # carry out that restart (after the answer is sent)
 
     def backup_text(self) -> str: ...  # the saved config as cfg.txt
 

@@ -13,6 +13,7 @@ import socket
 import threading
 from typing import Any
 
+from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
@@ -30,6 +31,22 @@ SERVER_NAME = "IPVA"
 
 class BindError(Exception):
     """A listener could not be opened (port taken, no permission); says which and why."""
+
+
+class _Connection(cheroot_server.HTTPConnection):  # type: ignore[misc]
+    """A connection whose failure ends the connection, never the worker thread.
+
+    cheroot 9 lets an error raised while it answers a broken request (a TLS client that
+    sent a bad request line and hung up: SSLEOFError inside its 400 handler) escape from
+    the worker, and the thread dies; four of those and HTTPS stops answering. Found by
+    tests/hosted/test_http_fuzz.py."""
+
+    def communicate(self) -> bool:
+        try:
+            return bool(super().communicate())
+        except Exception as e:  # the client is gone or hostile: drop it, keep the worker
+            self.server.error_log(f"connection dropped: {type(e).__name__}: {e}")
+            return False
 
 
 class _Adapter(BuiltinSSLAdapter):  # type: ignore[misc]
@@ -62,6 +79,7 @@ class Listener:
             timeout=SOCKET_TIMEOUT_S,
             shutdown_timeout=2,
         )
+        self.server.ConnectionClass = _Connection
         self.server.max_request_header_size = MAX_HEADER
         self.server.max_request_body_size = MAX_BODY
         self.server.server_name = SERVER_NAME
