@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from firmware.run import run
@@ -57,7 +58,12 @@ for src, cfile, dfile in json.load(sys.stdin):
 
 
 def _compile_tree(
-    src: Path, dst: Path, guest_dir: str, drop: set[str] = frozenset(), *, nested: bool = False
+    src: Path,
+    dst: Path,
+    guest_dir: str,
+    drop: AbstractSet[str] = frozenset(),
+    *,
+    nested: bool = False,
 ) -> None:
     """Copy a Python tree as sourceless .pyc files (legacy layout, next to where .py was).
 

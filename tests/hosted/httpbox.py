@@ -14,13 +14,12 @@ import os
 import re
 import ssl
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.boot import Runtime
-from appliance.hal.platform import HostedPlatform
-from appliance.services.http import Bind, HttpService
-from appliance.services.http.boxadmin import RuntimeAdmin
+from appliance.hal.hosted import HostedPlatform
+from appliance.services.http import HttpService
 
 USER, PASSWORD = "admin", "ipva"
 
@@ -45,41 +44,43 @@ class _Sink(io.RawIOBase):
             return self.data.decode(errors="replace")
 
 
-@dataclass
 class HostedHttpBox:
-    directory: Path
-    runtime: Runtime = field(init=False)
-    service: HttpService = field(init=False)
-    console: _Sink = field(init=False)
+    """The runtime on image files in `directory`, its web admin on 127.0.0.1 (free ports,
+    new ones after each reset), its console captured."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, directory: Path) -> None:
         self.console = _Sink()
-        platform = HostedPlatform(self.directory, stdin=io.BytesIO(b""), stdout=self.console)
+        platform = HostedPlatform(
+            directory,
+            stdin=io.BytesIO(b""),
+            stdout=self.console,  # type: ignore[arg-type]
+            http=("127.0.0.1", 0),
+            https=("127.0.0.1", 0),
+        )
         self.runtime = Runtime(platform, newline=b"\n")
         assert self.runtime.boot(), self.console.text()
-        self.admin = RuntimeAdmin(self.runtime)
-        self.service = HttpService(
-            http=Bind("127.0.0.1", 0), https=Bind("127.0.0.1", 0), fixed=True
-        )
-        self.start()
 
-    def start(self) -> None:
-        assert self.runtime.box is not None
-        self.service.start(self.admin, self.runtime.box.active)
-        urls = self.service.urls()
-        self.http_url, self.https_url = urls["http"], urls["https"]
+    @property
+    def service(self) -> HttpService:
+        box = self.runtime.box
+        assert box is not None, "the box is restarting"
+        return next(s for s in box.services if isinstance(s, HttpService))
 
-    def restart_service(self) -> None:
-        self.service.stop()
-        self.start()
+    @property
+    def http_url(self) -> str:
+        return self.service.urls()["http"]
+
+    @property
+    def https_url(self) -> str:
+        return self.service.urls()["https"]
 
     def console_line(self, line: str) -> str:
+        """One line as typed on the console; a reset is carried out before this returns."""
         out = self.runtime.execute(line)
         self.runtime.settle()
         return out
 
     def close(self) -> None:
-        self.service.stop()
         self.runtime.close()
 
 

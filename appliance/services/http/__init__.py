@@ -1,30 +1,37 @@
-"""HTTP0: the box's web admin over HTTP and HTTPS (see app.py for the URLs).
+"""HTTP0: the box's web admin over HTTP and HTTPS (app.py has the URLs, auth.py the login).
 
-    service = HttpService()                     # the VM: ports from HTTP0 /port, /https-port
-    service = HttpService(http=Bind("127.0.0.1", 8080), https=None)   # hosted --http
-    service.start(admin, box.active)            # admin: an AdminBox (host.py)
-    service.stop()
+`HttpService` is one entry of the boot list (appliance/services/__init__.py). Where it
+listens is the platform's answer for HTTP0's ports (`platform.http_listen`): in the VM
+every address on /port (80) and /https-port (443); hosted the addresses given with
+`ipva run --hosted --http HOST:PORT --https HOST:PORT`, else none. `config activate` of a
+changed HTTP0 rebinds at once (after the answer to that request has gone out); a port that
+cannot be bound is traced and the box runs on without it; 0 turns a listener off. The
+HTTP stack (cheroot, Werkzeug, Jinja2) is imported only when a listener is on.
 
-Ports need a reset to change (HTTP0 args are `needs_reset`): the runtime stops the service
-before a restart and starts it again on the new box, so the new ports are bound then.
-A port that cannot be bound is traced and the box runs on without it.
+Until ADMIN0 /pwd is changed, the boot trace, General/Info and box_info.xml say that the
+factory password is in use.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from appliance.config import Config
+from appliance.config import Activation, Config
+from appliance.modcmd import Command
+from appliance.service import BaseService
+from appliance.services.http.boxadmin import BoxAdmin, CommandRunner
 from appliance.services.http.host import AdminBox
 from appliance.services.http.listen import Bind
+from appliance.services.trace import Tag
 
 if TYPE_CHECKING:  # the HTTP stack is imported only when a listener is on (RAM)
+    from appliance.box import Box
     from appliance.services.http.app import AdminApp
     from appliance.services.http.cert import Certificate
     from appliance.services.http.server import Listener
 
-ANY = "0.0.0.0"
 FACTORY_PASSWORD_WARNING = (
     "HTTP0: the admin password is the factory default (user admin, password ipva): "
     "change it in Administration/Admin or with config change ADMIN0 /pwd <password>, "
@@ -48,14 +55,11 @@ def https_redirect(https_port: int) -> Callable[[Any], Any]:
     return wrap
 
 
-class HttpService:
-    name = "HTTP0"
+class HttpListeners:
+    """The listeners of one box: start on a config, rebind to a changed one, stop."""
 
-    def __init__(self, *, http: Bind | None = None, https: Bind | None = None, fixed: bool = False):
-        """`fixed`: listen exactly on `http`/`https` (None: that one is off), whatever
-        HTTP0 says (hosted runs, tests); otherwise on HTTP0's ports on every address."""
-        self.fixed = fixed
-        self._http, self._https = http, https
+    def __init__(self, listen: Callable[[int, bool], tuple[str, int] | None]) -> None:
+        self.listen = listen
         self.listeners: list[Listener] = []
         self.app: AdminApp | None = None
         self.certificate: Certificate | None = None
@@ -71,10 +75,9 @@ class HttpService:
         return True
 
     def binds(self, config: Config) -> tuple[Bind | None, Bind | None]:
-        if self.fixed:
-            return self._http, self._https
-        port, secure = int(config.value("HTTP0", "port")), int(config.value("HTTP0", "https-port"))
-        return (Bind(ANY, port) if port else None, Bind(ANY, secure) if secure else None)
+        plain = self.listen(int(config.value("HTTP0", "port")), False)
+        secure = self.listen(int(config.value("HTTP0", "https-port")), True)
+        return (Bind(*plain) if plain else None, Bind(*secure) if secure else None)
 
     def start(self, admin: AdminBox, config: Config) -> None:
         http, https = self.binds(config)
@@ -86,8 +89,6 @@ class HttpService:
         from appliance.services.http.cert import CertError, load_or_make
 
         self.app = AdminApp(admin)
-        if not config.value("ADMIN0", "pwd"):
-            admin.trace(FACTORY_PASSWORD_WARNING)
         cert = None
         if https is not None:
             try:
@@ -102,6 +103,12 @@ class HttpService:
         if secure is not None and config.value("HTTP0", "https-only"):
             plain_app = https_redirect(secure.port)(self.app)  # the port really bound
         self._listen(admin, http, plain_app, None)
+        if self.listeners:
+            where = ", ".join(
+                f"{x.bind.host}:{x.port} ({'https, TLS 1.2/1.3' if x.https else 'http'})"
+                for x in self.listeners
+            )
+            admin.trace(f"HTTP0: web admin on {where}")
 
     def _listen(
         self, admin: AdminBox, bind: Bind | None, app: Any, cert: Certificate | None
@@ -130,6 +137,83 @@ class HttpService:
         for listener in self.listeners:
             listener.stop()
         self.listeners = []
+
+
+class HttpService(BaseService):
+    name = "http"
+    config_modules: tuple[str, ...] = ("HTTP0",)
+
+    def __init__(self, runner: CommandRunner | None = None) -> None:
+        """`runner` runs console lines for `/!…` and the forms (the runtime); without one
+        (a box made in a unit test) the service has its commands but serves nothing."""
+        self.runner = runner
+        self.listeners: HttpListeners | None = None
+        self.admin: BoxAdmin | None = None
+        self._lock = threading.Lock()  # start/rebind/stop one at a time
+
+    def start(self, box: Box) -> None:
+        if self.runner is None:
+            return
+        self.admin = BoxAdmin(box, self.runner)
+        with self._lock:
+            self.listeners = HttpListeners(box.platform.http_listen)
+            self.listeners.start(self.admin, box.active)
+        if self.listeners.listeners and not box.active.value("ADMIN0", "pwd"):
+            box.trace(FACTORY_PASSWORD_WARNING, Tag.HTTP)
+
+    def apply(self, box: Box, activation: Activation) -> list[str]:
+        """A changed HTTP0 rebinds; in a thread, since the request that activated it may
+        be served by the very listener that goes (its answer goes out first)."""
+        if self.listeners is not None and any(a.startswith("HTTP0") for a in activation.applied):
+            config = box.active
+            threading.Thread(target=self._rebind, args=(config,), daemon=True).start()
+        return []
+
+    def _rebind(self, config: Config) -> None:
+        with self._lock:
+            if self.listeners is not None and self.admin is not None:
+                self.listeners.rebind(self.admin, config)
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.listeners is not None:
+                self.listeners.stop()
+            self.listeners = None
+
+    def urls(self, host: str = "127.0.0.1") -> dict[str, str]:
+        return self.listeners.urls(host) if self.listeners is not None else {}
+
+    def commands(self) -> list[Command]:
+        return [Command("HTTP0", "info", "listeners, certificate, logins refused", self.info)]
+
+    def info(self, box: Box, args: list[str]) -> str:
+        """`mod cmd HTTP0 info`: what the web admin listens on, its certificate, refusals."""
+        from appliance import xmltext
+
+        listeners = self.listeners.listeners if self.listeners is not None else []
+        parts = [
+            xmltext.element(
+                "listener",
+                {
+                    "scheme": "https" if x.https else "http",
+                    "addr": x.bind.host,
+                    "port": str(x.port),
+                    "errors": str(x.errors),
+                },
+            )
+            for x in listeners
+        ]
+        cert = self.listeners.certificate if self.listeners is not None else None
+        if cert is not None:
+            parts.append(
+                xmltext.element(
+                    "cert", {"sha256": cert.fingerprint(), "kept": "yes" if cert.kept else "no"}
+                )
+            )
+        app = self.listeners.app if self.listeners is not None else None
+        locked = app.lockout.locked_clients() if app is not None else []
+        parts += [xmltext.element("locked", {"addr": c, "seconds": f"{s:.0f}"}) for c, s in locked]
+        return "<info>" + "".join(parts) + "</info>"
 
 
 __all__ = ["Bind", "HttpService"]

@@ -16,7 +16,6 @@ the browser's stored login.
 from __future__ import annotations
 
 import ipaddress
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -61,10 +60,10 @@ PAGES = (
 _PAGE = {p.path: p for p in PAGES}
 
 
-def _text(body: str, status: int = 200, **headers: str) -> Response:
+def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     if body and not body.endswith("\n"):
         body += "\n"
-    return Response(body, status, headers, content_type="text/plain; charset=utf-8")
+    return Response(body, status, headers or {}, content_type="text/plain; charset=utf-8")
 
 
 def box_info_xml(status: BoxStatus) -> bytes:
@@ -108,12 +107,10 @@ class AdminApp:
         *,
         lockout: auth.Lockout | None = None,
         nonces: auth.Nonces | None = None,
-        after_response: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self.box = box
         self.nonces = nonces or auth.Nonces()
         self.lockout = lockout or auth.Lockout(box.trace)
-        self.after_response = after_response or _in_thread
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
             autoescape=True,
@@ -181,7 +178,7 @@ class AdminApp:
             return _text(
                 f"error: too many failed logins from {client}: try again in {wait:.0f} s",
                 429,
-                **{"Retry-After": str(int(wait) + 1)},
+                {"Retry-After": str(int(wait) + 1)},
             )
         account = self.box.account()
         verdict = auth.check_authorization(
@@ -215,16 +212,14 @@ class AdminApp:
             return _text(f"error: the command is longer than {MAX_COMMAND} characters", 414)
         if not line.isprintable():
             return _text("error: the command has control characters; nothing was done", 400)
-        answer = self.box.execute(line)
-        if self.box.restart_requested():  # a /!reset restarts once this is answered
-            self.after_response(self.box.settle)
+        answer = self.box.execute(line)  # a /!reset: the runtime restarts once this is sent
         return _text(answer, 400 if answer.startswith("error:") else 200)
 
     def cfg(self, request: Request, user: str) -> Response:
         if request.method == "GET":
             return _text(
                 self.box.backup_text(),
-                **{"Content-Disposition": 'attachment; filename="cfg.txt"'},
+                headers={"Content-Disposition": 'attachment; filename="cfg.txt"'},
             )
         body = request.get_data(cache=False)  # bounded by max_content_length
         ok, message = self.restore(body)
@@ -396,17 +391,8 @@ class AdminApp:
     def reset_page(self, request: Request, user: str | None) -> Response:
         if request.method == "POST":
             answer = self.box.execute("reset")
-            self.after_response(self.box.settle)
             return self.render("reset.html", request, user, answer=answer, resetting=True)
         return self.render("reset.html", request, user, answer=None, resetting=False)
-
-
-def _in_thread(fn: Callable[[], None]) -> None:
-    """After the answer has gone out: a restart stops this very server, so not in its
-    worker thread. A short delay lets the response leave the socket first."""
-    timer = threading.Timer(0.3, fn)
-    timer.daemon = True
-    timer.start()
 
 
 # -- Configuration/IP: form <-> config lines ------------------------------------------

@@ -161,6 +161,12 @@ class Lockout:
         )
         return c.period
 
+    def locked_clients(self) -> list[tuple[str, float]]:
+        """The clients refused right now and for how many more seconds."""
+        with self._lock:
+            now = self._clock()
+            return [(k, c.until - now) for k, c in self._clients.items() if c.until > now]
+
     def succeeded(self, client: str) -> None:
         with self._lock:
             self._clients.pop(client, None)

@@ -1,58 +1,51 @@
 """`AdminBox` on the running box: what the HTTP admin may see and do, from the runtime.
 
-The runtime replaces its Box at every in-process `reset` (hosted); this adapter always
-talks to the current one, and every call that reads or changes the box holds the runtime's
-lock, as a console command does.
+One per boot (the HTTP service makes it in start(box)); every call that reads or changes
+the box holds the runtime's lock, as a console command does, and console lines run through
+the runtime's own interpreter.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from appliance.box import Box, BoxError, PartialRestoreError
 from appliance.config import Config, RestoreError, activate
+from appliance.errors import BoxError, PartialRestoreError
 from appliance.hal.memory import MiB
-from appliance.hal.platform import DiskRole
+from appliance.hal.types import DiskRole
 from appliance.services.crashdump import read_crash_record
 from appliance.services.http.host import Account, Address, BoxStatus, RestoreRefused, Vars
+from appliance.services.trace import Tag
 
-TRACE_TAG = 30  # the boot trace's module tag, until the trace service declares one for HTTP
+if TYPE_CHECKING:  # appliance.box imports the services package, which imports this
+    from appliance.box import Box
 
 
-class Runner(Protocol):
-    """The part of appliance.boot.Runtime the adapter uses."""
-
-    @property
-    def box(self) -> Box | None: ...
+class CommandRunner(Protocol):
+    """What runs console lines for the web admin: appliance.boot.Runtime (its one lock)."""
 
     def execute(self, line: str) -> str: ...
 
-    def settle(self) -> bool: ...
-
     def locked(self) -> AbstractContextManager[object]: ...
 
-    def trace(self, text: str, tag: int = ...) -> None: ...
 
+class BoxAdmin:
+    """`AdminBox` on one booted box; a restart makes a new box and a new BoxAdmin."""
 
-class RuntimeAdmin:
-    def __init__(self, runtime: Runner, trace_text: Callable[[], str] = lambda: "") -> None:
-        self.runtime = runtime
-        self._trace_text = trace_text
-
-    def _box(self) -> Box:
-        box = self.runtime.box
-        if box is None:
-            raise BoxError("the box is restarting")
-        return box
+    def __init__(self, box: Box, runner: CommandRunner) -> None:
+        self.box = box
+        self.runner = runner
 
     # -- reading ------------------------------------------------------------------------
     def status(self) -> BoxStatus:
-        with self.runtime.locked():
-            box = self._box()
-            pending = activate(box.saved, box.active).pending
+        with self.runner.locked():
+            box = self.box
+            # what waits for a reset: activated changes that need one, and saved settings
+            # the running box does not have yet
+            pending = list(box.reset_required)
+            pending += [p for p in activate(box.saved, box.active).pending if p not in pending]
             flash = (
                 box.flash.flashman.info()
                 if box.flash is not None
@@ -62,7 +55,7 @@ class RuntimeAdmin:
                 version=box.version_line(),
                 name=box.name,
                 hw=box.hw,
-                uptime_s=int(time.monotonic() - box.booted_at),
+                uptime_s=box.uptime_ms() // 1000,
                 dram_mb=box.ram_bytes // MiB,
                 addresses=tuple(_addresses(box)),
                 flash=flash,
@@ -72,24 +65,24 @@ class RuntimeAdmin:
             )
 
     def running(self) -> Config:
-        with self.runtime.locked():
-            return self._box().running
+        with self.runner.locked():
+            return self.box.running
 
     def account(self) -> Account:
-        with self.runtime.locked():
-            active = self._box().active
+        with self.runner.locked():
+            active = self.box.active
             return Account(str(active.value("ADMIN0", "user")), str(active.value("ADMIN0", "pwd")))
 
     def backup_text(self) -> str:
-        with self.runtime.locked():
-            return self._box().backup_text()
+        with self.runner.locked():
+            return self.box.backup_text()
 
     def trace_text(self) -> str:
-        return self._trace_text()
+        return self.box.trace.text()
 
     def crash_dump_text(self) -> str:
-        with self.runtime.locked():
-            dump = self._box().disks.get(DiskRole.DUMP)
+        with self.runner.locked():
+            dump = self.box.disks.get(DiskRole.DUMP)
             record = read_crash_record(dump) if dump is not None else None
         if record is None:
             return "no crash record: the box has not crashed since the dump disk was cleared"
@@ -101,24 +94,16 @@ class RuntimeAdmin:
         )
 
     def vars(self) -> Vars | None:
-        box = self.runtime.box
-        return box.flash.vars if box is not None and box.flash is not None else None
+        return self.box.flash.vars if self.box.flash is not None else None
 
     # -- acting -------------------------------------------------------------------------
     def execute(self, line: str) -> str:
-        return self.runtime.execute(line)
-
-    def restart_requested(self) -> bool:
-        box = self.runtime.box
-        return box is not None and box.restart_request is not None
-
-    def settle(self) -> None:
-        self.runtime.settle()
+        return self.runner.execute(line)
 
     def restore_text(self, text: str) -> str:
-        with self.runtime.locked():
+        with self.runner.locked():
             try:
-                self._box().restore_text(text)
+                self.box.restore_text(text)
             except RestoreError as e:
                 raise RestoreRefused(str(e), e.line) from e
             except PartialRestoreError as e:
@@ -128,25 +113,20 @@ class RuntimeAdmin:
         return "config restored: it is the saved configuration now; reset to run it"
 
     def trace(self, text: str) -> None:
-        self.runtime.trace(text, TRACE_TAG)
+        self.box.trace(text, Tag.HTTP)
 
 
 def _addresses(box: Box) -> list[Address]:
-    """ETH0/ETH1 as the kernel has them (VM); hosted: none, there is no NIC."""
-    network = getattr(box, "network", None)  # set by boot.start_network on today's Box
-    if network is None:
-        return []
-    from appliance.hal.nics import read_ipv4, read_link_state
+    """ETH0/ETH1 with the address the network service shows, and the MAC; hosted: none."""
+    from appliance.hal.nics import read_link_state
 
     out = []
-    for port in network.ports:
-        ip = read_ipv4(port.ifname)
-        out.append(
-            Address(
-                port.name,
-                f"{ip[0]}/{ip[1]}" if ip else "",
-                network.modes.get(port.name, "off"),
-                read_link_state(port.ifname).mac,
-            )
-        )
+    for port in box.platform.ports():
+        text = box.addresses.get(port.name, "")  # "10.0.2.15/24 (dhcp)"
+        addr, _, mode = text.partition(" ")
+        try:
+            mac = read_link_state(port.ifname).mac
+        except OSError:
+            mac = ""
+        out.append(Address(port.name, addr, mode.strip("()") or "off", mac))
     return out

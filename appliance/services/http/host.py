@@ -78,10 +78,6 @@ class AdminBox(Protocol):
 
     def execute(self, line: str) -> str: ...  # one console line, the console's answer
 
-    def restart_requested(self) -> bool: ...  # the last line asked for a reset/reboot
-
-    def settle(self) -> None: ...  # carry out that restart (after the answer is sent)
-
     def backup_text(self) -> str: ...  # the saved config as cfg.txt
 
     def restore_text(self, text: str) -> str: ...  # raises RestoreRefused

@@ -33,7 +33,7 @@ class BindError(Exception):
     """A listener could not be opened (port taken, no permission); says which and why."""
 
 
-class _Connection(cheroot_server.HTTPConnection):  # type: ignore[misc]
+class _Connection(cheroot_server.HTTPConnection):
     """A connection whose failure ends the connection, never the worker thread.
 
     cheroot 9 lets an error raised while it answers a broken request (a TLS client that
@@ -49,7 +49,7 @@ class _Connection(cheroot_server.HTTPConnection):  # type: ignore[misc]
             return False
 
 
-class _Adapter(BuiltinSSLAdapter):  # type: ignore[misc]
+class _Adapter(BuiltinSSLAdapter):
     """cheroot's ssl adapter with our context and a bounded handshake."""
 
     def wrap(self, sock: socket.socket) -> Any:
@@ -90,7 +90,7 @@ class Listener:
         # in the guest is the console: count them instead, keep the last for diagnosis
         self.errors = 0
         self.last_error = ""
-        self.server.error_log = self._error_log
+        self.server.error_log = self._error_log  # type: ignore[method-assign]
         self._thread: threading.Thread | None = None
 
     def _error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
