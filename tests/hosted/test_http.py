@@ -484,6 +484,21 @@ def test_certificate_is_kept_across_restarts_and_renewed_by_factory_reset(
     assert _peer_cert(box.https_url) != first
 
 
+def test_config_activate_rebinds_the_listeners(box: HostedHttpBox) -> None:
+    import time
+
+    https = box.https_url
+    r = authed(https, "GET", "/!config%20change%20HTTP0%20/port%200")
+    assert r.status == 200
+    answer = authed(https, "GET", "/!config%20activate")
+    assert "activated: HTTP0 /port" in answer.text and "needs reset" not in answer.text
+    deadline = time.monotonic() + 10
+    while set(box.service.urls()) != {"https"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(box.service.urls()) == {"https"}  # plain HTTP is off now, at once
+    assert authed(box.https_url, "GET", "/!version").status == 200
+
+
 def test_https_only_redirects_plain_http(tmp_path: Path) -> None:
     b = HostedHttpBox(tmp_path / "box")
     try:
