@@ -22,7 +22,7 @@ PYVER = "3.11"
 STDLIB_DROP = {
     "test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "distutils",
     "pydoc_data", "sqlite3", "curses", "dbm", "venv", "unittest", "multiprocessing",
-    "asyncio", "xmlrpc", "wsgiref", "tomllib", "concurrent", "__phello__", "site-packages",
+    "asyncio", "xmlrpc", "wsgiref", "tomllib", "__phello__", "site-packages",
     "dist-packages", "config-3.11-x86_64-linux-gnu", "pydoc.py", "turtle.py", "doctest.py",
     "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "smtpd.py", "ftplib.py",
     "poplib.py", "telnetlib.py", "_pydecimal.py", "decimal.py", "antigravity.py", "this.py",

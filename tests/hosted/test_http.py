@@ -499,6 +499,24 @@ def test_config_activate_rebinds_the_listeners(box: HostedHttpBox) -> None:
     assert authed(box.https_url, "GET", "/!version").status == 200
 
 
+def test_a_web_admin_that_cannot_start_leaves_the_console_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.services.http import HttpListeners
+
+    def broken(self: object, admin: object, config: object) -> None:
+        raise ModuleNotFoundError("No module named 'concurrent'")
+
+    monkeypatch.setattr(HttpListeners, "start", broken)
+    b = HostedHttpBox(tmp_path / "box")
+    try:
+        assert "HTTP0: the web admin did not start (ModuleNotFoundError" in b.console.text()
+        assert b.console_line("version").startswith("16r1sr1")
+        assert b.service.urls() == {}
+    finally:
+        b.close()
+
+
 def test_https_only_redirects_plain_http(tmp_path: Path) -> None:
     b = HostedHttpBox(tmp_path / "box")
     try:

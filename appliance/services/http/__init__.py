@@ -157,7 +157,16 @@ class HttpService(BaseService):
         self.admin = BoxAdmin(box, self.runner)
         with self._lock:
             self.listeners = HttpListeners(box.platform.http_listen)
-            self.listeners.start(self.admin, box.active)
+            try:
+                self.listeners.start(self.admin, box.active)
+            except Exception as e:  # the web admin must never take the box down with it
+                self.listeners.stop()
+                box.trace(
+                    f"HTTP0: the web admin did not start ({type(e).__name__}: {e}); "
+                    "the console works, please report this",
+                    Tag.HTTP,
+                )
+                return
         if self.listeners.listeners and not box.active.value("ADMIN0", "pwd"):
             box.trace(FACTORY_PASSWORD_WARNING, Tag.HTTP)
 
