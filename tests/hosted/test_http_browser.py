@@ -60,10 +60,18 @@ def box(tmp_path: Path) -> Iterator[HostedHttpBox]:
 
 @pytest.mark.timeout(300)
 def test_browser_sets_a_static_address_writes_and_resets(browser, box: HostedHttpBox) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     d = browser
+
+    def wait_text(element_id: str, text: str, by: str = By.ID) -> None:
+        """After a click the old page may still be there: wait for the new one's text."""
+        WebDriverWait(
+            d, 30, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+        ).until(lambda drv: text in drv.find_element(by, element_id).text)
+
     host = box.http_url.split("://")[1]
     # General/Info: no login; the screenshot is the artifact
     d.get(f"{box.http_url}/general/info")
@@ -84,14 +92,14 @@ def test_browser_sets_a_static_address_writes_and_resets(browser, box: HostedHtt
         d.find_element(By.ID, field).clear()
         d.find_element(By.ID, field).send_keys(value)
     d.find_element(By.ID, "apply").click()
-    assert "needs reset" in d.find_element(By.TAG_NAME, "main").text
+    wait_text("main", "needs reset", By.TAG_NAME)
     d.find_element(By.ID, "write").click()
-    assert "config written to flash (3 objects)" in d.find_element(By.TAG_NAME, "main").text
+    wait_text("main", "config written to flash (3 objects)", By.TAG_NAME)
 
     before = box.runtime.box
     d.get(f"{box.http_url}/reset")  # same origin: the browser reuses the login
     d.find_element(By.ID, "reset").click()
-    assert "restarting with the saved configuration" in d.find_element(By.ID, "resetting").text
+    wait_text("resetting", "restarting with the saved configuration")
     deadline = time.monotonic() + 20
     while box.runtime.box is before and time.monotonic() < deadline:
         time.sleep(0.1)
