@@ -107,6 +107,10 @@ class Runtime:
         self.box.events.subscribe(self._on_event)
         return True
 
+    def locked(self) -> threading.RLock:
+        """The one lock, for callers besides the consoles (the HTTP admin)."""
+        return self._lock
+
     def _on_event(self, event: Event) -> None:
         """A reset/reboot requested from elsewhere than a console line (the web UI …) is
         carried out too: a thread waits for the lock (the command that asked finishes
@@ -141,10 +145,12 @@ class Runtime:
                 return False
             if self.box is None or self.box.restart_request is None:
                 return True
-            # the VM restarts for real and does not come back here; hosted returns
-            self.platform.restart(self.box.restart_request)
+            # the services stop first (the web admin finishes its answer to a /!reset),
+            # then the VM restarts for real and does not come back here; hosted returns
+            kind = self.box.restart_request
             self.box.close()
             self.box, self.shell = None, None
+            self.platform.restart(kind)
             if not self.boot():
                 self.halted = True
                 self.stopped.set()

@@ -49,7 +49,8 @@ from appliance.config import (
     make_backup,
     parse_backup,
 )
-from appliance.config.types import check_password
+from appliance.config.types import FACTORY_PASSWORD, check_password
+from appliance.errors import BoxError, PartialRestoreError
 from appliance.events import (
     ConfigActivated,
     ConfigChanged,
@@ -69,25 +70,9 @@ if TYPE_CHECKING:
     from appliance.hal.platform import Platform
     from appliance.service import Service
 
-# ADMIN0 /pwd empty: the factory password, as innovaphone boxes ("ip" + the model)
-FACTORY_PASSWORD = "ipva"
-
-
-class BoxError(Exception):
-    """A box operation was refused; the message says why and what to do."""
-
-
-class PartialRestoreError(BoxError):
-    """A restore stored the config but not all FLASHDIR items (flash full, write error).
-
-    Unlike RestoreError something did change: `line` is the file's line of the first item
-    not written; the items before it and the config are on the flash."""
-
-    def __init__(self, line: int, cause: Exception) -> None:
-        super().__init__(
-            f"config restored; FLASHDIR items from line {line} on not written: {cause}"
-        )
-        self.line = line
+# VARS keys besides the config that a factory reset erases (the HTTPS key pair,
+# appliance/services/http/cert.py): the next boot makes a new one
+FACTORY_RESET_DROPS = ("X509:",)
 
 
 def check_flashdir_line(line: str) -> str | None:
@@ -161,8 +146,7 @@ class Box:
         """The active ADMIN0 account: /user and /pwd (its hash; empty: FACTORY_PASSWORD)."""
         if user != str(self.active.value("ADMIN0", "user")):
             return False
-        stored = str(self.active.value("ADMIN0", "pwd"))
-        return check_password(stored, password) if stored else password == FACTORY_PASSWORD
+        return check_password(str(self.active.value("ADMIN0", "pwd")), password, user)
 
     # config --------------------------------------------------------------------------
     def change(self, op: Op) -> str:
@@ -195,10 +179,13 @@ class Box:
             )
         return self.flash.vars
 
-    def _store(self, config: Config, how: str) -> None:
+    def _store(self, config: Config, how: str, drop: tuple[str, ...] = ()) -> None:
+        """`config` becomes the saved config; VARS keys starting with `drop` go with it."""
         vars = self._vars()
+        changes = commit_changes(list(vars.keys()), config)
+        changes |= {k: None for k in vars.keys() if drop and k.startswith(drop)}
         try:
-            vars.commit(commit_changes(list(vars.keys()), config))  # one atomic commit
+            vars.commit(changes)  # one atomic commit
         except Exception as e:  # FlashError family; the old saved config is still intact
             raise BoxError(f"config write failed, saved config unchanged: {e}") from e
         self.saved = config
@@ -211,8 +198,9 @@ class Box:
         return f"config written to flash ({n} object{'s' if n != 1 else ''})"
 
     def factory_reset(self) -> None:
-        """Forget the saved config (one commit); running/active follow at the next reset."""
-        self._store(Config.factory(), "factory-reset")
+        """Forget the saved config and the box's own keys (the HTTPS certificate), in one
+        commit; running/active follow at the next reset."""
+        self._store(Config.factory(), "factory-reset", drop=FACTORY_RESET_DROPS)
 
     def backup_header(self) -> BackupHeader:
         return BackupHeader(self.version, self.build, self.bootcode_build, self.hw)
@@ -306,4 +294,11 @@ def close_disks(disks: Mapping[DiskRole, BlockDevice]) -> None:
         dev.close()
 
 
-__all__ = ["Box", "BoxError", "PartialRestoreError", "RestoreError", "close_disks"]
+__all__ = [
+    "FACTORY_PASSWORD",
+    "Box",
+    "BoxError",
+    "PartialRestoreError",
+    "RestoreError",
+    "close_disks",
+]

@@ -23,7 +23,12 @@ def run_hosted(
     *,
     memory: int = 256 << 20,
     mount: Mount | None = None,
+    http: tuple[str, int] | None = None,
+    https: tuple[str, int] | None = None,
 ) -> int:
-    """Boot on the image files in `directory`, serve the console on stdin/stdout; exit status."""
-    platform = HostedPlatform(Path(directory), memory=memory, stdin=stdin, stdout=stdout)
+    """Boot on the image files in `directory`, serve the console on stdin/stdout; exit status.
+    `http`/`https`: (host, port) where the web admin listens (None: not served)."""
+    platform = HostedPlatform(
+        Path(directory), memory=memory, stdin=stdin, stdout=stdout, http=http, https=https
+    )
     return boot.run(platform, mount=mount)

@@ -26,6 +26,7 @@ gives the do-nothing defaults, so a service defines only what it has.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ class CommandRunner(Protocol):
     def execute(self, line: str) -> str: ...
 
     def idle_for(self) -> float: ...  # seconds since the last console/web/script line
+
+    def locked(self) -> AbstractContextManager[object]: ...  # the runtime's one lock
 
 
 class BaseService:

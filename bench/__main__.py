@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["flash", "build", "boot", "packages"]
+BENCHMARKS = ["flash", "build", "boot", "packages", "http"]
 
 
 def main(argv: list[str]) -> int:

@@ -27,6 +27,16 @@ GUEST_PACKAGES = (
     "zlib1g",
     "libexpat1",
     "libffi8",  # ctypes: the perf-counter probe
+    # the HTTP admin (appliance/services/http): TLS for Python's _ssl/_hashlib, the
+    # `openssl` CLI that makes the box's certificate once, and the pure-Python server stack
+    "libssl3",
+    "openssl",
+    "python3-cheroot",  # threaded WSGI server with TLS
+    "python3-jaraco.functools",  # cheroot needs it
+    "python3-more-itertools",  # jaraco.functools needs it
+    "python3-werkzeug",  # requests, routing, streamed multipart parsing
+    "python3-jinja2",  # the admin pages' templates
+    "python3-markupsafe",  # jinja2's escaping (one small C extension)
 )
 
 
@@ -84,10 +94,11 @@ def fetch_debs(
     debs = []
     for i, name in enumerate(names, 1):
         version = _candidate_version(name)
-        # apt names files with the epoch's ':' escaped as %3a
-        fname = f"{name}_{version.replace(':', '%3a')}_amd64.deb"
-        path = cache / fname
-        if not path.exists():
+        # apt names files with the epoch's ':' escaped as %3a; pure-Python packages are
+        # architecture "all"
+        stem = f"{name}_{version.replace(':', '%3a')}"
+        found = [cache / f"{stem}_{arch}.deb" for arch in ("amd64", "all")]
+        if not any(p.exists() for p in found):
             run(
                 ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", f"{name}={version}"],
                 cwd=cache,
@@ -95,8 +106,9 @@ def fetch_debs(
             how = "downloaded"
         else:
             how = "cached"
+        path = next((p for p in found if p.exists()), found[0])
         if not path.exists():
-            raise ToolError(f"apt-get download {name}={version} did not produce {fname}")
+            raise ToolError(f"apt-get download {name}={version} did not produce {path.name}")
         note(f"[{i}/{len(names)}] {name} {version} ({path.stat().st_size / 1e6:.1f} MB, {how})")
         debs.append(Deb(name, version, _sha256(path), path))
     return debs

@@ -22,7 +22,7 @@ PYVER = "3.11"
 STDLIB_DROP = {
     "test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "distutils",
     "pydoc_data", "sqlite3", "curses", "dbm", "venv", "unittest", "multiprocessing",
-    "asyncio", "xmlrpc", "wsgiref", "tomllib", "concurrent", "__phello__", "site-packages",
+    "asyncio", "xmlrpc", "wsgiref", "tomllib", "__phello__", "site-packages",
     "dist-packages", "config-3.11-x86_64-linux-gnu", "pydoc.py", "turtle.py", "doctest.py",
     "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py", "smtpd.py", "ftplib.py",
     "poplib.py", "telnetlib.py", "_pydecimal.py", "decimal.py", "antigravity.py", "this.py",
@@ -32,9 +32,17 @@ STDLIB_DROP = {
 }  # fmt: skip
 # C extensions kept (the rest are builtin in Debian's interpreter or unused)
 DYNLOAD_KEEP = {"_json", "_queue", "_ctypes", "_contextvars", "_typing", "mmap", "resource",
-                "termios", "_zoneinfo"}  # fmt: skip
-LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8")
+                "termios", "_zoneinfo", "_ssl", "_hashlib"}  # fmt: skip
+LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8",
+        "libssl.so.3", "libcrypto.so.3")  # fmt: skip
 PURE_DEPS = ("construct",)  # third-party packages the runtime imports in the guest
+# Python packages taken from the Debian debs (GUEST_PACKAGES in firmware/debs.py), as
+# import names under /usr/lib/python3/dist-packages; the host venv pins the same versions
+DEB_PYTHON = ("cheroot", "jaraco", "more_itertools", "werkzeug", "jinja2", "markupsafe")
+# parts of them the box never runs: test suites, werkzeug's interactive debugger (its
+# jQuery is a separate Debian package we do not carry), cheroot's command line
+DEB_PYTHON_DROP = {"test", "testing.py", "debug", "cli.py", "__main__.py"}
+BINARIES = ("usr/bin/openssl",)  # run once per box: the self-signed certificate
 
 
 # Runs in a fresh, isolated interpreter with a fixed hash seed: marshal output depends on
@@ -50,13 +58,21 @@ for src, cfile, dfile in json.load(sys.stdin):
 
 
 def _compile_tree(
-    src: Path, dst: Path, guest_dir: str, drop: AbstractSet[str] = frozenset()
+    src: Path,
+    dst: Path,
+    guest_dir: str,
+    drop: AbstractSet[str] = frozenset(),
+    *,
+    nested: bool = False,
 ) -> None:
-    """Copy a Python tree as sourceless .pyc files (legacy layout, next to where .py was)."""
+    """Copy a Python tree as sourceless .pyc files (legacy layout, next to where .py was).
+
+    `drop` names top-level entries to leave out, or with `nested` entries at any depth."""
     jobs = []
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
-        if rel.parts[0] in drop or "__pycache__" in rel.parts:
+        dropped = set(rel.parts if nested else rel.parts[:1]) & drop
+        if dropped or "__pycache__" in rel.parts:
             continue
         out = dst / rel
         if path.is_dir():
@@ -105,6 +121,9 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path) -> None:
     for so in sorted((stdlib_src / "lib-dynload").glob("*.so")):
         if so.name.split(".")[0] in DYNLOAD_KEEP:
             shutil.copy2(so, stdlib / "lib-dynload" / so.name)
+    for binary in BINARIES:
+        (tree / binary).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(debroot / binary, tree / binary)
     app = tree / "usr/lib/ipva"
     _compile_tree(repo / "appliance", app / "appliance", "/usr/lib/ipva/appliance")
     for dep in PURE_DEPS:
@@ -113,6 +132,13 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path) -> None:
             raise FileNotFoundError(f"{dep} not installed on the build host: pip install {dep}")
         src = Path(next(iter(spec.submodule_search_locations)))
         _compile_tree(src, app / dep, f"/usr/lib/ipva/{dep}")
+    dist = debroot / "usr/lib/python3/dist-packages"
+    for name in DEB_PYTHON:
+        if not (dist / name).is_dir():
+            raise FileNotFoundError(f"{name} not in the unpacked Debian packages ({dist})")
+        _compile_tree(
+            dist / name, app / name, f"/usr/lib/ipva/{name}", DEB_PYTHON_DROP, nested=True
+        )
 
 
 def set_tree_mtime(tree: Path, epoch: int) -> None:

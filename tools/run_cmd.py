@@ -3,7 +3,9 @@
   ipva run                 console on this terminal (raw mode); Ctrl-] powers off and leaves
   ipva run --headless      console commands from stdin, one per line: waits for the prompt,
                            sends each, prints the whole transcript, powers off at EOF
-  ipva run --hosted        the runtime on image files, no VM (appliance.hosted)
+  ipva run --hosted        the runtime on image files, no VM (appliance.hosted);
+                           --http HOST:PORT / --https HOST:PORT serve its web admin there
+  --http-port N / --https-port N   the VM's web admin (guest 80/443) on 127.0.0.1:N
 
 The VM boots qcow2 overlays of dist/disks, so dist/ stays as built; `--persist` writes to the
 disks themselves (config survives between runs).
@@ -57,6 +59,32 @@ ESCAPE = b"\x1d"  # Ctrl-], as telnet and virsh console use
     default=None,
     help="State directory for --hosted (default DIST/hosted).",
 )
+@click.option(
+    "--http",
+    "http_bind",
+    default=None,
+    metavar="HOST:PORT",
+    help="--hosted: serve the web admin over HTTP here (e.g. 127.0.0.1:8080).",
+)
+@click.option(
+    "--https",
+    "https_bind",
+    default=None,
+    metavar="HOST:PORT",
+    help="--hosted: serve the web admin over HTTPS here (the box's own certificate).",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="VM: forward 127.0.0.1:N to the box's HTTP port 80 (default: a free port).",
+)
+@click.option(
+    "--https-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="VM: forward 127.0.0.1:N to the box's HTTPS port 443 (default: a free port).",
+)
 @click.option("--persist", is_flag=True, help="Write to DIST/disks instead of overlays.")
 @click.option(
     "--timeout",
@@ -71,6 +99,10 @@ def run(
     headless: bool,
     hosted: bool,
     hosted_dir: Path | None,
+    http_bind: str | None,
+    https_bind: str | None,
+    http_port: int | None,
+    https_port: int | None,
     persist: bool,
     timeout: float,
 ) -> None:
@@ -79,7 +111,11 @@ def run(
         from appliance.hosted import run_hosted  # lazily: the VM paths do not need it
 
         result = run_hosted(
-            Path(hosted_dir or dist / "hosted"), sys.stdin.buffer, sys.stdout.buffer
+            Path(hosted_dir or dist / "hosted"),
+            sys.stdin.buffer,
+            sys.stdout.buffer,
+            http=_bind(http_bind, "--http"),
+            https=_bind(https_bind, "--https"),
         )
         sys.exit(result if isinstance(result, int) else 0)
     disks = dist_disks(dist)
@@ -87,26 +123,53 @@ def run(
     if missing:
         raise click.ClickException(f"no built disks ({', '.join(missing)}); run `ipva build`")
     with tempfile.TemporaryDirectory(prefix="ipva-run-") as workdir:
+        ports = (http_port, https_port)
         if headless:
-            run_headless(profile, disks, Path(workdir), persist, timeout)
+            run_headless(profile, disks, Path(workdir), persist, timeout, ports)
         else:
-            run_interactive(profile, disks, Path(workdir), persist)
+            run_interactive(profile, disks, Path(workdir), persist, ports)
+
+
+def _bind(text: str | None, option: str) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    from appliance.services.http.listen import Bind
+
+    try:
+        bind = Bind.parse(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=option) from e
+    return bind.host, bind.port
+
+
+Ports = tuple[int | None, int | None]  # host ports for the guest's HTTP and HTTPS
 
 
 def _machine(
-    profile: str, disks: list[Path], workdir: Path, persist: bool, sink: Callable[[bytes], None]
+    profile: str,
+    disks: list[Path],
+    workdir: Path,
+    persist: bool,
+    sink: Callable[[bytes], None],
+    ports: Ports,
 ) -> Machine:
     return Machine(
         get_profile(profile),
         disks,
         workdir,
         disk_mode="direct" if persist else "overlay",
+        http_port=ports[0],
+        https_port=ports[1],
         on_console=[sink],
     )
 
 
+def _say_urls(box: Machine) -> None:
+    click.echo(f"[ipva: web admin {box.http_url} and {box.https_url}]\r", err=True)
+
+
 def run_headless(
-    profile: str, disks: list[Path], workdir: Path, persist: bool, timeout: float
+    profile: str, disks: list[Path], workdir: Path, persist: bool, timeout: float, ports: Ports
 ) -> None:
     out = sys.stdout.buffer
 
@@ -114,9 +177,10 @@ def run_headless(
         out.write(data.replace(b"\r", b""))
         out.flush()
 
-    with _machine(profile, disks, workdir, persist, transcript) as box:
+    with _machine(profile, disks, workdir, persist, transcript, ports) as box:
         try:
             box.start()
+            _say_urls(box)
             box.wait_for_prompt(timeout)
             for line in sys.stdin:
                 box.send_line(line.rstrip("\r\n"))
@@ -128,7 +192,9 @@ def run_headless(
             raise click.ClickException(f"the box did not reach its prompt: {exc}") from exc
 
 
-def run_interactive(profile: str, disks: list[Path], workdir: Path, persist: bool) -> None:
+def run_interactive(
+    profile: str, disks: list[Path], workdir: Path, persist: bool, ports: Ports
+) -> None:
     if not sys.stdin.isatty():
         raise click.UsageError("stdin is not a terminal; use --headless for scripts")
     out = sys.stdout.buffer
@@ -138,8 +204,9 @@ def run_interactive(profile: str, disks: list[Path], workdir: Path, persist: boo
         out.flush()
 
     fd = sys.stdin.fileno()
-    with _machine(profile, disks, workdir, persist, terminal) as box:
+    with _machine(profile, disks, workdir, persist, terminal, ports) as box:
         box.start()
+        _say_urls(box)
         accel = box.launcher.argv[box.launcher.argv.index("-accel") + 1] if box.launcher else "?"
         click.echo(f"[ipva: {profile} profile, {accel}; Ctrl-] powers off and leaves]\r", err=True)
         saved = termios.tcgetattr(fd)

@@ -236,6 +236,9 @@ def apply_op(config: Config, op: Op) -> tuple[Config, str]:
                 f"(arguments: {_arg_list(decls)})"
             )
         values = {**config.objects.get(key, {}), **parsed}
+        given = {a.name: values.get(a.name, a.default) for a in decls}
+        for name in parsed:  # values that depend on their neighbours (a password's user)
+            values[name] = by_name[name].type.complete(values[name], given)
 
     # only non-default values are stored, so `config show` prints non-defaults only
     values = {

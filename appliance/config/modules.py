@@ -23,9 +23,11 @@ from appliance.config.types import (
     Password,
     Text,
     Url,
+    password_user,
 )
 
 PORT = Int(1, 65535)
+LISTEN_PORT = Int(0, 65535)  # 0: that listener is off
 
 
 def _check_route(v: Mapping[str, Any]) -> str | None:
@@ -130,12 +132,14 @@ declare(
         "HTTP0",
         "HTTP server (admin UI)",
         args=(
-            Arg("port", PORT, 80, "HTTP port", needs_reset=True),
-            Arg("https-port", PORT, 443, "HTTPS port", needs_reset=True),
+            Arg("port", LISTEN_PORT, 80, "HTTP port, 0: no plain HTTP"),
+            Arg("https-port", LISTEN_PORT, 443, "HTTPS port, 0: no HTTPS"),
             Arg("https-only", Flag(), False, "redirect HTTP to HTTPS"),
         ),
         check=lambda v: (
-            "/port and /https-port must differ" if v["port"] == v["https-port"] else None
+            "/port and /https-port must differ"
+            if v["port"] == v["https-port"] and v["port"]
+            else None
         ),
         order=50,
     )
@@ -174,14 +178,26 @@ def _log_module(n: int, what: str) -> Module:
 declare(_log_module(0, "log server"))
 declare(_log_module(1, "log server shadow (receives the same records)"))
 
+
+def _check_admin(v: Mapping[str, Any]) -> str | None:
+    hashed_for = password_user(str(v["pwd"])) if v["pwd"] else None
+    if hashed_for is not None and hashed_for != v["user"]:
+        return (
+            f"the stored password belongs to user {hashed_for}: give the password again "
+            f"with the new user (config change ADMIN0 /user {v['user']} /pwd <password>)"
+        )
+    return None
+
+
 declare(
     Module(
         "ADMIN0",
         "administrator account",
         args=(
             Arg("user", Text(32, r"[A-Za-z0-9._-]+", "a user name"), "admin", "admin user"),
-            Arg("pwd", Password(), "", "admin password (empty: the factory password)"),
+            Arg("pwd", Password(), "", "admin password (empty: the factory password ipva)"),
         ),
+        check=_check_admin,
         order=80,
     )
 )

@@ -8,9 +8,10 @@ validation, `config show` output and `help` all agree. Every type guarantees
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,11 @@ class ValueType:
     def samples(self) -> list[Any]:
         """A few valid, non-trivial values (used by the schema round-trip tests)."""
         raise NotImplementedError
+
+    def complete(self, value: Any, effective: Mapping[str, Any]) -> Any:
+        """A value that depends on other arguments of its object is finished here, once
+        the whole `config change` is parsed (`effective`: every argument's value)."""
+        return value
 
 
 @dataclass(frozen=True)
@@ -215,35 +221,85 @@ TIME_ZONE = Text(
 )
 
 
-_HASH_PREFIX = "sha256$"
+# The admin password is kept as the two HTTP Digest (RFC 7616) secrets H(user:realm:pwd),
+# MD5 and SHA-256, so the box can answer both kinds of Digest login without the clear text
+# (as Apache's htdigest files do). They depend on the user name, which is part of the value:
+#     digest$<user>$<md5 hex>$<sha256 hex>
+# The realm is fixed, so renaming the box does not invalidate the password. Older values of
+# the form sha256$<salt>$<hex> are still accepted (console and Basic logins only).
+DIGEST_REALM = "IPVA"
+FACTORY_PASSWORD = "ipva"  # the box's type, as documented in README; shown until changed
+_DIGEST_RE = r"digest\$([A-Za-z0-9._-]{1,32})\$([0-9a-f]{32})\$([0-9a-f]{64})"
+_SALTED_RE = r"sha256\$([0-9a-f]{16})\$([0-9a-f]{64})"
+
+
+def digest_secret(user: str, clear: str, algorithm: str) -> str:
+    """H(user:realm:password), the stored secret of a Digest login ("MD5" or "SHA-256")."""
+    h = hashlib.md5 if algorithm == "MD5" else hashlib.sha256
+    return h(f"{user}:{DIGEST_REALM}:{clear}".encode()).hexdigest()
+
+
+def stored_password(user: str, clear: str) -> str:
+    """What ADMIN0 /pwd keeps for `clear` when the admin user is `user`."""
+    md5, sha = (digest_secret(user, clear, a) for a in ("MD5", "SHA-256"))
+    return f"digest${user}${md5}${sha}"
+
+
+@dataclass(frozen=True)
+class ClearPassword:
+    """A typed password between parsing and storing; `Password.complete` hashes it with
+    the object's user name. Its repr never shows the text."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return "ClearPassword(***)"
 
 
 @dataclass(frozen=True)
 class Password(ValueType):
-    """Stored only as a salted hash; `config show` prints the hash, which parses back as is.
+    """Stored only hashed (see stored_password); `config show` prints the hash, which parses
+    back as is. Typing a clear-text password stores its hash, so backups never hold clear
+    text. `user_arg` names the argument of the same object that holds the user name."""
 
-    Typing a clear-text password stores its hash, so backups never hold clear text.
-    """
+    user_arg: str = "user"
 
-    def parse(self, text: str) -> str:
-        if re.fullmatch(r"sha256\$[0-9a-f]{16}\$[0-9a-f]{64}", text):
+    def parse(self, text: str) -> str | ClearPassword:
+        if re.fullmatch(_DIGEST_RE, text) or re.fullmatch(_SALTED_RE, text):
             return text
         if not 1 <= len(text) <= 64 or not re.fullmatch(r"[\x21-\x7e]+", text):
             raise BadValueError("a password is 1..64 printable characters without spaces")
-        salt = os.urandom(8).hex()
-        return f"{_HASH_PREFIX}{salt}${hashlib.sha256((salt + text).encode()).hexdigest()}"
+        return ClearPassword(text)
+
+    def complete(self, value: Any, effective: Mapping[str, Any]) -> Any:
+        if isinstance(value, ClearPassword):
+            return stored_password(str(effective[self.user_arg]), value.text)
+        return value
 
     def describe(self) -> str:
-        return "password (stored as a salted hash)"
+        return "password (stored as a hash)"
 
     def samples(self) -> list[Any]:
-        return [self.parse("secret")]
+        return [stored_password("admin", "secret")]
 
 
-def check_password(stored: str, clear: str) -> bool:
-    """True if `clear` is the password whose hash is `stored`."""
-    try:
-        _, salt, digest = stored.split("$")
-    except ValueError:
-        return False
-    return hashlib.sha256((salt + clear).encode()).hexdigest() == digest
+def password_user(stored: str) -> str | None:
+    """The user name a stored password was hashed with (None: an older, salted value)."""
+    m = re.fullmatch(_DIGEST_RE, stored)
+    return m[1] if m else None
+
+
+def check_password(stored: str, clear: str, user: str = "admin") -> bool:
+    """True if `clear` is the password of `user` whose hash is `stored`; an empty `stored`
+    is the factory password."""
+    if not stored:
+        return hmac.compare_digest(clear.encode(), FACTORY_PASSWORD.encode())
+    m = re.fullmatch(_DIGEST_RE, stored)
+    if m:
+        want = digest_secret(user, clear, "SHA-256")
+        return m[1] == user and hmac.compare_digest(want, m[3])
+    m = re.fullmatch(_SALTED_RE, stored)
+    if m:
+        got = hashlib.sha256((m[1] + clear).encode()).hexdigest()
+        return hmac.compare_digest(got, m[2])
+    return False

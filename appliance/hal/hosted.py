@@ -55,6 +55,10 @@ class HostedPlatform:
     hw_id: str = f"{PRODUCT}-hosted"
     bootcode_build: int = BUILD  # no bootcode runs here: the runtime's own build
     needs_nic: bool = False  # the host's network is not ours to configure
+    # the web admin on the host: (host, port) for `--http` / `--https`; None: off. The
+    # host's ports are the caller's choice, not HTTP0's (80/443 are privileged and shared)
+    http: tuple[str, int] | None = None
+    https: tuple[str, int] | None = None
     _cpu: CpuInfo | None = None
     _slot: int = 0  # the firmware slot this boot "started" (see open_disks)
 
@@ -80,6 +84,9 @@ class HostedPlatform:
 
     def memory_info(self) -> MemoryInfo:
         return MemoryInfo(self.memory)  # a figure given by the caller, no firmware map
+
+    def memory_free(self) -> int | None:
+        return None  # the host's free memory says nothing about the box
 
     def open_disks(self) -> dict[DiskRole, BlockDevice]:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -121,6 +128,10 @@ class HostedPlatform:
 
     def ports(self) -> list[Port]:
         return []
+
+    def http_listen(self, port: int, https: bool) -> tuple[str, int] | None:
+        """The address given for --http/--https; HTTP0 /port 0 still turns one off."""
+        return (self.https if https else self.http) if port else None
 
     def start_dhcp(self, ifname: str) -> dict[str, str] | None:
         raise Unavailable(NO_NIC)

@@ -49,6 +49,8 @@ class Platform(Protocol):
 
     def memory_info(self) -> MemoryInfo: ...  # the boot trace's mem(…), FLASHDIR sizing
 
+    def memory_free(self) -> int | None: ...  # bytes the box could still use now (None: unknown)
+
     # --- disks
     def open_disks(self) -> dict[DiskRole, BlockDevice]: ...  # HaltError if one is missing
 
@@ -58,6 +60,9 @@ class Platform(Protocol):
 
     # --- NICs: ETH0/ETH1 in PCI order; [] where there are none
     def pci_nics(self) -> list[PciNic]: ...
+
+    # where the web admin listens for HTTP0's port (`https`: /https-port); None: not at all
+    def http_listen(self, port: int, https: bool) -> tuple[str, int] | None: ...
 
     def ports(self) -> list[Port]: ...
 

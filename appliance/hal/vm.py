@@ -130,6 +130,16 @@ class VmPlatform:
     def memory_info(self) -> MemoryInfo:
         return read_memory_info()
 
+    def memory_free(self) -> int | None:
+        """The kernel's MemAvailable (what support staff ask for next to DRAM)."""
+        try:
+            for line in open("/proc/meminfo"):
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            pass
+        return None
+
     # --- disks -------------------------------------------------------------------------
     def open_disks(self) -> dict[DiskRole, BlockDevice]:
         # /init already waited for the boot disk; the others come from the same probe
@@ -184,6 +194,10 @@ class VmPlatform:
     def pci_nics(self) -> list[PciNic]:
         self.ports()
         return self._pci_nics
+
+    def http_listen(self, port: int, https: bool) -> tuple[str, int] | None:
+        """Every address of the box, on HTTP0's port (0: that listener is off)."""
+        return ("0.0.0.0", port) if port else None
 
     def ports(self) -> list[Port]:
         """ETH0/ETH1 from the supported NICs in PCI order (waits briefly for interfaces)."""

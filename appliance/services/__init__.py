@@ -9,12 +9,14 @@
     timekeeping  start: the box's clock (TIME0); mod cmd TIME0
     network      probe: ETH0/ETH1 (NIC unavailable! stops the VM); start: addresses from
                  IP0/DHCP0; mod cmd ETH0, ETH1
+    http         start: the web admin on HTTP0's ports (HTTPS with the box's certificate),
+                 the factory-password warning; activate rebinds; mod cmd HTTP0
     update       start: a new firmware on trial confirms itself (the box is up now), the
                  UP1 poller; mod cmd UP0, UP1 (services/update/)
 
 Probes run first, in this order, before the disks are opened; then the starts, in this
 order (the flash before the config it holds, the config before what reads it; the
-network last, as its addresses are the last boot-trace lines). A new service
+network after them, then the web admin, which shows the addresses). A new service
 (HTTP, update, logging, crash dump) is one more entry here; see appliance/service.py.
 """
 
@@ -25,6 +27,7 @@ from appliance.services.config import ConfigService
 from appliance.services.crashreport import CrashReportService
 from appliance.services.flash import FlashService, Mount, mount_real_flash
 from appliance.services.hardware import HardwareService
+from appliance.services.http import HttpService
 from appliance.services.network import NetworkService
 from appliance.services.system import SystemService
 from appliance.services.timekeeping import TimekeepingService
@@ -36,7 +39,8 @@ def boot_services(
     mount: Mount = mount_real_flash, runner: CommandRunner | None = None
 ) -> list[Service]:
     """Fresh service instances for one boot (a restart builds new ones). `runner` runs
-    console lines for services that take them from outside (the runtime)."""
+    console lines for services that take them from outside (the runtime: the web
+    admin's `!` URLs, the update server's scripts; None: those serve nothing)."""
     return [
         TraceService(),
         HardwareService(),
@@ -46,6 +50,7 @@ def boot_services(
         ConfigService(),
         TimekeepingService(),
         NetworkService(),
+        HttpService(runner),
         UpdateService(runner),
     ]
 

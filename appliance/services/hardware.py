@@ -104,7 +104,9 @@ class HardwareService(BaseService):
 def mem_info(box: Box, args: list[str]) -> str:
     info = box.platform.memory_info()
     capped = "yes" if info.capped else "no"
-    return f"{format_mem(info.usable)} DRAM={info.dram_mb()}MB capped={capped}"
+    free = box.platform.memory_free()
+    tail = f" free={free >> 10}k" if free is not None else ""
+    return f"{format_mem(info.usable)} DRAM={info.dram_mb()}MB capped={capped}{tail}"
 
 
 def cf_format(box: Box, args: list[str]) -> str:

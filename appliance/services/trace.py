@@ -33,6 +33,7 @@ class Tag(enum.IntEnum):
     BOOT = 30  # the boot, the box's identity, config and network lines
     FLASH = 81  # FLASHMAN/FLASHDIR, as on the box (`0:0000:081:4 - start flashdir …`)
     UPDATE = 40  # UP0/UP1: firmware slots, updates, the update-server client
+    HTTP = 51  # the web admin: listeners, certificate, logins refused
 
 
 class TraceFn(Protocol):

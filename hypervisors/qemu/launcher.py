@@ -54,6 +54,7 @@ class QemuLauncher:
         qemu: str = QEMU,
         accel: str | None = None,
         http_port: int | None = None,
+        https_port: int | None = None,
         console_log: Path | None = None,
         on_console: Sequence[Callable[[bytes], None]] = (),
     ) -> None:
@@ -63,6 +64,7 @@ class QemuLauncher:
         self.qemu = qemu
         self.accel = accel
         self.http_port = http_port
+        self.https_port = https_port
         self.qemu_log = self.workdir / "qemu.log"
         self.console_log = console_log or self.workdir / "console.log"
         self.on_console = list(on_console)
@@ -93,17 +95,19 @@ class QemuLauncher:
             "-qmp", f"unix:{qmp_path},server=on,wait=off",
             "-S",  # paused until both sockets are connected
         ]  # fmt: skip
-        return head + make_hardware_args(self.profile, self.disks, self.http_port)
+        return head + make_hardware_args(self.profile, self.disks, self.http_port, self.https_port)
 
     # -- lifecycle ----------------------------------------------------------------------
     def launch(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         accel = self.accel or choose_accel(self.qemu)
         log.info("starting QEMU (%s, profile %s)", accel, self.profile.name)
-        pick_http = self.http_port is None
+        pick_http, pick_https = self.http_port is None, self.https_port is None
         for attempt in range(BIND_RETRIES):
             if pick_http:
                 self.http_port = free_tcp_port()
+            if pick_https:
+                self.https_port = free_tcp_port()
             try:
                 self._launch_once(accel, free_tcp_port())
                 return

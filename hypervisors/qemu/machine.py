@@ -60,6 +60,7 @@ class Machine:
         disk_mode: Literal["overlay", "direct"] = "overlay",
         accel: str | None = None,
         http_port: int | None = None,
+        https_port: int | None = None,
         on_console: Sequence[Callable[[bytes], None]] = (),
     ) -> None:
         """`on_console` callbacks get the raw console bytes as they arrive (a terminal, a
@@ -78,7 +79,8 @@ class Machine:
         self.fatal = re.compile(fatal) if fatal else None
         self.disk_mode = disk_mode
         self.accel = accel
-        self.http_port = http_port
+        self.http_port = http_port  # host ports forwarded to the guest's 80 and 443;
+        self.https_port = https_port  # None: a free one is picked at each power-on
         self.on_console = list(on_console)
         self.console_log_path = self.workdir / "console.log"
         self.launcher: QemuLauncher | None = None
@@ -127,12 +129,27 @@ class Machine:
             self.workdir,
             accel=self.accel,
             http_port=self.http_port,
+            https_port=self.https_port,
             console_log=self.console_log_path,
             on_console=self.on_console,
         )
         self.launcher.launch()
         self.http_port = self.launcher.http_port
+        self.https_port = self.launcher.https_port
         self._cursor = len(self._past)
+
+    @property
+    def http_url(self) -> str:
+        """The box's admin over HTTP, forwarded from 127.0.0.1 (e.g. http://127.0.0.1:40123)."""
+        if self.http_port is None:
+            raise QemuError("the machine has not been started: no HTTP port forwarded yet")
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def https_url(self) -> str:
+        if self.https_port is None:
+            raise QemuError("the machine has not been started: no HTTPS port forwarded yet")
+        return f"https://127.0.0.1:{self.https_port}"
 
     def _retire_launcher(self) -> None:
         if self.launcher is not None:

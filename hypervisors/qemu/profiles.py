@@ -26,7 +26,8 @@ DISK_ROLES = ("boot", "cf", "flash", "dump")
 DISK_FORMATS = ("raw", "qcow2", "vmdk", "vhdx")
 # IDE position of each role, as the real box expects them: (bus, unit)
 IDE_SLOTS = ((0, 0), (0, 1), (1, 0), (1, 1))
-GUEST_HTTP_PORT = 80
+GUEST_HTTP_PORT = 80  # HTTP0 /port and /https-port defaults in the guest
+GUEST_HTTPS_PORT = 443
 
 # SMBIOS type 1 as each hypervisor reports it; presented only with identity=True, because
 # the identity changes the guest's behaviour (e.g. VMware → strict perf-counter check).
@@ -136,8 +137,11 @@ def make_disk_args(profile: Profile, disks: Sequence[Path], formats: Sequence[st
     return args
 
 
-def make_nic_args(profile: Profile, http_port: int | None) -> list[str]:
-    """User-mode networking per NIC (QEMU's DHCP gives 10.0.2.15); ETH0 forwards HTTP."""
+def make_nic_args(
+    profile: Profile, http_port: int | None, https_port: int | None = None
+) -> list[str]:
+    """User-mode networking per NIC (QEMU's DHCP gives 10.0.2.15); ETH0 forwards the
+    admin's HTTP and HTTPS ports from 127.0.0.1 on the host."""
     if not profile.nics:
         return ["-nic", "none"]
     args: list[str] = []
@@ -145,12 +149,17 @@ def make_nic_args(profile: Profile, http_port: int | None) -> list[str]:
         netdev = f"user,id=n{index}"
         if index == 0 and http_port is not None:
             netdev += f",hostfwd=tcp:127.0.0.1:{http_port}-:{GUEST_HTTP_PORT}"
+        if index == 0 and https_port is not None:
+            netdev += f",hostfwd=tcp:127.0.0.1:{https_port}-:{GUEST_HTTPS_PORT}"
         args += ["-netdev", netdev, "-device", f"{model},netdev=n{index}"]
     return args
 
 
 def make_hardware_args(
-    profile: Profile, disks: Sequence[Path], http_port: int | None = None
+    profile: Profile,
+    disks: Sequence[Path],
+    http_port: int | None = None,
+    https_port: int | None = None,
 ) -> list[str]:
     """QEMU arguments for the machine, CPU, RAM, SMBIOS, disks and NICs of `profile`.
 
@@ -172,7 +181,7 @@ def make_hardware_args(
         args += ["-smbios", f"type=1,{fields}"]
     formats = [disk_format_of(path, profile) for path in attached]
     args += make_disk_args(profile, attached, formats)
-    args += make_nic_args(profile, http_port)
+    args += make_nic_args(profile, http_port, https_port)
     return args + list(profile.extra_args)
 
 

@@ -151,7 +151,7 @@ def test_flags_values_and_slash_values() -> None:
 def test_password_is_stored_hashed_and_round_trips() -> None:
     c = parse_line(Config.factory(), "config change ADMIN0 /pwd s3cret")
     (line,) = c.lines()
-    assert "s3cret" not in line and "/pwd sha256$" in line
+    assert "s3cret" not in line and "/pwd digest$admin$" in line
     assert parse_line(Config.factory(), line) == c
 
 

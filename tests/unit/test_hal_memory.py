@@ -77,6 +77,11 @@ def test_mem_info_command_uses_the_platform_memory_info() -> None:
 
     lookup = CommandTable(HardwareService().commands()).lookup
 
-    platform = SimpleNamespace(memory_info=lambda: MemoryInfo(4_000_000_000, 4 << 30))
+    platform = SimpleNamespace(
+        memory_info=lambda: MemoryInfo(4_000_000_000, 4 << 30), memory_free=lambda: None
+    )
     out = lookup("MEM", "info")(SimpleNamespace(platform=platform), [])  # type: ignore[misc]
     assert out == f"mem({RAM_CAP})=3072.00MB DRAM=3072MB capped=yes"
+    platform.memory_free = lambda: 25 << 20  # the VM's MemAvailable
+    out = lookup("MEM", "info")(SimpleNamespace(platform=platform), [])  # type: ignore[misc]
+    assert out.endswith(" free=25600k")

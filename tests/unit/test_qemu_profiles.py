@@ -33,6 +33,13 @@ def test_vmware_is_i440fx_ide_pcnet_vmport() -> None:
     ]
     assert option(argv, "-drive")[0] == "if=none,id=d0,file=/d/disks/boot.img,format=raw"
     assert option(argv, "-netdev") == ["user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80"]
+
+
+def test_eth0_forwards_http_and_https_from_loopback() -> None:
+    argv = make_hardware_args(get_profile("proxmox"), DISKS, http_port=8080, https_port=8443)
+    assert option(argv, "-netdev") == [
+        "user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:8443-:443"
+    ]
     assert "-smbios" not in argv
 
 

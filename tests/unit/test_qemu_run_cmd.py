@@ -27,12 +27,21 @@ def test_hosted_calls_run_hosted_with_the_dir(
 ) -> None:
     import appliance.hosted
 
-    calls: list[Path] = []
+    calls: list[tuple[Path, object, object]] = []
 
-    def fake_run_hosted(directory: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
-        calls.append(directory)
+    def fake_run_hosted(
+        directory: Path, stdin: BinaryIO, stdout: BinaryIO, *, http: object, https: object
+    ) -> int:
+        calls.append((directory, http, https))
         return 3
 
     monkeypatch.setattr(appliance.hosted, "run_hosted", fake_run_hosted)
     result = CliRunner().invoke(main, ["run", "--hosted", "--dir", str(tmp_path)])
-    assert calls == [tmp_path] and result.exit_code == 3
+    assert calls == [(tmp_path, None, None)] and result.exit_code == 3
+    result = CliRunner().invoke(
+        main, ["run", "--hosted", "--dir", str(tmp_path), "--http", "127.0.0.1:8080",
+               "--https", ":8443"],
+    )  # fmt: skip
+    assert calls[-1] == (tmp_path, ("127.0.0.1", 8080), ("0.0.0.0", 8443))
+    bad = CliRunner().invoke(main, ["run", "--hosted", "--http", "8080"])
+    assert bad.exit_code == 2 and "is not HOST:PORT" in bad.output

@@ -164,7 +164,11 @@ def test_version_line_shows_the_bootcodes_build_and_help_mod_is_as_hosted(
     ident = f"IPVA[{BUILD}], Bootcode[{OTHER_BOOTCODE_BUILD}], HW[IPVA-vm]"
     assert f"IPVA bootcode 16r1sr1 build {OTHER_BOOTCODE_BUILD}" in box.console_log
     assert f"0:0000:030:4 - IPVA 16r1sr1 {ident}" in box.console_log
-    assert box.command("version").strip() == f"16r1sr1 {ident}"
+    version = box.command("version").strip().splitlines()
+    assert version[0] == f"16r1sr1 {ident}"
+    # the update service read both slots off the real boot disk (vfat mounted by /init)
+    assert f"slot A (IPVA.BIN): 16r1sr1 build {BUILD}, running" in version
+    assert "slot B (IPVA2.BIN): empty" in version
     backup = box.command("mod cmd CFG0 backup")
     assert re.search(rf"^vars check [0-9a-f]{{32}} # 16r1sr1 {re.escape(ident)}$", backup, re.M)
     # the trace buffer holds the boot trace the console showed

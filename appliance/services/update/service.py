@@ -359,7 +359,10 @@ class UpdateService(BaseService):
             states = self.slot_states()
         except (ModCmdError, OSError) as e:
             return [f"firmware slots: {e}"]
-        lines = [f"slot {slot_name(s)}: {fw}, {state}" for s, fw, state in states]
+        lines = [
+            f"slot {slot_name(s)}: {fw}" + (f", {state}" if state != fw else "")
+            for s, fw, state in states
+        ]
         return [*lines, f"last update: {self.last_result(box)}"]
 
     # --- commands ------------------------------------------------------------------------------

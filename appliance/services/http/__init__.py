@@ -1,0 +1,229 @@
+"""HTTP0: the box's web admin over HTTP and HTTPS (app.py has the URLs, auth.py the login).
+
+`HttpService` is one entry of the boot list (appliance/services/__init__.py). Where it
+listens is the platform's answer for HTTP0's ports (`platform.http_listen`): in the VM
+every address on /port (80) and /https-port (443); hosted the addresses given with
+`ipva run --hosted --http HOST:PORT --https HOST:PORT`, else none. `config activate` of a
+changed HTTP0 rebinds at once (after the answer to that request has gone out); a port that
+cannot be bound is traced and the box runs on without it; 0 turns a listener off. The
+HTTP stack (cheroot, Werkzeug, Jinja2) is imported only when a listener is on.
+
+Until ADMIN0 /pwd is changed, the boot trace, General/Info and box_info.xml say that the
+factory password is in use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from appliance.config import Activation, Config
+from appliance.modcmd import Command
+from appliance.service import BaseService
+from appliance.service import CommandRunner
+from appliance.services.http.boxadmin import BoxAdmin
+from appliance.services.http.host import AdminBox
+from appliance.services.http.listen import Bind
+from appliance.services.trace import Tag
+
+if TYPE_CHECKING:  # the HTTP stack is imported only when a listener is on (RAM)
+    from appliance.box import Box
+    from appliance.services.http.app import AdminApp
+    from appliance.services.http.cert import Certificate
+    from appliance.services.http.server import Listener
+
+FACTORY_PASSWORD_WARNING = (
+    "HTTP0: the admin password is the factory default (user admin, password ipva): "
+    "change it in Administration/Admin or with config change ADMIN0 /pwd <password>, "
+    "config activate, config write"
+)
+
+
+def https_redirect(https_port: int) -> Callable[[Any], Any]:
+    """HTTP0 /https-only: every HTTP request is sent to the same path over HTTPS."""
+
+    def wrap(app: Any) -> Any:
+        def redirect(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            host = environ.get("HTTP_HOST", "").rsplit(":", 1)[0] or environ["SERVER_NAME"]
+            suffix = "" if https_port == 443 else f":{https_port}"
+            location = f"https://{host}{suffix}{environ.get('REQUEST_URI', '/')}"
+            start_response("301 Moved Permanently", [("Location", location)])
+            return [b""]
+
+        return redirect
+
+    return wrap
+
+
+class HttpListeners:
+    """The listeners of one box: start on a config, rebind to a changed one, stop."""
+
+    def __init__(self, listen: Callable[[int, bool], tuple[str, int] | None]) -> None:
+        self.listen = listen
+        self.listeners: list[Listener] = []
+        self.app: AdminApp | None = None
+        self.certificate: Certificate | None = None
+        self._bound: tuple[Bind | None, Bind | None, bool] = (None, None, False)
+
+    def rebind(self, admin: AdminBox, config: Config) -> bool:
+        """`config activate` changed HTTP0: listen on the new ports (True if it did)."""
+        http, https = self.binds(config)
+        if (http, https, bool(config.value("HTTP0", "https-only"))) == self._bound:
+            return False
+        self.stop()
+        self.start(admin, config)
+        return True
+
+    def binds(self, config: Config) -> tuple[Bind | None, Bind | None]:
+        plain = self.listen(int(config.value("HTTP0", "port")), False)
+        secure = self.listen(int(config.value("HTTP0", "https-port")), True)
+        return (Bind(*plain) if plain else None, Bind(*secure) if secure else None)
+
+    def start(self, admin: AdminBox, config: Config) -> None:
+        http, https = self.binds(config)
+        self._bound = (http, https, bool(config.value("HTTP0", "https-only")))
+        if http is None and https is None:
+            admin.trace("HTTP0: /port and /https-port are 0: no web admin, console only")
+            return
+        from appliance.services.http.app import AdminApp
+        from appliance.services.http.cert import CertError, load_or_make
+
+        self.app = AdminApp(admin)
+        cert = None
+        if https is not None:
+            try:
+                cert, note = load_or_make(admin.vars(), str(config.value("SYS0", "name")))
+                if note:
+                    admin.trace(note)
+            except CertError as e:
+                admin.trace(f"HTTPS: no certificate, HTTPS is off: {e}")
+        self.certificate = cert
+        secure = self._listen(admin, https, self.app, cert) if cert is not None else None
+        plain_app: Any = self.app
+        if secure is not None and config.value("HTTP0", "https-only"):
+            plain_app = https_redirect(secure.port)(self.app)  # the port really bound
+        self._listen(admin, http, plain_app, None)
+        if self.listeners:
+            where = ", ".join(
+                f"{x.bind.host}:{x.port} ({'https, TLS 1.2/1.3' if x.https else 'http'})"
+                for x in self.listeners
+            )
+            admin.trace(f"HTTP0: web admin on {where}")
+
+    def _listen(
+        self, admin: AdminBox, bind: Bind | None, app: Any, cert: Certificate | None
+    ) -> Listener | None:
+        from appliance.services.http.server import BindError, Listener
+
+        if bind is None:
+            return None
+        listener = Listener(bind, app, cert)
+        try:
+            listener.start()
+        except BindError as e:
+            admin.trace(f"HTTP0: {e}; that listener is off (HTTP0 /port, /https-port)")
+            return None
+        self.listeners.append(listener)
+        return listener
+
+    def urls(self, host: str = "127.0.0.1") -> dict[str, str]:
+        """scheme → base URL of each running listener (with the port actually bound)."""
+        return {
+            ("https" if x.https else "http"): f"{'https' if x.https else 'http'}://{host}:{x.port}"
+            for x in self.listeners
+        }
+
+    def stop(self) -> None:
+        for listener in self.listeners:
+            listener.stop()
+        self.listeners = []
+
+
+class HttpService(BaseService):
+    name = "http"
+    config_modules: tuple[str, ...] = ("HTTP0",)
+
+    def __init__(self, runner: CommandRunner | None = None) -> None:
+        """`runner` runs console lines for `/!…` and the forms (the runtime); without one
+        (a box made in a unit test) the service has its commands but serves nothing."""
+        self.runner = runner
+        self.listeners: HttpListeners | None = None
+        self.admin: BoxAdmin | None = None
+        self._lock = threading.Lock()  # start/rebind/stop one at a time
+
+    def start(self, box: Box) -> None:
+        if self.runner is None:
+            return
+        self.admin = BoxAdmin(box, self.runner)
+        with self._lock:
+            self.listeners = HttpListeners(box.platform.http_listen)
+            try:
+                self.listeners.start(self.admin, box.active)
+            except Exception as e:  # the web admin must never take the box down with it
+                self.listeners.stop()
+                box.trace(
+                    f"HTTP0: the web admin did not start ({type(e).__name__}: {e}); "
+                    "the console works, please report this",
+                    Tag.HTTP,
+                )
+                return
+        if self.listeners.listeners and not box.active.value("ADMIN0", "pwd"):
+            box.trace(FACTORY_PASSWORD_WARNING, Tag.HTTP)
+
+    def apply(self, box: Box, activation: Activation) -> list[str]:
+        """A changed HTTP0 rebinds; in a thread, since the request that activated it may
+        be served by the very listener that goes (its answer goes out first)."""
+        if self.listeners is not None and any(a.startswith("HTTP0") for a in activation.applied):
+            config = box.active
+            threading.Thread(target=self._rebind, args=(config,), daemon=True).start()
+        return []
+
+    def _rebind(self, config: Config) -> None:
+        with self._lock:
+            if self.listeners is not None and self.admin is not None:
+                self.listeners.rebind(self.admin, config)
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.listeners is not None:
+                self.listeners.stop()
+            self.listeners = None
+
+    def urls(self, host: str = "127.0.0.1") -> dict[str, str]:
+        return self.listeners.urls(host) if self.listeners is not None else {}
+
+    def commands(self) -> list[Command]:
+        return [Command("HTTP0", "info", "listeners, certificate, logins refused", self.info)]
+
+    def info(self, box: Box, args: list[str]) -> str:
+        """`mod cmd HTTP0 info`: what the web admin listens on, its certificate, refusals."""
+        from appliance import xmltext
+
+        listeners = self.listeners.listeners if self.listeners is not None else []
+        parts = [
+            xmltext.element(
+                "listener",
+                {
+                    "scheme": "https" if x.https else "http",
+                    "addr": x.bind.host,
+                    "port": str(x.port),
+                    "errors": str(x.errors),
+                },
+            )
+            for x in listeners
+        ]
+        cert = self.listeners.certificate if self.listeners is not None else None
+        if cert is not None:
+            parts.append(
+                xmltext.element(
+                    "cert", {"sha256": cert.fingerprint(), "kept": "yes" if cert.kept else "no"}
+                )
+            )
+        app = self.listeners.app if self.listeners is not None else None
+        locked = app.lockout.locked_clients() if app is not None else []
+        parts += [xmltext.element("locked", {"addr": c, "seconds": f"{s:.0f}"}) for c, s in locked]
+        return "<info>" + "".join(parts) + "</info>"
+
+
+__all__ = ["Bind", "HttpService"]

@@ -1,0 +1,125 @@
+"""`AdminBox` on the running box: what the HTTP admin may see and do, from the runtime.
+
+One per boot (the HTTP service makes it in start(box)); every call that reads or changes
+the box holds the runtime's lock, as a console command does, and console lines run through
+the runtime's own interpreter.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
+
+from appliance.config import Config, RestoreError, activate
+from appliance.errors import BoxError, PartialRestoreError
+from appliance.hal.memory import MiB
+from appliance.hal.types import DiskRole
+from appliance.service import CommandRunner
+from appliance.services.crashdump import read_crash_record
+from appliance.services.http.host import Account, Address, BoxStatus, RestoreRefused, Vars
+from appliance.services.trace import Tag
+
+if TYPE_CHECKING:  # appliance.box imports the services package, which imports this
+    from appliance.box import Box
+
+
+class BoxAdmin:
+    """`AdminBox` on one booted box; a restart makes a new box and a new BoxAdmin."""
+
+    def __init__(self, box: Box, runner: CommandRunner) -> None:
+        self.box = box
+        self.runner = runner
+
+    # -- reading ------------------------------------------------------------------------
+    def status(self) -> BoxStatus:
+        with self.runner.locked():
+            box = self.box
+            # what waits for a reset: activated changes that need one, and saved settings
+            # the running box does not have yet
+            pending = list(box.reset_required)
+            pending += [p for p in activate(box.saved, box.active).pending if p not in pending]
+            flash = (
+                box.flash.flashman.info()
+                if box.flash is not None
+                else "no flash: the flash disk (IDE 1:0) is not mounted, see the boot trace"
+            )
+            return BoxStatus(
+                version=box.version_line(),
+                name=box.name,
+                hw=box.hw,
+                uptime_s=box.uptime_ms() // 1000,
+                dram_mb=box.ram_bytes // MiB,
+                addresses=tuple(_addresses(box)),
+                flash=flash,
+                reset_required=tuple(pending),
+                unwritten=box.unwritten(),
+                factory_password=not box.active.value("ADMIN0", "pwd"),
+            )
+
+    def running(self) -> Config:
+        with self.runner.locked():
+            return self.box.running
+
+    def account(self) -> Account:
+        with self.runner.locked():
+            active = self.box.active
+            return Account(str(active.value("ADMIN0", "user")), str(active.value("ADMIN0", "pwd")))
+
+    def backup_text(self) -> str:
+        with self.runner.locked():
+            return self.box.backup_text()
+
+    def trace_text(self) -> str:
+        return self.box.trace.text()
+
+    def crash_dump_text(self) -> str:
+        with self.runner.locked():
+            dump = self.box.disks.get(DiskRole.DUMP)
+            record = read_crash_record(dump) if dump is not None else None
+        if record is None:
+            return "no crash record: the box has not crashed since the dump disk was cleared"
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.time))
+        return (
+            f"crash at {when}, uptime {record.uptime_ms / 1000:.1f} s\n"
+            f"firmware {record.version} build {record.build}\n"
+            f"reason: {record.reason}\n"
+        )
+
+    def vars(self) -> Vars | None:
+        return self.box.flash.vars if self.box.flash is not None else None
+
+    # -- acting -------------------------------------------------------------------------
+    def execute(self, line: str) -> str:
+        return self.runner.execute(line)
+
+    def restore_text(self, text: str) -> str:
+        with self.runner.locked():
+            try:
+                self.box.restore_text(text)
+            except RestoreError as e:
+                raise RestoreRefused(str(e), e.line) from e
+            except PartialRestoreError as e:
+                raise RestoreRefused(str(e), e.line, partial=True) from e
+            except BoxError as e:
+                raise RestoreRefused(str(e)) from e
+        return "config restored: it is the saved configuration now; reset to run it"
+
+    def trace(self, text: str) -> None:
+        self.box.trace(text, Tag.HTTP)
+
+
+def _addresses(box: Box) -> list[Address]:
+    """ETH0/ETH1 with the address the network service shows, and the MAC; hosted: none."""
+    from appliance.hal.nics import read_link_state
+
+    out = []
+    for port in box.platform.ports():
+        text = box.addresses.get(port.name, "")  # "10.0.2.15/24 (dhcp)"
+        addr, _, mode = text.partition(" ")
+        try:
+            mac = read_link_state(port.ifname).mac
+        except OSError:
+            mac = ""
+        out.append(Address(port.name, addr, mode.strip("()") or "off", mac))
+    return out

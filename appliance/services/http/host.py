@@ -1,0 +1,91 @@
+"""What the HTTP admin needs from the running box: the `AdminBox` protocol.
+
+The web server never touches the box's internals; everything goes through these calls, so
+the same service runs in the VM and hosted, and tests can see exactly what it may do.
+Console lines run through the console's own interpreter (`execute`), under the runtime's
+lock, so a browser, a script and the serial console take turns on one box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from appliance.config import Config
+
+
+class Vars(Protocol):
+    """The flash's VARS store (appliance.flash.vars.Vars): the certificate is kept there."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+    def commit(self, updates: Mapping[str, bytes | None]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Address:
+    port: str  # ETH0, ETH1
+    addr: str  # 10.0.2.15/24, or "" for none
+    mode: str  # dhcp, static, off
+    mac: str = ""
+
+
+@dataclass(frozen=True)
+class BoxStatus:
+    """One snapshot of the box for General/Info and /CMD0/box_info.xml."""
+
+    version: str  # 16r1sr1 IPVA[1601001], Bootcode[1601001], HW[IPVA-vm]
+    name: str  # SYS0 /name, or IPVA
+    hw: str
+    uptime_s: int
+    dram_mb: int
+    addresses: tuple[Address, ...]
+    flash: str  # FLASHMAN0 info, or why there is no flash
+    reset_required: tuple[str, ...]  # saved settings that run only after a reset
+    unwritten: int  # changes not yet written with config write
+    factory_password: bool  # ADMIN0 still has the documented factory password
+
+    @property
+    def mac(self) -> str:
+        return next((a.mac for a in self.addresses if a.mac), "")
+
+
+@dataclass(frozen=True)
+class Account:
+    user: str  # ADMIN0 /user
+    stored: str  # ADMIN0 /pwd as stored: "" (factory password) or its hash
+
+
+class RestoreRefused(Exception):
+    """A backup was not taken; `line` (1-based, or None) is where the file is wrong.
+    Nothing changed unless `partial` (the config was stored, some items were not)."""
+
+    def __init__(self, message: str, line: int | None = None, partial: bool = False) -> None:
+        super().__init__(message)
+        self.line = line
+        self.partial = partial
+
+
+class AdminBox(Protocol):
+    def status(self) -> BoxStatus: ...
+
+    def running(self) -> Config: ...  # the changed (running) config, to fill in forms
+
+    def account(self) -> Account: ...  # from the active config
+
+    def execute(self, line: str) -> str: ...  # one console line, the console's answer
+
+    def backup_text(self) -> str: ...  # the saved config as cfg.txt
+
+    def restore_text(self, text: str) -> str: ...  # raises RestoreRefused
+
+    def trace_text(self) -> str: ...  # the trace buffer (/log.txt)
+
+    def crash_dump_text(self) -> str: ...  # the post-mortem record (/crash_dump.txt)
+
+    def vars(self) -> Vars | None: ...  # None: no flash mounted
+
+    def trace(self, text: str) -> None: ...  # one boot-trace line with HTTP's tag

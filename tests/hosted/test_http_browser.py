@@ -1,0 +1,113 @@
+"""The admin UI in a real browser: Debian's headless Chromium, driven by selenium.
+
+Logs in (the credentials in the URL answer the Digest challenge, as a user typing them into
+the browser's login box does), sets a static address on Configuration/IP, saves, resets,
+and the console then shows the new configuration. A screenshot of General/Info is saved as
+a test artifact in test-artifacts/ (or $IPVA_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from httpbox import PASSWORD, USER, HostedHttpBox
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="Debian's chromium and chromium-driver are not installed (./dev installs them)",
+)
+ARTIFACTS = Path(os.environ.get("IPVA_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="ipva-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
+        "--window-size=1200,900",
+    ):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[HostedHttpBox]:
+    b = HostedHttpBox(tmp_path / "box")
+    yield b
+    b.close()
+
+
+@pytest.mark.timeout(300)
+def test_browser_sets_a_static_address_writes_and_resets(browser, box: HostedHttpBox) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    d = browser
+
+    def wait_text(element_id: str, text: str, by: str = By.ID) -> None:
+        """After a click the old page may still be there: wait for the new one's text."""
+        WebDriverWait(
+            d, 30, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+        ).until(lambda drv: text in drv.find_element(by, element_id).text)
+
+    host = box.http_url.split("://")[1]
+    # General/Info: no login; the screenshot is the artifact
+    d.get(f"{box.http_url}/general/info")
+    assert "16r1sr1 IPVA[" in d.find_element(By.ID, "info").text
+    assert "factory default" in d.find_element(By.ID, "factory-password").text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "general-info.png"
+    assert d.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+    d.get(f"http://{USER}:{PASSWORD}@{host}/configuration/ip")  # the login
+    assert d.find_element(By.TAG_NAME, "h1").text == "Configuration / IP"
+    Select(d.find_element(By.ID, "dhcp")).select_by_value("off")
+    for field, value in (
+        ("eth0_addr", "192.168.0.10"),
+        ("eth0_mask", "255.255.255.0"),
+        ("gateway", "192.168.0.1"),
+    ):
+        d.find_element(By.ID, field).clear()
+        d.find_element(By.ID, field).send_keys(value)
+    d.find_element(By.ID, "apply").click()
+    wait_text("main", "needs reset", By.TAG_NAME)
+    d.find_element(By.ID, "write").click()
+    wait_text("main", "config written to flash (3 objects)", By.TAG_NAME)
+
+    before = box.runtime.box
+    d.get(f"{box.http_url}/reset")  # same origin: the browser reuses the login
+    d.find_element(By.ID, "reset").click()
+    wait_text("resetting", "restarting with the saved configuration")
+    deadline = time.monotonic() + 20
+    while box.runtime.box is before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert box.runtime.box is not before, "the box did not reset"
+    assert box.console_line("config show") == (
+        "config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0\n"
+        "config change IP0 RT0 /gateway 192.168.0.1\n"
+        "config change DHCP0 /mode off"
+    )
+    d.get(f"{box.http_url}/general/info")
+    d.save_screenshot(str(ARTIFACTS / "general-info-after-reset.png"))

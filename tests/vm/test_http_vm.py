@@ -1,0 +1,69 @@
+"""The web admin of a booted image, through QEMU's forwarded ports (one boot and a reset).
+
+HTTP and HTTPS on 127.0.0.1 reach the guest's 80 and 443 on ETH0; the certificate is the
+box's own, made on the first boot and the same after `reset`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "hosted"))
+from httpbox import authed, request, tls_client_context  # noqa: E402
+
+pytestmark = pytest.mark.vm
+
+
+def peer_certificate(url: str) -> bytes:
+    host, port = url.split("://")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        with tls_client_context().wrap_socket(raw) as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+            der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+
+@pytest.mark.timeout(900)
+def test_http_and_https_through_forwarded_ports(ipva_machine) -> None:
+    box = ipva_machine("vmware", ram_mib=128)
+    box.wait_for_prompt()
+    log = box.console_log
+    assert "HTTP0: web admin on 0.0.0.0:443 (https, TLS 1.2/1.3), 0.0.0.0:80 (http)" in log
+    assert "HTTP0: the admin password is the factory default" in log
+    assert "HTTPS: new self-signed certificate made, SHA-256 " in log
+
+    info = request(box.http_url, "GET", "/CMD0/box_info.xml", timeout=30)
+    sys_ = ET.fromstring(info.body)
+    assert sys_.get("version", "").startswith("16r1sr1 IPVA[") and "HW[IPVA-" in sys_.get(
+        "version", ""
+    )
+    eth0 = sys_.find("eth")
+    assert eth0 is not None and eth0.get("addr") == "10.0.2.15/24" and eth0.get("mode") == "dhcp"
+    assert len(sys_.get("mac", "")) == 17
+
+    r = authed(box.http_url, "GET", "/!config%20change%20SYS0%20/name%20vmbox")
+    assert r.status == 200, r.text
+    assert authed(box.http_url, "GET", "/!config%20write").text.startswith("config written")
+    import base64
+
+    basic = {"Authorization": "Basic " + base64.b64encode(b"admin:ipva").decode()}
+    assert request(box.https_url, "GET", "/!version", headers=basic, timeout=30).status == 200
+    first = peer_certificate(box.https_url)
+    fingerprint = hashlib.sha256(first).hexdigest().upper()
+    assert ":".join(fingerprint[i : i + 2] for i in range(0, 64, 2)) in log
+
+    box.send_line("reset")
+    box.wait_for_console("reset: restarting")
+    box.wait_for_prompt()
+    assert "new self-signed certificate" not in box.console_log[len(log) :]
+    assert peer_certificate(box.https_url) == first  # kept on the flash
+    page = authed(box.https_url, "GET", "/general/info")
+    assert page.status == 200 and "vmbox" in page.text and "10.0.2.15/24" in page.text
+    assert authed(box.http_url, "GET", "/!mod%20cmd%20HTTP0%20info").text.count("<listener") == 2
