@@ -1,0 +1,131 @@
+"""`ipva console` against a real socket peer: the hosted runtime serving its shell on a TCP
+connection (the same shell as the VM's serial console), and through `ipva run`'s relay."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hypervisors.qemu.relay import ConsoleRelay, state_file
+from tools.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def box_url(tmp_path: Path) -> Iterator[str]:
+    """socket://… of a hosted box whose console is the accepted TCP connection."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        env = dict(os.environ, IPVA_HOSTED_DIR=str(tmp_path / "box"), PYTHONPATH=str(REPO))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "appliance"], stdin=conn, stdout=conn, env=env, cwd=REPO
+            )
+        )
+        conn.close()  # the runtime holds it now
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield f"socket://127.0.0.1:{port}"
+    t.join(5)
+    server.close()
+    for p in procs:
+        p.wait(timeout=30)  # the client closing the socket ends the runtime's input
+
+
+def _script(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "commands.txt"
+    path.write_text(text)
+    return path
+
+
+def test_send_types_commands_at_prompts_and_prints_the_transcript(
+    box_url: str, tmp_path: Path
+) -> None:
+    script = _script(tmp_path, "# set the name\nconfig change SYS0 /name lab7\n\nconfig show\n")
+    log = tmp_path / "console.log"
+    res = CliRunner().invoke(main, ["console", box_url, "--send", str(script), "--log", str(log)])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "config change SYS0 /name lab7" in out
+    # config show ran after the change had been answered: it lists it
+    assert out.index("config show") < out.rindex("config change SYS0 /name lab7")
+    assert "set the name" not in out  # comments are not typed
+    assert out.rstrip().endswith(">")
+    assert b"config show" in log.read_bytes()
+
+
+def test_send_exits_1_when_the_box_answers_error(box_url: str, tmp_path: Path) -> None:
+    script = _script(tmp_path, "config change NOSUCH0 /x 1\nconfig show\n")
+    res = CliRunner().invoke(main, ["console", box_url, "--send", str(script)])
+    assert res.exit_code == 1, res.output
+    assert "error: " in res.output
+    assert "config show" in res.output  # the rest of the script still ran
+
+
+def test_vm_uses_the_relay_ipva_run_recorded(box_url: str, tmp_path: Path) -> None:
+    """`ipva console --vm` → the relay → (here) the box's socket, as `ipva run` sets it up."""
+    from hypervisors.qemu.console import ConsoleReader
+
+    upstream = ConsoleReader(box_url)
+    upstream.connect(10)
+    dist = tmp_path / "dist"
+    with ConsoleRelay(upstream.write, state_file(dist)) as relay:
+        upstream.on_data.append(relay.publish)
+        script = _script(tmp_path, "config change SYS0 /name relayed\n")
+        res = CliRunner().invoke(
+            main, ["console", "--vm", "--dist", str(dist), "--send", str(script)]
+        )
+        assert res.exit_code == 0, res.output
+        assert "config change SYS0 /name relayed" in res.output
+        assert state_file(dist).read_text() == relay.url + "\n"
+    assert not state_file(dist).exists()  # removed when ipva run ends
+    upstream.close()
+
+
+def test_relay_fans_out_and_types_in() -> None:
+    typed: list[bytes] = []
+    with ConsoleRelay(typed.append) as relay:
+        a = socket.create_connection(("127.0.0.1", relay.port))
+        b = socket.create_connection(("127.0.0.1", relay.port))
+        a.sendall(b"version\r")
+        deadline = 50
+        while not typed and deadline:
+            threading.Event().wait(0.1)
+            deadline -= 1
+        assert typed == [b"version\r"]
+        while len(relay._clients) < 2:  # both accepted
+            threading.Event().wait(0.05)
+        relay.publish(b"IPVA> ")
+        assert a.recv(100) == b"IPVA> " and b.recv(100) == b"IPVA> "
+        a.close()
+        b.close()
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["console"])
+    assert res.exit_code == 2 and "give a URL" in res.output
+    res = CliRunner().invoke(main, ["console", "--vm", "--dist", str(tmp_path)])
+    assert res.exit_code == 1 and "no box started by `ipva run`" in res.output
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    res = CliRunner().invoke(main, ["console", "/dev/ttyNOSUCH"])
+    assert res.exit_code == 1 and "cannot open /dev/ttyNOSUCH" in res.output
+    script = _script(tmp_path, "version\n")
+    res = CliRunner().invoke(
+        main, ["console", f"socket://127.0.0.1:{port}", "--send", str(script), "--timeout", "1"]
+    )
+    assert res.exit_code == 1 and "cannot open socket://" in res.output
