@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.services.cf import DirVolume
 from appliance.services.logtargets import (
     HttpTarget,
     LocalTarget,
@@ -181,7 +182,8 @@ def test_http_4xx_is_dropped_and_counted_5xx_retried() -> None:
 
 
 def test_local_rotates_on_size_newest_in_0_and_keeps_four(tmp_path: Path) -> None:
-    target = LocalTarget(tmp_path, "LOG0", max_bytes=100)
+    vol = DirVolume(tmp_path)
+    target = LocalTarget(lambda: vol, "LOG0", max_bytes=100)
     for i in range(30):
         target.send(rec(f"line {i:02d}"))  # ~40 bytes a line: 2 lines per file
     names = sorted(p.name for p in (tmp_path / "log").iterdir())
@@ -194,7 +196,10 @@ def test_local_rotates_on_size_newest_in_0_and_keeps_four(tmp_path: Path) -> Non
 
 def test_local_rotates_on_backup_time(tmp_path: Path) -> None:
     now = [T0]
-    target = LocalTarget(tmp_path, "LOG1", max_bytes=1 << 20, backup_s=3600, clock=lambda: now[0])
+    vol = DirVolume(tmp_path)
+    target = LocalTarget(
+        lambda: vol, "LOG1", max_bytes=1 << 20, backup_s=3600, clock=lambda: now[0]
+    )
     target.send(rec("first"))
     now[0] += 3599
     target.send(rec("same file"))
@@ -206,15 +211,29 @@ def test_local_rotates_on_backup_time(tmp_path: Path) -> None:
     assert log.joinpath("LOG1.1").read_text().count("\n") == 2
 
 
+def test_local_without_a_mounted_card_fails_and_is_retried(tmp_path: Path) -> None:
+    mounted: list[DirVolume] = []
+    sender = Sender(LocalTarget(lambda: mounted[0] if mounted else None), retry_s=0.1)
+    sender.log(rec("before the card"))
+    wait_for(lambda: sender.stats.failures, what="a failed send")
+    assert sender.stats.last_error == "CF0 not mounted"
+    mounted.append(DirVolume(tmp_path))
+    assert sender.drain(10)
+    assert "before the card" in (tmp_path / "log" / "LOG0.0").read_text()
+    sender.stop()
+
+
 def test_make_target_from_config_values(tmp_path: Path) -> None:
     base = {"addr": "10.0.0.5", "port": 514, "class": 4, "path": "", "method": "standard",
             "max-file-size": 1024}  # fmt: skip
-    assert make_target("LOG0", {**base, "type": "off"}, None) is None
-    assert make_target("LOG0", {**base, "type": "syslog"}, None).name == "syslog 10.0.0.5:514"
-    assert make_target("LOG0", {**base, "type": "tcp"}, None).name == "tcp 10.0.0.5:514"
-    http = make_target("LOG0", {**base, "type": "http", "port": 80}, None)
-    assert http.name == "http standard 10.0.0.5:80/LOG0/log"
-    assert make_target("LOG0", {**base, "type": "local"}, None) is None  # no CF card
-    local = make_target("LOG1", {**base, "type": "local"}, tmp_path)
+    vol = DirVolume(tmp_path)
+    assert make_target("LOG0", {**base, "type": "off"}, lambda: vol) is None
+    syslog = make_target("LOG0", {**base, "type": "syslog"}, lambda: vol)
+    assert syslog is not None and syslog.name == "syslog 10.0.0.5:514"
+    tcp = make_target("LOG0", {**base, "type": "tcp"}, lambda: vol)
+    assert tcp is not None and tcp.name == "tcp 10.0.0.5:514"
+    http = make_target("LOG0", {**base, "type": "http", "port": 80}, lambda: vol)
+    assert http is not None and http.name == "http standard 10.0.0.5:80/LOG0/log"
+    local = make_target("LOG1", {**base, "type": "local"}, lambda: vol)
     assert isinstance(local, LocalTarget) and local.max_bytes == 1024 * 1024
-    assert local.path(0) == tmp_path / "log" / "LOG1.0"
+    assert local.path(0) == "log/LOG1.0"

@@ -9,10 +9,10 @@ local.py    LOCAL: /log/LOG0.0 … LOG0.3 on the CF card, rotated by size or bac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from appliance.services.cf import CfVolume
 from appliance.services.logtargets.local import LocalTarget
 from appliance.services.logtargets.remote import HttpTarget, SyslogTarget, TcpTarget
 from appliance.services.logtargets.sender import (
@@ -26,9 +26,11 @@ from appliance.services.logtargets.sender import (
 SYSLOG_PORT = 514
 
 
-def make_target(module: str, values: Mapping[str, Any], cf_root: Path | None) -> Target | None:
-    """The target of `config change LOG0 /type … /addr …`, or None for /type off (or
-    LOCAL without a CF card: the caller says so)."""
+def make_target(
+    module: str, values: Mapping[str, Any], cf_volume: Callable[[], CfVolume | None]
+) -> Target | None:
+    """The target of `config change LOG0 /type … /addr …`, or None for /type off.
+    LOCAL writes to whatever `cf_volume()` gives at each send (None: CF0 not mounted)."""
     kind = str(values["type"])
     addr, port, facility = str(values["addr"]), int(values["port"]), int(values["class"])
     if kind == "syslog":
@@ -37,9 +39,9 @@ def make_target(module: str, values: Mapping[str, Any], cf_root: Path | None) ->
         return TcpTarget(addr, port, facility)
     if kind == "http":
         return HttpTarget(addr, port, facility, str(values["method"]), str(values["path"]))
-    if kind == "local" and cf_root is not None:
+    if kind == "local":
         backup_s = float(values.get("backup-time", 0)) * 3600
-        return LocalTarget(cf_root, module, int(values["max-file-size"]) * 1024, backup_s)
+        return LocalTarget(cf_volume, module, int(values["max-file-size"]) * 1024, backup_s)
     return None
 
 
