@@ -404,8 +404,8 @@ def arm_fault_area(dev: BlockDevice, arm: FaultArm) -> None:
     dev.flush()
 
 
-def read_fault_area(dev: BlockDevice) -> tuple[FaultArm, str] | None:
-    """(the arming boot, faulthandler's text) when a fatal signal left text; else None."""
+def read_fault_arm(dev: BlockDevice) -> FaultArm | None:
+    """The boot the fault area was last armed by, or None (never armed, damaged)."""
     if dev.size < FAULT_END:
         return None
     raw = dev.read(FAULT_OFFSET, FAULT_ARM_SIZE)
@@ -418,10 +418,17 @@ def read_fault_area(dev: BlockDevice) -> tuple[FaultArm, str] | None:
     n = len(FaultArmStruct.build(a)) - 4
     if zlib.crc32(raw[:n]) != a.crc32:
         return None
+    return FaultArm(a.boot_time, a.version, a.build, a.bootcode_build)
+
+
+def read_fault_area(dev: BlockDevice) -> tuple[FaultArm, str] | None:
+    """(the arming boot, faulthandler's text) when a fatal signal left text; else None."""
+    arm = read_fault_arm(dev)
+    if arm is None:
+        return None
     text = dev.read(FAULT_TEXT, FAULT_TEXT_MAX).split(b"\x00", 1)[0]
     if not text.strip():
         return None
-    arm = FaultArm(a.boot_time, a.version, a.build, a.bootcode_build)
     return arm, text.decode("utf-8", "replace")
 
 
