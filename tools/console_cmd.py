@@ -4,7 +4,7 @@
                                       relay (socat), VMware's network serial port
   ipva console rfc2217://host:port    a terminal server speaking RFC 2217
   ipva console /dev/ttyUSB0           a local serial device (--baud, 115200 8N1 by default)
-  ipva console --vm                   the box `ipva run` started (DIST/run/console.url)
+  ipva console --vm                   the box `ipva run --dist DIST` started (its relay)
 
 Interactive on a terminal (raw mode, Ctrl-] leaves). `--send FILE` types FILE's commands
 instead, one per line (blank lines and `#` comments skipped): it waits for the prompt before
@@ -46,7 +46,7 @@ def _url(url: str | None, vm: bool, dist: Path) -> str:
         return recorded.read_text().strip()
     except FileNotFoundError:
         raise click.ClickException(
-            f"no box started by `ipva run` ({recorded} is missing): start one with ipva run"
+            f"no box started by `ipva run --dist {dist}` is running: start one with ipva run"
         ) from None
 
 

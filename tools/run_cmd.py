@@ -7,7 +7,7 @@
 
 The VM boots qcow2 overlays of dist/disks, so dist/ stays as built; `--persist` writes to the
 disks themselves (config survives between runs). While the VM runs, its console is also
-shared on a loopback port recorded in DIST/run/console.url, for `ipva console --vm`.
+shared on a loopback port for `ipva console --vm` (hypervisors.qemu.relay).
 """
 
 from __future__ import annotations

@@ -4,13 +4,17 @@ QEMU's serial socket takes one client, and the harness (Machine) is it. The rela
 on 127.0.0.1 (an ephemeral port), copies every console byte to each connected client and
 types what a client sends into the box, so `ipva console --vm` can attach to the box
 `ipva run` started while `ipva run` keeps its own view. Where it listens is written to a
-state file (`run/console.url` under dist/), removed again when the relay closes.
+state file, one per dist/ directory, in a per-user directory under the system's temporary
+directory (not in dist/: that stays as built); removed again when the relay closes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import socket
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -111,5 +115,6 @@ class ConsoleRelay:
 
 
 def state_file(dist: Path) -> Path:
-    """Where `ipva run` records its relay for `ipva console --vm`."""
-    return dist / "run" / "console.url"
+    """Where `ipva run` of `dist` records its relay for `ipva console --vm`."""
+    key = hashlib.sha256(str(dist.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"ipva-run-{os.getuid()}" / f"{key}.console.url"

@@ -119,7 +119,7 @@ def test_usage_errors(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["console"])
     assert res.exit_code == 2 and "give a URL" in res.output
     res = CliRunner().invoke(main, ["console", "--vm", "--dist", str(tmp_path)])
-    assert res.exit_code == 1 and "no box started by `ipva run`" in res.output
+    assert res.exit_code == 1 and "no box started by `ipva run --dist" in res.output
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]
     res = CliRunner().invoke(main, ["console", "/dev/ttyNOSUCH"])

@@ -237,3 +237,34 @@ def test_make_target_from_config_values(tmp_path: Path) -> None:
     local = make_target("LOG1", {**base, "type": "local"}, lambda: vol)
     assert isinstance(local, LocalTarget) and local.max_bytes == 1024 * 1024
     assert local.path(0) == "log/LOG1.0"
+
+
+BASE = {"addr": "127.0.0.1", "port": 514, "class": 0, "path": "", "method": "standard",
+        "max-file-size": 1024}  # fmt: skip
+
+
+def test_log_service_sends_to_log0_and_its_shadow_log1(syslogd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from xml.etree import ElementTree as ET
+
+    from appliance.services.logtargets.service import LogService
+
+    vol = DirVolume(tmp_path)
+    service = LogService(lambda: "lab7", lambda: vol)
+    log0 = {**BASE, "type": "syslog", "port": syslogd.udp_port, "class": 2}
+    log1 = {**BASE, "type": "local"}
+    service.configure({"LOG0": log0, "LOG1": log1})
+    service.log('config write by admin "<all>"')
+    wait_for(lambda: any("config write by admin" in x for x in syslogd.lines()), what="syslog")
+    wait_for(lambda: (tmp_path / "log" / "LOG1.0").exists(), what="LOG1.0")
+    assert 'config write by admin "<all>"' in (tmp_path / "log" / "LOG1.0").read_text()
+    first = service.sender("LOG0")
+    service.configure({"LOG0": log0, "LOG1": log1})  # unchanged: same sender, same counters
+    assert service.sender("LOG0") is first
+    el = ET.fromstring(service.info("LOG0")).find("log")
+    assert el is not None and el.get("type") == "syslog" and el.get("sent") == "1"
+    assert el.get("target") == f"syslog 127.0.0.1:{syslogd.udp_port}" and el.get("dropped") == "0"
+    service.configure({"LOG0": {**BASE, "type": "off"}, "LOG1": log1})
+    assert service.sender("LOG0") is None
+    assert service.info("LOG0") == '<info><log module="LOG0" type="off" /></info>'
+    service.stop()
+    assert service.sender("LOG1") is None
