@@ -104,7 +104,7 @@ def _machine(
 
 def _share(box: Machine, dist: Path) -> ConsoleRelay:
     """The console on a loopback port too (before start(): no byte is missed)."""
-    relay = ConsoleRelay(box.send_bytes, state_file(dist)).start()
+    relay = ConsoleRelay(box.send_bytes, state_file(dist))  # started by `with`
     box.on_console.append(relay.publish)
     return relay
 

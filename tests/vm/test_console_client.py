@@ -37,7 +37,9 @@ def test_console_send_to_the_box_ipva_run_started(ipva_dist: Path, tmp_path: Pat
             time.sleep(0.5)
         assert state_file(ipva_dist).exists()
         script = tmp_path / "support.txt"
-        script.write_text("config change SYS0 /name support7\nconfig show\nversion\n")
+        script.write_text(
+            "config change SYS0 /name support7\nconfig activate\nconfig show\nversion\n"
+        )
         res = subprocess.run(
             [*IPVA, "console", "--vm", "--dist", str(ipva_dist), "--send", str(script),
              "--log", str(tmp_path / "console.log")],
@@ -46,7 +48,7 @@ def test_console_send_to_the_box_ipva_run_started(ipva_dist: Path, tmp_path: Pat
         assert res.returncode == 0, res.stdout + res.stderr
         assert "config change SYS0 /name support7" in res.stdout.split("config show", 1)[1]
         assert "IPVA[" in res.stdout and "Bootcode[" in res.stdout  # the version answer
-        assert "support7> " in res.stdout  # the prompt took the new name
+        assert "support7> " in res.stdout  # the prompt took the activated name
         bad = tmp_path / "bad.txt"
         bad.write_text("config change SYS0 /nosuch 1\n")
         res = subprocess.run(
