@@ -184,7 +184,7 @@ def inspect_ova(report: Report, path: Path) -> None:
             f"member order starts .ovf, .mf: {names[:2]}",
         ):
             return
-        extract_plain_files(tar, tmp)
+        extract_plain_files(tar, Path(tmp))
         ovf_path = Path(tmp, names[0])
         doc = _validate_ovf(report, ovf_path.read_bytes(), names[0])
         if doc is None:
@@ -210,7 +210,7 @@ def _check_manifest(report: Report, root: Path, mf: str, expected: list[str]) ->
     listed = []
     for line in (root / mf).read_text().splitlines():
         m = MANIFEST_RE.match(line)
-        if not report.check(m is not None, f"{mf}: line syntax {line[:40]!r}"):
+        if not report.check(m is not None, f"{mf}: line syntax {line[:40]!r}") or m is None:
             continue
         algo, name, digest = m.groups()
         listed.append(name)

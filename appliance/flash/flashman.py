@@ -694,11 +694,13 @@ class FlashMan:
         for seg, off, rec in placed[:-1]:
             if seg is not run_seg:
                 if run:
-                    self._write(run_seg.index * SEG + run_off, b"".join(run))  # type: ignore[union-attr]
+                    assert run_seg is not None  # a run always starts with its segment
+                    self._write(run_seg.index * SEG + run_off, b"".join(run))
                 run, run_seg, run_off = [], seg, off
             run.append(rec)
         if run:
-            self._write(run_seg.index * SEG + run_off, b"".join(run))  # type: ignore[union-attr]
+            assert run_seg is not None
+            self._write(run_seg.index * SEG + run_off, b"".join(run))
             self._flush()
         seg, off, rec = placed[-1]
         self._write(seg.index * SEG + off, rec)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.hal.block import BlockDevice
-from appliance.hal.platform import DiskRole
+from appliance.hal.types import DiskRole
 
-IDE_ROLES = {(0, 0): DiskRole.BOOT, (0, 1): DiskRole.CF, (1, 0): DiskRole.FLASH,
-             (1, 1): DiskRole.DUMP}  # fmt: skip
+IDE_ROLES: dict[tuple[int | str, int], DiskRole] = {
+    (0, 0): DiskRole.BOOT, (0, 1): DiskRole.CF, (1, 0): DiskRole.FLASH, (1, 1): DiskRole.DUMP,
+}  # fmt: skip
 ROLE_ORDER = [DiskRole.BOOT, DiskRole.CF, DiskRole.FLASH, DiskRole.DUMP]
 
 _ATA_RE = re.compile(r"/(ata\d+)/host\d+/target\d+:\d+:(\d+)/")
@@ -163,7 +164,7 @@ def read_signature(dev: BlockDevice) -> Signature:
 def check_signatures(signatures: dict[DiskRole, Signature]) -> tuple[str | None, list[str]]:
     """(halt message or None, trace notes). Wrong order stops the box: formatting the
     'blank' flash there could destroy another role's data."""
-    notes = []
+    notes: list[str] = []
     for role, sig in signatures.items():
         if sig in ALLOWED[role]:
             continue

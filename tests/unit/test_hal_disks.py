@@ -12,7 +12,7 @@ from appliance.hal.disks import (
     position_from_path,
     read_signature,
 )
-from appliance.hal.platform import DiskRole, MissingDiskError
+from appliance.hal.types import DiskRole, MissingDiskError
 
 PIIX = "/sys/devices/pci0000:00/0000:00:01.1"
 

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from appliance.config import Config
+from appliance.events import AddressChanged, Events
 from appliance.hal.nics import PciNic, Port, assign_ports
-from appliance.hal.platform import HaltError, NicConfigError
+from appliance.hal.types import HaltError, NicConfigError
 from appliance.services import network as net
 
 
@@ -43,6 +44,10 @@ class FakeBox:
         self.active = cfg
         self.lines: list[str] = []
         self.restart_request: str | None = None
+        self.addresses: dict[str, str] = {}
+        self.events = Events()
+        self.seen: list[Any] = []
+        self.events.subscribe(self.seen.append)
 
     def trace(self, text: str, tag: int = 30) -> None:
         self.lines.append(text)
@@ -87,6 +92,13 @@ def test_dhcp_on_eth1_and_lease_loss_is_shown() -> None:
     plat.lease["eth1"] = {"ip": "10.0.2.16", "mask": "255.255.255.0"}
     network.poll_once(box, ports)
     assert box.lines[-1] == "ETH1 IP address 10.0.2.16/24 (dhcp)"
+    # the box's addresses and the event hook follow every change the console showed
+    assert box.addresses == {"ETH1": "10.0.2.16/24 (dhcp)"}
+    assert box.seen == [
+        AddressChanged("ETH1", "10.0.2.15/24 (dhcp)"),
+        AddressChanged("ETH1", None),
+        AddressChanged("ETH1", "10.0.2.16/24 (dhcp)"),
+    ]
 
 
 def test_the_watcher_thread_runs_until_a_restart_is_requested() -> None:
