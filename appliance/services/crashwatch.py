@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
+from typing import TypeVar
 
 from appliance.hal.block import BlockDevice
 from appliance.services.crashdump import (
@@ -110,6 +111,16 @@ def thread_stacks(
     return tuple(sorted(stacks, key=lambda s: (not s.crashed, s.name)))
 
 
+T = TypeVar("T")
+
+
+def _ask(fn: Callable[[], T], default: T) -> T:
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - a crash report that crashes would hide the first crash
+        return default
+
+
 def collect(
     ctx: DumpContext,
     kind: DumpKind,
@@ -119,17 +130,10 @@ def collect(
     crashed: int | None = None,
     fault_text: str = "",
 ) -> CrashDump:
-    """A dump of the box as it is now. Each source is asked defensively: a crash report
-    that crashes would hide the first crash."""
+    """A dump of the box as it is now; each source is asked defensively (_ask)."""
 
-    def ask(fn: Callable[[], object], default: object) -> object:
-        try:
-            return fn()
-        except Exception:  # noqa: BLE001 - see the docstring
-            return default
-
-    text, objects = ask(ctx.saved_config, ("", 0))  # type: ignore[misc]
-    usable, dram = ask(ctx.memory, (0, 0))  # type: ignore[misc]
+    text, objects = _ask(ctx.saved_config, ("", 0))
+    usable, dram = _ask(ctx.memory, (0, 0))
     tb = exc.__traceback__ if exc is not None else None
     return CrashDump(
         kind=kind,
@@ -143,7 +147,7 @@ def collect(
         config_digest=hashlib.sha256(str(text).encode()).hexdigest(),
         config_objects=int(objects),
         memory=memory_figures(int(usable), int(dram)),
-        trace=tuple(ask(ctx.trace_tail, ())),  # type: ignore[arg-type]
+        trace=tuple(_ask(ctx.trace_tail, ())),
         threads=thread_stacks(crashed, tb),
         exception="".join(traceback.format_exception(exc)) if exc is not None else "",
         fault_text=fault_text,
@@ -235,10 +239,17 @@ class CrashWatch:
         self.last = dump
         return True
 
-    def crash(self, kind: DumpKind, reason: str, **how: object) -> CrashDump:
+    def crash(
+        self,
+        kind: DumpKind,
+        reason: str,
+        *,
+        exc: BaseException | None = None,
+        crashed: int | None = None,
+    ) -> CrashDump:
         """Write a dump of the box now (reboot, an exception); returns it."""
         with self._lock:
-            dump = collect(self.ctx, kind, reason, **how)  # type: ignore[arg-type]
+            dump = collect(self.ctx, kind, reason, exc=exc, crashed=crashed)
             self.write(dump)
             return dump
 
