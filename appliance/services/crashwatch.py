@@ -204,10 +204,11 @@ class CrashWatch:
 
     def arm(self) -> None:
         """Install the exception hooks and faulthandler for this boot."""
-        arm_fault_area(
-            self.dev,
-            FaultArm(int(time.time()), self.ctx.version, self.ctx.build, self.ctx.bootcode_build),
-        )
+        if self.dev.size >= FAULT_END:  # a small (test) disk has no fault area
+            arm = FaultArm(
+                int(time.time()), self.ctx.version, self.ctx.build, self.ctx.bootcode_build
+            )
+            arm_fault_area(self.dev, arm)
         if self.device_path is not None and self.dev.size >= FAULT_END:
             try:
                 fd = os.open(self.device_path, os.O_WRONLY | os.O_SYNC)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.services.cf import DirVolume
+from appliance.hal.cf import DirVolume
 from appliance.services.logtargets import (
     HttpTarget,
     LocalTarget,

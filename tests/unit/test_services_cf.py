@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from appliance.hal.block import FileBlockDevice
-from appliance.services.cf import CfError, CompactFlash, HostedCfBackend, read_geometry
+from appliance.hal.cf import CfError, HostedCfBackend, read_geometry
+from appliance.services.cf import CompactFlash
 from appliance.services.logtargets import LocalTarget, LogRecord
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from appliance.services.cf import CfVolume
+from appliance.hal.cf import CfVolume
 from appliance.services.logtargets.local import LocalTarget
 from appliance.services.logtargets.remote import HttpTarget, SyslogTarget, TcpTarget
 from appliance.services.logtargets.sender import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from appliance.services.cf import CfVolume
+from appliance.hal.cf import CfVolume
 from appliance.services.logtargets.sender import LogRecord
 
 FILES = 4  # LOG0.0 … LOG0.3
