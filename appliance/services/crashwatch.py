@@ -177,6 +177,7 @@ class CrashWatch:
         self.on_crash = on_crash
         self.trace = trace
         self._fault_fd: int | None = None
+        self._fault_was_on = False
         self._saved_hooks: tuple[object, object] | None = None
         self._lock = threading.Lock()  # one dump at a time; a second crash waits its turn
         self.last: CrashDump | None = None
@@ -213,6 +214,7 @@ class CrashWatch:
             try:
                 fd = os.open(self.device_path, os.O_WRONLY | os.O_SYNC)
                 os.lseek(fd, FAULT_TEXT, os.SEEK_SET)
+                self._fault_was_on = faulthandler.is_enabled()
                 faulthandler.enable(file=fd, all_threads=True)
                 self._fault_fd = fd
             except OSError as e:
@@ -229,6 +231,8 @@ class CrashWatch:
             faulthandler.disable()
             os.close(self._fault_fd)
             self._fault_fd = None
+            if self._fault_was_on:  # hand back what was there (a test runner's, say)
+                faulthandler.enable(file=sys.stderr, all_threads=True)
 
     # -- crashes ---------------------------------------------------------------------------
     def write(self, dump: CrashDump) -> bool:
