@@ -7,7 +7,7 @@
   `faulthandler` writes its text straight into the dump disk's fault area (an O_SYNC file
   descriptor positioned there); the next boot turns it into a SIGNAL dump (`collect_fault`);
 - the runtime process ending without a restart (killed, exited): the bootcode runs
-  `python -m appliance.services.crashwatch died RC` before it reboots, which writes a DIED
+  `python -m appliance died RC` before it reboots, which writes a DIED
   dump unless this boot already wrote one (`record_died`);
 - `reboot`: a dump of kind REBOOT (the forced watchdog trap).
 The format is appliance.services.crashdump's.
@@ -198,6 +198,7 @@ class CrashWatch:
             version=arm.version,
             build=arm.build,
             bootcode_build=arm.bootcode_build,
+            hw=self.ctx.hw,  # the same box; what else it was doing, only the text says
             fault_text=text,
         )
         self.write(dump)
@@ -326,18 +327,20 @@ def record_died(dev: BlockDevice, rc: int) -> CrashDump | None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m appliance.services.crashwatch died RC` (the bootcode, in the guest)."""
+    """`python -m appliance died RC` (the bootcode, in the guest)."""
     if len(argv) != 2 or argv[0] != "died" or not argv[1].lstrip("-").isdigit():
-        print("usage: python -m appliance.services.crashwatch died RC", file=sys.stderr)
+        print("usage: python -m appliance died RC", file=sys.stderr)
         return 2
     from appliance.hal.platform import DiskRole, detect_platform
 
     platform = detect_platform()
     disks = platform.open_disks()
-    dump = record_died(disks[DiskRole.DUMP], int(argv[1]))
-    print(f"crash dump: {dump.reason}" if dump else "crash dump: already written by the runtime")
+    dev = disks[DiskRole.DUMP]
+    dump = record_died(dev, int(argv[1]))
+    if dump is not None:
+        print(f"crash dump: {dump.reason}")
+    elif read_fault_area(dev) is not None:
+        print("crash dump: a fatal signal's stacks are on the dump disk; the next boot reports it")
+    else:
+        print("crash dump: already written by the runtime")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -154,7 +154,7 @@ def test_runtime_death_leaves_a_dump_unless_the_boot_wrote_one(disk: Path) -> No
 
 def test_died_entry_point_usage() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "appliance.services.crashwatch", "nonsense"],
+        [sys.executable, "-m", "appliance", "died", "nonsense"],
         cwd=REPO,
         capture_output=True,
         text=True,
