@@ -121,6 +121,7 @@ class DirVolume:
 
     def replace(self, src: str, dst: str) -> None:
         os.replace(self._p(src), self._p(dst))
+        os.sync()  # a rename is directory metadata, which fsync of the files does not cover
 
     def remove(self, path: str) -> None:
         self._p(path).unlink(missing_ok=True)
