@@ -129,3 +129,37 @@ def test_usage_errors(tmp_path: Path) -> None:
         main, ["console", f"socket://127.0.0.1:{port}", "--send", str(script), "--timeout", "1"]
     )
     assert res.exit_code == 1 and "cannot open socket://" in res.output
+
+
+def test_interactive_on_a_terminal_types_keys_and_ctrl_bracket_leaves(box_url: str) -> None:
+    """The real terminal path: `ipva console` on a pty, keys in, the box's answer out."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "console", box_url],
+        stdin=slave, stdout=slave, stderr=slave, cwd=REPO,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                seen += os.read(master, 4096)
+
+    read_until(b"Ctrl-] leaves")
+    os.write(master, b"\r")
+    read_until(b"IPVA> ")
+    os.write(master, b"version\r")
+    read_until(b"HW[IPVA-hosted]")
+    os.write(master, b"\x1d")  # Ctrl-]
+    read_until(b"[ipva console: left]")
+    assert proc.wait(timeout=10) == 0
+    os.close(master)
