@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 
 from appliance.box import Box, close_disks
+from appliance.events import Event, RestartRequested
 from appliance.hal.platform import Platform, detect_platform
 from appliance.hal.types import Console, DiskRole, HaltError
 from appliance.service import Service
@@ -101,7 +102,15 @@ class Runtime:
                 trace(str(e))
             return False
         self.shell = Shell(self.box)
+        self.box.events.subscribe(self._on_event)
         return True
+
+    def _on_event(self, event: Event) -> None:
+        """A reset/reboot requested from elsewhere than a console line (the web UI …) is
+        carried out too: a thread waits for the lock (the command that asked finishes
+        first) and settles. A console's own request is settled by whichever comes first."""
+        if isinstance(event, RestartRequested):
+            threading.Thread(target=self.settle, name="restart", daemon=True).start()
 
     def execute(self, line: str) -> str:
         with self._lock:

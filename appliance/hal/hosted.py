@@ -114,6 +114,9 @@ class HostedPlatform:
     def set_static(self, ifname: str, addr: str | None, prefix: int, gateway: str | None) -> None:
         raise Unavailable(NO_NIC)
 
+    def link_up(self, ifname: str) -> bool:
+        return False
+
     def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping | None:
         return None  # the host's clock: nothing to probe or calibrate
 

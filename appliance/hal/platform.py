@@ -70,6 +70,8 @@ class Platform(Protocol):
         self, ifname: str, addr: str | None, prefix: int, gateway: str | None
     ) -> None: ...
 
+    def link_up(self, ifname: str) -> bool: ...  # carrier on the interface
+
     # --- clock: the box's timekeeping (TIME0), or None where the host's clock is used
     def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping | None: ...
 

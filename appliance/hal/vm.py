@@ -32,7 +32,7 @@ from appliance.hal.disks import (
     scan_positions,
 )
 from appliance.hal.memory import read_memory_info
-from appliance.hal.nics import PciNic, Port, assign_ports, scan_pci_nics
+from appliance.hal.nics import PciNic, Port, assign_ports, read_link_state, scan_pci_nics
 from appliance.hal.timekeeping import Policy, Timekeeping, start_timekeeping
 from appliance.hal.types import (
     Console,
@@ -229,6 +229,9 @@ class VmPlatform:
             run_ip("address", "addr", "add", f"{addr}/{prefix}", "dev", ifname)
         if gateway:
             run_ip("route", "route", "replace", "default", "via", gateway, "dev", ifname)
+
+    def link_up(self, ifname: str) -> bool:
+        return read_link_state(ifname).up
 
     # --- clock -------------------------------------------------------------------------
     def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping:

@@ -9,7 +9,8 @@ The box shows its current address on the console after boot and on every change 
 "You will see the current IP-Address in the console-screen of the VM"). The DHCP client is
 busybox udhcpc: it renews and rebinds by itself, and on lease loss it deconfigures the
 interface; its hook script writes the lease to /run/ipva/dhcp-<if> (removed on loss), which
-a watcher thread turns into console lines — new address, renewed lease, lease lost.
+a watcher thread turns into console lines — new address, renewed lease, lease lost. The same
+watcher sends an events.LinkChanged when a port's carrier comes or goes.
 
 `mod cmd ETH0 …`/`ETH1 …` read the kernel's state (sysfs and ioctls), not the config. On a
 platform without NICs (hosted) they answer `ETH0: no network interface on this platform`.
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from appliance import xmltext
 from appliance.config import Config
-from appliance.events import AddressChanged
+from appliance.events import AddressChanged, LinkChanged
 from appliance.hal.nics import SUPPORTED_NICS, PciNic, Port, read_ipv4, read_link_state
 from appliance.hal.types import HaltError, NicConfigError
 from appliance.modcmd import Command, Handler, ModCmdError
@@ -55,6 +56,8 @@ class NicPlatform(Protocol):
     def set_static(
         self, ifname: str, addr: str | None, prefix: int, gateway: str | None
     ) -> None: ...
+
+    def link_up(self, ifname: str) -> bool: ...  # carrier on the interface
 
 
 PortCommand = Callable[["Network", Port], str]
@@ -107,6 +110,7 @@ class Network:
         self.ports: list[Port] = []
         self.modes: dict[str, str] = {}  # ETH0 → "dhcp" | "static" | "off"
         self._shown: dict[str, str] = {}
+        self._links: dict[str, bool] = {}  # port → carrier, as last seen by the watcher
         self._watcher: threading.Thread | None = None
         self.stopping = threading.Event()  # the box goes down: the watcher ends
 
@@ -151,7 +155,8 @@ class Network:
                 self._show(box, p.name, lease_text(lease))
             else:
                 box.trace(f"{p.name} waiting for a DHCP server …")
-        if dhcp_ports and watch:
+        self._links = {p.name: self.platform.link_up(p.ifname) for p in self.ports}
+        if self.ports and watch:
             self._watcher = threading.Thread(
                 target=self._watch, args=(box, dhcp_ports), name="dhcp-watch", daemon=True
             )
@@ -199,10 +204,20 @@ class Network:
                 box.trace(f"{p.name} DHCP lease lost: no address until a server answers")
                 box.events.emit(AddressChanged(p.name, None))
 
+    def poll_links(self, box: Box) -> None:
+        """One look at every port's carrier: a change is an events.LinkChanged (not traced:
+        the console shows addresses, as before)."""
+        for p in self.ports:
+            up = self.platform.link_up(p.ifname)
+            if self._links.get(p.name) != up:
+                self._links[p.name] = up
+                box.events.emit(LinkChanged(p.name, up))
+
     def _watch(self, box: Box, ports: list[Port]) -> None:
         # the next boot starts its own watcher
         while box.restart_request is None and not self.stopping.is_set():
             self.poll_once(box, ports)
+            self.poll_links(box)
             self.stopping.wait(WATCH_INTERVAL_S)
 
 

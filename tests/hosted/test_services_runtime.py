@@ -4,6 +4,7 @@ absent hardware answering so, the trace buffer, the event hook on a real boot.""
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 from test_hosted_runtime import answers, hosted  # noqa: I001  (same directory)
@@ -63,3 +64,20 @@ def test_box_events_on_a_real_boot(tmp_path: Path) -> None:
     finally:
         box.close()
     assert seen == [ConfigWritten(0, "write"), RestartRequested("reset")]
+
+
+def test_a_reset_requested_outside_a_console_line_is_carried_out(tmp_path: Path) -> None:
+    """As the web UI will: request a reset on the box; the runtime restarts it."""
+    out = io.BytesIO()
+    runtime = boot.Runtime(HostedPlatform(tmp_path, stdin=io.BytesIO(), stdout=out))
+    assert runtime.boot()
+    first = runtime.box
+    assert first is not None
+    first.request_reset()
+    deadline = time.monotonic() + 60
+    while runtime.box is first or runtime.box is None:
+        assert time.monotonic() < deadline, "the requested reset was not carried out"
+        time.sleep(0.05)
+    assert runtime.box.restart_request is None
+    assert out.getvalue().decode().count("config: 0 saved objects loaded") == 2  # booted again
+    runtime.close()

@@ -41,7 +41,7 @@ from appliance.flash.format import (
 @contextmanager
 def seals_ignored() -> Iterator[None]:
     """Mount as a version 1 reader would: every segment scanned record by record."""
-    with mock.patch("appliance.flash.flashman.read_seal", lambda *_a: None):
+    with mock.patch("appliance.flash.replay.read_seal", lambda *_a: None):
         yield
 
 
@@ -129,7 +129,7 @@ def test_seal_index_fast_parser_agrees_with_construct(
     parsed = SealIndex.parse(raw)
     assert SealIndex.build(parsed) == raw
     f, fl, la, ot, dm = _parse_seal_index(raw)
-    assert (f, fl, ot, dm) == ([n for triple in layout for n in triple], flags, others, damage)
+    assert (list(f), fl, ot, dm) == ([n for t in layout for n in t], flags, others, damage)
     assert la == b"".join(x.to_bytes(4, "little") for x in lasts)
     with pytest.raises(ValueError):
         _parse_seal_index(raw + b"\0")

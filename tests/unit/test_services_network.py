@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from appliance.config import Config
-from appliance.events import AddressChanged, Events
+from appliance.events import AddressChanged, Events, LinkChanged
 from appliance.hal.nics import PciNic, Port, assign_ports
 from appliance.hal.types import HaltError, NicConfigError
 from appliance.services import network as net
@@ -20,6 +20,7 @@ class FakeNics:
         self.lease: dict[str, dict[str, str] | None] = {}
         self.static: list[tuple[Any, ...]] = []
         self.refuse: NicConfigError | None = None  # what the kernel says to set_static
+        self.down: set[str] = set()  # interfaces without carrier
 
     def ports(self) -> list[Port]:
         return assign_ports(self.nics)
@@ -32,6 +33,9 @@ class FakeNics:
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None:
         return self.lease.get(ifname)
+
+    def link_up(self, ifname: str) -> bool:
+        return ifname not in self.down
 
     def set_static(self, *args: Any) -> None:
         self.static.append(args)
@@ -153,3 +157,19 @@ def test_a_refused_route_is_said_after_the_address() -> None:
         "Network unreachable; check IP0 RT"
     )
     assert network.modes["ETH0"] == "static"
+
+
+def test_link_changes_are_events_not_console_lines() -> None:
+    plat, box = FakeNics(), FakeBox(config((("DHCP0", ""), {"mode": "off"})))
+    network = net.Network(plat)
+    network.configure(box, watch=False)
+    lines, seen = len(box.lines), len(box.seen)
+    network.poll_links(box)
+    assert box.seen[seen:] == []  # no change yet
+    plat.down.add("eth1")
+    network.poll_links(box)
+    network.poll_links(box)  # said once
+    plat.down.clear()
+    network.poll_links(box)
+    assert box.seen[seen:] == [LinkChanged("ETH1", False), LinkChanged("ETH1", True)]
+    assert len(box.lines) == lines
