@@ -74,6 +74,7 @@ class CrashDumpService(BaseService):
         self.dev: BlockDevice | None = None
         self.watch: CrashWatch | None = None
         self._box: Box | None = None
+        self._crashed = False  # this run wrote an exception dump; the restart keeps it
         self._unsubscribe: list[Callable[[], None]] = []
 
     def start(self, box: Box) -> None:
@@ -112,17 +113,15 @@ class CrashDumpService(BaseService):
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, RestartRequested) and event.kind is RestartKind.REBOOT:
-            if self.watch is not None:
+            if self.watch is not None and not self._crashed:
                 self.watch.crash(DumpKind.REBOOT, REBOOT_REASON)
 
     def _restart(self, dump: CrashDump) -> None:
-        """After an exception dump: restart as after a trap (the VM reboots here; hosted,
-        the runtime restarts in-process at the next console line)."""
-        box = self._box
-        if box is None:
-            return
-        box.restart_request = RestartKind.REBOOT
-        box.platform.restart(RestartKind.REBOOT)
+        """After an exception dump: restart as after a trap. The request goes the way of a
+        `reboot` (the runtime carries it out), without overwriting the exception's dump."""
+        if self._box is not None:
+            self._crashed = True
+            self._box.request_reboot()
 
     def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
