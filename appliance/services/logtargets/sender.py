@@ -21,6 +21,7 @@ from typing import Protocol
 
 QUEUE_SIZE = 100  # the box's memory queue: 100 entries (services-logging.wiki)
 RETRY_S = 5.0  # a target that failed is tried again after this long
+STOP_JOIN_S = 0.5  # at stop: how long to wait for the sender thread
 SEVERITY = 6  # informational, always (the wiki)
 LOCAL0 = 16  # syslog facility number of local0
 TAG = "IPVA"
@@ -140,11 +141,14 @@ class Sender:
             time.sleep(0.02)
         return True
 
-    def stop(self) -> None:
+    def stop(self, join_s: float = STOP_JOIN_S) -> None:
+        """Stop the thread; one stuck in a connect is left to its timeout (it is a daemon
+        and sends nothing more), so a reset is never held up by a target that is down."""
         self._stop.set()
         try:
             self._queue.put_nowait(None)
         except queue.Full:
             pass
-        self._thread.join(timeout=5)
-        self.target.close()
+        self._thread.join(timeout=join_s)
+        if not self._thread.is_alive():
+            self.target.close()

@@ -108,7 +108,8 @@ class LogService:
             self._values = {}
         deadline = time.monotonic() + drain_s
         for sender in senders:
-            sender.drain(max(0.0, deadline - time.monotonic()))
+            if sender.stats.up:  # a target that is down would only use up the time
+                sender.drain(max(0.0, deadline - time.monotonic()))
             sender.stop()
 
 
