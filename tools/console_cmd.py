@@ -54,7 +54,7 @@ def _connect(url: str, baud: int, log: Path | None) -> ConsoleReader:
     reader = ConsoleReader(url, log)
     try:
         reader.connect(0, baudrate=baud)  # one try: a refused console is an answer
-    except (serial.SerialException, OSError, ValueError) as exc:
+    except (serial.SerialException, OSError, ValueError, NotImplementedError) as exc:
         raise click.ClickException(f"cannot open {url}: {exc}") from exc
     return reader
 

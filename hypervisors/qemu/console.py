@@ -48,7 +48,9 @@ class ConsoleReader:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._port = serial.serial_for_url(self.url, timeout=0, write_timeout=10, **options)
+                # rfc2217:// has no write timeout (pyserial: "not supported")
+                limit = {} if self.url.startswith("rfc2217://") else {"write_timeout": 10}
+                self._port = serial.serial_for_url(self.url, timeout=0, **limit, **options)
                 break
             except serial.SerialException:
                 if time.monotonic() > deadline:

@@ -163,3 +163,59 @@ def test_interactive_on_a_terminal_types_keys_and_ctrl_bracket_leaves(box_url: s
     read_until(b"[ipva console: left]")
     assert proc.wait(timeout=10) == 0
     os.close(master)
+
+
+def test_send_over_rfc2217_through_pyserials_port_manager(box_url: str, tmp_path: Path) -> None:
+    """An RFC 2217 terminal server (pyserial's PortManager, as its tcp_serial_redirect does)
+    in front of the box's console; `ipva console rfc2217://…` negotiates and talks through."""
+    import serial
+    import serial.rfc2217
+
+    box = serial.serial_for_url(box_url, timeout=0.1)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def terminal_server() -> None:
+        conn, _ = server.accept()
+        conn.settimeout(0.1)
+
+        class Connection:  # what PortManager writes its telnet answers to
+            write = conn.sendall
+
+        manager = serial.rfc2217.PortManager(box, Connection())
+
+        def to_client() -> None:
+            while not stop.is_set():
+                data = box.read(4096)
+                if data:
+                    try:
+                        conn.sendall(b"".join(manager.escape(data)))
+                    except OSError:  # the client left
+                        return
+
+        threading.Thread(target=to_client, daemon=True).start()
+        while not stop.is_set():
+            try:
+                data = conn.recv(4096)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            box.write(b"".join(manager.filter(data)))
+        conn.close()
+
+    t = threading.Thread(target=terminal_server, daemon=True)
+    t.start()
+    script = _script(tmp_path, "version\n")
+    try:
+        res = CliRunner().invoke(
+            main, ["console", f"rfc2217://127.0.0.1:{port}", "--send", str(script)]
+        )
+        assert res.exit_code == 0, res.output
+        assert "IPVA[1601001], Bootcode[" in res.output
+    finally:
+        stop.set()
+        t.join(5)
+        server.close()
+        box.close()
