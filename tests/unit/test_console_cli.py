@@ -168,6 +168,8 @@ def test_interactive_on_a_terminal_types_keys_and_ctrl_bracket_leaves(box_url: s
 def test_send_over_rfc2217_through_pyserials_port_manager(box_url: str, tmp_path: Path) -> None:
     """An RFC 2217 terminal server (pyserial's PortManager, as its tcp_serial_redirect does)
     in front of the box's console; `ipva console rfc2217://…` negotiates and talks through."""
+    import time
+
     import serial
     import serial.rfc2217
 
@@ -187,12 +189,12 @@ def test_send_over_rfc2217_through_pyserials_port_manager(box_url: str, tmp_path
 
         def to_client() -> None:
             while not stop.is_set():
-                data = box.read(4096)
-                if data:
-                    try:
+                try:
+                    data = box.read(4096)
+                    if data:
                         conn.sendall(b"".join(manager.escape(data)))
-                    except OSError:  # the client left
-                        return
+                except (OSError, serial.SerialException):  # a side closed: the test is over
+                    return
 
         threading.Thread(target=to_client, daemon=True).start()
         while not stop.is_set():
@@ -218,4 +220,5 @@ def test_send_over_rfc2217_through_pyserials_port_manager(box_url: str, tmp_path
         stop.set()
         t.join(5)
         server.close()
+        time.sleep(0.3)  # the relay thread sees `stop` before the box's port goes
         box.close()
