@@ -11,7 +11,9 @@ One dump slot, the last crash, as on the box. Layout (little endian):
                   figures, the trace tail, every thread's Python stack, the exception),
                   at most DETAIL_MAX bytes.
   offset 1 MiB    the fault area: an arm record (magic `IPVAFLT`, the boot it belongs to)
-                  and, from FAULT_TEXT, the text faulthandler writes on a fatal signal.
+                  and, from FAULT_TEXT, the text faulthandler writes on a fatal signal;
+                  then the trace mirror (u32 length + the last trace lines), rewritten
+                  at each trace line, so a signal's dump has the trace tail too.
 
 Writing a dump: the header with state WRITING first, then the detail, then the header with
 state COMPLETE and the detail's CRC. A power cut or second fault in between leaves a dump
@@ -25,6 +27,7 @@ import dataclasses
 import enum
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import construct as cs
@@ -41,7 +44,9 @@ DETAIL_MAX = FAULT_OFFSET - DETAIL_OFFSET
 FAULT_ARM_SIZE = 512
 FAULT_TEXT = FAULT_OFFSET + FAULT_ARM_SIZE
 FAULT_TEXT_MAX = 64 * 1024  # faulthandler's text for a few dozen threads fits easily
-FAULT_END = FAULT_TEXT + FAULT_TEXT_MAX
+TRACE_MIRROR = FAULT_TEXT + FAULT_TEXT_MAX
+TRACE_MIRROR_MAX = 64 * 1024
+FAULT_END = TRACE_MIRROR + TRACE_MIRROR_MAX
 FAULT_MAGIC = b"IPVAFLT\x00"
 
 TRACE_TAIL = 200  # trace lines a dump keeps (the newest)
@@ -398,8 +403,9 @@ def _arm_bytes(arm: FaultArm) -> bytes:
 
 
 def arm_fault_area(dev: BlockDevice, arm: FaultArm) -> None:
-    """Record which boot the fault area belongs to and empty its text."""
+    """Record which boot the fault area belongs to; empty its text and the trace mirror."""
     dev.write(FAULT_TEXT, bytes(FAULT_TEXT_MAX))
+    dev.write(TRACE_MIRROR, bytes(4))
     dev.write(FAULT_OFFSET, _arm_bytes(arm))
     dev.flush()
 
@@ -430,6 +436,26 @@ def read_fault_area(dev: BlockDevice) -> tuple[FaultArm, str] | None:
     if not text.strip():
         return None
     return arm, text.decode("utf-8", "replace")
+
+
+def write_trace_mirror(dev: BlockDevice, lines: Sequence[str]) -> None:
+    """The newest trace lines that fit TRACE_MIRROR_MAX, for a signal's dump."""
+    blob = "\n".join(_cut(line) for line in lines).encode("utf-8")
+    if len(blob) > TRACE_MIRROR_MAX - 4:
+        blob = blob[len(blob) - (TRACE_MIRROR_MAX - 4) :]
+        blob = blob[blob.find(b"\n") + 1 :]  # whole lines only
+    dev.write(TRACE_MIRROR, cs.Int32ul.build(len(blob)) + blob)
+    dev.flush()
+
+
+def read_trace_mirror(dev: BlockDevice) -> tuple[str, ...]:
+    if dev.size < FAULT_END:
+        return ()
+    n = cs.Int32ul.parse(dev.read(TRACE_MIRROR, 4))
+    if not 0 < n <= TRACE_MIRROR_MAX - 4:
+        return ()
+    text = dev.read(TRACE_MIRROR + 4, n).decode("utf-8", "replace")
+    return tuple(text.split("\n"))
 
 
 # --- the text form (`/crash_dump.txt`, `mod cmd DUMP show`, `ipva dump show`) ---------------

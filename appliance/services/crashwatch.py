@@ -43,7 +43,9 @@ from appliance.services.crashdump import (
     read_dump,
     read_fault_area,
     read_fault_arm,
+    read_trace_mirror,
     write_dump,
+    write_trace_mirror,
 )
 
 
@@ -198,7 +200,8 @@ class CrashWatch:
             version=arm.version,
             build=arm.build,
             bootcode_build=arm.bootcode_build,
-            hw=self.ctx.hw,  # the same box; what else it was doing, only the text says
+            hw=self.ctx.hw,  # the same box
+            trace=read_trace_mirror(self.dev),  # the crashed run's, mirrored as it traced
             fault_text=text,
         )
         self.write(dump)
@@ -244,6 +247,16 @@ class CrashWatch:
             return False
         self.last = dump
         return True
+
+    def mirror_trace(self, lines: Sequence[str]) -> None:
+        """Keep the trace tail on the disk (called at each trace line while armed)."""
+        if self.dev.size < FAULT_END or self._saved_hooks is None:
+            return
+        with self._lock:
+            try:
+                write_trace_mirror(self.dev, lines)
+            except (OSError, ValueError):
+                pass  # the mirror is a help for signal dumps, never a reason to fail
 
     def crash(
         self,

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from appliance.events import Crashed, Event, RestartRequested
+from appliance.events import Crashed, Event, RestartRequested, Traced
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.types import DiskRole, RestartKind
 from appliance.modcmd import Command, ModCmdError
@@ -93,6 +93,7 @@ class CrashDumpService(BaseService):
             box.trace(f"crash dump: {e}")
         try:
             self.watch.arm()
+            self.watch.mirror_trace(box.trace.lines(TRACE_TAIL))  # the boot's lines so far
         except (OSError, ValueError) as e:
             box.trace(f"crash dump: not armed: {e}")
         self._unsubscribe.append(box.events.subscribe(self._on_event))
@@ -112,6 +113,8 @@ class CrashDumpService(BaseService):
             )
 
     def _on_event(self, event: Event) -> None:
+        if isinstance(event, Traced) and self.watch is not None and self._box is not None:
+            self.watch.mirror_trace(self._box.trace.lines(TRACE_TAIL))
         if isinstance(event, RestartRequested) and event.kind is RestartKind.REBOOT:
             if self.watch is not None and not self._crashed:
                 self.watch.crash(DumpKind.REBOOT, REBOOT_REASON)

@@ -271,3 +271,21 @@ def test_random_headers_with_the_magic_never_crash_the_reader(raw: bytes) -> Non
     dev = MemoryBlockDevice(DISK)
     dev.write(0, raw[:2] + CRASH_RECORD_MAGIC + raw[10:])
     assert read_dump(dev).condition in (Condition.CORRUPT, Condition.TORN, Condition.VALID)
+
+
+def test_trace_mirror_keeps_the_newest_whole_lines() -> None:
+    from appliance.services.crashdump import (
+        TRACE_MIRROR_MAX,
+        read_trace_mirror,
+        write_trace_mirror,
+    )
+
+    dev = MemoryBlockDevice(DISK)
+    assert read_trace_mirror(dev) == ()
+    lines = [f"0:0000:030:4 - line {i} " + "x" * 300 for i in range(400)]  # > 64 KiB
+    write_trace_mirror(dev, lines)
+    got = read_trace_mirror(dev)
+    assert got == tuple(lines[-len(got) :]) and 100 < len(got) < 400
+    assert sum(len(x) + 1 for x in got) <= TRACE_MIRROR_MAX
+    arm_fault_area(dev, FaultArm(1, "16r1sr1", 1, 1))  # a new boot empties it
+    assert read_trace_mirror(dev) == ()

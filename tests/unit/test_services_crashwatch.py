@@ -110,8 +110,10 @@ def test_fatal_signal_lands_in_the_fault_area_and_becomes_a_dump_at_boot(disk: P
         from appliance.services.crashwatch import CrashWatch
         from tests.unit.test_services_crashwatch import context
         dev = FileBlockDevice({str(disk)!r})
-        CrashWatch(dev, context(), device_path={str(disk)!r}, on_crash=print,
-                   trace=print).arm()
+        watch = CrashWatch(dev, context(), device_path={str(disk)!r}, on_crash=print,
+                           trace=print)
+        watch.arm()
+        watch.mirror_trace(["0:0000:030:4 - boot line", "0:0000:030:4 - just before"])
         threading.Thread(target=time.sleep, args=(30,), name="worker", daemon=True).start()
         def poke_the_driver():
             os.kill(os.getpid(), signal.SIGSEGV)
@@ -132,8 +134,9 @@ def test_fatal_signal_lands_in_the_fault_area_and_becomes_a_dump_at_boot(disk: P
         reading = read_dump(dev)
     assert reading.condition is Condition.VALID and reading.dump is not None
     assert reading.dump.kind is DumpKind.SIGNAL and reading.dump.version == "16r1sr1"
+    assert reading.dump.trace == ("0:0000:030:4 - boot line", "0:0000:030:4 - just before")
     text = format_dump(reading)
-    assert "fatal signal (faulthandler):" in text and "line 11 in poke_the_driver" in text
+    assert "fatal signal (faulthandler):" in text and "line 13 in poke_the_driver" in text
 
 
 def test_runtime_death_leaves_a_dump_unless_the_boot_wrote_one(disk: Path) -> None:

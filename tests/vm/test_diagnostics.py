@@ -71,6 +71,9 @@ def test_reboot_exception_and_signal_each_leave_a_dump(ipva_machine) -> None:  #
     # the signal reached the main thread; faulthandler listed every thread's stack
     assert "fatal signal (faulthandler):" in shown and "Current thread" in shown
     assert "in serve_consoles" in shown and "in serve_console" in shown
+    # the trace tail of the run that got the signal, from the dump disk's trace mirror
+    tail = shown.split("trace (last", 1)[1]
+    assert f"restart after a crash: {reason}" in tail and "ETH0 IP address" in tail
     m.shutdown()
 
     res = CliRunner().invoke(main, ["dump", "show", str(overlay(m, 3))])
