@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from appliance.hal.block import BlockDevice
+from appliance.hal.bootfiles import BootFiles
 from appliance.hal.cf import CfBackend
 from appliance.hal.cpu import CpuInfo
 from appliance.hal.nics import PciNic, Port
@@ -74,6 +75,11 @@ class Platform(Protocol):
 
     # --- clock: the box's timekeeping (TIME0), or None where the host's clock is used
     def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping | None: ...
+
+    # --- firmware slots (the update service): the boot partition's files, and which slot
+    # (0 = IPVA.BIN, 1 = IPVA2.BIN) the bootcode started this time
+    def boot_files(self) -> BootFiles: ...
+    def running_slot(self) -> int: ...
 
     # --- life cycle
     def restart(self, kind: RestartKind) -> None: ...  # the VM reboots and never returns
