@@ -260,6 +260,7 @@ def test_log_service_sends_to_log0_and_its_shadow_log1(syslogd, tmp_path: Path) 
     first = service.sender("LOG0")
     service.configure({"LOG0": log0, "LOG1": log1})  # unchanged: same sender, same counters
     assert service.sender("LOG0") is first
+    assert first is not None and first.drain(10)  # counted once delivered, not on arrival
     el = ET.fromstring(service.info("LOG0")).find("log")
     assert el is not None and el.get("type") == "syslog" and el.get("sent") == "1"
     assert el.get("target") == f"syslog 127.0.0.1:{syslogd.udp_port}" and el.get("dropped") == "0"
@@ -268,3 +269,29 @@ def test_log_service_sends_to_log0_and_its_shadow_log1(syslogd, tmp_path: Path) 
     assert service.info("LOG0") == '<info><log module="LOG0" type="off" /></info>'
     service.stop()
     assert service.sender("LOG1") is None
+
+
+def test_event_texts_what_is_logged_and_what_is_not() -> None:
+    from appliance.events import (
+        AddressChanged,
+        ConfigChanged,
+        ConfigWritten,
+        Crashed,
+        LinkChanged,
+        RestartRequested,
+        Traced,
+    )
+    from appliance.services.logtargets.service import event_text
+    from appliance.services.trace import Tag, format_trace
+
+    assert event_text(ConfigChanged("", "config change ADMIN0 /pwd ********")) == (
+        "config change ADMIN0 /pwd ********"
+    )
+    assert event_text(ConfigWritten(1, "write")) == "config write: 1 saved object"
+    assert event_text(RestartRequested("reset")) == "reset"  # type: ignore[arg-type]
+    assert event_text(AddressChanged("ETH0", None)) == "ETH0 IP address lost"
+    assert event_text(LinkChanged("ETH1", False)) == "ETH1 link down"
+    assert event_text(Crashed("watchdog trap")) == "restart after a crash: watchdog trap"
+    update = format_trace("UP0: receiving firmware from http://10.0.2.2/ipva.bin", Tag.UPDATE)
+    assert event_text(Traced(update)) == "UP0: receiving firmware from http://10.0.2.2/ipva.bin"
+    assert event_text(Traced(format_trace("config: 0 saved objects loaded"))) is None

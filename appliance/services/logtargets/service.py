@@ -25,18 +25,21 @@ from appliance.events import (
     Event,
     LinkChanged,
     RestartRequested,
+    Traced,
 )
 from appliance.hal.cf import CfVolume
 from appliance.modcmd import Command, ModCmdError
 from appliance.service import BaseService
 from appliance.services.logtargets import make_target
 from appliance.services.logtargets.sender import LogRecord, Sender
+from appliance.services.trace import Tag, format_trace
 
 if TYPE_CHECKING:
     from appliance.box import Box
     from appliance.config import Activation
 
 LOG_MODULES = ("LOG0", "LOG1")
+UPDATE_PREFIX = format_trace("", Tag.UPDATE)  # the update service's trace lines are logged
 DRAIN_S = 2.0  # at stop: time for queued records to leave before the box restarts
 
 
@@ -131,6 +134,8 @@ def event_text(event: Event) -> str | None:
         return f"{event.port} link {'up' if event.up else 'down'}"
     if isinstance(event, Crashed):
         return f"restart after a crash: {event.reason}"
+    if isinstance(event, Traced) and event.line.startswith(UPDATE_PREFIX):
+        return event.line[len(UPDATE_PREFIX) :]  # UP0/UP1: firmware and script updates
     return None
 
 
