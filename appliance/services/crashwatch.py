@@ -4,8 +4,9 @@
   (`sys.excepthook`): a dump of kind EXCEPTION with every thread's stack, then `on_crash`
   (the runtime restarts the box as after a trap);
 - a fatal signal (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL): Python code cannot run then, so
-  `faulthandler` writes its text straight into the dump disk's fault area (an O_SYNC file
-  descriptor positioned there); the next boot turns it into a SIGNAL dump (`collect_fault`);
+  `faulthandler` writes its text straight into the dump disk's fault area (a file
+  descriptor positioned there; the bootcode syncs before it reboots); the next boot turns
+  it into a SIGNAL dump (`collect_fault`);
 - the runtime process ending without a restart (killed, exited): the bootcode runs
   `python -m appliance died RC` before it reboots, which writes a DIED
   dump unless this boot already wrote one (`record_died`);
@@ -216,7 +217,9 @@ class CrashWatch:
             arm_fault_area(self.dev, arm)
         if self.device_path is not None and self.dev.size >= FAULT_END:
             try:
-                fd = os.open(self.device_path, os.O_WRONLY | os.O_SYNC)
+                # not O_SYNC: other threads run on while faulthandler walks their stacks,
+                # so it must be quick; the bootcode syncs before it reboots
+                fd = os.open(self.device_path, os.O_WRONLY)
                 os.lseek(fd, FAULT_TEXT, os.SEEK_SET)
                 self._fault_was_on = faulthandler.is_enabled()
                 faulthandler.enable(file=fd, all_threads=True)
