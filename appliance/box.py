@@ -44,6 +44,7 @@ from appliance.config import (
     activate,
     apply_op,
     commit_changes,
+    describe_op,
     diff_count,
     load_from_vars,
     make_backup,
@@ -61,7 +62,6 @@ from appliance.events import (
 from appliance.hal.block import BlockDevice
 from appliance.hal.types import DiskRole, RestartKind
 from appliance.modcmd import CommandTable
-from appliance.services.crashdump import CrashInfo, write_crash_record
 from appliance.services.trace import TraceBuffer
 from appliance.version import BUILD, FIRMWARE_VERSION, PRODUCT
 
@@ -152,7 +152,7 @@ class Box:
     def change(self, op: Op) -> str:
         """`config change|add|rem`: edits the running config only."""
         self.running, message = apply_op(self.running, op)
-        self.events.emit(ConfigChanged(message))
+        self.events.emit(ConfigChanged(message, describe_op(op)))
         return message
 
     def activate(self) -> Activation:
@@ -255,23 +255,8 @@ class Box:
         self.events.emit(RestartRequested(RestartKind.RESET))
 
     def request_reboot(self) -> None:
-        """Forced watchdog trap: leave a crash record, as an unsolicited trap would."""
-        dump = self.disks.get(DiskRole.DUMP)
-        if dump is not None:
-            try:
-                write_crash_record(
-                    dump,
-                    CrashInfo(
-                        time=int(time.time()),
-                        uptime_ms=self.uptime_ms(),
-                        build=self.build,
-                        version=self.version,
-                        reason="watchdog trap (reboot command)",
-                        reported=False,
-                    ),
-                )
-            except (OSError, ValueError) as e:
-                self.trace(f"reboot: no crash record written: {e}")
+        """Forced watchdog trap: the crash-dump service writes a dump (on the event), as an
+        unsolicited trap would, before the box restarts."""
         self.restart_request = RestartKind.REBOOT
         self.events.emit(RestartRequested(RestartKind.REBOOT))
 

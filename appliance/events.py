@@ -20,6 +20,7 @@ class ConfigChanged:
     """`config change|add|rem` edited the running config."""
 
     line: str  # the message the console printed
+    request: str = ""  # the request as typed, passwords masked (config.describe_op)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,13 @@ class LinkChanged:
 
 
 @dataclass(frozen=True)
+class Crashed:
+    """The boot found a crash dump of the previous run (reboot, exception, signal, death)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Traced:
     line: str  # the whole trace line, `0:0000:030:4 - …`
 
@@ -65,6 +73,7 @@ Event = (
     | RestartRequested
     | AddressChanged
     | LinkChanged
+    | Crashed
     | Traced
 )
 Subscriber = Callable[[Event], None]

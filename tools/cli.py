@@ -39,13 +39,15 @@ def main(verbose: bool) -> None:
 
 def _add_commands() -> None:
     # each command group lives in its own module; adding one touches only this list
-    from tools import build_cmd, flash_cmd, fw_cmd, inspect_cmd, run_cmd
+    from tools import build_cmd, console_cmd, dump_cmd, flash_cmd, fw_cmd, inspect_cmd, run_cmd
 
     for command in (
         build_cmd.build_command,
         run_cmd.run,
+        console_cmd.console,
         fw_cmd.fw,
         flash_cmd.flash,
+        dump_cmd.dump,
         inspect_cmd.inspect,
     ):
         main.add_command(command)

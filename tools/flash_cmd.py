@@ -7,7 +7,6 @@ with qemu-img first). The disk is opened read-only; damage is listed, never repa
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,34 +15,20 @@ import click
 from appliance.flash import Flash, FlashError, mount_flash
 from appliance.flash.format import OWNER_NAMES
 from appliance.hal.block import FileBlockDevice
-from firmware.run import run
+from tools.disk_image import disk_arg, raw_image
 
-CONVERT = {".vmdk": "vmdk", ".vhdx": "vhdx", ".qcow2": "qcow2", ".vhd": "vpc"}
 DEFAULT_RAM = 256 * 1024 * 1024  # what the shipped appliance is configured with
 
 
 @contextlib.contextmanager
-def _raw_image(disk: Path) -> Iterator[Path]:
-    fmt = CONVERT.get(disk.suffix.lower())
-    if fmt is None:
-        yield disk
-        return
-    with tempfile.TemporaryDirectory(prefix="ipva-flash-") as tmp:
-        raw = Path(tmp) / "flash.raw"
-        run(["qemu-img", "convert", "-f", fmt, "-O", "raw", disk, raw])
-        yield raw
-
-
-@contextlib.contextmanager
 def _open(disk: Path, ram: int, trace: list[str]) -> Iterator[Flash]:
-    with _raw_image(disk) as raw, FileBlockDevice(raw, readonly=True) as dev:
+    with raw_image(disk) as raw, FileBlockDevice(raw, readonly=True) as dev:
         try:
             yield mount_flash(dev, ram_bytes=ram, trace=trace.append, readonly=True)
         except FlashError as exc:
             raise click.ClickException(f"{disk}: {exc}") from exc
 
 
-disk_arg = click.argument("disk", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 ram_opt = click.option(
     "--ram",
     type=int,

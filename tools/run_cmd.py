@@ -8,17 +8,14 @@
   --http-port N / --https-port N   the VM's web admin (guest 80/443) on 127.0.0.1:N
 
 The VM boots qcow2 overlays of dist/disks, so dist/ stays as built; `--persist` writes to the
-disks themselves (config survives between runs).
+disks themselves (config survives between runs). While the VM runs, its console is also
+shared on a loopback port for `ipva console --vm` (hypervisors.qemu.relay).
 """
 
 from __future__ import annotations
 
-import os
-import select
 import sys
 import tempfile
-import termios
-import tty
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,9 +24,9 @@ import click
 from hypervisors.qemu.errors import QemuError
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.profiles import PROFILES, dist_disks, get_profile
+from hypervisors.qemu.relay import ConsoleRelay, state_file
 from hypervisors.qemu.timeouts import BOOT_TIMEOUT
-
-ESCAPE = b"\x1d"  # Ctrl-], as telnet and virsh console use
+from tools.terminal import pump_keys, to_stdout
 
 
 @click.command("run")
@@ -125,9 +122,9 @@ def run(
     with tempfile.TemporaryDirectory(prefix="ipva-run-") as workdir:
         ports = (http_port, https_port)
         if headless:
-            run_headless(profile, disks, Path(workdir), persist, timeout, ports)
+            run_headless(profile, disks, Path(workdir), persist, timeout, ports, dist)
         else:
-            run_interactive(profile, disks, Path(workdir), persist, ports)
+            run_interactive(profile, disks, Path(workdir), persist, ports, dist)
 
 
 def _bind(text: str | None, option: str) -> tuple[str, int] | None:
@@ -168,8 +165,21 @@ def _say_urls(box: Machine) -> None:
     click.echo(f"[ipva: web admin {box.http_url} and {box.https_url}]\r", err=True)
 
 
+def _share(box: Machine, dist: Path) -> ConsoleRelay:
+    """The console on a loopback port too (before start(): no byte is missed)."""
+    relay = ConsoleRelay(box.send_bytes, state_file(dist))  # started by `with`
+    box.on_console.append(relay.publish)
+    return relay
+
+
 def run_headless(
-    profile: str, disks: list[Path], workdir: Path, persist: bool, timeout: float, ports: Ports
+    profile: str,
+    disks: list[Path],
+    workdir: Path,
+    persist: bool,
+    timeout: float,
+    ports: Ports,
+    dist: Path,
 ) -> None:
     out = sys.stdout.buffer
 
@@ -177,10 +187,14 @@ def run_headless(
         out.write(data.replace(b"\r", b""))
         out.flush()
 
-    with _machine(profile, disks, workdir, persist, transcript, ports) as box:
+    with (
+        _machine(profile, disks, workdir, persist, transcript, ports) as box,
+        _share(box, dist) as relay,
+    ):
         try:
             box.start()
             _say_urls(box)
+            click.echo(f"[ipva: console also at {relay.url} (ipva console --vm)]", err=True)
             box.wait_for_prompt(timeout)
             for line in sys.stdin:
                 box.send_line(line.rstrip("\r\n"))
@@ -193,37 +207,21 @@ def run_headless(
 
 
 def run_interactive(
-    profile: str, disks: list[Path], workdir: Path, persist: bool, ports: Ports
+    profile: str, disks: list[Path], workdir: Path, persist: bool, ports: Ports, dist: Path
 ) -> None:
     if not sys.stdin.isatty():
         raise click.UsageError("stdin is not a terminal; use --headless for scripts")
-    out = sys.stdout.buffer
-
-    def terminal(data: bytes) -> None:
-        out.write(data)
-        out.flush()
-
-    fd = sys.stdin.fileno()
-    with _machine(profile, disks, workdir, persist, terminal, ports) as box:
+    with (
+        _machine(profile, disks, workdir, persist, to_stdout, ports) as box,
+        _share(box, dist) as relay,
+    ):
         box.start()
         _say_urls(box)
         accel = box.launcher.argv[box.launcher.argv.index("-accel") + 1] if box.launcher else "?"
-        click.echo(f"[ipva: {profile} profile, {accel}; Ctrl-] powers off and leaves]\r", err=True)
-        saved = termios.tcgetattr(fd)
-        try:
-            tty.setraw(fd)
-            while box.is_running():
-                ready, _, _ = select.select([fd], [], [], 0.5)
-                if not ready:
-                    continue
-                chunk = os.read(fd, 1024)
-                if not chunk:
-                    break
-                head, escape, _ = chunk.partition(ESCAPE)
-                if head:
-                    box.send_bytes(head)
-                if escape:
-                    break
-        finally:
-            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        click.echo(
+            f"[ipva: {profile} profile, {accel}; Ctrl-] powers off and leaves; "
+            f"console also at {relay.url}]\r",
+            err=True,
+        )
+        pump_keys(box.send_bytes, box.is_running)
         click.echo("\n[ipva: powering off]", err=True)

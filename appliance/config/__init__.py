@@ -5,7 +5,15 @@ See schema.py for how a module declares itself, store.py for VARS keys and the b
 """
 
 from appliance.config.grammar import GrammarError, Op, Word, parse_op, quote, split_words
-from appliance.config.model import Activation, Config, ConfigError, activate, apply_op, diff_count
+from appliance.config.model import (
+    Activation,
+    Config,
+    ConfigError,
+    activate,
+    apply_op,
+    describe_op,
+    diff_count,
+)
 from appliance.config.schema import MODULES, Arg, Module, Sub, declare, ordered_modules
 from appliance.config.store import (
     Backup,
@@ -34,6 +42,7 @@ __all__ = [
     "Word",
     "activate",
     "apply_op",
+    "describe_op",
     "commit_changes",
     "declare",
     "diff_count",

@@ -18,7 +18,7 @@ from typing import Any
 from appliance.config import modules as _builtin_modules  # noqa: F401  (declares the modules)
 from appliance.config.grammar import GrammarError, Op, pair_args, quote, show_token
 from appliance.config.schema import MODULES, Arg, Module, Sub, ordered_modules
-from appliance.config.types import BadValueError, Flag
+from appliance.config.types import BadValueError, Flag, Password
 
 ObjKey = tuple[str, str]  # (module, sub-object name or "")
 
@@ -340,3 +340,23 @@ __all__ = [
     "apply_op",
     "diff_count",
 ]
+
+
+SECRET = "********"
+
+
+def describe_op(op: Op) -> str:
+    """A `config change|add|rem` request as the log shows it: as typed, passwords masked."""
+    module = MODULES.get(op.module.upper())
+    decls = [*module.args, *(a for s in module.subs for a in s.args)] if module else []
+    secret = {a.name for a in decls if isinstance(a.type, Password)}
+    words = [f"config {op.verb}", op.module.upper(), *([op.sub.upper()] if op.sub else [])]
+    hide = False
+    for w in op.words:
+        if w.is_arg:
+            hide = w.text[1:].lower() in secret
+            words.append(w.text)
+        else:
+            words.append(SECRET if hide else quote(w.text))
+            hide = False
+    return " ".join(words)

@@ -169,6 +169,7 @@ def _log_module(n: int, what: str) -> Module:
             Arg("path", Text(128, r"[\x21-\x7e]*", "a URL path"), "", "URL path (http)"),
             Arg("method", Choice(("standard", "post", "get")), "standard", "method (http)"),
             Arg("max-file-size", Int(1, 65536), 1024, "kB per LOG0.n file (local)"),
+            Arg("backup-time", Int(0, 8760), 0, "hours until a new LOG0.0 (local; 0: by size)"),
         ),
         check=_check_log,
         order=60 + n,

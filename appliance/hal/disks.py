@@ -180,5 +180,7 @@ def check_signatures(signatures: dict[DiskRole, Signature]) -> tuple[str | None,
         expected = " or ".join(sorted(ALLOWED[role]))
         notes.append(f"{role.value} disk holds {sig.value}, expected {expected}")
     if signatures.get(DiskRole.CF) is Signature.BLANK:
-        notes.append("CF disk is blank (not formatted): mod cmd CF0 format yes")
+        notes.append(
+            "CF disk is blank (not formatted): mod cmd CF0 format yes, then mod cmd CF0 mount"
+        )
     return None, notes

@@ -20,6 +20,7 @@ from typing import BinaryIO
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.bootctl import decide, read_boot_control, write_boot_control
 from appliance.hal.bootfiles import BootFiles, ImageBootFiles
+from appliance.hal.cf import CfBackend, HostedCfBackend
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
 from appliance.hal.nics import PciNic, Port
 from appliance.hal.timekeeping import Policy, Timekeeping
@@ -120,8 +121,11 @@ class HostedPlatform:
     def disk_lines(self) -> list[str]:
         return []
 
-    def format_cf(self, dev: BlockDevice) -> str:
-        raise Unavailable("CF0: no compact flash disk to format on this platform")
+    def compact_flash(self, dev: BlockDevice) -> CfBackend:
+        """The CF image file, through pyfatfs (mounting needs no root) and mkfs.fat."""
+        if not isinstance(dev, FileBlockDevice):
+            raise Unavailable("CF0: the CF disk is not an image file here")
+        return HostedCfBackend(Path(dev.path))
 
     def pci_nics(self) -> list[PciNic]:
         return []

@@ -4,7 +4,7 @@ Two implementations, each in its own module: hal.vm.VmPlatform (inside our guest
 devices under Debian's kernel) and hal.hosted.HostedPlatform (on the host, image files).
 `detect_platform()` is the one place that decides which runs. A capability a platform lacks
 is still declared: it answers with an empty list (NICs, disk lines), None (clock) or raises
-hal.types.Unavailable with a message for the console (format_cf, DHCP) — never sniffed for.
+hal.types.Unavailable with a message for the console (compact_flash, DHCP) — never sniffed for.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Protocol
 
 from appliance.hal.block import BlockDevice
 from appliance.hal.bootfiles import BootFiles
+from appliance.hal.cf import CfBackend
 from appliance.hal.cpu import CpuInfo
 from appliance.hal.nics import PciNic, Port
 from appliance.hal.timekeeping import Policy, Timekeeping
@@ -56,7 +57,7 @@ class Platform(Protocol):
 
     def disk_lines(self) -> list[str]: ...  # boot-trace lines: where each disk was found
 
-    def format_cf(self, dev: BlockDevice) -> str: ...  # Unavailable / OSError
+    def compact_flash(self, dev: BlockDevice) -> CfBackend: ...  # Unavailable: no CF here
 
     # --- NICs: ETH0/ETH1 in PCI order; [] where there are none
     def pci_nics(self) -> list[PciNic]: ...

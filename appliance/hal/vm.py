@@ -20,6 +20,7 @@ from pathlib import Path
 
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.bootfiles import BootFiles, MountedBootFiles
+from appliance.hal.cf import CfBackend, VmCfBackend
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
 from appliance.hal.cpu import trace_lines as cpu_trace_lines
 from appliance.hal.disks import (
@@ -177,18 +178,11 @@ class VmPlatform:
         ]
         return lines + self.disk_notes
 
-    def format_cf(self, dev: BlockDevice) -> str:
-        """mkdosfs the whole CF disk (a 'superfloppy' FAT, as a CF card)."""
+    def compact_flash(self, dev: BlockDevice) -> CfBackend:
+        """The kernel's vfat on the CF disk's device node (busybox mount, mkdosfs)."""
         if not isinstance(dev, FileBlockDevice):
-            raise Unavailable("CF0: the CF disk is not a device here; nothing to format")
-        path = str(dev.path)
-        out = subprocess.run(
-            ["mkdosfs", "-n", "IPVACF", path], capture_output=True, text=True, check=False
-        )
-        if out.returncode != 0:
-            raise OSError(f"mkdosfs failed: {out.stderr.strip() or out.returncode}")
-        self.signatures[DiskRole.CF] = read_signature(dev)
-        return f"CF disk {path} formatted ({self.signatures[DiskRole.CF].value})"
+            raise Unavailable("CF0: the CF disk is not a device here")
+        return VmCfBackend(str(dev.path))
 
     # --- NICs --------------------------------------------------------------------------
     def pci_nics(self) -> list[PciNic]:

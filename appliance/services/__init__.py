@@ -4,8 +4,12 @@
     hardware     probe: CPU and memory lines; mod cmd CPU, MEM, CF0
     flash        start: mounts the flash into box.flash; mod cmd FLASHMAN0, FLASHDIR0
     system       start: the version line (SYS0)
-    crash-report start: a crash record left by reboot/a crash, shown once
     config       start: loads the saved config; mod cmd CFG0 (ADMIN0)
+    cf           start: mounts the CF card if it holds a FAT; mod cmd CF0
+    logging      start: LOG0/LOG1 targets from the config, fed by the box's events;
+                 mod cmd LOG0, LOG1
+    crash-dump   start: a dump left by reboot/a crash, shown once (logged); arms the
+                 crash watch; mod cmd DUMP
     timekeeping  start: the box's clock (TIME0); mod cmd TIME0
     network      probe: ETH0/ETH1 (NIC unavailable! stops the VM); start: addresses from
                  IP0/DHCP0; mod cmd ETH0, ETH1
@@ -15,19 +19,22 @@
                  UP1 poller; mod cmd UP0, UP1 (services/update/)
 
 Probes run first, in this order, before the disks are opened; then the starts, in this
-order (the flash before the config it holds, the config before what reads it; the
-network after them, then the web admin, which shows the addresses). A new service
-(HTTP, update, logging, crash dump) is one more entry here; see appliance/service.py.
+order (the flash before the config it holds, the config before what reads it; logging
+before the crash report it sends; the network after them, then the web admin, which
+shows the addresses, then the update service, which confirms a new firmware once all
+that is up). A new service is one more entry here; see appliance/service.py.
 """
 
 from __future__ import annotations
 
 from appliance.service import CommandRunner, Service
+from appliance.services.cf import CfService
 from appliance.services.config import ConfigService
-from appliance.services.crashreport import CrashReportService
+from appliance.services.dump import CrashDumpService
 from appliance.services.flash import FlashService, Mount, mount_real_flash
 from appliance.services.hardware import HardwareService
 from appliance.services.http import HttpService
+from appliance.services.logtargets.service import LoggingService
 from appliance.services.network import NetworkService
 from appliance.services.system import SystemService
 from appliance.services.timekeeping import TimekeepingService
@@ -41,13 +48,16 @@ def boot_services(
     """Fresh service instances for one boot (a restart builds new ones). `runner` runs
     console lines for services that take them from outside (the runtime: the web
     admin's `!` URLs, the update server's scripts; None: those serve nothing)."""
+    cf = CfService()
     return [
         TraceService(),
         HardwareService(),
         FlashService(mount),
         SystemService(),
-        CrashReportService(),
         ConfigService(),
+        cf,
+        LoggingService(cf.volume),
+        CrashDumpService(),
         TimekeepingService(),
         NetworkService(),
         HttpService(runner),

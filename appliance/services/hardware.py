@@ -1,5 +1,5 @@
 """The hardware-info service: the CPU and memory lines of the boot trace, `mod cmd CPU
-cpu-info`, `CPU aes`, `MEM info` and `CF0 format yes`.
+cpu-info`, `CPU aes` and `MEM info` (CF0 is appliance/services/cf.py).
 
 `cpu-info` answers in the seed's format:
   <info><cpu vendor="GenuineIntel" signature="0x906e9" brand="…" flags="sse3 … avx2"
@@ -19,8 +19,7 @@ from appliance.hal import memory
 from appliance.hal.aes import Aes, measure_srtp_mips, select_aes
 from appliance.hal.cpu import CpuInfo
 from appliance.hal.memory import format_mem
-from appliance.hal.types import DiskRole, Unavailable
-from appliance.modcmd import Command, ModCmdError
+from appliance.modcmd import Command
 from appliance.service import BaseService
 
 if TYPE_CHECKING:
@@ -72,12 +71,6 @@ class HardwareService(BaseService):
             ),
             Command("CPU", "aes", "which AES code the runtime uses and why", self.cpu_aes),
             Command("MEM", "info", "memory: the mem() figure, DRAM, and the 3 GiB cap", mem_info),
-            Command(
-                "CF0",
-                "format",
-                "format yes: format the emulated compact flash (FAT, erases it)",
-                cf_format,
-            ),
         ]
 
     def runtime_aes(self, cpu: CpuInfo) -> tuple[Aes, str]:
@@ -108,18 +101,3 @@ def mem_info(box: Box, args: list[str]) -> str:
     tail = f" free={free >> 10}k" if free is not None else ""
     return f"{format_mem(info.usable)} DRAM={info.dram_mb()}MB capped={capped}{tail}"
 
-
-def cf_format(box: Box, args: list[str]) -> str:
-    dev = box.disks.get(DiskRole.CF)
-    if dev is None:
-        raise ModCmdError("CF0: no compact flash disk to format on this platform")
-    if args != ["yes"]:  # as CFG0 factory-reset: erasing takes a second, deliberate word
-        raise ModCmdError(
-            "this erases everything on the compact flash: confirm with mod cmd CF0 format yes"
-        )
-    try:
-        return box.platform.format_cf(dev)
-    except Unavailable as e:
-        raise ModCmdError(str(e)) from e
-    except OSError as e:
-        raise ModCmdError(f"CF0 format failed: {e}") from e

@@ -1,6 +1,6 @@
 """The serial console (COM1 / ttyS0): a pyserial `socket://` port drained by a reader thread.
 
-Everything received goes, unchanged, to the full console log file and to the `on_data`
+Everything received goes, unchanged, to the full console log file (if any) and to the `on_data`
 subscribers (e.g. a terminal); a text copy with carriage returns removed is kept in memory
 for matching. Waiting callers block on a condition that the reader notifies.
 """
@@ -30,7 +30,7 @@ def _bytes_buffered(fd: int) -> int:
 class ConsoleReader:
     """Connects to `url` (e.g. "socket://127.0.0.1:4321") and drains it on a thread."""
 
-    def __init__(self, url: str, log_path: Path) -> None:
+    def __init__(self, url: str, log_path: Path | None = None) -> None:
         self.url = url
         self.log_path = log_path
         self.on_data: list[Callable[[bytes], None]] = []
@@ -42,12 +42,15 @@ class ConsoleReader:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.closed = False  # the remote end hung up (QEMU exited)
 
-    def connect(self, timeout: float) -> None:
-        """Connect, retrying while QEMU is still creating its listening socket."""
+    def connect(self, timeout: float, **options: object) -> None:
+        """Connect, retrying while QEMU is still creating its listening socket; `options`
+        go to pyserial (baudrate for a local device)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._port = serial.serial_for_url(self.url, timeout=0, write_timeout=10)
+                # rfc2217:// has no write timeout (pyserial: "not supported")
+                limit = {} if self.url.startswith("rfc2217://") else {"write_timeout": 10}
+                self._port = serial.serial_for_url(self.url, timeout=0, **limit, **options)
                 break
             except serial.SerialException:
                 if time.monotonic() > deadline:
@@ -58,25 +61,49 @@ class ConsoleReader:
 
     def _drain(self) -> None:
         assert self._port is not None
-        fd = self._port.fileno()
-        with self.log_path.open("ab") as log:
+        log = self.log_path.open("ab") if self.log_path is not None else None
+        try:
+            read = self._reader()
             while not self._stop.is_set():
                 try:
-                    ready, _, _ = select.select([fd], [], [], READ_POLL)
-                    if not ready:
-                        continue
-                    count = _bytes_buffered(fd)
-                    if count == 0:  # readable with nothing buffered: the peer closed
-                        break
-                    data = self._port.read(count)
+                    data = read()
                 except (OSError, ValueError, serial.SerialException):
                     break
-                log.write(data)
-                log.flush()
+                if data is None:  # the peer closed
+                    break
+                if not data:
+                    continue
+                if log is not None:
+                    log.write(data)
+                    log.flush()
                 self._feed(data)
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
+        finally:
+            if log is not None:
+                log.close()
+            with self._cond:
+                self.closed = True
+                self._cond.notify_all()
+
+    def _reader(self) -> Callable[[], bytes | None]:
+        """One read step: b"" nothing yet, None end of input."""
+        port = self._port
+        assert port is not None
+        try:
+            fd = port.fileno()
+        except (OSError, AttributeError):  # rfc2217:// has no descriptor: poll its buffer
+            port.timeout = READ_POLL
+            return lambda: port.read(max(1, port.in_waiting))
+
+        def from_fd() -> bytes | None:
+            ready, _, _ = select.select([fd], [], [], READ_POLL)
+            if not ready:
+                return b""
+            count = _bytes_buffered(fd)
+            if count == 0:  # readable with nothing buffered: the peer closed
+                return None
+            return bytes(port.read(count))
+
+        return from_fd
 
     def _feed(self, data: bytes) -> None:
         text = self._decoder.decode(data).replace("\r", "")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from appliance.hal.block import FileBlockDevice
 from appliance.hosted import run_hosted
-from appliance.services.crashdump import read_crash_record
+from appliance.services.crashdump import read_dump
 
 SEED = """\
 config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0
@@ -136,8 +136,9 @@ def test_reboot_leaves_a_crash_record_and_restarts_like_a_crash(tmp_path: Path) 
     assert "restart after a crash: watchdog trap (reboot command)" in t
     assert show(t) == []  # unwritten changes are gone as after any crash
     with FileBlockDevice(tmp_path / "dump.img") as dump:
-        record = read_crash_record(dump)
-    assert record is not None and record.reported
+        reading = read_dump(dump)
+    assert reading.dump is not None and reading.dump.reported
+    assert reading.dump.threads and reading.dump.trace  # stacks and the trace tail
     # shown once: the next boot does not report the same crash again
     assert "restart after a crash" not in hosted(tmp_path, "")
 

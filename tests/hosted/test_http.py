@@ -416,10 +416,13 @@ def test_configuration_ip_form_sets_the_static_address(box: HostedHttpBox) -> No
 
 
 def test_tracing_page_and_crash_dump(box: HostedHttpBox) -> None:
-    assert "no crash record" in authed(box.http_url, "GET", "/crash_dump.txt").text
+    assert "no crash dump (blank dump disk)" in authed(box.http_url, "GET", "/crash_dump.txt").text
     box.console_line("reboot")
     r = authed(box.http_url, "GET", "/crash_dump.txt")
     assert "watchdog trap (reboot command)" in r.text
+    # the whole post-mortem dump: every thread's stack and the trace tail
+    assert "Traceback" in r.text or "File " in r.text
+    assert "0:0000:030:4 - " in r.text
     page = authed(box.http_url, "GET", "/maintenance/diagnostics/tracing")
     assert page.status == 200 and "watchdog trap" in page.text
 
@@ -429,8 +432,13 @@ def test_compact_flash_format_needs_the_confirmation(box: HostedHttpBox) -> None
     r = authed(box.http_url, "POST", "/administration/compact-flash", b"", headers=hdr)
     assert r.status == 400 and "tick the box" in r.text
     r = authed(box.http_url, "POST", "/administration/compact-flash", b"confirm=yes", headers=hdr)
-    # the page shows what the console says to the same command (hosted has no CF to format)
-    assert "CF0: no compact flash disk to format on this platform" in r.text
+    # the page shows what the console says to the same commands
+    assert r.status == 200 and "CF0 formatted: FAT16" in r.text, r.text
+    r = authed(box.http_url, "POST", "/administration/compact-flash", b"action=mount", headers=hdr)
+    assert r.status == 200 and "CF0 mounted (FAT16" in r.text and ", mounted" in r.text
+    assert ", mounted" in box.console_line("mod cmd CF0 info")
+    r = authed(box.http_url, "POST", "/administration/compact-flash", b"action=unmount", headers=hdr)
+    assert r.status == 200 and "CF0 unmounted" in r.text and "not mounted" in r.text
 
 
 def test_unknown_paths_and_methods(box: HostedHttpBox) -> None:

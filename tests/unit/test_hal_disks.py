@@ -81,7 +81,9 @@ def test_swapped_disks_stop_and_blank_cf_is_reported() -> None:
     ok = {DiskRole.BOOT: Signature.BOOT, DiskRole.CF: Signature.BLANK,
           DiskRole.FLASH: Signature.FLASH, DiskRole.DUMP: Signature.BLANK}  # fmt: skip
     halt, notes = check_signatures(ok)
-    assert halt is None and notes == ["CF disk is blank (not formatted): mod cmd CF0 format yes"]
+    assert halt is None and notes == [
+        "CF disk is blank (not formatted): mod cmd CF0 format yes, then mod cmd CF0 mount"
+    ]
     swapped = dict(ok, **{DiskRole.FLASH: Signature.BLANK, DiskRole.DUMP: Signature.FLASH})
     halt, _ = check_signatures(swapped)
     assert halt is not None and "dump disk position (IDE 1:1) holds the flash disk" in halt

@@ -27,8 +27,8 @@ from appliance.version import BUILD
 def test_the_boot_list_is_explicit_and_ordered() -> None:
     names = [s.name for s in boot_services()]
     assert names == [
-        "trace", "hardware", "flash", "system", "crash-report", "config", "timekeeping",
-        "network", "http", "update",
+        "trace", "hardware", "flash", "system", "config", "cf", "logging", "crash-dump",
+        "timekeeping", "network", "http", "update",
     ]  # fmt: skip
     assert boot_services()[2] is not boot_services()[2]  # fresh instances per boot
 
@@ -37,8 +37,8 @@ def test_each_config_module_is_declared_once_and_owned_by_at_most_one_service() 
     owned = [m for s in boot_services() for m in s.config_modules]
     assert len(owned) == len(set(owned))
     assert set(owned) <= set(MODULES)
-    # the modules of the services still to come (logging, NTP) are unowned for now
-    assert set(MODULES) - set(owned) == {"LOG0", "LOG1", "NTP0"}
+    # the modules of the services still to come (NTP) are unowned for now
+    assert set(MODULES) - set(owned) == {"NTP0"}
 
 
 def test_a_module_command_declared_twice_is_refused() -> None:

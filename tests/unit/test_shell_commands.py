@@ -14,7 +14,8 @@ from appliance.hal.memory import MemoryInfo
 from appliance.hal.types import DiskRole
 from appliance.service import BaseService, Service
 from appliance.services import boot_services
-from appliance.services.crashdump import read_crash_record
+from appliance.services.crashdump import Condition, DumpKind, read_dump
+from appliance.services.dump import CrashDumpService
 from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
 
@@ -146,23 +147,41 @@ def test_bang_prefix_help_and_version() -> None:
     assert sh.execute("!") == "" and sh.execute("   ") == ""
 
 
-def test_reboot_leaves_a_crash_record() -> None:
-    box = make_box()
-    out = Shell(box).execute("!reboot")
+def test_reboot_leaves_a_crash_dump() -> None:
+    dump_service = CrashDumpService()
+    box = make_box(services=[dump_service])
+    dump_service.start(box)
+    try:
+        out = Shell(box).execute("!reboot")
+    finally:
+        dump_service.stop()
     assert "forced watchdog trap" in out and "use reset" in out
     assert box.restart_request == "reboot"
-    record = read_crash_record(box.disks[DiskRole.DUMP])
-    assert record is not None and record.reason == "watchdog trap (reboot command)"
-    assert not record.reported
+    reading = read_dump(box.disks[DiskRole.DUMP])
+    assert reading.condition is Condition.VALID and reading.dump is not None
+    assert reading.dump.reason == "watchdog trap (reboot command)"
+    assert reading.dump.kind is DumpKind.REBOOT and not reading.dump.reported
+    # the console thread's stack: reboot was typed there
+    assert any(f.function == "execute" for t in reading.dump.threads for f in t.frames)
 
 
-def test_crash_record_detects_damage() -> None:
-    box = make_box()
-    Shell(box).execute("reboot")
-    dump = box.disks[DiskRole.DUMP]
-    dump.write(20, b"\xff")
-    assert read_crash_record(dump) is None
-    assert read_crash_record(MemoryBlockDevice(4096)) is None
+def test_mod_cmd_dump_show_and_clear() -> None:
+    dump_service = CrashDumpService()
+    box = make_box(services=[dump_service])
+    dump_service.start(box)
+    sh = Shell(box)
+    try:
+        assert sh.execute("mod cmd DUMP show") == "no crash dump (blank dump disk)"
+        sh.execute("reboot")
+        shown = sh.execute("mod cmd DUMP show")
+        assert shown.startswith("crash: watchdog trap (reboot command)\nkind: reboot")
+        box.disks[DiskRole.DUMP].write(20, b"\xff")
+        assert sh.execute("mod cmd DUMP show").startswith("corrupt crash dump: header checksum")
+        assert sh.execute("mod cmd DUMP clear") == "crash dump cleared"
+        assert read_dump(box.disks[DiskRole.DUMP]).condition is Condition.NONE
+        assert sh.execute("mod cmd DUMP trap").startswith("error: mod cmd DUMP trap thread|signal")
+    finally:
+        dump_service.stop()
 
 
 class EchoService(BaseService):

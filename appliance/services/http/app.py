@@ -351,12 +351,18 @@ class AdminApp:
 
     def cf_page(self, request: Request, user: str | None) -> Response:
         answer = None
-        if request.method == "POST" and request.form.get("confirm") == "yes":
+        action = request.form.get("action", "format") if request.method == "POST" else None
+        if action in ("mount", "unmount"):
+            answer = self.box.execute(f"mod cmd CF0 {action}")
+        elif action == "format" and request.form.get("confirm") == "yes":
             answer = self.box.execute("mod cmd CF0 format yes")
-        elif request.method == "POST":
+        elif action is not None:
             answer = "error: tick the box to confirm: formatting erases the compact flash"
         bad = bool(answer and answer.startswith("error:"))
-        return self.render("cf.html", request, user, status=400 if bad else 200, answer=answer)
+        info = self.box.execute("mod cmd CF0 info")
+        return self.render(
+            "cf.html", request, user, status=400 if bad else 200, answer=answer, info=info
+        )
 
     def admin_page(self, request: Request, user: str | None) -> Response:
         errors: list[str] = []

@@ -16,7 +16,7 @@ from appliance.errors import BoxError, PartialRestoreError
 from appliance.hal.memory import MiB
 from appliance.hal.types import DiskRole
 from appliance.service import CommandRunner
-from appliance.services.crashdump import read_crash_record
+from appliance.services.crashdump import format_dump, read_dump
 from appliance.services.http.host import Account, Address, BoxStatus, RestoreRefused, Vars
 from appliance.services.trace import Tag
 
@@ -74,17 +74,12 @@ class BoxAdmin:
         return self.box.trace.text()
 
     def crash_dump_text(self) -> str:
+        """The post-mortem dump as support staff read it (`ipva dump show` prints the same)."""
         with self.runner.locked():
             dump = self.box.disks.get(DiskRole.DUMP)
-            record = read_crash_record(dump) if dump is not None else None
-        if record is None:
-            return "no crash record: the box has not crashed since the dump disk was cleared"
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.time))
-        return (
-            f"crash at {when}, uptime {record.uptime_ms / 1000:.1f} s\n"
-            f"firmware {record.version} build {record.build}\n"
-            f"reason: {record.reason}\n"
-        )
+            if dump is None:
+                return "no crash dump: this box has no dump disk\n"
+            return format_dump(read_dump(dump))
 
     def vars(self) -> Vars | None:
         return self.box.flash.vars if self.box.flash is not None else None

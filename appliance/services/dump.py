@@ -1,0 +1,173 @@
+"""The crash-dump service (DUMP): the dump disk (IDE 1:1) at boot and while the box runs.
+
+At start: a fatal signal of the previous run (faulthandler's text in the fault area)
+becomes a dump; a dump not yet reported is shown once in the boot trace
+(`restart after a crash: <reason> (firmware <version>)`), announced as a Crashed event
+(the logging service sends it) and marked reported; a torn or corrupt one is named as
+such. Then it arms appliance.services.crashwatch for this run: an unhandled exception in
+any thread writes a dump and restarts the box as after a trap; `reboot` writes a dump
+(kind reboot) before the box restarts.
+
+    mod cmd DUMP show         the dump as /crash_dump.txt shows it
+    mod cmd DUMP clear        erase it
+    mod cmd DUMP trap thread  raise an exception in a new service thread (support staff
+    mod cmd DUMP trap signal  check the dump path end to end: the box restarts with a dump)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from appliance.events import Crashed, Event, RestartRequested, Traced
+from appliance.hal.block import BlockDevice, FileBlockDevice
+from appliance.hal.types import DiskRole, RestartKind
+from appliance.modcmd import Command, ModCmdError
+from appliance.service import BaseService
+from appliance.services.crashdump import (
+    TRACE_TAIL,
+    Condition,
+    CrashDump,
+    DumpKind,
+    clear_dump,
+    format_dump,
+    mark_reported,
+    read_dump,
+)
+from appliance.services.crashwatch import CrashWatch, DumpContext
+
+if TYPE_CHECKING:
+    from appliance.box import Box
+
+REBOOT_REASON = "watchdog trap (reboot command)"
+NO_DUMP_DISK = "DUMP: no crash dump disk on this platform"
+
+
+class TrapError(RuntimeError):
+    """Raised on purpose by `mod cmd DUMP trap thread`."""
+
+
+def dump_context(box: Box) -> DumpContext:
+    def memory() -> tuple[int, int]:
+        info = box.platform.memory_info()
+        return info.usable, info.total
+
+    return DumpContext(
+        version=box.version,
+        build=box.build,
+        bootcode_build=box.bootcode_build,
+        hw=box.hw,
+        booted_at=box.booted_at,
+        trace_tail=lambda: box.trace.lines(TRACE_TAIL),
+        saved_config=lambda: ("\n".join(box.saved.lines()), len(box.saved.objects)),
+        memory=memory,
+    )
+
+
+class CrashDumpService(BaseService):
+    name = "crash-dump"
+
+    def __init__(self) -> None:
+        self.dev: BlockDevice | None = None
+        self.watch: CrashWatch | None = None
+        self._box: Box | None = None
+        self._crashed = False  # this run wrote an exception dump; the restart keeps it
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    def start(self, box: Box) -> None:
+        dev = box.disks.get(DiskRole.DUMP)
+        if dev is None:
+            return
+        self.dev, self._box = dev, box
+        path = str(dev.path) if isinstance(dev, FileBlockDevice) else None
+        self.watch = CrashWatch(
+            dev, dump_context(box), device_path=path, on_crash=self._restart, trace=box.trace
+        )
+        try:
+            self.watch.collect_fault()
+            self._report(box, dev)
+        except (OSError, ValueError) as e:  # an unreadable dump disk must not stop the boot
+            box.trace(f"crash dump: {e}")
+        try:
+            self.watch.arm()
+            self.watch.mirror_trace(box.trace.lines(TRACE_TAIL))  # the boot's lines so far
+        except (OSError, ValueError) as e:
+            box.trace(f"crash dump: not armed: {e}")
+        self._unsubscribe.append(box.events.subscribe(self._on_event))
+
+    def _report(self, box: Box, dev: BlockDevice) -> None:
+        reading = read_dump(dev)
+        if reading.condition is Condition.VALID and reading.dump is not None:
+            if reading.dump.reported:
+                return
+            d = reading.dump
+            box.trace(f"restart after a crash: {d.reason} (firmware {d.version})")
+            box.events.emit(Crashed(d.reason))
+            mark_reported(dev, reading)
+        elif reading.condition in (Condition.TORN, Condition.CORRUPT):
+            box.trace(
+                f"crash dump: {reading.condition.value}: {reading.problem} (mod cmd DUMP show)"
+            )
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Traced) and self.watch is not None and self._box is not None:
+            self.watch.mirror_trace(self._box.trace.lines(TRACE_TAIL))
+        if isinstance(event, RestartRequested) and event.kind is RestartKind.REBOOT:
+            if self.watch is not None and not self._crashed:
+                self.watch.crash(DumpKind.REBOOT, REBOOT_REASON)
+
+    def _restart(self, dump: CrashDump) -> None:
+        """After an exception dump: restart as after a trap. The request goes the way of a
+        `reboot` (the runtime carries it out), without overwriting the exception's dump."""
+        if self._box is not None:
+            self._crashed = True
+            self._box.request_reboot()
+
+    def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        if self.watch is not None:
+            self.watch.disarm()
+
+    # -- mod cmd DUMP -----------------------------------------------------------------------
+    def _dev(self) -> BlockDevice:
+        if self.dev is None:
+            raise ModCmdError(NO_DUMP_DISK)
+        return self.dev
+
+    def show(self, box: Box, args: list[str]) -> str:
+        return format_dump(read_dump(self._dev())).rstrip("\n")
+
+    def clear(self, box: Box, args: list[str]) -> str:
+        try:
+            clear_dump(self._dev())
+        except (OSError, ValueError) as e:
+            raise ModCmdError(f"DUMP clear failed: {e}") from e
+        return "crash dump cleared"
+
+    def trap(self, box: Box, args: list[str]) -> str:
+        self._dev()
+        if args == ["thread"]:
+
+            def trapped_service() -> None:
+                raise TrapError("mod cmd DUMP trap thread")
+
+            threading.Thread(target=trapped_service, name="dump-trap", daemon=True).start()
+            return "exception raised in thread dump-trap: the box writes a dump and restarts"
+        if args == ["signal"]:
+            os.kill(os.getpid(), signal.SIGSEGV)  # faulthandler writes; the bootcode reboots
+            return "SIGSEGV sent"
+        raise ModCmdError("mod cmd DUMP trap thread|signal (the box restarts with a dump)")
+
+    def commands(self) -> list[Command]:
+        return [
+            Command("DUMP", "show", "the last crash dump (as /crash_dump.txt)", self.show),
+            Command("DUMP", "clear", "erase the crash dump", self.clear),
+            Command(
+                "DUMP", "trap", "thread|signal: crash on purpose, to check the dump path", self.trap
+            ),
+        ]

@@ -1,0 +1,193 @@
+"""The logging service: LOG0 (log server) and LOG1 (its shadow) as configured, one Sender each.
+
+`configure()` takes the active config's LOG0/LOG1 values (at boot and on `config activate`);
+a module whose values did not change keeps its sender, queue and counters. `log(text)` is
+what the box calls for each event (config changes and writes with who made them, logins,
+failed logins, resets, updates, crashes, link and address changes); it never blocks.
+`info(module)` is `mod cmd LOG0 info`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from appliance.config.schema import MODULES
+from appliance.events import (
+    AddressChanged,
+    ConfigActivated,
+    ConfigChanged,
+    ConfigWritten,
+    Crashed,
+    Event,
+    LinkChanged,
+    RestartRequested,
+    Traced,
+)
+from appliance.hal.cf import CfVolume
+from appliance.modcmd import Command, ModCmdError
+from appliance.service import BaseService
+from appliance.services.logtargets import make_target
+from appliance.services.logtargets.sender import LogRecord, Sender
+from appliance.services.trace import Tag, format_trace
+
+if TYPE_CHECKING:
+    from appliance.box import Box
+    from appliance.config import Activation
+
+LOG_MODULES = ("LOG0", "LOG1")
+UPDATE_PREFIX = format_trace("", Tag.UPDATE)  # the update service's trace lines are logged
+DRAIN_S = 2.0  # at stop: time for queued records to leave before the box restarts
+
+
+class LogService:
+    def __init__(
+        self,
+        host: Callable[[], str],
+        cf_volume: Callable[[], CfVolume | None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.host = host
+        self.cf_volume = cf_volume
+        self.clock = clock
+        self._senders: dict[str, Sender] = {}
+        self._values: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def configure(self, values: Mapping[str, Mapping[str, Any]]) -> None:
+        """Start, replace or stop each module's sender to match `values[module]`."""
+        with self._lock:
+            for module in LOG_MODULES:
+                new = dict(values.get(module, {}))
+                if new == self._values.get(module):
+                    continue
+                old = self._senders.pop(module, None)
+                if old is not None:
+                    old.stop()
+                self._values[module] = new
+                target = make_target(module, new, self.cf_volume) if new else None
+                if target is not None:
+                    self._senders[module] = Sender(target)
+
+    def log(self, text: str) -> None:
+        record = LogRecord(self.clock(), self.host(), text)
+        with self._lock:
+            senders = list(self._senders.values())
+        for sender in senders:
+            sender.log(record)
+
+    def info(self, module: str) -> str:
+        """`mod cmd LOG0 info`: the target and its counters, as XML."""
+        with self._lock:
+            sender = self._senders.get(module)
+            kind = str(self._values.get(module, {}).get("type", "off"))
+        attrs = {"module": module, "type": kind}
+        if sender is not None:
+            s = sender.stats
+            attrs.update(
+                target=sender.target.name,
+                state="up" if s.up else "down",
+                queued=str(sender.queued),
+                sent=str(s.sent),
+                dropped=str(s.dropped),
+                failures=str(s.failures),
+                error=s.last_error,
+            )
+        info = ET.Element("info")
+        ET.SubElement(info, "log", attrs)
+        return ET.tostring(info, encoding="unicode")
+
+    def sender(self, module: str) -> Sender | None:
+        with self._lock:
+            return self._senders.get(module)
+
+    def stop(self, drain_s: float = DRAIN_S) -> None:
+        """Let queued records go out (briefly), then stop every sender."""
+        with self._lock:
+            senders, self._senders = list(self._senders.values()), {}
+            self._values = {}
+        deadline = time.monotonic() + drain_s
+        for sender in senders:
+            if sender.stats.up:  # a target that is down would only use up the time
+                sender.drain(max(0.0, deadline - time.monotonic()))
+            sender.stop()
+
+
+def event_text(event: Event) -> str | None:
+    """The log line of a box event, or None for events that are not logged."""
+    if isinstance(event, ConfigChanged):
+        return event.request or None
+    if isinstance(event, ConfigWritten):
+        n = event.objects
+        return f"config {event.how}: {n} saved object{'s' if n != 1 else ''}"
+    if isinstance(event, ConfigActivated):
+        pending = f", needs reset: {' '.join(event.pending)}" if event.pending else ""
+        return f"config activate{pending}"
+    if isinstance(event, RestartRequested):
+        return f"{event.kind}" if event.kind != "reboot" else "reboot (watchdog trap)"
+    if isinstance(event, AddressChanged):
+        return f"{event.port} IP address {event.address or 'lost'}"
+    if isinstance(event, LinkChanged):
+        return f"{event.port} link {'up' if event.up else 'down'}"
+    if isinstance(event, Crashed):
+        return f"restart after a crash: {event.reason}"
+    if isinstance(event, Traced) and event.line.startswith(UPDATE_PREFIX):
+        return event.line[len(UPDATE_PREFIX) :]  # UP0/UP1: firmware and script updates
+    return None
+
+
+def _log_values(box: Box) -> dict[str, dict[str, Any]]:
+    return {m: {a.name: box.active.value(m, a.name) for a in MODULES[m].args} for m in LOG_MODULES}
+
+
+class LoggingService(BaseService):
+    """LOG0/LOG1 as a service of the box: configured from the active config, fed by the
+    box's events; `cf_volume` is the CF card for LOCAL (the CF service's)."""
+
+    name = "logging"
+    config_modules: tuple[str, ...] = LOG_MODULES
+
+    def __init__(self, cf_volume: Callable[[], CfVolume | None]) -> None:
+        self.cf_volume = cf_volume
+        self.log: LogService | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def start(self, box: Box) -> None:
+        self.log = LogService(lambda: box.name, self.cf_volume)
+        self.log.configure(_log_values(box))
+        self._unsubscribe = box.events.subscribe(self._on_event)
+        self.log.log(f"boot {box.version_line()}")
+
+    def _on_event(self, event: Event) -> None:
+        text = event_text(event)
+        if text is not None and self.log is not None:
+            self.log.log(text)
+
+    def apply(self, box: Box, activation: Activation) -> list[str]:
+        if self.log is not None:
+            self.log.configure(_log_values(box))
+        return []
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.log is not None:
+            self.log.stop()
+
+    def _info(self, module: str) -> Callable[[Box, list[str]], str]:
+        def info(box: Box, args: list[str]) -> str:
+            if self.log is None:
+                raise ModCmdError(f"{module}: the logging service is not running")
+            return self.log.info(module)
+
+        return info
+
+    def commands(self) -> list[Command]:
+        return [
+            Command(m, "info", "log target, state, queued/sent/dropped counts (XML)", self._info(m))
+            for m in LOG_MODULES
+        ]

@@ -1,0 +1,165 @@
+"""Crashes caught for real: an exception in a thread, a fatal signal in a child process
+(faulthandler into the dump image), the runtime dying; each leaves its dump."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.hal.block import FileBlockDevice
+from appliance.services.crashdump import (
+    Condition,
+    CrashDump,
+    DumpKind,
+    format_dump,
+    read_dump,
+    read_fault_area,
+)
+from appliance.services.crashwatch import (
+    CrashWatch,
+    DumpContext,
+    collect,
+    died_reason,
+    record_died,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def context() -> DumpContext:
+    return DumpContext(
+        version="16r1sr1",
+        build=1601001,
+        bootcode_build=1601000,
+        hw="IPVA-hosted",
+        booted_at=time.monotonic() - 12.5,
+        trace_tail=lambda: ["0:0000:030:4 - config: 2 saved objects loaded"],
+        saved_config=lambda: ("config change SYS0 /name lab7\n", 2),
+        memory=lambda: (205_810_048, 268_435_456),
+    )
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Path:
+    path = tmp_path / "dump.img"
+    with path.open("wb") as f:
+        f.truncate(4 << 20)
+    return path
+
+
+def test_collect_has_every_thread_and_the_box_figures() -> None:
+    gate = threading.Event()
+    t = threading.Thread(target=gate.wait, name="console-ttyS0", daemon=True)
+    t.start()
+    try:
+        dump = collect(context(), DumpKind.REBOOT, "watchdog trap (reboot command)")
+    finally:
+        gate.set()
+    names = {s.name for s in dump.threads}
+    assert {"MainThread", "console-ttyS0"} <= names
+    waiting = next(s for s in dump.threads if s.name == "console-ttyS0")
+    assert waiting.frames[-1].function == "wait"
+    assert dump.uptime_ms >= 12_500 and dump.config_objects == 2
+    assert len(dump.config_digest) == 64 and dump.memory.usable == 205_810_048
+    assert dump.memory.rss > 0 and dump.memory.available > 0
+    assert dump.trace == ("0:0000:030:4 - config: 2 saved objects loaded",)
+
+
+def test_unhandled_exception_in_a_thread_leaves_a_dump(disk: Path) -> None:
+    crashes: list[CrashDump] = []
+    traced: list[str] = []
+    with FileBlockDevice(disk) as dev:
+        watch = CrashWatch(
+            dev, context(), device_path=str(disk), on_crash=crashes.append, trace=traced.append
+        )
+        watch.arm()
+        try:
+
+            def serve_http() -> None:
+                {}["no such key"]
+
+            t = threading.Thread(target=serve_http, name="http-server")
+            t.start()
+            t.join()
+        finally:
+            watch.disarm()
+        reading = read_dump(dev)
+    assert reading.condition is Condition.VALID and reading.dump is not None
+    d = reading.dump
+    assert d.kind is DumpKind.EXCEPTION
+    assert d.reason == "unhandled exception in thread http-server: KeyError: 'no such key'"
+    crashed = [s for s in d.threads if s.crashed]
+    assert [s.name for s in crashed] == ["http-server"]
+    assert crashed[0].frames[-1].function == "serve_http"
+    assert "KeyError: 'no such key'" in d.exception
+    assert crashes == [d] and traced == [d.reason]
+    assert threading.excepthook is not watch._thread_hook  # disarm restored the hook
+
+
+def test_fatal_signal_lands_in_the_fault_area_and_becomes_a_dump_at_boot(disk: Path) -> None:
+    child = textwrap.dedent(
+        f"""
+        import os, signal, threading, time
+        from appliance.hal.block import FileBlockDevice
+        from appliance.services.crashwatch import CrashWatch
+        from tests.unit.test_services_crashwatch import context
+        dev = FileBlockDevice({str(disk)!r})
+        watch = CrashWatch(dev, context(), device_path={str(disk)!r}, on_crash=print,
+                           trace=print)
+        watch.arm()
+        watch.mirror_trace(["0:0000:030:4 - boot line", "0:0000:030:4 - just before"])
+        threading.Thread(target=time.sleep, args=(30,), name="worker", daemon=True).start()
+        def poke_the_driver():
+            os.kill(os.getpid(), signal.SIGSEGV)
+        poke_the_driver()
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True)
+    assert proc.returncode == -11, proc.stderr
+    with FileBlockDevice(disk) as dev:
+        fault = read_fault_area(dev)
+        assert fault is not None and "poke_the_driver" in fault[1]
+        assert record_died(dev, 139) is None  # the signal's text says more; boot collects it
+        watch = CrashWatch(dev, context(), device_path=None, on_crash=print, trace=print)
+        dump = watch.collect_fault()
+        assert dump is not None and dump.reason == "Fatal Python error: Segmentation fault"
+        watch.arm()  # the next boot re-arms: the text is gone, the dump stays
+        assert read_fault_area(dev) is None
+        reading = read_dump(dev)
+    assert reading.condition is Condition.VALID and reading.dump is not None
+    assert reading.dump.kind is DumpKind.SIGNAL and reading.dump.version == "16r1sr1"
+    assert reading.dump.trace == ("0:0000:030:4 - boot line", "0:0000:030:4 - just before")
+    text = format_dump(reading)
+    assert "fatal signal (faulthandler):" in text and "line 13 in poke_the_driver" in text
+
+
+def test_runtime_death_leaves_a_dump_unless_the_boot_wrote_one(disk: Path) -> None:
+    with FileBlockDevice(disk) as dev:
+        watch = CrashWatch(dev, context(), device_path=None, on_crash=print, trace=print)
+        watch.arm()
+        dump = record_died(dev, 137)
+        assert dump is not None and dump.reason == "runtime died: killed by SIGKILL"
+        assert dump.version == "16r1sr1" and read_dump(dev).dump == dump
+        watch.arm()  # a new boot; it crashes with an exception dump, then the process ends
+        time.sleep(1.1)  # the dump's time must be at or after the arming boot's second
+        watch.crash(DumpKind.EXCEPTION, "unhandled exception in thread x: ValueError: v")
+        assert record_died(dev, 1) is None
+        assert read_dump(dev).dump.kind is DumpKind.EXCEPTION  # type: ignore[union-attr]
+    assert died_reason(1) == "runtime died: exit status 1"
+    assert died_reason(134) == "runtime died: killed by SIGABRT"
+
+
+def test_died_entry_point_usage() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "died", "nonsense"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "usage:" in proc.stderr
