@@ -1,154 +1,63 @@
-"""The boot sequence, the same in the VM and hosted, and the runtime that restarts it.
+"""The boot: detect the platform, run it. The same sequence in the VM and hosted.
 
-`boot_box()` is a flat list of steps: trace the CPU and memory, open the disks, mount the
-flash, report a crash record, load the saved config, bring up the network (if the platform
-has one). `run()` boots, then serves the shell on every console of the platform (one thread
-each) until all consoles reach end of input. `reset`/`reboot` call `platform.restart(kind)`
-if the platform has it (the VM reboots for real), else restart in-process: close the disks,
-boot again from them, keep serving the same consoles.
+`boot_box(platform, trace, services)` is flat: every service probes the hardware (CPU,
+memory, NICs: appliance/services/__init__.py has the ordered list), the platform opens the
+disks and says where it found them, the box is made, then every service starts in order
+(flash, identity line, crash report, saved config, clock, addresses). `run()` boots, then
+serves the shell on every console of the platform (one thread each) until all consoles
+reach end of input. `reset`/`reboot` call `platform.restart(kind)`: the VM reboots for real;
+hosted it returns and the runtime restarts in-process (closes the disks, boots again from
+them, keeps serving the same consoles).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
 
 from appliance.box import Box, close_disks
-from appliance.hal import memory
-from appliance.hal.block import BlockDevice
-from appliance.hal.platform import Console, DiskRole, HaltError, Platform, detect_platform
-from appliance.services.crashdump import read_crash_record, write_crash_record
+from appliance.events import Event, RestartRequested
+from appliance.hal.platform import Platform, detect_platform
+from appliance.hal.types import Console, DiskRole, HaltError
+from appliance.service import Service
+from appliance.services import Mount, boot_services, mount_real_flash
+from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
 from appliance.shell.session import serve_console
 from appliance.version import PRODUCT
 
-# mount function: (flash disk, ram bytes, trace) -> Flash; tests may pass their own
-Mount = Callable[[BlockDevice, int, Callable[[str], None]], Any]
-
-TRACE_BOOT = 30  # module tag of the boot trace lines (`0:0000:030:4 - …`)
-TRACE_FLASH = 81  # as FLASHDIR's lines on the box (`0:0000:081:4 - start flashdir …`)
 HALTED = "error: the box has stopped, see the message above; nothing was done"
 
 
-def format_trace(text: str, tag: int = TRACE_BOOT) -> str:
-    return f"0:0000:{tag:03d}:4 - {text}"
-
-
-def mount_real_flash(dev: BlockDevice, ram_bytes: int, trace: Callable[[str], None]) -> Any:
-    from appliance.flash import mount_flash
-
-    return mount_flash(dev, ram_bytes=ram_bytes, trace=trace)
-
-
-# --- the steps -------------------------------------------------------------------------
-
-
-def trace_platform(platform: Platform, trace: Callable[[str], None]) -> memory.MemoryInfo:
-    """CPU brand, `mem(…)`, DRAM, the 3 GiB cap and vCPU warnings; too little RAM stops.
-
-    Returns the memory figures: the flash is sized from the same numbers the trace shows."""
-    trace(platform.cpu_brand())
-    info = platform.memory_info()
-    for line in memory.trace_lines(info):
-        trace(line)
-    memory.check_enough(info)
-    cpu = getattr(platform, "cpu", None)
-    if cpu is not None:
-        from appliance.hal.cpu import trace_lines
-
-        for line in trace_lines(cpu()):
-            trace(line)
-    return info
-
-
-def find_nics(platform: Platform, trace: Callable[..., None]) -> Any | None:
-    """ETH0/ETH1 by PCI id on platforms with NICs (the VM); `NIC unavailable!` stops."""
-    if not hasattr(platform, "ports"):
-        return None
-    from appliance.services.network import Network
-
-    network = Network(platform)  # type: ignore[arg-type]
-    network.find(trace)
-    return network
-
-
-def trace_disks(platform: Platform, trace: Callable[..., None]) -> None:
-    for line in getattr(platform, "disk_lines", list)():
-        trace(line)
-
-
-def mount_flash_disk(
-    dev: BlockDevice, ram_bytes: int, trace: Callable[..., None], mount: Mount
-) -> Any | None:
-    """The flash, or None: the box still boots (factory config, `config write` refused)
-    and keeps the device, so `mod cmd FLASHMAN0 reset all` can format it."""
-    try:
-        return mount(dev, ram_bytes, lambda s: trace(s, TRACE_FLASH))
-    except ImportError as e:
-        trace(f"flash: FLASHMAN could not be loaded ({e}); config write is off", TRACE_FLASH)
-    except Exception as e:  # FlashError, WrongDiskError …: say it, boot on without flash
-        trace(f"flash: {e}; config write is off until the flash disk is fixed", TRACE_FLASH)
-    return None
-
-
-def report_crash(box: Box) -> None:
-    """A `reboot` (or a crash) left a record on the dump disk: show it once, keep it."""
-    dump = box.disks.get(DiskRole.DUMP)
-    record = read_crash_record(dump) if dump is not None else None
-    if record is None or record.reported:
-        return
-    box.trace(f"restart after a crash: {record.reason} (firmware {record.version})")
-    write_crash_record(dump, dataclasses.replace(record, reported=True))
-
-
-def load_config(box: Box) -> None:
-    box.load_saved()
-    n = len(box.saved.objects)
-    box.trace(f"config: {n} saved object{'s' if n != 1 else ''} loaded")
-
-
-def start_timekeeping(box: Box) -> None:
-    """The VM keeps time from the platform's perf counter (hal.timekeeping); the policy
-    for a missing one is TIME0 /perfcounter. Hosted runs on the host's clock."""
-    cpu = getattr(box.platform, "cpu", None)
-    if cpu is None:
-        return
-    from appliance.hal.timekeeping import Policy
-    from appliance.hal.timekeeping import start_timekeeping as start
-
-    policy = Policy(str(box.active.value("TIME0", "perfcounter")))
-    box.timekeeping = start(policy, cpu().flags, box.trace)  # type: ignore[attr-defined]
-
-
-def start_network(box: Box, network: Any | None) -> None:
-    """Platforms with a NIC (the VM) configure it from the active config; hosted has none."""
-    box.network = network  # type: ignore[attr-defined]  # for mod cmd ETH0/ETH1
-    if network is not None:
-        network.configure(box)
-
-
-def boot_box(platform: Platform, trace: Callable[..., None], mount: Mount) -> Box:
-    from appliance.services import hardware as _hardware  # noqa: F401 - registers mod cmds
-
-    info = trace_platform(platform, trace)
-    network = find_nics(platform, trace)
+def boot_box(platform: Platform, buffer: TraceBuffer, services: Sequence[Service]) -> Box:
+    """Probe, open the disks, make the box, start the services; a HaltError (missing disk,
+    NIC unavailable!, strict perfcounter …) ends this boot with nothing left open."""
+    for service in services:
+        service.probe(platform, buffer)
     disks = platform.open_disks()
+    box: Box | None = None
     try:
-        trace_disks(platform, trace)
+        for line in platform.disk_lines():
+            buffer(line)
         # FLASHDIR is sized from the box's usable RAM (hal.memory: capped at 3 GiB)
-        ram = info.usable
-        flash = mount_flash_disk(disks[DiskRole.FLASH], ram, trace, mount)
-        box = Box(platform, disks, flash, trace, flash_device=disks[DiskRole.FLASH], ram_bytes=ram)
-        trace(f"{PRODUCT} {box.version_line()}")
-        report_crash(box)
-        load_config(box)
-        start_timekeeping(box)
-        start_network(box, network)
-    except BaseException:  # a HaltError (strict perfcounter …) ends this boot: free the disks
-        close_disks(disks)
+        ram = platform.memory_info().usable
+        box = Box(
+            platform,
+            disks,
+            None,
+            buffer,
+            flash_device=disks[DiskRole.FLASH],
+            ram_bytes=ram,
+            services=services,
+        )
+        for service in services:
+            service.start(box)
+    except BaseException:
+        if box is not None:
+            box.close()  # stops what started, closes the disks
+        else:
+            close_disks(disks)
         raise
     return box
 
@@ -162,10 +71,12 @@ class Runtime:
     `_lock` is the one lock that makes consoles take turns: a command, an overlong-line
     refusal and a restart each hold it, so no console sees a half-restarted box."""
 
-    def __init__(self, platform: Platform, *, newline: bytes = b"\r\n", mount: Mount | None = None):
+    def __init__(
+        self, platform: Platform, *, newline: bytes | None = None, mount: Mount | None = None
+    ) -> None:
         self.platform = platform
         self.consoles = platform.consoles()
-        self.newline = newline
+        self.newline = newline if newline is not None else platform.newline
         self.mount = mount or mount_real_flash
         self.box: Box | None = None
         self.shell: Shell | None = None
@@ -176,20 +87,30 @@ class Runtime:
         self.stopped = threading.Event()
         self._serving = 0
 
-    def trace(self, text: str, tag: int = TRACE_BOOT) -> None:
-        data = (format_trace(text, tag)).encode("ascii", "backslashreplace") + self.newline
+    def mirror(self, line: str) -> None:
+        """A trace line to every console, as the box shows its trace."""
+        data = line.encode("ascii", "backslashreplace") + self.newline
         for console in self.consoles:
             console.write(data)
 
     def boot(self) -> bool:
+        trace = TraceBuffer(self.mirror)  # a new buffer each boot, as the box's RAM
         try:
-            self.box = boot_box(self.platform, self.trace, self.mount)
+            self.box = boot_box(self.platform, trace, boot_services(self.mount))
         except HaltError as e:  # missing disk, NIC unavailable!, perfcounter (strict) …
             if not e.shown:
-                self.trace(str(e))
+                trace(str(e))
             return False
         self.shell = Shell(self.box)
+        self.box.events.subscribe(self._on_event)
         return True
+
+    def _on_event(self, event: Event) -> None:
+        """A reset/reboot requested from elsewhere than a console line (the web UI …) is
+        carried out too: a thread waits for the lock (the command that asked finishes
+        first) and settles. A console's own request is settled by whichever comes first."""
+        if isinstance(event, RestartRequested):
+            threading.Thread(target=self.settle, name="restart", daemon=True).start()
 
     def execute(self, line: str) -> str:
         with self._lock:
@@ -214,10 +135,8 @@ class Runtime:
                 return False
             if self.box is None or self.box.restart_request is None:
                 return True
-            kind = self.box.restart_request
-            restart = getattr(self.platform, "restart", None)
-            if restart is not None:
-                restart(kind)  # the VM restarts for real and does not come back here
+            # the VM restarts for real and does not come back here; hosted returns
+            self.platform.restart(self.box.restart_request)
             self.box.close()
             self.box, self.shell = None, None
             if not self.boot():
@@ -267,36 +186,29 @@ class Runtime:
 def run(
     platform: Platform,
     *,
-    newline: bytes = b"\r\n",
-    ctrl_d_ends: bool = False,
+    newline: bytes | None = None,
+    ctrl_d_ends: bool | None = None,
     mount: Mount | None = None,
 ) -> int:
-    """Boot and serve every console until all of them reach end of input; exit status."""
+    """Boot and serve every console until all of them reach end of input; exit status.
+    newline/ctrl_d_ends: the platform's console discipline unless given."""
     runtime = Runtime(platform, newline=newline, mount=mount)
-    if not runtime.boot():
-        halt = getattr(platform, "halt", None)
-        if halt is not None:  # the VM stops with the message on screen, no reboot loop
-            halt()
-        return 1
-    runtime.serve_consoles(ctrl_d_ends=ctrl_d_ends)
-    runtime.close()
+    ends = platform.ctrl_d_ends if ctrl_d_ends is None else ctrl_d_ends
+    with platform.attached():  # hosted on a terminal: raw mode, restored on the way out
+        if not runtime.boot():
+            platform.halt()  # the VM stops with the message on screen, no reboot loop
+            return 1
+        runtime.serve_consoles(ctrl_d_ends=ends)
+        runtime.close()
     if runtime.halted:
-        halt = getattr(platform, "halt", None)
-        if halt is not None:  # as after a failed first boot: stop with the message shown
-            halt()
+        platform.halt()  # as after a failed first boot: stop with the message shown
         return 1
     return 0
 
 
 def main() -> int:
     """Entry point in the guest (`IPVA_PLATFORM=vm`) and for `python -m appliance`."""
-    platform = detect_platform()
-    if platform.name == "hosted":  # terminal handling (raw mode, transcript) lives there
-        from appliance.hosted import run_hosted
-
-        directory = platform.directory  # type: ignore[attr-defined]
-        return run_hosted(directory, sys.stdin.buffer, sys.stdout.buffer)
-    return run(platform)
+    return run(detect_platform())
 
 
 if __name__ == "__main__":

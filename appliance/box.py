@@ -1,4 +1,4 @@
-"""The running box: platform, disks, flash, the three configs, identity, restart requests.
+"""The running box: platform, disks, flash, the three configs, identity, trace, services.
 
 Configs (see appliance/config/model.py):
     running  what `config change/add/rem` edited           (lost on reset unless written)
@@ -7,13 +7,33 @@ Configs (see appliance/config/model.py):
 
 Every method either completes or raises BoxError with nothing changed: the console shell
 turns that into one line and carries on.
+
+What services, commands and the web UI read from a box (all declared in __init__):
+    platform: Platform              the hardware (appliance/hal/platform.py)
+    disks: dict[DiskRole, BlockDevice]
+    flash: Flash | None             the mounted flash (None: not usable, see the boot trace)
+    flash_device: BlockDevice | None    the flash disk even when the mount failed
+    ram_bytes: int                  the usable RAM the flash is sized from
+    trace: TraceBuffer              call it to trace; .text() is the buffer (/log.txt)
+    events: Events                  subscribe to ConfigWritten, AddressChanged … (events.py)
+    services: tuple[Service, ...]   in boot order
+    commands: CommandTable          their `mod cmd` commands
+    version, build, bootcode_build, hw, name     identity; version_line()
+    running, active, saved: Config
+    reset_required: list[str]       what `config activate` could not apply live, until reset
+    addresses: dict[str, str]       "ETH0" → "10.0.2.15/24 (dhcp)", kept by the network service
+    restart_request: RestartKind | None
+Methods: change(op), activate(), write(), unwritten(), factory_reset(), backup_text(),
+restore_text(text), check_admin(user, password), uptime_ms(), request_reset(),
+request_reboot(), close().
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from appliance.config import (
     Activation,
@@ -29,12 +49,28 @@ from appliance.config import (
     make_backup,
     parse_backup,
 )
+from appliance.config.types import check_password
+from appliance.events import (
+    ConfigActivated,
+    ConfigChanged,
+    ConfigWritten,
+    Events,
+    RestartRequested,
+)
 from appliance.hal.block import BlockDevice
-from appliance.hal.platform import DiskRole, Platform
+from appliance.hal.types import DiskRole, RestartKind
+from appliance.modcmd import CommandTable
 from appliance.services.crashdump import CrashInfo, write_crash_record
+from appliance.services.trace import TraceBuffer
 from appliance.version import BUILD, FIRMWARE_VERSION, PRODUCT
 
-Trace = Callable[[str], None]
+if TYPE_CHECKING:
+    from appliance.flash import Flash, Vars
+    from appliance.hal.platform import Platform
+    from appliance.service import Service
+
+# ADMIN0 /pwd empty: the factory password, as innovaphone boxes ("ip" + the model)
+FACTORY_PASSWORD = "ipva"
 
 
 class BoxError(Exception):
@@ -69,30 +105,36 @@ class Box:
         self,
         platform: Platform,
         disks: Mapping[DiskRole, BlockDevice],
-        flash: Any | None,
-        trace: Trace,
+        flash: Flash | None,
+        trace: TraceBuffer,
         *,
         saved: Config | None = None,
         flash_device: BlockDevice | None = None,
         ram_bytes: int | None = None,
+        services: Sequence[Service] = (),
     ) -> None:
         self.platform = platform
-        self.disks = dict(disks)
+        self.disks: dict[DiskRole, BlockDevice] = dict(disks)
         self.flash = flash  # appliance.flash.Flash, or None if the flash disk is unusable
         # kept even when the mount failed: `mod cmd FLASHMAN0 reset all` formats it and
-        # sets self.flash (appliance/flash/commands.py), so a junk disk can be repaired
+        # sets self.flash (appliance/services/flash.py), so a junk disk can be repaired
         self.flash_device = flash_device if flash_device is not None else disks.get(DiskRole.FLASH)
         # the usable RAM the flash is sized from (FLASHDIR's share), as at mount time
         self.ram_bytes = ram_bytes if ram_bytes is not None else platform.memory_info().usable
         self.trace = trace
+        self.events: Events = trace.events
+        self.services: tuple[Service, ...] = tuple(services)
+        self.commands = CommandTable(c for s in self.services for c in s.commands())
         self.version = FIRMWARE_VERSION
         self.build = BUILD
-        self.bootcode_build: int = getattr(platform, "bootcode_build", BUILD)
+        self.bootcode_build: int = platform.bootcode_build
         self.booted_at = time.monotonic()
         self.saved = saved if saved is not None else Config.factory()
         self.running = self.saved
         self.active = self.saved
-        self.restart_request: str | None = None  # "reset" | "reboot"
+        self.reset_required: list[str] = []
+        self.addresses: dict[str, str] = {}
+        self.restart_request: RestartKind | None = None
 
     # identity ------------------------------------------------------------------------
     @property
@@ -101,7 +143,7 @@ class Box:
 
     @property
     def hw(self) -> str:
-        return getattr(self.platform, "hw_id", f"{PRODUCT}-{self.platform.name}")
+        return self.platform.hw_id
 
     def version_line(self) -> str:
         return (
@@ -109,21 +151,40 @@ class Box:
             f"HW[{self.hw}]"
         )
 
+    def uptime_ms(self) -> int:
+        return int((time.monotonic() - self.booted_at) * 1000)
+
+    def check_admin(self, user: str, password: str) -> bool:
+        """The active ADMIN0 account: /user and /pwd (its hash; empty: FACTORY_PASSWORD)."""
+        if user != str(self.active.value("ADMIN0", "user")):
+            return False
+        stored = str(self.active.value("ADMIN0", "pwd"))
+        return check_password(stored, password) if stored else password == FACTORY_PASSWORD
+
     # config --------------------------------------------------------------------------
     def change(self, op: Op) -> str:
         """`config change|add|rem`: edits the running config only."""
         self.running, message = apply_op(self.running, op)
+        self.events.emit(ConfigChanged(message))
         return message
 
     def activate(self) -> Activation:
+        """Move the live-applicable changes to the active config and let every service
+        apply its part; `pending` (also kept in reset_required) is what needs a reset."""
         result = activate(self.running, self.active)
         self.active = result.active
+        pending = list(result.pending)
+        for service in self.services:
+            pending += [p for p in service.apply(self, result) if p not in pending]
+        result = dataclasses.replace(result, pending=pending)
+        self.reset_required += [p for p in pending if p not in self.reset_required]
+        self.events.emit(ConfigActivated(tuple(result.applied), tuple(pending)))
         return result
 
     def unwritten(self) -> int:
         return diff_count(self.running, self.saved)
 
-    def _vars(self) -> Any:
+    def _vars(self) -> Vars:
         if self.flash is None:
             raise BoxError(
                 "no flash: the flash disk (IDE 1:0) is not mounted, see the boot trace; "
@@ -131,23 +192,24 @@ class Box:
             )
         return self.flash.vars
 
-    def _store(self, config: Config) -> None:
+    def _store(self, config: Config, how: str) -> None:
         vars = self._vars()
         try:
             vars.commit(commit_changes(list(vars.keys()), config))  # one atomic commit
         except Exception as e:  # FlashError family; the old saved config is still intact
             raise BoxError(f"config write failed, saved config unchanged: {e}") from e
         self.saved = config
+        self.events.emit(ConfigWritten(len(config.objects), how))
 
     def write(self) -> str:
         """`config write`: the running config becomes the saved one, in one VARS commit."""
-        self._store(self.running)
+        self._store(self.running, "write")
         n = len(self.saved.objects)
         return f"config written to flash ({n} object{'s' if n != 1 else ''})"
 
     def factory_reset(self) -> None:
         """Forget the saved config (one commit); running/active follow at the next reset."""
-        self._store(Config.factory())
+        self._store(Config.factory(), "factory-reset")
 
     def backup_header(self) -> BackupHeader:
         return BackupHeader(self.version, self.build, self.bootcode_build, self.hw)
@@ -181,9 +243,10 @@ class Box:
                 backup.extra_at, (x.split(" ", 5) for x in backup.extra), strict=True
             )
         ]
-        self._store(backup.config)  # BoxError: saved config unchanged
+        self._store(backup.config, "restore")  # BoxError: saved config unchanged
         for at, item_id, attrs in items:
             try:
+                assert self.flash is not None  # checked above: items need the flash
                 self.flash.flashdir.put(item_id, attrs)
             except Exception as e:  # FlashFullError, OSError …: say what is stored
                 raise PartialRestoreError(at, e) from e
@@ -197,7 +260,8 @@ class Box:
 
     # restarts ------------------------------------------------------------------------
     def request_reset(self) -> None:
-        self.restart_request = "reset"
+        self.restart_request = RestartKind.RESET
+        self.events.emit(RestartRequested(RestartKind.RESET))
 
     def request_reboot(self) -> None:
         """Forced watchdog trap: leave a crash record, as an unsolicited trap would."""
@@ -208,7 +272,7 @@ class Box:
                     dump,
                     CrashInfo(
                         time=int(time.time()),
-                        uptime_ms=int((time.monotonic() - self.booted_at) * 1000),
+                        uptime_ms=self.uptime_ms(),
                         build=self.build,
                         version=self.version,
                         reason="watchdog trap (reboot command)",
@@ -217,18 +281,22 @@ class Box:
                 )
             except (OSError, ValueError) as e:
                 self.trace(f"reboot: no crash record written: {e}")
-        self.restart_request = "reboot"
+        self.restart_request = RestartKind.REBOOT
+        self.events.emit(RestartRequested(RestartKind.REBOOT))
 
     def close(self) -> None:
+        """Stop the services (reverse boot order), then close the disks."""
+        for service in reversed(self.services):
+            try:
+                service.stop()
+            except Exception as e:  # stopping must go on: the disks must be closed
+                self.trace(f"{service.name}: stop failed: {type(e).__name__}: {e}")
         close_disks(self.disks)
 
 
 def close_disks(disks: Mapping[DiskRole, BlockDevice]) -> None:
-    """Close what can be closed (files; in-memory test disks have no close)."""
     for dev in disks.values():
-        close = getattr(dev, "close", None)
-        if close:
-            close()
+        dev.close()
 
 
 __all__ = ["Box", "BoxError", "PartialRestoreError", "RestoreError", "close_disks"]

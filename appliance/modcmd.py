@@ -1,42 +1,55 @@
-"""`mod cmd <MODULE> <cmd> [args]`: the registry of module commands.
+"""`mod cmd <MODULE> <cmd> [args]`: module commands, declared by the services that own them.
 
-Each module (FLASHMAN0, FLASHDIR0, CPU, ETH0 …) registers its commands here where it is
-defined; the shell only dispatches. A handler gets the running box and the argument words and
-returns the text the console prints (the real box answers in its own formats, often XML).
+A service lists its commands (`Service.commands()`, see appliance/service.py); the box builds
+one CommandTable from its services at boot, so `help mod` and `mod cmd` offer the same
+modules on every platform (a module whose hardware is absent answers so). The shell only
+dispatches. A handler gets the box and the argument words and returns the text the console
+prints (the real box answers in its own formats, often XML: see appliance/xmltext.py); it
+raises ModCmdError with a message for the console to refuse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-Handler = Callable[[Any, list[str]], str]
+if TYPE_CHECKING:  # the box holds the table; handlers are typed against it
+    from appliance.box import Box
 
-_COMMANDS: dict[tuple[str, str], tuple[Handler, str]] = {}
+Handler = Callable[["Box", list[str]], str]
 
 
 class ModCmdError(Exception):
     """A module command was refused; the message is shown on the console as is."""
 
 
-def register(module: str, command: str, help: str = "") -> Callable[[Handler], Handler]:
-    """Decorator: `@register("FLASHMAN0", "info", "segment usage per owner")`."""
-
-    def deco(fn: Handler) -> Handler:
-        _COMMANDS[(module.upper(), command.lower())] = (fn, help)
-        return fn
-
-    return deco
+@dataclass(frozen=True)
+class Command:
+    module: str  # "FLASHMAN0", "ETH0", "TRACE" …
+    name: str  # "info", "reset" …
+    help: str
+    run: Handler
 
 
-def lookup(module: str, command: str) -> Handler | None:
-    entry = _COMMANDS.get((module.upper(), command.lower()))
-    return entry[0] if entry else None
+class CommandTable:
+    """The module commands of one box, in the order the services declared them."""
 
+    def __init__(self, commands: Iterable[Command] = ()) -> None:
+        self._commands: dict[tuple[str, str], Command] = {}
+        for c in commands:
+            key = (c.module.upper(), c.name.lower())
+            if key in self._commands:
+                raise ValueError(f"mod cmd {c.module} {c.name} declared twice")
+            self._commands[key] = c
 
-def modules() -> dict[str, dict[str, str]]:
-    """Module → {command: help}, for `help` and error messages."""
-    out: dict[str, dict[str, str]] = {}
-    for (mod, cmd), (_fn, hlp) in sorted(_COMMANDS.items()):
-        out.setdefault(mod, {})[cmd] = hlp
-    return out
+    def lookup(self, module: str, command: str) -> Handler | None:
+        entry = self._commands.get((module.upper(), command.lower()))
+        return entry.run if entry else None
+
+    def modules(self) -> dict[str, dict[str, str]]:
+        """Module → {command: help}, sorted, for `help mod` and error messages."""
+        out: dict[str, dict[str, str]] = {}
+        for (mod, cmd), c in sorted(self._commands.items()):
+            out.setdefault(mod, {})[cmd] = c.help
+        return out

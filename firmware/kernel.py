@@ -21,11 +21,20 @@ from elftools.elf.elffile import ELFFile
 
 from firmware.run import ToolError, run
 
-# What every target's virtual hardware needs (DESIGN.md "The guest").
+# What every target's virtual hardware needs (DESIGN.md "The guest"), checked against what
+# each importer creates by default from our packages:
+#   VMware OVF import / ovftool   IDE (PIIX4: ata_piix), PCnet "vlance" (pcnet32)
+#   Proxmox VE OVA import         SCSI on the default controller LSI 53C895A (sym53c8xx; the
+#                                 importer never sets scsihw), NIC e1000 (its fallback model)
+#   Proxmox install script        VirtIO SCSI single (virtio_scsi), VirtIO net
+#   Hyper-V Gen1 import/script    IDE (ata_piix), legacy NIC = DEC 21140 (tulip)
+#   libvirt XML / virt-install    IDE + PCnet, or the VirtIO variant: virtio-scsi + virtio-net
 WANTED_MODULES = (
-    # disks: IDE (VMware, Hyper-V Gen1) and VirtIO SCSI (Proxmox)
-    "ata_piix", "ata_generic", "sd_mod", "virtio_pci", "virtio_scsi",
-    # NICs: PCnet "vlance" (VMware), virtio-net (Proxmox), 21140 (Hyper-V legacy), e1000, vmxnet3
+    # disks: IDE (VMware, Hyper-V Gen1, libvirt), VirtIO SCSI (Proxmox script, libvirt
+    # VirtIO), LSI 53C895A (Proxmox OVA import)
+    "ata_piix", "ata_generic", "sd_mod", "virtio_pci", "virtio_scsi", "sym53c8xx",
+    # NICs: PCnet "vlance" (VMware, libvirt), virtio-net (Proxmox script, libvirt VirtIO), 21140
+    # (Hyper-V legacy), e1000 (Proxmox OVA import), vmxnet3
     "pcnet32", "virtio_net", "tulip", "e1000", "vmxnet3",
     # file systems: FAT boot partition (vfat needs an NLS), firmware payload on a loop device
     "vfat", "nls_ascii", "nls_cp437", "squashfs", "loop",

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from firmware.run import run
@@ -48,7 +49,9 @@ for src, cfile, dfile in json.load(sys.stdin):
 """
 
 
-def _compile_tree(src: Path, dst: Path, guest_dir: str, drop: set[str] = frozenset()) -> None:
+def _compile_tree(
+    src: Path, dst: Path, guest_dir: str, drop: AbstractSet[str] = frozenset()
+) -> None:
     """Copy a Python tree as sourceless .pyc files (legacy layout, next to where .py was)."""
     jobs = []
     for path in sorted(src.rglob("*")):

@@ -43,8 +43,10 @@ class BuildSettings:
     )
     mac: str | None = field(default=None, metadata={"help": "Static MAC (00:90:33:…)."})
     targets: tuple[str, ...] = field(default=ALL_TARGETS, metadata={"help": "Packages."})
-    vmx_version: int = field(default=10, metadata={"help": "VMware hardware version."})
-    manifest_sha1: bool = field(default=False, metadata={"help": "SHA1 OVA manifest."})
+    vmx_version: int = field(
+        default=7,
+        metadata={"help": "VMware hardware version (7: vSphere 4.0 to 8, Workstation 6.5+)."},
+    )
 
     def __post_init__(self) -> None:
         if not 64 <= self.flash_mib <= 512:

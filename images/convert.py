@@ -63,11 +63,13 @@ def make_vmdk_sparse(raw: Path, out: Path, seed: str) -> Path:
         ]
         + [out, str(disk_size(raw))]
     )
+    # the descriptor as created: qemu's CID update during the convert can leave stray bytes
+    descriptor = vmdk.descriptor_area(out)
     run(
         ["qemu-img", "convert", "-q", "-n", "--target-is-zero", "-f", "raw", "-O", "vmdk", raw, out]
     )
     cid = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "little") or 1
-    vmdk.set_descriptor_cid(out, cid)
+    vmdk.set_descriptor_cid(out, cid, template=descriptor)
     return out
 
 

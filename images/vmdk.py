@@ -431,14 +431,35 @@ def read_descriptor(path: Path) -> dict[str, str]:
 _CID_RE = re.compile(rb"^CID=[0-9a-fA-F]{1,8}$", re.MULTILINE)
 
 
-def set_descriptor_cid(path: Path, cid: int) -> None:
-    """Replace the CID in an embedded descriptor in place (qemu-img picks a random one)."""
+def descriptor_area(path: Path) -> bytes:
+    """The raw embedded-descriptor sectors of a hosted sparse VMDK, NUL padding included."""
+    with path.open("rb") as fh:
+        hdr = parse_header(fh.read(SECTOR))
+        if not hdr["descriptor_size"]:
+            raise VmdkError(f"{path}: no embedded descriptor")
+        fh.seek(hdr["descriptor_offset"] * SECTOR)
+        return fh.read(hdr["descriptor_size"] * SECTOR)
+
+
+def set_descriptor_cid(path: Path, cid: int, template: bytes | None = None) -> None:
+    """Replace the CID in an embedded descriptor in place (qemu-img picks a random one).
+
+    `template`: the descriptor area to write instead of the current one. qemu rewrites the
+    CID on its first write to an image and, when the new random CID has fewer hex digits,
+    leaves the old text's last bytes behind the string's NUL: passing the area as it was
+    right after `qemu-img create` keeps those leftovers out of the file."""
     with path.open("r+b") as fh:
         hdr = parse_header(fh.read(SECTOR))
         if not hdr["descriptor_size"]:
             raise VmdkError(f"{path}: no embedded descriptor")
         fh.seek(hdr["descriptor_offset"] * SECTOR)
         text = fh.read(hdr["descriptor_size"] * SECTOR)
+        if template is not None:
+            if len(template) != len(text):
+                raise VmdkError(
+                    f"{path}: descriptor template is {len(template)} bytes, not {len(text)}"
+                )
+            text = template
         new, n = _CID_RE.subn(f"CID={cid:08x}".encode(), text, count=1)
         if n != 1:
             raise VmdkError(f"{path}: descriptor has no CID line")

@@ -50,7 +50,7 @@ def settings_from_options(opts: dict[str, object]) -> BuildSettings:
         else tuple(t.strip() for t in targets.split(",") if t.strip())
     )  # fmt: skip
     # the seed: a 512 MiB flash needs 3072 MiB RAM (the flash is held 3 times at start-up)
-    if values["flash_mib"] > 64 and values["ram_mib"] == 256:
+    if int(str(values["flash_mib"])) > 64 and values["ram_mib"] == 256:
         values["ram_mib"] = 3072
     if values["mac"] is not None:
         values["mac"] = str(values["mac"]).lower()
@@ -65,7 +65,8 @@ def _step(name: str) -> Iterator[None]:
     click.echo(f"  done in {time.monotonic() - t0:.1f} s")
 
 
-def _human(n: int) -> str:
+def _human(size: int) -> str:
+    n = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -87,10 +88,10 @@ def build_command(**opts: object) -> None:
     t0 = time.monotonic()
     result = build(settings, _step, note=lambda text: click.echo(f"    {text}"))
     click.echo(f"\nBuilt in {time.monotonic() - t0:.1f} s into {settings.out_dir}/:")
-    sums = dict(
-        reversed(line.split("  ", 1))
-        for line in (settings.out_dir / "SHA256SUMS").read_text().splitlines()
-    )
+    sums: dict[str, str] = {}
+    for line in (settings.out_dir / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        sums[name] = digest
     rows = [
         (
             str(p.relative_to(settings.out_dir)),

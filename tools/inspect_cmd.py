@@ -1,7 +1,9 @@
 """`ipva inspect PACKAGE`: validate a package offline and print its layout.
 
 Accepts what `ipva build` writes: an OVA, the OVF zip, the Hyper-V zip, and the vmware/,
-proxmox/ and libvirt/ directories. Checks structure, manifest, schema and disk formats.
+proxmox/ and libvirt/ directories. Checks structure, manifest, schema and disk formats, and
+shows what each importer will make of the package (tools.import_views), warning where a disk
+would be lost or the guest would find no driver.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import click
 from firmware.run import ToolError, run
 from images import convert, vhdx, vmdk
 from images.archive import extract_plain_files, file_digest
+from tools import import_views
 
 OVF_NS = {
     "ovf": "http://schemas.dmtf.org/ovf/envelope/1",
@@ -27,7 +30,6 @@ OVF_NS = {
 }
 MANIFEST_RE = re.compile(r"^(SHA256|SHA1)\(([^()\s]+)\)= ([0-9a-f]+)$")
 DISK_FORMATS = {".vmdk": "vmdk", ".qcow2": "qcow2", ".vhdx": "vhdx"}
-RESOURCE_NAMES = {3: "cpu", 4: "memory", 5: "ide", 6: "scsi", 10: "ethernet", 17: "disk"}
 
 
 def find_ovf_schema() -> Path | None:
@@ -43,10 +45,16 @@ def find_ovf_schema() -> Path | None:
 class Report:
     checks: list[tuple[bool, str]] = field(default_factory=list)
     layout: list[str] = field(default_factory=list)
+    views: list[import_views.View] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)  # disk file name → virtual size
 
     def check(self, ok: bool, what: str) -> bool:
         self.checks.append((ok, what))
         return ok
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for v in self.views for w in v.warnings]
 
     @property
     def ok(self) -> bool:
@@ -72,6 +80,7 @@ def inspect_disk(report: Report, path: Path, label: str | None = None) -> None:
     if not report.check(info.get("format") == fmt, f"{label}: format {info.get('format')}"):
         return
     size = info["virtual-size"]
+    report.sizes[path.name] = size
     extra = ""
     if fmt == "vmdk":
         create_type = vmdk.read_descriptor(path).get("createType", "?")
@@ -132,39 +141,11 @@ def _validate_ovf(report: Report, ovf_bytes: bytes, name: str):
     return doc
 
 
-def _ovf_layout(report: Report, doc) -> list[str]:
-    """Print the virtual hardware; return the References hrefs in order."""
-    ns = OVF_NS
-    hrefs = [f.get(f"{{{ns['ovf']}}}href") for f in doc.findall("ovf:References/ovf:File", ns)]
-    items = doc.findall(".//ovf:VirtualHardwareSection/ovf:Item", ns)
-    by_id = {i.findtext("rasd:InstanceID", namespaces=ns): i for i in items}
-    vtype = doc.findtext(".//ovf:System/{*}VirtualSystemType", namespaces=ns)
-    report.layout.append(f"  virtual system {vtype}")
-    for item in items:
-        rtype = int(item.findtext("rasd:ResourceType", namespaces=ns) or 0)
-        kind = RESOURCE_NAMES.get(rtype, f"type {rtype}")
-        name = item.findtext("rasd:ElementName", namespaces=ns)
-        if kind == "disk":
-            parent = by_id.get(item.findtext("rasd:Parent", namespaces=ns))
-            ctl = "?"
-            if parent is not None:
-                ptype = RESOURCE_NAMES.get(int(parent.findtext("rasd:ResourceType", namespaces=ns)))
-                ctl = f"{ptype}{parent.findtext('rasd:Address', namespaces=ns)}"
-            pos = item.findtext("rasd:AddressOnParent", namespaces=ns)
-            res = item.findtext("rasd:HostResource", namespaces=ns)
-            report.layout.append(f"  {name}: {ctl}:{pos} {res}")
-        elif kind in ("cpu", "memory"):
-            qty = item.findtext("rasd:VirtualQuantity", namespaces=ns)
-            unit = item.findtext("rasd:AllocationUnits", namespaces=ns)
-            report.layout.append(f"  {kind}: {qty} ({unit})")
-        elif kind == "ethernet":
-            sub = item.findtext("rasd:ResourceSubType", namespaces=ns)
-            mac = item.findtext("rasd:Address", namespaces=ns) or "generated MAC"
-            report.layout.append(f"  {name}: {sub}, {mac}")
-    for el in doc.findall(".//vmw:ExtraConfig", ns) + doc.findall(".//vmw:Config", ns):
-        key, value = el.get(f"{{{ns['vmw']}}}key"), el.get(f"{{{ns['vmw']}}}value")
-        report.layout.append(f"  vmw: {key} = {value}")
-    return hrefs
+def _ovf_hrefs(doc) -> list[str]:
+    """The References hrefs in order (the hardware is shown by the import views)."""
+    return [
+        f.get(f"{{{OVF_NS['ovf']}}}href") for f in doc.findall("ovf:References/ovf:File", OVF_NS)
+    ]
 
 
 def inspect_ova(report: Report, path: Path) -> None:
@@ -184,13 +165,19 @@ def inspect_ova(report: Report, path: Path) -> None:
             f"member order starts .ovf, .mf: {names[:2]}",
         ):
             return
-        extract_plain_files(tar, tmp)
+        extract_plain_files(tar, Path(tmp))
         ovf_path = Path(tmp, names[0])
         doc = _validate_ovf(report, ovf_path.read_bytes(), names[0])
         if doc is None:
             return
-        hrefs = _ovf_layout(report, doc)
+        hrefs = _ovf_hrefs(doc)
         report.check(names[2:] == hrefs, f"disks follow in References order: {names[2:]}")
+        first = (Path(tmp) / names[1]).read_text().partition("(")[0]
+        ovf_bytes = ovf_path.read_bytes()
+        report.views += [
+            import_views.vmware_view(ovf_bytes, first),
+            import_views.proxmox_view(ovf_bytes),
+        ]
         sizes = {
             f.get(f"{{{OVF_NS['ovf']}}}href"): int(f.get(f"{{{OVF_NS['ovf']}}}size", "-1"))
             for f in doc.findall("ovf:References/ovf:File", OVF_NS)
@@ -210,7 +197,7 @@ def _check_manifest(report: Report, root: Path, mf: str, expected: list[str]) ->
     listed = []
     for line in (root / mf).read_text().splitlines():
         m = MANIFEST_RE.match(line)
-        if not report.check(m is not None, f"{mf}: line syntax {line[:40]!r}"):
+        if not report.check(m is not None, f"{mf}: line syntax {line[:40]!r}") or m is None:
             continue
         algo, name, digest = m.groups()
         listed.append(name)
@@ -236,28 +223,29 @@ def inspect_zip(report: Report, path: Path) -> None:
             want = {"hd-boot.vhdx", "hd-cf.vhdx", "hd-flash.vhdx", "hd-dump.vhdx"}
             report.check(want <= set(names), "Hyper-V zip has the four VHDX")
             report.check("Import-IPVA.ps1" in names, "Hyper-V zip has Import-IPVA.ps1")
+            files = {n: Path(tmp, n) for n in names}
+            report.views.append(import_views.hyperv_view(files, report.sizes))
 
 
 def inspect_dir(report: Report, path: Path) -> None:
     report.layout.append(f"{path}/: directory")
-    for p in sorted(path.iterdir()):
+    entries = sorted(path.iterdir())
+    for p in entries:
         if p.suffix in DISK_FORMATS:
             inspect_disk(report, p)
-        elif p.suffix == ".xml":
-            if convert_tool_available("virt-xml-validate"):
-                _check_tool(report, f"{p.name}: virt-xml-validate", ["virt-xml-validate", p])
+    for p in entries:
+        if p.suffix == ".xml":
+            # a real validator, not a skip: ./dev installs libvirt-clients
+            _check_tool(report, f"{p.name}: virt-xml-validate", ["virt-xml-validate", p, "domain"])
             report.layout.append(f"  {p.name}: libvirt domain")
+            report.views.append(import_views.libvirt_view(p, report.sizes))
         elif p.suffix == ".vmx":
             inspect_vmx(report, p)
         elif p.suffix == ".sh":
             _check_tool(report, f"{p.name}: bash -n", ["bash", "-n", p])
             report.layout.append(f"  {p.name}: install script")
-
-
-def convert_tool_available(name: str) -> bool:
-    import shutil
-
-    return shutil.which(name) is not None
+            if "qm create" in p.read_text():
+                report.views.append(import_views.proxmox_script_view(p))
 
 
 def inspect_vmx(report: Report, path: Path) -> None:
@@ -275,6 +263,7 @@ def inspect_vmx(report: Report, path: Path) -> None:
             report.check((path.parent / value).is_file(), f"{path.name}: {key} {value} exists")
             report.layout.append(f"  {key.split('.')[0]}: {value}")
     report.layout.append(f"  {path.name}: NIC {cfg.get('ethernet0.virtualDev')}")
+    report.views.append(import_views.vmx_view(cfg, path.parent))
 
 
 def inspect_package(path: Path) -> Report:
@@ -303,11 +292,20 @@ def inspect(package: Path, quiet: bool) -> None:
     if not quiet:
         for line in report.layout:
             click.echo(line)
+        for view in report.views:
+            click.echo(f"{view.title}:")
+            for line in view.lines:
+                click.echo(f"  {line}")
         click.echo("checks:")
     for ok, what in report.checks:
         if not ok or not quiet:
             click.echo(f"  {'ok  ' if ok else 'FAIL'} {what}")
+    for warning in report.warnings:
+        click.echo(f"  WARN {warning}")
     failed = sum(1 for ok, _ in report.checks if not ok)
-    click.echo(f"{package.name}: {'OK' if report.ok else f'{failed} check(s) failed'}")
+    verdict = "OK" if report.ok else f"{failed} check(s) failed"
+    if report.warnings:
+        verdict += f", {len(report.warnings)} warning(s)"
+    click.echo(f"{package.name}: {verdict}")
     if not report.ok:
         raise SystemExit(1)

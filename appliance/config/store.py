@@ -124,8 +124,8 @@ def parse_backup(text: str, check_extra: Callable[[str], str | None] | None = No
     try:
         text.encode("ascii")
     except UnicodeEncodeError as e:
-        line = text[: e.start].count("\n") + 1
-        raise RestoreError(line, "non-ASCII character: a backup file is plain ASCII") from None
+        at = text[: e.start].count("\n") + 1
+        raise RestoreError(at, "non-ASCII character: a backup file is plain ASCII") from None
     lines = text.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -1,13 +1,13 @@
 """The flash disk: FLASHMAN0 (segments) with VARS (config) and FLASHDIR0 (objects) on top.
 
-`mount_flash()` is what the boot sequence calls; the module commands register on import.
+`mount_flash()` is what the flash service (appliance/services/flash.py) calls; its
+`mod cmd FLASHMAN0/FLASHDIR0` commands are declared there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.flash import commands as _commands  # noqa: F401 - registers mod cmds
 from appliance.flash.flashdir import FlashDir, FlashDirError
 from appliance.flash.flashman import (
     FlashError,

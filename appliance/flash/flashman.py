@@ -24,51 +24,17 @@ grouped into transactions. The rules (DESIGN.md "Flash"):
 - The mount builds the values; the key -> segment map that only writes need (compaction)
   is built on first use, like the live byte count.
 
-Sizes (from the seed, ipva-concept.wiki)
-----------------------------------------
-- Segment 64 KiB. A blank disk is formatted with a 64 MiB flash area (1024 segments; the
-  100 MB disk exists only because VMware cannot make smaller disks); ``reset all`` formats the
-  whole disk, at most 512 MiB (8192 segments).
-- ``RESERVE`` = 113 segments (or a ninth of a small flash) belong to no owner's maximum; they
-  are FLASHMAN's spare and compaction headroom. With VARS' configured 10 this makes the
-  FLASHDIR request on a standard 64 MiB flash 1024 - 113 - 10 = 901, the seed's
-  ``fdir: segments=901->224(14.0MB)``. (The seed's 512 MiB example shows ``configured 8079``
-  = 8192 - 113, i.e. without VARS' 10; we keep one rule and get 8069 there.)
-- RAM rule: the seed says the flash content is held three times in RAM at start-up
-  (flash manager, flash directory, PBX), so FLASHDIR is granted
-  ``(ram - RAM_BASE) // (3 * 64 KiB) - VARS maximum`` segments at most, where
-  ``RAM_BASE`` = 18 MiB is what the runtime needs for itself. With the seed's
-  ``mem(64946176)=61.93MB`` this gives (64946176 - 18 MiB) // 192 KiB - 10 = 224 -> the
-  seed's ``901->224(14.0MB)``; the full 901 needs >= 188.6 MiB, i.e. a 192 MB VM after the
-  VMM's share, matching "900 segments at 192MB or more". An owner that already owns more
-  segments than granted (RAM was reduced) keeps all its data but cannot grow.
-
-``mod cmd FLASHMAN0 info`` — what each number means
----------------------------------------------------
-``segments=N, segment-size=0x10000 (64k)``: N = segments in the flash area (all owners, free
-and reserve). (The seed's line shows 675 next to an owner maximum of 8079 segments, so its N
-cannot be the area size of that box; we show the area size.) Then one line per owner::
-
-    LDAP - used Uk avail Ak owned Ok (segments S) maximum Mk (segments E, configured C)
-
-- used U: segment headers + live records of the owner, KiB rounded up;
-- avail A: unwritten bytes in the owner's head segment, KiB rounded down (the last
-  ``SEAL_RESERVE`` = 1 KiB of it is kept for the segment's seal); owned - used - avail is
-  dirty space (and seals) that compaction reclaims;
-- owned O / segments S: segments the owner holds, O = S * 64;
-- configured C: the owner's configured maximum in segments (VARS 10; LDAP what the flash
-  size leaves, see above); segments E: the effective maximum after the RAM rule (= C for
-  VARS); maximum M = E * 64.
+The pieces: limits.py (sizes and how the area is shared out, the errors), segments.py (the
+in-memory segments and owner logs), replay.py (the mount: reading, seal or scan, replaying
+the committed transactions), seals.py (sealing finished segments), info.py (`mod cmd
+FLASHMAN0 info`). This module is the allocator and the transactions on top of them.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import repeat
+from collections.abc import Callable, Iterable, Iterator
 
 from appliance.flash.format import (
     FLAG_DELETE,
@@ -79,192 +45,53 @@ from appliance.flash.format import (
     MAX_PAYLOAD,
     OWNER_FREE,
     OWNER_LDAP,
-    OWNER_NAMES,
     OWNER_VARS,
-    RECORD_ALIGN,
-    RECORD_HEADER_SIZE,
     SEAL_RESERVE,
-    SEGMENT_SIZE,
     Header,
     Record,
-    SegmentIndex,
     SegmentScan,
     build_header,
     build_record,
-    build_seal,
     parse_header,
-    read_seal,
     record_size,
-    recover_identity,
     scan_records,
 )
+from appliance.flash.info import format_info
+from appliance.flash.limits import (
+    MAX_AREA,
+    MIN_SEGMENTS,
+    SEG,
+    SPARE,
+    STANDARD_AREA,
+    USABLE,
+    FlashError,
+    FlashFullError,
+    KiB,
+    Limits,
+    MiB,
+    WrongDiskError,
+    plan_limits,
+)
+from appliance.flash.replay import read_and_scan, rebuild
+from appliance.flash.seals import seal_behind
+from appliance.flash.segments import Owner, Segment, fits_at
 from appliance.hal.block import BlockDevice
 
-KiB = 1024
-MiB = 1024 * KiB
-SEG = SEGMENT_SIZE
-USABLE = SEG - HEADER_AREA
-STANDARD_AREA = 64 * MiB
-MAX_AREA = 512 * MiB
-MIN_SEGMENTS = 16
-RESERVE = 113
-VARS_CONFIGURED = 10
-RAM_BASE = 18 * MiB
-RAM_COPIES = 3
-SPARE = 1
-_READ_CHUNK = 64  # segments per sequential read at mount (4 MiB)
-_RSZ = RECORD_HEADER_SIZE + RECORD_ALIGN - 1  # record_size(), inlined for the mount
-_RMASK = ~(RECORD_ALIGN - 1)
-SEALS_PER_COMMIT = 4  # at most this many old segments get their seal after one commit
-
-
-def _fits_at(end: int, size: int) -> bool:
-    """A record of `size` bytes may go at `end` of a segment: SEAL_RESERVE stays free for the
-    seal, except for a segment's first record (a maximum-size record must fit somewhere)."""
-    return end + size <= SEG - SEAL_RESERVE or (end == HEADER_AREA and end + size <= SEG)
-
+# the names other modules and tools know from here
+__all__ = [
+    "SEG",
+    "FlashError",
+    "FlashFullError",
+    "FlashMan",
+    "KiB",
+    "Limits",
+    "MiB",
+    "Trace",
+    "WrongDiskError",
+    "plan_limits",
+]
 
 Trace = Callable[[str], None]
-
-
-class FlashError(Exception):
-    """Base of the flash errors; the message is fit for the console."""
-
-
-class WrongDiskError(FlashError):
-    """The flash disk holds something that is neither blank nor FLASHMAN."""
-
-
-class FlashFullError(FlashError):
-    """An owner cannot take more data; nothing stored before is lost."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How the flash area is shared out (see the module docstring)."""
-
-    segments: int
-    reserve: int
-    vars_configured: int
-    ldap_configured: int
-    ldap_granted: int
-
-
-def plan_limits(segments: int, ram_bytes: int) -> Limits:
-    reserve = max(2, min(RESERVE, segments // 9))
-    vars_conf = VARS_CONFIGURED
-    ldap_conf = max(1, segments - reserve - vars_conf)
-    by_ram = (ram_bytes - RAM_BASE) // (RAM_COPIES * SEG) - vars_conf
-    return Limits(segments, reserve, vars_conf, ldap_conf, max(1, min(ldap_conf, by_ram)))
-
-
-@dataclass(eq=False)
-class Segment:
-    index: int
-    owner: int = OWNER_FREE
-    seq: int = 0
-    erase_count: int = 0
-    end: int = HEADER_AREA  # append position
-    sealed: bool = False  # has a seal, or will never get one (no room): do not try again
-    _nlive: int = 0
-    _lazy: Owner | None = None  # the owner whose `loc` (and so our nlive) is not built yet
-
-    @property
-    def nlive(self) -> int:
-        """Live records in this segment (a cross-check for compaction)."""
-        if self._lazy is not None:
-            self._lazy.loc  # noqa: B018 - builds the location map and every nlive
-        return self._nlive
-
-    @nlive.setter
-    def nlive(self, value: int) -> None:
-        if self._lazy is not None:
-            self._lazy.loc  # noqa: B018 - the counts of the other segments stay right
-            self._lazy = None  # (a segment freed since the mount is not cleared by that)
-        self._nlive = value
-
-
-# what the mount learnt about where keys live, replayed by Owner.loc on first use:
-# (segment, keys of a plain segment, None) or (segment, None, [(key, put?), ...])
-LocLog = list[tuple[Segment, Sequence[bytes] | None, list[tuple[bytes, bool]] | None]]
-
-
-@dataclass(eq=False)
-class Owner:
-    id: int
-    configured: int = 0
-    maximum: int = 0
-    segs: list[Segment] = field(default_factory=list)  # sequence order, head last
-    values: dict[bytes, bytes] = field(default_factory=dict)
-    base: int = 0
-    next_txn: int = 0
-    _live: int | None = 0  # bytes of live records, all segments; None: not yet counted
-    _loc: dict[bytes, Segment] | None = field(default_factory=dict)  # None: see _loc_log
-    _loc_log: LocLog = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return OWNER_NAMES[self.id]
-
-    @property
-    def loc(self) -> dict[bytes, Segment]:
-        """Key -> segment holding its live record. Only writes need it (compaction picks
-        the live records of a segment with it), so the mount leaves it to the first use:
-        a dict entry per key is a large part of the cost of mounting a full flash."""
-        if self._loc is None:
-            loc: dict[bytes, Segment] = {}
-            for seg, keys, ops in self._loc_log:
-                if ops is None:
-                    loc.update(dict.fromkeys(keys or (), seg))
-                    continue
-                for key, put in ops:
-                    if put:
-                        loc[key] = seg
-                    else:
-                        loc.pop(key, None)
-            counts = Counter(loc.values())
-            for seg, _keys, _ops in self._loc_log:  # (also segments freed since the mount)
-                seg._lazy = None
-            for s in self.segs:
-                s._lazy = None
-                s._nlive = counts.get(s, 0)
-            self._loc, self._loc_log = loc, []
-        return self._loc
-
-    @property
-    def live(self) -> int:
-        if self._live is None:  # counted on first use, not at boot: the mount stays fast
-            self._live = sum((_RSZ + len(k) + len(v)) & _RMASK for k, v in self.values.items())
-        return self._live
-
-    @live.setter
-    def live(self, value: int) -> None:
-        self._live = value
-
-
-class _Commits:
-    """Which txns of an owner's log are committed: those with a LAST record anywhere.
-
-    The LASTs of scanned segments go into a set; sealed segments are only asked about the
-    few txns that need it (a set of every txn would cost as much as the rest of the mount).
-    """
-
-    def __init__(self, ixs: Iterable[SegmentIndex]) -> None:
-        self.scanned: set[int] = set()
-        self.sealed: list[SegmentIndex] = []
-        self.known: dict[int, bool] = {}
-        for ix in ixs:
-            if ix.sealed:
-                self.sealed.append(ix)
-            else:
-                self.scanned.update(ix.last_txns())
-
-    def __call__(self, txn: int) -> bool:
-        if txn in self.scanned:
-            return True
-        if txn not in self.known:
-            self.known[txn] = any(txn in ix.last_txns() for ix in self.sealed)
-        return self.known[txn]
 
 
 def _ignore(_line: str) -> None:
@@ -370,118 +197,16 @@ class FlashMan:
                 seg.erase_count = max_ec
                 damaged.add(seg.index)
                 wanted.append(seg)
-        scans = self._read_and_scan(wanted, damaged)
-        self._rebuild(scans)
+        scans, recovered = read_and_scan(self.dev, wanted, damaged, self.epoch, self._report)
+        self.next_seq = max(self.next_seq, recovered + 1)
+        self._free = rebuild(
+            self.segments, self.owners, scans, self._scan, self._report, self.trace
+        )
         self._set_limits()
-
-    def _read_and_scan(self, wanted: list[Segment], damaged: set[int]) -> dict[int, SegmentIndex]:
-        """Read the wanted segments in long sequential runs and index them: from their seal
-        where it checks out, else by parsing every record."""
-        scans: dict[int, SegmentIndex] = {}
-        i = 0
-        while i < len(wanted):
-            j = i + 1
-            while (
-                j < len(wanted)
-                and j - i < _READ_CHUNK
-                and wanted[j].index == wanted[j - 1].index + 1
-            ):
-                j += 1
-            first = wanted[i].index
-            data = self.dev.read(first * SEG, (j - i) * SEG)
-            mv = memoryview(data)
-            for seg in wanted[i:j]:
-                off = (seg.index - first) * SEG
-                if seg.index in damaged:
-                    ident = recover_identity(data[off : off + SEG])
-                    if ident is None or ident[1] <= self.epoch:
-                        self._report(f"flashman: segment {seg.index}: header damaged, now free")
-                        continue
-                    seg.owner, seg.seq = ident
-                    self.next_seq = max(self.next_seq, seg.seq + 1)
-                    self._report(
-                        f"flashman: segment {seg.index}: header damaged, recovered as "
-                        f"{OWNER_NAMES[seg.owner]} seq {seg.seq}"
-                    )
-                ix = read_seal(mv[off : off + SEG], seg.owner, seg.seq)
-                if ix is None:
-                    sc = scan_records(data[off : off + SEG], seg.owner, seg.seq)
-                    ix = SegmentIndex.from_scan(sc)
-                seg.sealed = ix.sealed
-                scans[seg.index] = ix
-            i = j
-        return scans
 
     def _report(self, line: str) -> None:
         self.damage.append(line)
         self.trace(line)
-
-    def _rebuild(self, scans: dict[int, SegmentIndex]) -> None:
-        """Replay every owner's log: committed transactions only, obsolete segments skipped."""
-        for o in self.owners.values():
-            segs = sorted(
-                (s for s in self.segments if s.owner == o.id and s.index in scans),
-                key=lambda s: s.seq,
-            )
-            committed = _Commits([scans[s.index] for s in segs])
-            base = max((scans[s.index].base_max for s in segs), default=0)
-            max_txn = max((scans[s.index].txn_max for s in segs), default=-1)
-            o.base, o.next_txn = base, max_txn + 1
-            uncommitted: set[int] = set()
-            values = o.values
-            log: LocLog = []
-            for s in segs:
-                if s.seq < base:
-                    s.owner = OWNER_FREE
-                    continue
-                o.segs.append(s)
-                ix = scans[s.index]
-                pending = {t for t in ix.others if not committed(t)}
-                if pending and ix.txns is None:
-                    # a sealed segment with records of a torn transaction (left by a power
-                    # cut): the seal has no per-record txns, so parse the records
-                    ix = scans[s.index] = SegmentIndex.from_scan(self._scan(s))
-                    pending = {t for t in ix.others if not committed(t)}
-                s.end = ix.end
-                s._lazy = o
-                if not pending and ix.plain:
-                    # the common case, at C speed: plain committed puts
-                    values.update(zip(ix.keys, ix.values, strict=True))
-                    log.append((s, ix.keys, None))
-                    continue
-                uncommitted |= pending
-                ops: list[tuple[bytes, bool]] = []
-                txns = ix.txns if pending and ix.txns is not None else repeat(-1, len(ix.keys))
-                for flags, txn, key, value in zip(ix.flags, txns, ix.keys, ix.values, strict=True):
-                    if txn in pending or flags & FLAG_MARK:
-                        continue
-                    if flags & FLAG_DELETE:
-                        values.pop(key, None)
-                        ops.append((key, False))
-                    else:
-                        values[key] = value
-                        ops.append((key, True))
-                log.append((s, None, ops))
-            o._live = None
-            o._loc, o._loc_log = None, log
-            for s in o.segs:
-                for off, length in scans[s.index].damage:
-                    if s is o.segs[-1] and off + length >= s.end - 8:
-                        self._report(
-                            f"flashman: {o.name} segment {s.index}: uncommitted tail at "
-                            f"0x{off:x} ({length} bytes), ignored"
-                        )
-                    else:
-                        self._report(
-                            f"flashman: {o.name} segment {s.index}: damaged records at "
-                            f"0x{off:x} ({length} bytes) skipped"
-                        )
-            if uncommitted:
-                self.trace(
-                    f"flashman: {o.name}: {len(uncommitted)} uncommitted transaction(s) ignored"
-                )
-        self._free = [(s.erase_count, s.index) for s in self.segments if s.owner == OWNER_FREE]
-        heapq.heapify(self._free)
 
     @staticmethod
     def _apply(o: Owner, seg: Segment, flags: int, key: bytes, value: bytes, size: int) -> None:
@@ -580,7 +305,7 @@ class FlashMan:
         end = o.segs[-1].end if o.segs else SEG  # SEG: nothing fits, a new segment
         new = 0
         for sz in sizes:
-            if not _fits_at(end, sz):
+            if not fits_at(end, sz):
                 new += 1
                 end = HEADER_AREA
             end += sz
@@ -668,7 +393,7 @@ class FlashMan:
         n = len(entries)
         for i, (flags, key, value) in enumerate(entries):
             size = record_size(len(key), len(value))
-            if head is None or not _fits_at(head.end, size):
+            if head is None or not fits_at(head.end, size):
                 try:
                     head = self._new_segment(o, spare_ok=gc)
                 except FlashError:
@@ -694,11 +419,13 @@ class FlashMan:
         for seg, off, rec in placed[:-1]:
             if seg is not run_seg:
                 if run:
-                    self._write(run_seg.index * SEG + run_off, b"".join(run))  # type: ignore[union-attr]
+                    assert run_seg is not None  # a run always starts with its segment
+                    self._write(run_seg.index * SEG + run_off, b"".join(run))
                 run, run_seg, run_off = [], seg, off
             run.append(rec)
         if run:
-            self._write(run_seg.index * SEG + run_off, b"".join(run))  # type: ignore[union-attr]
+            assert run_seg is not None
+            self._write(run_seg.index * SEG + run_off, b"".join(run))
             self._flush()
         seg, off, rec = placed[-1]
         self._write(seg.index * SEG + off, rec)
@@ -722,27 +449,7 @@ class FlashMan:
                 else:
                     keep.append(s)
             o.segs = keep
-        self._seal_behind(o)
-
-    def _seal_behind(self, o: Owner) -> None:
-        """Seal the owner's finished segments (all but the head) that have no seal yet.
-
-        Runs after a commit, so a power cut here only loses (or tears) a seal: the mount
-        then scans that segment record by record, as without seals. The seal is built from
-        a fresh scan of the segment on disk, not from memory, so it describes exactly what
-        a scan would find (a segment with records from before the last mount included). Not
-        flushed: the next commit's flush makes it durable, and a lost seal costs nothing.
-        """
-        todo = [s for s in o.segs[:-1] if not s.sealed][:SEALS_PER_COMMIT]
-        for s in todo:
-            s.sealed = True  # sealed now, or no room: either way never try again
-            buf = self.dev.read(s.index * SEG, SEG)
-            sc = scan_records(buf, s.owner, s.seq)
-            rec = build_seal(buf, sc, s.owner, s.seq)
-            if sc.end < s.end or sc.end + len(rec) > SEG:
-                continue
-            self._write(s.index * SEG + sc.end, rec)
-            s.end = sc.end + len(rec)
+        seal_behind(o, self.dev.read, self._write)
 
     # ---- reading -------------------------------------------------------------------
 
@@ -753,19 +460,8 @@ class FlashMan:
         return self.owners[owner].values
 
     def info(self) -> str:
-        """`mod cmd FLASHMAN0 info`, in the seed's format."""
-        lines = [f"segments={len(self.segments)}, segment-size=0x{SEG:x} ({SEG // KiB}k)"]
-        for oid in (OWNER_LDAP, OWNER_VARS):
-            o = self.owners[oid]
-            n = len(o.segs)
-            used = math.ceil((n * HEADER_AREA + o.live) / KiB)
-            avail = (SEG - o.segs[-1].end) // KiB if o.segs else 0
-            lines.append(
-                f"{o.name} - used {used}k avail {avail}k owned {n * SEG // KiB}k "
-                f"(segments {n}) maximum {o.maximum * SEG // KiB}k "
-                f"(segments {o.maximum}, configured {o.configured})"
-            )
-        return "\n".join(lines)
+        """`mod cmd FLASHMAN0 info`, in the seed's format (info.py)."""
+        return format_info(len(self.segments), self.owners)
 
     def segment_table(self) -> Iterator[Segment]:
         return iter(self.segments)

@@ -63,8 +63,10 @@ of parsing every record. Its value (``SealValue``)::
   damaged range and padding before it). The mount trusts the index only if this matches.
 - ``count``: records indexed; ``txn_max``: their highest txn (0 if none); ``base_max``: the
   highest ``base`` of their LAST records.
-- ``index``: zlib of ``SealIndex``: ``fmt`` (a ``struct`` format that, unpacked at 0x80,
-  yields key, value, key, value, ... of every valid record), ``flags`` (one byte per record),
+- ``index``: zlib of ``SealIndex``: ``layout`` (per valid record from 0x80 on: the bytes to
+  skip before its key — its header and what lies between records —, its key length and its
+  value length; the mount turns it into one in-memory ``struct`` format that yields key,
+  value, key, value, ...), ``flags`` (one byte per record),
   ``lasts`` (txn of every LAST record, as differences to the previous one, mod 2**32),
   ``others`` (txns with records here whose LAST is not here), ``damage`` ((offset, length)
   of every range the scan reported as not a valid record).
@@ -103,7 +105,6 @@ from construct import (
     Int32ul,
     Padded,
     Padding,
-    PascalString,
     Prefixed,
     PrefixedArray,
     Struct,
@@ -408,7 +409,7 @@ def recover_identity(buf: bytes) -> tuple[int, int] | None:
 # ---- seals (format version 2) ------------------------------------------------------------
 
 SealIndex = Struct(
-    "fmt" / PascalString(Int32ul, "ascii"),
+    "layout" / PrefixedArray(Int32ul, Struct("skip" / Int32ul, "key" / Int32ul, "value" / Int32ul)),
     "flags" / Prefixed(Int32ul, GreedyBytes),
     "lasts" / PrefixedArray(Int32ul, Int32ul),  # differences, mod 2**32
     "others" / PrefixedArray(Int32ul, Int32ul),
@@ -488,16 +489,16 @@ class SegmentIndex:
 def build_seal(buf: bytes, sc: SegmentScan, owner: int, seq: int) -> bytes:
     """The seal record of a segment (`buf`, scanned as `sc`), to be written at `sc.end`."""
     at = sc.end
-    parts = []
+    layout = []
     prev = HEADER_AREA
     for off, key, value in zip(sc.offsets, sc.keys, sc.values, strict=True):
         start = off + RECORD_HEADER_SIZE
-        parts.append(f"{start - prev}x{len(key)}s{len(value)}s")
+        layout.append(dict(skip=start - prev, key=len(key), value=len(value)))
         prev = start + len(key) + len(value)
     lasts = [t for t, _b in sc.lasts]
     index = SealIndex.build(
         dict(
-            fmt="<" + "".join(parts),
+            layout=layout,
             flags=bytes(sc.flags),
             lasts=[(t - p) & _U32_MASK for p, t in zip([0, *lasts], lasts, strict=False)],
             others=sorted(set(sc.txns).difference(lasts)),
@@ -525,12 +526,23 @@ def build_seal(buf: bytes, sc: SegmentScan, owner: int, seq: int) -> bytes:
     return rec
 
 
-def _parse_seal_index(raw: bytes) -> tuple[str, bytes, bytes, list[int], list[tuple[int, int]]]:
+def layout_format(layout: Sequence[int]) -> str:
+    """The in-memory `struct` format of a seal's layout (skip, key, value, skip, …)."""
+    if len(layout) % 3:
+        raise ValueError("seal layout is not whole (skip, key, value) triples")
+    return "<" + ("%dx%ds%ds" * (len(layout) // 3)) % tuple(
+        layout
+    )  # one call: the mount's hot path
+
+
+def _parse_seal_index(
+    raw: bytes,
+) -> tuple[Sequence[int], bytes, bytes, list[int], list[tuple[int, int]]]:
     """SealIndex without construct (the mount's hot path; tested to agree with it):
-    (fmt, flags, lasts as encoded bytes, others, damage)."""
+    (layout as flat skip, key, value, …, flags, lasts as encoded bytes, others, damage)."""
     pos = 0
     out: list[bytes] = []
-    for width in (1, 1, 4, 4, 8):  # element sizes: fmt, flags, lasts, others, damage
+    for width in (12, 1, 4, 4, 8):  # element sizes: layout, flags, lasts, others, damage
         (n,) = _U32.unpack_from(raw, pos)
         pos += 4
         out.append(raw[pos : pos + n * width])
@@ -539,9 +551,13 @@ def _parse_seal_index(raw: bytes) -> tuple[str, bytes, bytes, list[int], list[tu
         pos += n * width
     if pos != len(raw):
         raise ValueError("seal index too long")
+    layout = array("I")
+    layout.frombytes(out[0])
+    if sys.byteorder == "big":
+        layout.byteswap()
     others = [t for (t,) in struct.iter_unpack("<I", out[3])]
     damage = list(struct.iter_unpack("<II", out[4]))
-    return out[0].decode("ascii"), out[1], out[2], others, damage
+    return layout, out[1], out[2], others, damage
 
 
 def read_seal(mv: memoryview, owner: int, seq: int) -> SegmentIndex | None:
@@ -572,7 +588,8 @@ def read_seal(mv: memoryview, owner: int, seq: int) -> SegmentIndex | None:
         return None  # the body changed since sealing: the full scan finds out what
     try:
         z = v + _SEAL_FIXED.size
-        fmt, fl, lasts, others, damage = _parse_seal_index(zlib.decompress(mv[z : z + zlen]))
+        layout, fl, lasts, others, damage = _parse_seal_index(zlib.decompress(mv[z : z + zlen]))
+        fmt = layout_format(layout)
         kv = struct.unpack_from(fmt, mv, HEADER_AREA)
     except (zlib.error, struct.error, ValueError):
         return None  # cannot happen for a seal we wrote (its CRC matched); be safe anyway

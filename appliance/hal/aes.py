@@ -181,7 +181,9 @@ def select_aes(cpu_flags: frozenset[str]) -> tuple[Aes, str]:
 # --- SRTP cost -------------------------------------------------------------------------
 
 
-def protect_packet(aes: Aes, rk: bytes, auth_key: bytes, header: bytes, payload: bytes, iv: int):  # type: ignore[no-untyped-def]
+def protect_packet(
+    aes: Aes, rk: bytes, auth_key: bytes, header: bytes, payload: bytes, iv: int
+) -> bytes:
     """AES-CM keystream XOR the payload, then the 80-bit HMAC-SHA1 tag (RFC 3711 shape)."""
     blocks = math.ceil(len(payload) / 16)
     counters = b"".join(((iv + i) & (2**128 - 1)).to_bytes(16, "big") for i in range(blocks))

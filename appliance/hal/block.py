@@ -25,6 +25,8 @@ class BlockDevice(Protocol):
 
     def flush(self) -> None: ...
 
+    def close(self) -> None: ...  # at shutdown and before an in-process restart
+
 
 class FileBlockDevice:
     """A disk backed by a file or a block special file (os.pread/pwrite, no buffering)."""
@@ -88,4 +90,7 @@ class MemoryBlockDevice:
         self.data[offset : offset + len(data)] = data
 
     def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass

@@ -5,7 +5,8 @@ says nothing. Its sysfs path does:
     …/ata2/host1/target1:0:1/1:0:1:0   → ATA port 2 (secondary channel), device 1 (slave)
     …/0000:00:05.0/virtio2/host2/target2:0:3/2:0:3:0   → virtio-scsi controller, target 3
 IDE position 0:0 boot, 0:1 CF, 1:0 flash, 1:1 dump (VMware, Hyper-V Gen1). On VirtIO SCSI
-(Proxmox) the disks come in order of controller PCI address, then target (0–3).
+(Proxmox) the disks come in order of controller PCI address, then target (0–3); on the LSI
+53C895A that Proxmox's OVA import creates, targets 0–3 of one controller.
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.hal.block import BlockDevice
-from appliance.hal.platform import DiskRole
+from appliance.hal.types import DiskRole
 
-IDE_ROLES = {(0, 0): DiskRole.BOOT, (0, 1): DiskRole.CF, (1, 0): DiskRole.FLASH,
-             (1, 1): DiskRole.DUMP}  # fmt: skip
+IDE_ROLES: dict[tuple[int | str, int], DiskRole] = {
+    (0, 0): DiskRole.BOOT, (0, 1): DiskRole.CF, (1, 0): DiskRole.FLASH, (1, 1): DiskRole.DUMP,
+}  # fmt: skip
 ROLE_ORDER = [DiskRole.BOOT, DiskRole.CF, DiskRole.FLASH, DiskRole.DUMP]
 
 _ATA_RE = re.compile(r"/(ata\d+)/host\d+/target\d+:\d+:(\d+)/")
 _PCI_ADDR = r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]"
 # …/<controller>/virtioN/hostH/targetH:C:T/H:C:T:L — Proxmox puts each disk at scsi-id 0 and
-# lun N, so the LUN counts too
-_SCSI_RE = re.compile(rf"/({_PCI_ADDR})/[^/]+/host\d+/target\d+:\d+:(\d+)/\d+:\d+:\d+:(\d+)/")
+# lun N, so the LUN counts too. A SCSI HBA that is itself the PCI function (LSI 53C895A,
+# Proxmox's default controller) has no virtioN step: …/<controller>/hostH/…
+_SCSI_RE = re.compile(rf"/({_PCI_ADDR})(?:/[^/]+)?/host\d+/target\d+:\d+:(\d+)/\d+:\d+:\d+:(\d+)/")
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def read_signature(dev: BlockDevice) -> Signature:
 def check_signatures(signatures: dict[DiskRole, Signature]) -> tuple[str | None, list[str]]:
     """(halt message or None, trace notes). Wrong order stops the box: formatting the
     'blank' flash there could destroy another role's data."""
-    notes = []
+    notes: list[str] = []
     for role, sig in signatures.items():
         if sig in ALLOWED[role]:
             continue

@@ -14,13 +14,11 @@ DRAM (the box's General/Info/DRAM) is `usable` truncated down to whole MB.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.hal.platform import HaltError
+from appliance.hal.types import RAM_CAP, HaltError, MemoryInfo, MiB
 
-MiB = 1 << 20
-RAM_CAP = 3 << 30  # the first 3 GiB
+__all__ = ["RAM_CAP", "MemoryInfo", "MiB", "NotEnoughMemoryError", "format_mem", "trace_lines"]
 # Below this the runtime cannot hold Python, the flash copies and its buffers: measured
 # under TCG, the runtime's RSS after boot is ~35 MiB on top of the kernel's share, and
 # MemTotal at 128 MiB is ~100 MiB. 64 MiB of MemTotal leaves room for a 64 MiB flash's copies.
@@ -29,23 +27,6 @@ MIN_TOTAL = 64 * MiB
 
 class NotEnoughMemoryError(HaltError):
     """Too little RAM: stop with what to do, rather than die of OOM later."""
-
-
-@dataclass(frozen=True)
-class MemoryInfo:
-    total: int  # MemTotal, bytes
-    given: int = 0  # e820 System RAM, bytes (0: unknown)
-
-    @property
-    def usable(self) -> int:
-        return min(self.total, RAM_CAP)
-
-    @property
-    def capped(self) -> bool:
-        return self.total > RAM_CAP or self.given > RAM_CAP
-
-    def dram_mb(self) -> int:
-        return self.usable // MiB
 
 
 def format_mem(n: int) -> str:
@@ -96,10 +77,11 @@ def read_memory_info(proc: Path = Path("/proc"), sys: Path = Path("/sys")) -> Me
         total = parse_meminfo((proc / "meminfo").read_text())
     except OSError:
         total = 0
-    entries = []
+    entries: list[tuple[str, str, str]] = []
     for d in sorted((sys / "firmware/memmap").glob("*")):
         try:
-            entries.append(tuple((d / f).read_text() for f in ("start", "end", "type")))
+            start, end, kind = ((d / f).read_text() for f in ("start", "end", "type"))
+            entries.append((start, end, kind))
         except OSError:
             continue
-    return MemoryInfo(total, parse_memmap(entries))  # type: ignore[arg-type]
+    return MemoryInfo(total, parse_memmap(entries))

@@ -17,6 +17,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 CHILD_TIMEOUT_S = 5.0
 
@@ -24,7 +25,8 @@ CHILD_TIMEOUT_S = 5.0
 class NativeCode:
     """Machine code mapped executable; `fn` is a ctypes function pointer to its start."""
 
-    def __init__(self, code: bytes, restype: object, *argtypes: object) -> None:
+    def __init__(self, code: bytes, restype: type[ctypes._SimpleCData[Any]] | None,
+                 *argtypes: type[ctypes._SimpleCData[Any]]) -> None:  # fmt: skip
         prot = mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
         self._map = mmap.mmap(-1, max(len(code), mmap.PAGESIZE), prot=prot)
         self._map.write(code)

@@ -1,174 +1,96 @@
-"""The platform the runtime runs on: inside the VM, or hosted on image files.
+"""The Platform interface: everything the boot and the services ask of the (virtual) hardware.
 
-`detect_platform()` is the one place that decides. Everything the runtime asks of the
-hardware goes through a Platform, so the boot sequence is the same code in both cases.
+Two implementations, each in its own module: hal.vm.VmPlatform (inside our guest, real
+devices under Debian's kernel) and hal.hosted.HostedPlatform (on the host, image files).
+`detect_platform()` is the one place that decides which runs. A capability a platform lacks
+is still declared: it answers with an empty list (NICs, disk lines), None (clock) or raises
+hal.types.Unavailable with a message for the console (format_cf, DHCP) — never sniffed for.
 """
 
 from __future__ import annotations
 
-import enum
 import os
-import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import Protocol
 
-from appliance.hal.block import BlockDevice, FileBlockDevice
-
-if TYPE_CHECKING:  # hal.memory imports HaltError from here
-    from appliance.hal.memory import MemoryInfo
-
-
-class DiskRole(enum.StrEnum):
-    """The four IDE disks of the box, by position (VMware/Hyper-V IDE; Proxmox SCSI 0-3)."""
-
-    BOOT = "boot"  # IDE 0:0 — syslinux, bootcode, IPVA.BIN
-    CF = "cf"  # IDE 0:1 — emulated compact flash
-    FLASH = "flash"  # IDE 1:0 — FLASHMAN0
-    DUMP = "dump"  # IDE 1:1 — crash dump
-
-    @property
-    def ide_position(self) -> str:
-        return {"boot": "0:0", "cf": "0:1", "flash": "1:0", "dump": "1:1"}[self.value]
-
-
-class HaltError(RuntimeError):
-    """The box cannot run on this virtual hardware: the boot shows the message and stops.
-
-    `shown`: the message (and its explanation) is already in the boot trace."""
-
-    def __init__(self, message: str, *, shown: bool = False) -> None:
-        super().__init__(message)
-        self.shown = shown
-
-
-class MissingDiskError(HaltError):
-    """A disk role has no disk; the message names the role and its position."""
-
-    def __init__(self, role: DiskRole, where: str | None = None) -> None:
-        super().__init__(
-            f"disk missing: {role.value} disk ({where or 'IDE ' + role.ide_position}): "
-            "the IPVA needs 4 virtual disks; power off and attach it"
-        )
-        self.role = role
-
-
-class NicConfigError(Exception):
-    """The kernel refused part of a NIC's static set-up; the message is `ip`'s own.
-
-    `what`: "address" (the interface has no address: link, flush or add failed) or
-    "route" (the address is set, the default route is not)."""
-
-    def __init__(self, what: str, message: str) -> None:
-        super().__init__(message)
-        self.what = what
-
-
-class Console(Protocol):
-    """A byte console (serial ttyS0, VGA tty1, or the host terminal)."""
-
-    name: str
-
-    def read(self, n: int = 1) -> bytes: ...  # blocks; b"" at end of input
-
-    def write(self, data: bytes) -> None: ...
-
-
-@dataclass
-class StreamConsole:
-    """A console on a pair of binary streams (a tty device, or stdin/stdout)."""
-
-    name: str
-    rfile: BinaryIO
-    wfile: BinaryIO
-
-    def read(self, n: int = 1) -> bytes:
-        return self.rfile.read(n)
-
-    def write(self, data: bytes) -> None:
-        self.wfile.write(data)
-        self.wfile.flush()
+from appliance.hal.block import BlockDevice
+from appliance.hal.cpu import CpuInfo
+from appliance.hal.nics import PciNic, Port
+from appliance.hal.timekeeping import Policy, Timekeeping
+from appliance.hal.types import Console, DiskRole, MemoryInfo, RestartKind
 
 
 class Platform(Protocol):
-    name: str  # "vm" or "hosted"
+    @property
+    def name(self) -> str: ...  # "vm" or "hosted"
 
-    def cpu_brand(self) -> str: ...
+    @property
+    def hw_id(self) -> str: ...  # HW[…] in the version line and the backup header
+
+    @property
+    def bootcode_build(self) -> int: ...  # Bootcode[…]: the bootcode that started the runtime
+
+    @property
+    def needs_nic(self) -> bool: ...  # True: no supported NIC stops the boot (NIC unavailable!)
+
+    @property
+    def newline(self) -> bytes: ...  # ends a console line: b"\r\n"; b"\n" to a pipe
+
+    @property
+    def ctrl_d_ends(self) -> bool: ...  # Ctrl-D on an empty line ends a session (host tty)
+
+    # --- CPU and memory
+    def cpu(self) -> CpuInfo: ...
+
+    def cpu_lines(self) -> list[str]: ...  # boot-trace warnings after the brand (vCPUs)
 
     def memory_info(self) -> MemoryInfo: ...  # the boot trace's mem(…), FLASHDIR sizing
 
-    def open_disks(self) -> dict[DiskRole, BlockDevice]: ...
+    # --- disks
+    def open_disks(self) -> dict[DiskRole, BlockDevice]: ...  # HaltError if one is missing
+
+    def disk_lines(self) -> list[str]: ...  # boot-trace lines: where each disk was found
+
+    def format_cf(self, dev: BlockDevice) -> str: ...  # Unavailable / OSError
+
+    # --- NICs: ETH0/ETH1 in PCI order; [] where there are none
+    def pci_nics(self) -> list[PciNic]: ...
+
+    def ports(self) -> list[Port]: ...
+
+    def start_dhcp(self, ifname: str) -> dict[str, str] | None: ...  # the lease, if one came
+
+    def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
+
+    # raises NicConfigError (ip's message) when the kernel refuses a step
+    def set_static(
+        self, ifname: str, addr: str | None, prefix: int, gateway: str | None
+    ) -> None: ...
+
+    def link_up(self, ifname: str) -> bool: ...  # carrier on the interface
+
+    # --- clock: the box's timekeeping (TIME0), or None where the host's clock is used
+    def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping | None: ...
+
+    # --- life cycle
+    def restart(self, kind: RestartKind) -> None: ...  # the VM reboots and never returns
+
+    def halt(self) -> None: ...  # after a fatal boot message; the VM stays there for good
 
     def consoles(self) -> list[Console]: ...
 
-
-def _cpuinfo_field(name: str) -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == name:
-                return value.strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def _memtotal_bytes() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-# sizes of the disks the hosted runtime creates when they are missing (sparse files)
-HOSTED_DISK_SIZES = {
-    DiskRole.BOOT: 64 << 20,
-    DiskRole.CF: 64 << 20,
-    DiskRole.FLASH: 100 << 20,  # the seed: VMware cannot make smaller disks
-    DiskRole.DUMP: 64 << 20,
-}
-
-
-@dataclass
-class HostedPlatform:
-    """The runtime on the host: disks are `<role>.img` files in `directory`."""
-
-    directory: Path
-    memory: int = 256 << 20
-    stdin: BinaryIO = field(default_factory=lambda: sys.stdin.buffer)
-    stdout: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
-    name: str = "hosted"
-
-    def cpu_brand(self) -> str:
-        return _cpuinfo_field("model name")
-
-    def memory_info(self) -> MemoryInfo:
-        from appliance.hal.memory import MemoryInfo  # not at the top: it imports this module
-
-        return MemoryInfo(self.memory)  # a figure given by the caller, no firmware map
-
-    def open_disks(self) -> dict[DiskRole, BlockDevice]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        disks: dict[DiskRole, BlockDevice] = {}
-        for role in DiskRole:
-            path = self.directory / f"{role.value}.img"
-            if not path.exists():
-                with open(path, "wb") as f:
-                    f.truncate(HOSTED_DISK_SIZES[role])
-            disks[role] = FileBlockDevice(path)
-        return disks
-
-    def consoles(self) -> list[Console]:
-        return [StreamConsole("stdio", self.stdin, self.stdout)]
+    # while the consoles are served (hosted on a terminal: raw mode, always restored)
+    def attached(self) -> AbstractContextManager[None]: ...
 
 
 def detect_platform() -> Platform:
     """Inside our guest the bootcode sets IPVA_PLATFORM=vm; anything else is hosted."""
     if os.environ.get("IPVA_PLATFORM") == "vm":
-        from appliance.hal.vm import VmPlatform  # only importable usefully in the guest
+        from appliance.hal.vm import VmPlatform  # reads the guest's devices when used
 
         return VmPlatform()
+    from appliance.hal.hosted import HostedPlatform
+
     return HostedPlatform(Path(os.environ.get("IPVA_HOSTED_DIR", ".ipva-hosted")))

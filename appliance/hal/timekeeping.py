@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.hal.native import RDPMC_CODE, NativeCode, run_in_child
-from appliance.hal.platform import HaltError
+from appliance.hal.native import RDPMC_CODE, ChildResult, NativeCode, run_in_child
+from appliance.hal.types import HaltError
 
 NOT_ENABLED = "perfcounter-not enabled!!!"
 NOT_RUNNING = "perfcounter-not running!!!"
@@ -143,7 +143,9 @@ def clocksource_counter(name: str, base: Path = CLOCKSOURCE) -> Counter | None:
     return Counter(f"clocksource {name}", _monotonic_raw, 1e9)
 
 
-def probe_vmware_pseudo(child: Callable[..., object] = run_in_child) -> tuple[Counter | None, str]:
+def probe_vmware_pseudo(
+    child: Callable[[Callable[[], list[int]]], ChildResult] = run_in_child,
+) -> tuple[Counter | None, str]:
     """RDPMC 0x10001 in a child: a fault (no pseudo_perfctr) kills only the child."""
     try:  # allow user-space RDPMC where the kernel has a PMU driver (CR4.PCE)
         RDPMC_SYSCTL.write_text("2")
@@ -157,9 +159,9 @@ def probe_vmware_pseudo(child: Callable[..., object] = run_in_child) -> tuple[Co
         return [a, fn(VMWARE_REAL_NS), fn(VMWARE_HOST_TSC)]
 
     result = child(work)
-    if not result.ok:  # type: ignore[attr-defined]
+    if not result.ok:
         return None, (
-            f"RDPMC 0x10001 faulted ({result.signal}): add "  # type: ignore[attr-defined]
+            f"RDPMC 0x10001 faulted ({result.signal}): add "
             "monitor_control.pseudo_perfctr = TRUE to the .vmx"
         )
     fn = NativeCode(RDPMC_CODE, ctypes.c_uint64, ctypes.c_uint32).fn

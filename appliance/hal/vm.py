@@ -7,17 +7,20 @@ and the DHCP client) — hal never imports services.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import termios
 import threading
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
+from appliance.hal.cpu import trace_lines as cpu_trace_lines
 from appliance.hal.disks import (
     ROLE_ORDER,
     DiskPosition,
@@ -27,15 +30,20 @@ from appliance.hal.disks import (
     read_signature,
     scan_positions,
 )
-from appliance.hal.memory import MemoryInfo, read_memory_info
-from appliance.hal.nics import PciNic, Port, assign_ports, scan_pci_nics
-from appliance.hal.platform import (
+from appliance.hal.memory import read_memory_info
+from appliance.hal.nics import PciNic, Port, assign_ports, read_link_state, scan_pci_nics
+from appliance.hal.timekeeping import Policy, Timekeeping, start_timekeeping
+from appliance.hal.types import (
     Console,
     DiskRole,
     HaltError,
+    MemoryInfo,
     MissingDiskError,
     NicConfigError,
+    RestartKind,
+    Unavailable,
 )
+from appliance.version import BUILD, PRODUCT
 
 SERIAL_CONSOLE = "/dev/ttyS0"
 VGA_CONSOLE = "/dev/tty1"
@@ -44,6 +52,21 @@ UDHCPC_SCRIPT = "/etc/udhcpc.script"
 DHCP_WAIT_S = 8.0
 DISK_WAIT_S = 5.0
 NIC_WAIT_S = 5.0  # a supported NIC whose interface has not appeared yet
+# written by the build into the initramfs (firmware/initramfs.py): "16r1sr1 build 1601001";
+# the runtime runs in that root file system, so it reads the bootcode's own file
+BOOTCODE_VERSION = Path("/etc/bootcode-version")
+
+
+def read_bootcode_build(path: Path = BOOTCODE_VERSION) -> int:
+    """The bootcode's build from its version file; the runtime's build if it has none
+    (a bootcode older than the file), so the version line always shows a number."""
+    try:
+        words = path.read_text().split()
+    except OSError:
+        return BUILD
+    if len(words) >= 3 and words[1] == "build" and words[2].isdigit():
+        return int(words[2])
+    return BUILD
 
 
 def run_ip(what: str, *args: str) -> None:
@@ -76,6 +99,11 @@ class TtyConsole:
 @dataclass
 class VmPlatform:
     name: str = "vm"
+    hw_id: str = f"{PRODUCT}-vm"
+    needs_nic: bool = True  # the box stops with `NIC unavailable!`
+    newline: bytes = b"\r\n"
+    ctrl_d_ends: bool = False  # a serial console never ends
+    bootcode_build: int = field(default_factory=read_bootcode_build)
     positions: dict[DiskRole, DiskPosition] = field(default_factory=dict)
     signatures: dict[DiskRole, Signature] = field(default_factory=dict)
     disk_notes: list[str] = field(default_factory=list)
@@ -93,8 +121,8 @@ class VmPlatform:
             self._cpu = read_cpuinfo()
         return self._cpu
 
-    def cpu_brand(self) -> str:
-        return self.cpu().brand
+    def cpu_lines(self) -> list[str]:
+        return cpu_trace_lines(self.cpu())
 
     def memory_info(self) -> MemoryInfo:
         return read_memory_info()
@@ -138,9 +166,9 @@ class VmPlatform:
 
     def format_cf(self, dev: BlockDevice) -> str:
         """mkdosfs the whole CF disk (a 'superfloppy' FAT, as a CF card)."""
-        path = getattr(dev, "path", None)
-        if path is None:
-            raise OSError("the CF disk has no device path")
+        if not isinstance(dev, FileBlockDevice):
+            raise Unavailable("CF0: the CF disk is not a device here; nothing to format")
+        path = str(dev.path)
         out = subprocess.run(
             ["mkdosfs", "-n", "IPVACF", path], capture_output=True, text=True, check=False
         )
@@ -208,8 +236,17 @@ class VmPlatform:
         if gateway:
             run_ip("route", "route", "replace", "default", "via", gateway, "dev", ifname)
 
+    def link_up(self, ifname: str) -> bool:
+        return read_link_state(ifname).up
+
+    # --- clock -------------------------------------------------------------------------
+    def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping:
+        """The box's timekeeping from the perf counter (hal.timekeeping); TIME0 /perfcounter
+        decides what happens when there is none."""
+        return start_timekeeping(policy, self.cpu().flags, trace)
+
     # --- life cycle --------------------------------------------------------------------
-    def restart(self, kind: str) -> None:
+    def restart(self, kind: RestartKind) -> None:
         """reset: orderly restart; reboot: the same here — the box's 'trap' is the caller's."""
         os.sync()
         subprocess.run(["reboot", "-f"], check=False)
@@ -223,3 +260,6 @@ class VmPlatform:
 
     def consoles(self) -> list[Console]:
         return [TtyConsole(SERIAL_CONSOLE), TtyConsole(VGA_CONSOLE)]
+
+    def attached(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # the ttys are put in raw mode when opened

@@ -1,5 +1,5 @@
-"""Module commands about the virtual hardware: `mod cmd CPU cpu-info`, `TIME0 info`,
-`MEM info`, `CF0 format yes`.
+"""The hardware-info service: the CPU and memory lines of the boot trace, `mod cmd CPU
+cpu-info`, `CPU aes`, `MEM info` and `CF0 format yes`.
 
 `cpu-info` answers in the seed's format:
   <info><cpu vendor="GenuineIntel" signature="0x906e9" brand="…" flags="sse3 … avx2"
@@ -12,100 +12,112 @@ once, on first use, by hal.aes.measure_srtp_mips (method in its docstring).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
+from appliance import xmltext
+from appliance.hal import memory
 from appliance.hal.aes import Aes, measure_srtp_mips, select_aes
-from appliance.hal.cpu import CpuInfo, read_cpuinfo
+from appliance.hal.cpu import CpuInfo
 from appliance.hal.memory import format_mem
-from appliance.hal.platform import DiskRole
-from appliance.modcmd import ModCmdError, register
+from appliance.hal.types import DiskRole, Unavailable
+from appliance.modcmd import Command, ModCmdError
+from appliance.service import BaseService
 
-_lock = threading.Lock()
-_aes: tuple[Aes, str] | None = None
-_srtp: dict[str, int] = {}
-
-
-def runtime_aes(cpu: CpuInfo) -> tuple[Aes, str]:
-    """The AES the runtime uses (chosen once per boot)."""
-    global _aes
-    with _lock:
-        if _aes is None:
-            _aes = select_aes(cpu.flags)
-        return _aes
-
-
-def _cpu_of(box: Any) -> CpuInfo:
-    get = getattr(box.platform, "cpu", None)
-    return get() if get is not None else read_cpuinfo()
-
-
-def _xml_attr(value: str) -> str:
-    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+if TYPE_CHECKING:
+    from appliance.box import Box
+    from appliance.hal.platform import Platform
+    from appliance.services.trace import TraceFn
 
 
 def cpu_info(cpu: CpuInfo, aes: Aes, srtp_mips: int) -> str:
     features = ["has_aesni"] if aes.name == "aesni" else []
-    attrs = {
-        "vendor": cpu.vendor,
-        "signature": f"0x{cpu.signature:x}",
-        "brand": cpu.brand,
-        "flags": " ".join(cpu.box_flags()),
-        "act-features": " ".join(features),
-        "srtp-mips": str(srtp_mips),
-    }
-    body = " ".join(f'{k}="{_xml_attr(v)}"' for k, v in attrs.items())
-    return f"<info><cpu {body}/></info>"
-
-
-@register("CPU", "cpu-info", "CPU vendor, signature, flags, features in use, srtp-mips (XML)")
-def _cpu_info(box: Any, args: list[str]) -> str:
-    cpu = _cpu_of(box)
-    aes, _why = runtime_aes(cpu)
-    with _lock:
-        if aes.name not in _srtp:
-            _srtp[aes.name] = measure_srtp_mips(aes, cpu.mhz)
-        mips = _srtp[aes.name]
-    return cpu_info(cpu, aes, mips)
-
-
-@register("CPU", "aes", "which AES code the runtime uses and why")
-def _cpu_aes(box: Any, args: list[str]) -> str:
-    aes, why = runtime_aes(_cpu_of(box))
-    return f"aes={aes.name} ({why})"
-
-
-@register("TIME0", "info", "the timekeeping counter, its calibration and the policy")
-def _time_info(box: Any, args: list[str]) -> str:
-    tk = getattr(box, "timekeeping", None)
-    if tk is None:
-        return "timekeeping: not started on this platform"
-    cal = tk.calibration
-    rate = f"{cal.rate * 100:.1f}%" if cal is not None else "not calibrated"
-    kind = "primary" if tk.primary else "fallback"
-    return (
-        f'<info><time hypervisor="{tk.hypervisor}" counter="{tk.counter.name}" kind="{kind}" '
-        f'policy="{tk.policy}" rate="{rate}" uptime-ms="{tk.now_ns() // 1_000_000}"/></info>'
+    return xmltext.info(
+        "cpu",
+        {
+            "vendor": cpu.vendor,
+            "signature": f"0x{cpu.signature:x}",
+            "brand": cpu.brand,
+            "flags": " ".join(cpu.box_flags()),
+            "act-features": " ".join(features),
+            "srtp-mips": str(srtp_mips),
+        },
     )
 
 
-@register("MEM", "info", "memory: the mem() figure, DRAM, and the 3 GiB cap")
-def _mem_info(box: Any, args: list[str]) -> str:
+class HardwareService(BaseService):
+    name = "hardware"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._aes: tuple[Aes, str] | None = None  # chosen once per boot
+        self._srtp: dict[str, int] = {}
+
+    def probe(self, platform: Platform, trace: TraceFn) -> None:
+        """CPU brand, `mem(…)`, DRAM, the 3 GiB cap and vCPU warnings; too little RAM stops."""
+        trace(platform.cpu().brand)
+        info = platform.memory_info()
+        for line in memory.trace_lines(info):
+            trace(line)
+        memory.check_enough(info)
+        for line in platform.cpu_lines():
+            trace(line)
+
+    def commands(self) -> list[Command]:
+        return [
+            Command(
+                "CPU",
+                "cpu-info",
+                "CPU vendor, signature, flags, features in use, srtp-mips (XML)",
+                self.cpu_info,
+            ),
+            Command("CPU", "aes", "which AES code the runtime uses and why", self.cpu_aes),
+            Command("MEM", "info", "memory: the mem() figure, DRAM, and the 3 GiB cap", mem_info),
+            Command(
+                "CF0",
+                "format",
+                "format yes: format the emulated compact flash (FAT, erases it)",
+                cf_format,
+            ),
+        ]
+
+    def runtime_aes(self, cpu: CpuInfo) -> tuple[Aes, str]:
+        """The AES the runtime uses (chosen once per boot)."""
+        with self._lock:
+            if self._aes is None:
+                self._aes = select_aes(cpu.flags)
+            return self._aes
+
+    def cpu_info(self, box: Box, args: list[str]) -> str:
+        cpu = box.platform.cpu()
+        aes, _why = self.runtime_aes(cpu)
+        with self._lock:
+            if aes.name not in self._srtp:
+                self._srtp[aes.name] = measure_srtp_mips(aes, cpu.mhz)
+            mips = self._srtp[aes.name]
+        return cpu_info(cpu, aes, mips)
+
+    def cpu_aes(self, box: Box, args: list[str]) -> str:
+        aes, why = self.runtime_aes(box.platform.cpu())
+        return f"aes={aes.name} ({why})"
+
+
+def mem_info(box: Box, args: list[str]) -> str:
     info = box.platform.memory_info()
     capped = "yes" if info.capped else "no"
     return f"{format_mem(info.usable)} DRAM={info.dram_mb()}MB capped={capped}"
 
 
-@register("CF0", "format", "format yes: format the emulated compact flash (FAT, erases it)")
-def _cf_format(box: Any, args: list[str]) -> str:
-    fmt = getattr(box.platform, "format_cf", None)
+def cf_format(box: Box, args: list[str]) -> str:
     dev = box.disks.get(DiskRole.CF)
-    if fmt is None or dev is None:
+    if dev is None:
         raise ModCmdError("CF0: no compact flash disk to format on this platform")
     if args != ["yes"]:  # as CFG0 factory-reset: erasing takes a second, deliberate word
         raise ModCmdError(
             "this erases everything on the compact flash: confirm with mod cmd CF0 format yes"
         )
     try:
-        return fmt(dev)
+        return box.platform.format_cf(dev)
+    except Unavailable as e:
+        raise ModCmdError(str(e)) from e
     except OSError as e:
         raise ModCmdError(f"CF0 format failed: {e}") from e

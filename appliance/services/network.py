@@ -9,27 +9,41 @@ The box shows its current address on the console after boot and on every change 
 "You will see the current IP-Address in the console-screen of the VM"). The DHCP client is
 busybox udhcpc: it renews and rebinds by itself, and on lease loss it deconfigures the
 interface; its hook script writes the lease to /run/ipva/dhcp-<if> (removed on loss), which
-a watcher thread turns into console lines — new address, renewed lease, lease lost.
+a watcher thread turns into console lines — new address, renewed lease, lease lost. The same
+watcher sends an events.LinkChanged when a port's carrier comes or goes.
 
-`mod cmd ETH0 …`/`ETH1 …` read the kernel's state (sysfs and ioctls), not the config.
+`mod cmd ETH0 …`/`ETH1 …` read the kernel's state (sysfs and ioctls), not the config. On a
+platform without NICs (hosted) they answer `ETH0: no network interface on this platform`.
+Every address shown is also kept in `box.addresses` and sent as `events.AddressChanged`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import threading
-import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
+from appliance import xmltext
+from appliance.config import Config
+from appliance.events import AddressChanged, LinkChanged
 from appliance.hal.nics import SUPPORTED_NICS, PciNic, Port, read_ipv4, read_link_state
-from appliance.hal.platform import HaltError, NicConfigError
-from appliance.modcmd import ModCmdError, register
+from appliance.hal.types import HaltError, NicConfigError
+from appliance.modcmd import Command, Handler, ModCmdError
+from appliance.service import BaseService
+
+if TYPE_CHECKING:
+    from appliance.box import Box
+    from appliance.hal.platform import Platform
+    from appliance.services.trace import TraceFn
 
 WATCH_INTERVAL_S = 1.0
 NIC_UNAVAILABLE = "NIC unavailable!"
 
 
 class NicPlatform(Protocol):
+    """The NIC part of hal.platform.Platform (what the network needs; tests fake it)."""
+
     def ports(self) -> list[Port]: ...
 
     def pci_nics(self) -> list[PciNic]: ...
@@ -43,6 +57,11 @@ class NicPlatform(Protocol):
         self, ifname: str, addr: str | None, prefix: int, gateway: str | None
     ) -> None: ...
 
+    def link_up(self, ifname: str) -> bool: ...  # carrier on the interface
+
+
+PortCommand = Callable[["Network", Port], str]
+
 
 def prefix_len(mask: str) -> int:
     return ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
@@ -55,7 +74,7 @@ def lease_text(lease: dict[str, str]) -> str:
     return f"{lease['ip']}/{mask} (dhcp)"
 
 
-def default_gateway(cfg: Any) -> str | None:
+def default_gateway(cfg: Config) -> str | None:
     for (mod, sub), vals in sorted(cfg.objects.items()):
         if mod == "IP0" and sub.startswith("RT"):
             dest = str(vals.get("dest", "0.0.0.0"))
@@ -66,7 +85,7 @@ def default_gateway(cfg: Any) -> str | None:
     return None
 
 
-def find_ports(platform: NicPlatform, trace: Any) -> list[Port]:
+def find_ports(platform: NicPlatform, trace: TraceFn) -> list[Port]:
     """ETH0/ETH1, traced; no supported NIC → HaltError(`NIC unavailable!`), as the box."""
     ports = platform.ports()
     for nic in platform.pci_nics():
@@ -84,22 +103,24 @@ def find_ports(platform: NicPlatform, trace: Any) -> list[Port]:
 
 
 class Network:
-    """Built by the boot sequence for platforms with NICs; `configure(box)` applies config."""
+    """The ports and their addresses; `configure(box)` applies the active config."""
 
     def __init__(self, platform: NicPlatform) -> None:
         self.platform = platform
         self.ports: list[Port] = []
         self.modes: dict[str, str] = {}  # ETH0 → "dhcp" | "static" | "off"
         self._shown: dict[str, str] = {}
+        self._links: dict[str, bool] = {}  # port → carrier, as last seen by the watcher
         self._watcher: threading.Thread | None = None
+        self.stopping = threading.Event()  # the box goes down: the watcher ends
 
     def port(self, name: str) -> Port | None:
         return next((p for p in self.ports if p.name == name.upper()), None)
 
-    def find(self, trace: Any) -> None:
+    def find(self, trace: TraceFn) -> None:
         self.ports = find_ports(self.platform, trace)
 
-    def configure(self, box: Any, *, watch: bool = True) -> None:
+    def configure(self, box: Box, *, watch: bool = True) -> None:
         """Addresses from box.active; `watch`: start the lease watcher thread (tests call
         poll_once themselves instead)."""
         if not self.ports:
@@ -134,13 +155,14 @@ class Network:
                 self._show(box, p.name, lease_text(lease))
             else:
                 box.trace(f"{p.name} waiting for a DHCP server …")
-        if dhcp_ports and watch:
+        self._links = {p.name: self.platform.link_up(p.ifname) for p in self.ports}
+        if self.ports and watch:
             self._watcher = threading.Thread(
                 target=self._watch, args=(box, dhcp_ports), name="dhcp-watch", daemon=True
             )
             self._watcher.start()
 
-    def _set_static(self, box: Any, p: Port, addr: str, mask: str, gateway: str | None) -> None:
+    def _set_static(self, box: Box, p: Port, addr: str, mask: str, gateway: str | None) -> None:
         """IP0 ETHn /addr /mask and the default route on its net; the console shows the
         address only once the kernel has it, else ip's reason and what to check."""
         gw = gateway if gateway and _same_net(addr, mask, gateway) else None
@@ -159,15 +181,17 @@ class Network:
         if route_error is not None:
             box.trace(f"{p.name}: default route via {gw} not set: {route_error}; check IP0 RT")
 
-    def _show(self, box: Any, port: str, text: str) -> None:
+    def _show(self, box: Box, port: str, text: str) -> None:
         if self._shown.get(port) != text:
             self._shown[port] = text
+            box.addresses[port] = text
             box.trace(f"{port} IP address {text}")
+            box.events.emit(AddressChanged(port, text))
 
     def dhcp_ports(self) -> list[Port]:
         return [p for p in self.ports if self.modes.get(p.name) == "dhcp"]
 
-    def poll_once(self, box: Any, ports: list[Port]) -> None:
+    def poll_once(self, box: Box, ports: list[Port]) -> None:
         """One look at the DHCP client's lease files: a new address or lease is shown, a
         lost lease is said once. The watcher thread calls it every WATCH_INTERVAL_S."""
         for p in ports:
@@ -176,12 +200,25 @@ class Network:
                 self._show(box, p.name, lease_text(lease))
             elif p.name in self._shown:
                 self._shown.pop(p.name)
+                box.addresses.pop(p.name, None)
                 box.trace(f"{p.name} DHCP lease lost: no address until a server answers")
+                box.events.emit(AddressChanged(p.name, None))
 
-    def _watch(self, box: Any, ports: list[Port]) -> None:
-        while box.restart_request is None:  # the next boot starts its own watcher
+    def poll_links(self, box: Box) -> None:
+        """One look at every port's carrier: a change is an events.LinkChanged (not traced:
+        the console shows addresses, as before)."""
+        for p in self.ports:
+            up = self.platform.link_up(p.ifname)
+            if self._links.get(p.name) != up:
+                self._links[p.name] = up
+                box.events.emit(LinkChanged(p.name, up))
+
+    def _watch(self, box: Box, ports: list[Port]) -> None:
+        # the next boot starts its own watcher
+        while box.restart_request is None and not self.stopping.is_set():
             self.poll_once(box, ports)
-            time.sleep(WATCH_INTERVAL_S)
+            self.poll_links(box)
+            self.stopping.wait(WATCH_INTERVAL_S)
 
 
 def _same_net(addr: str, mask: str, gw: str) -> bool:
@@ -189,19 +226,70 @@ def _same_net(addr: str, mask: str, gw: str) -> bool:
     return ipaddress.IPv4Address(gw) in net
 
 
-# --- mod cmd ETH0 / ETH1 ----------------------------------------------------------------
+# --- the service and mod cmd ETH0 / ETH1 ----------------------------------------------
+
+PORT_NAMES = ("ETH0", "ETH1")
 
 
-def _port_of(box: Any, name: str) -> tuple[Network, Port]:
-    network = getattr(box, "network", None)
-    port = network.port(name) if network is not None else None
-    if network is None or port is None:
-        raise ModCmdError(f"{name}: no such NIC on this box")
-    return network, port
+class NetworkService(BaseService):
+    name = "network"
+    config_modules: tuple[str, ...] = ("IP0", "DHCP0", "DNS0")
+
+    def __init__(self) -> None:
+        self.network: Network | None = None  # after probe()
+        self.has_nics = False
+
+    def probe(self, platform: Platform, trace: TraceFn) -> None:
+        """ETH0/ETH1 by PCI id; where the box needs a NIC (the VM) none stops the boot
+        with `NIC unavailable!`."""
+        self.network = Network(platform)
+        if platform.needs_nic:
+            self.network.find(trace)
+        else:
+            self.network.ports = platform.ports()
+        self.has_nics = bool(self.network.ports)
+
+    def start(self, box: Box) -> None:
+        if self.network is not None and self.network.ports:
+            self.network.configure(box)
+
+    def stop(self) -> None:
+        if self.network is not None:
+            self.network.stopping.set()
+
+    def commands(self) -> list[Command]:
+        out: list[Command] = []
+        for name in PORT_NAMES:
+            out += [
+                Command(name, "info", "NIC, link state, MAC, address and counters (XML)",
+                        self._handler(name, eth_info)),
+                Command(name, "link", "link state: up|down, speed, duplex",
+                        self._handler(name, eth_link)),
+                Command(name, "mac", "MAC address", self._handler(name, eth_mac)),
+                Command(name, "addr", "the IPv4 address/prefix the interface has now",
+                        self._handler(name, eth_addr)),
+                Command(name, "counters", "packet/byte/error counters since boot",
+                        self._handler(name, eth_counters)),
+            ]  # fmt: skip
+        return out
+
+    def _handler(self, name: str, fn: PortCommand) -> Handler:
+        def run(box: Box, args: list[str]) -> str:
+            network, port = self.port_of(name)
+            return fn(network, port)
+
+        return run
+
+    def port_of(self, name: str) -> tuple[Network, Port]:
+        if self.network is None or not self.has_nics:
+            raise ModCmdError(f"{name}: no network interface on this platform")
+        port = self.network.port(name)
+        if port is None:
+            raise ModCmdError(f"{name}: no such NIC on this box")
+        return self.network, port
 
 
-def eth_info(box: Any, name: str) -> str:
-    network, port = _port_of(box, name)
+def eth_info(network: Network, port: Port) -> str:
     st = read_link_state(port.ifname)
     ip = read_ipv4(port.ifname)
     model = port.nic.model
@@ -221,38 +309,23 @@ def eth_info(box: Any, name: str) -> str:
         "addr": f"{ip[0]}/{ip[1]}" if ip else "",
     }
     attrs.update({k.replace("_", "-"): str(v) for k, v in st.counters.items()})
-    body = " ".join(f'{k}="{v}"' for k, v in attrs.items())
-    return f"<info><eth {body}/></info>"
+    return xmltext.info("eth", attrs)
 
 
-def _register(name: str) -> None:
-    @register(name, "info", "NIC, link state, MAC, address and counters (XML)")
-    def info(box: Any, args: list[str]) -> str:
-        return eth_info(box, name)
-
-    @register(name, "link", "link state: up|down, speed, duplex")
-    def link(box: Any, args: list[str]) -> str:
-        _n, port = _port_of(box, name)
-        st = read_link_state(port.ifname)
-        return f"{'up' if st.up else 'down'} speed={st.speed} duplex={st.duplex}"
-
-    @register(name, "mac", "MAC address")
-    def mac(box: Any, args: list[str]) -> str:
-        _n, port = _port_of(box, name)
-        return read_link_state(port.ifname).mac
-
-    @register(name, "addr", "the IPv4 address/prefix the interface has now")
-    def addr(box: Any, args: list[str]) -> str:
-        _n, port = _port_of(box, name)
-        ip = read_ipv4(port.ifname)
-        return f"{ip[0]}/{ip[1]}" if ip else "no address"
-
-    @register(name, "counters", "packet/byte/error counters since boot")
-    def counters(box: Any, args: list[str]) -> str:
-        _n, port = _port_of(box, name)
-        st = read_link_state(port.ifname)
-        return " ".join(f"{k.replace('_', '-')}={v}" for k, v in st.counters.items())
+def eth_link(network: Network, port: Port) -> str:
+    st = read_link_state(port.ifname)
+    return f"{'up' if st.up else 'down'} speed={st.speed} duplex={st.duplex}"
 
 
-_register("ETH0")
-_register("ETH1")
+def eth_mac(network: Network, port: Port) -> str:
+    return read_link_state(port.ifname).mac
+
+
+def eth_addr(network: Network, port: Port) -> str:
+    ip = read_ipv4(port.ifname)
+    return f"{ip[0]}/{ip[1]}" if ip else "no address"
+
+
+def eth_counters(network: Network, port: Port) -> str:
+    st = read_link_state(port.ifname)
+    return " ".join(f"{k.replace('_', '-')}={v}" for k, v in st.counters.items())

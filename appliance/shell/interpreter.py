@@ -23,7 +23,6 @@ from appliance.config import (
 )
 from appliance.config.grammar import show_token
 from appliance.config.types import Flag
-from appliance.shell import config_cmds as _config_cmds  # noqa: F401  (registers CFG0)
 
 CONFIG_SEMANTICS = """\
 The box keeps three configurations:
@@ -180,7 +179,7 @@ class Shell:
         if not words or words[0].text.lower() != "cmd":
             return error("usage: mod cmd <MODULE> <cmd> [args] (help mod lists them)")
         rest = words[1:]
-        available = modcmd.modules()
+        available = box.commands.modules()
         if not rest:
             return error(f"mod cmd needs a module: {', '.join(available) or 'none registered'}")
         module = rest[0].text
@@ -192,7 +191,7 @@ class Shell:
         cmds = available[module.upper()]
         if len(rest) < 2:
             return error(f"{module.upper()} commands: {', '.join(cmds)}")
-        handler = modcmd.lookup(module, rest[1].text)
+        handler = box.commands.lookup(module, rest[1].text)
         if handler is None:
             return error(
                 f"{module.upper()} has no command {show_token(rest[1].text)}: "
@@ -218,7 +217,7 @@ class Shell:
         if topic.lower() == "mod":
             lines = [
                 f"  mod cmd {m} {c:<14} {h}"
-                for m, cmds in modcmd.modules().items()
+                for m, cmds in box.commands.modules().items()
                 for c, h in cmds.items()
             ]
             return "\n".join(lines) or "no module commands registered"

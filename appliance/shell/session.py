@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from appliance.hal.platform import Console
+from appliance.hal.types import Console
 from appliance.shell.line import Cancel, Echo, EndOfInput, Line, LineEditor
 
 

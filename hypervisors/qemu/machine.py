@@ -68,8 +68,12 @@ class Machine:
         "direct" writes the disks themselves."""
         self.profile = profile
         self.source_disks = [Path(d) for d in disks]
-        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="ipva-vm-")
-        self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir:
+            self.workdir = Path(workdir)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="ipva-vm-")
+            self.workdir = Path(self._tmp.name)
         self.prompt = re.compile(prompt)
         self.fatal = re.compile(fatal) if fatal else None
         self.disk_mode = disk_mode

@@ -5,9 +5,12 @@ into QEMU arguments. The launcher adds what is not hardware: accelerator, socket
 
   vmware   i440fx, IDE 0:0 0:1 1:0 1:1, PCnet ("vlance"), VMware backdoor port (vmport=on)
   proxmox  i440fx, "VirtIO SCSI single" (one virtio-scsi-pci per disk), virtio-net, SeaBIOS
-           booting the disk with bootindex=0
+           booting the disk with bootindex=0 (what ipva-proxmox-install.sh creates)
+  proxmox-ova  i440fx, Proxmox's default SCSI controller LSI 53C895A with scsi0–3 as
+           targets 0–3, e1000: what Proxmox's OVA import makes of ipva-proxmox.ova
   hyperv   i440fx, IDE, DEC 21143 (`tulip`, Hyper-V Gen1 "legacy network adapter")
   libvirt  i440fx, IDE (hda–hdd), PCnet
+  libvirt-virtio  i440fx, one virtio-scsi controller (sda–sdd), virtio-net: ipva-virtio.xml
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-DiskBus = Literal["ide", "virtio-scsi-single", "virtio-scsi"]
+DiskBus = Literal["ide", "virtio-scsi-single", "virtio-scsi", "lsi"]
 DISK_ROLES = ("boot", "cf", "flash", "dump")
 DISK_FORMATS = ("raw", "qcow2", "vmdk", "vhdx")
 # IDE position of each role, as the real box expects them: (bus, unit)
@@ -74,8 +77,12 @@ PROFILES: dict[str, Profile] = {
         nics=("virtio-net-pci",),
         vendor_smbios=PROXMOX_SMBIOS,
     ),
+    "proxmox-ova": Profile(
+        "proxmox-ova", disk_bus="lsi", nics=("e1000",), vendor_smbios=PROXMOX_SMBIOS
+    ),
     "hyperv": Profile("hyperv", nics=("tulip",), vendor_smbios=HYPERV_SMBIOS),
     "libvirt": Profile("libvirt"),
+    "libvirt-virtio": Profile("libvirt-virtio", disk_bus="virtio-scsi", nics=("virtio-net-pci",)),
 }
 
 
@@ -118,9 +125,10 @@ def make_disk_args(profile: Profile, disks: Sequence[Path], formats: Sequence[st
                 f"scsi-hd,drive={drive},bus=virtioscsi{index}.0,channel=0,scsi-id=0,"
                 f"lun={index}{boot}",
             ]
-        else:  # one virtio-scsi controller, the disks as targets 0–3
+        else:  # one controller (virtio-scsi, or Proxmox's "lsi"), the disks as targets 0–3
             if index == 0:
-                args += ["-device", "virtio-scsi-pci,id=scsi0"]
+                hba = "lsi53c895a" if profile.disk_bus == "lsi" else "virtio-scsi-pci"
+                args += ["-device", f"{hba},id=scsi0"]
             args += [
                 "-device",
                 f"scsi-hd,drive={drive},bus=scsi0.0,channel=0,scsi-id={index},lun=0{boot}",

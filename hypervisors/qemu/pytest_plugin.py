@@ -130,7 +130,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
     if not report.failed:
         return
-    for index, machine in enumerate(item.stash.get(_MACHINES, [])):
+    machines: list[Machine] = item.stash.get(_MACHINES, [])
+    for index, machine in enumerate(machines):
         tail = "\n".join(machine.last_lines(REPORT_TAIL_LINES))
         report.sections.append(
             (

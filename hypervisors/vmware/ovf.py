@@ -4,9 +4,13 @@ Rules that make it validate against DSP8023 1.1.1 and import cleanly:
 - rasd:/vssd: children in the schema's (alphabetical) order: `_item()` sorts them.
 - vmw:Config / vmw:ExtraConfig after the Items (the schema's trailing xs:any).
 - Memory in `byte * 2^20`; Proxmox reads VirtualQuantity as MiB, VMware honours the unit.
+- Disk capacities in `byte * 2^20` too: Proxmox's importer only understands
+  `byte * BASE^EXP` and finds no size at all for plain "byte".
 Two variants: "vmware" (two IDE controllers, disks at 0:0 0:1 1:0 1:1, PCNet32) and
-"proxmox" (one SCSI controller, disks at 0–3, e1000): Proxmox's importer keys disks by
+"proxmox" (one SCSI controller, disks at 0–3, E1000): Proxmox's importer keys disks by
 controller type + AddressOnParent only, so two IDE controllers would make disks collide.
+The SCSI controller is declared "lsilogic": Proxmox ignores the subtype and creates its
+default LSI 53C895A, which the guest drives (sym53c8xx).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ CIM = "http://schemas.dmtf.org/wbem/wscim/1/common"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 NSMAP = {None: OVF, "ovf": OVF, "rasd": RASD, "vssd": VSSD, "vmw": VMW, "cim": CIM, "xsi": XSI}
 STREAM_FORMAT = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
+CAPACITY_UNITS = "byte * 2^20"
+MiB = 1 << 20
 
 # CIM ResourceType values (CIM_ResourceAllocationSettingData)
 RT_PROCESSOR, RT_MEMORY, RT_IDE, RT_SCSI, RT_ETHERNET, RT_DISK = 3, 4, 5, 6, 10, 17
@@ -88,9 +94,11 @@ def make_ovf(settings: BuildSettings, disks: list[OvfDisk], *, variant: str = "v
     section = _sub(env, OVF, "DiskSection")
     _sub(section, OVF, "Info", "Virtual disk information")
     for i, d in enumerate(disks, 1):
+        if d.capacity % MiB:
+            raise ValueError(f"{d.href}: capacity {d.capacity} is not whole MiB")
         attrs = dict(
-            ovf_capacity=str(d.capacity),
-            ovf_capacityAllocationUnits="byte",
+            ovf_capacity=str(d.capacity // MiB),
+            ovf_capacityAllocationUnits=CAPACITY_UNITS,
             ovf_diskId=f"vmdisk{i}",
             ovf_fileRef=f"file{i}",
             ovf_format=STREAM_FORMAT,
@@ -158,7 +166,7 @@ def make_ovf(settings: BuildSettings, disks: list[OvfDisk], *, variant: str = "v
             Description="SCSI Controller",
             ElementName="scsiController0",
             InstanceID=scsi,
-            ResourceSubType="VirtualSCSI",
+            ResourceSubType="lsilogic",
             ResourceType=RT_SCSI,
         )
         slots = {r: (scsi, n) for n, r in enumerate(ROLES)}

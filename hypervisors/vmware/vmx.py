@@ -1,7 +1,8 @@
 """The .vmx bundle for Workstation/Player: the config from data, disks as monolithicSparse.
 
 Workstation cannot run streamOptimized disks (they are an import format), so the bundle
-uses qemu-img's monolithicSparse with a reproducible CID.
+uses qemu-img's monolithicSparse with a reproducible CID. ESXi cannot run monolithicSparse
+either: ESXi users deploy the OVA (or convert each disk with `vmkfstools -i … -d thin`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def vmx_settings(settings: BuildSettings) -> dict[str, str]:
     }
     for role, (bus, pos) in IDE_SLOTS.items():
         cfg[f"ide{bus}:{pos}.present"] = "TRUE"
-        cfg[f"ide{bus}:{pos}.deviceType"] = "disk"
+        # "ata-hardDisk" is what Workstation writes for an IDE disk and what converters
+        # (virt-v2v) look for
+        cfg[f"ide{bus}:{pos}.deviceType"] = "ata-hardDisk"
         cfg[f"ide{bus}:{pos}.fileName"] = disk_name(role, "vmdk")
     cfg.update(
         {

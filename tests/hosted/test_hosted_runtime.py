@@ -115,10 +115,12 @@ def test_backup_factory_reset_restore_gives_same_config(tmp_path: Path) -> None:
     assert show(t2) == []
 
     from appliance import boot
-    from appliance.hal.platform import HostedPlatform
+    from appliance.hal.hosted import HostedPlatform
+    from appliance.services import boot_services
+    from appliance.services.trace import TraceBuffer
 
     platform = HostedPlatform(tmp_path, stdin=io.BytesIO(), stdout=io.BytesIO())
-    box = boot.boot_box(platform, lambda *a: None, boot.mount_real_flash)
+    box = boot.boot_box(platform, TraceBuffer(), boot_services())
     try:
         box.restore_text(backup)
     finally:

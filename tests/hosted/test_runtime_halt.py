@@ -11,7 +11,10 @@ import pytest
 
 from appliance import boot
 from appliance.hal.block import BlockDevice, FileBlockDevice
-from appliance.hal.platform import Console, DiskRole, HaltError, HostedPlatform, StreamConsole
+from appliance.hal.hosted import HostedPlatform
+from appliance.hal.types import Console, DiskRole, HaltError, StreamConsole
+from appliance.services import boot_services
+from appliance.services.trace import TraceBuffer
 
 RUN_TIMEOUT_S = 60.0  # generous: only a hang (the bug) comes near it
 
@@ -119,11 +122,10 @@ def test_boot_box_closes_its_disks_when_a_later_step_halts(
             opened.extend(d for d in disks.values() if isinstance(d, FileBlockDevice))
             return disks
 
-    def strict_perfcounter(box: Any) -> None:
-        raise HaltError("perfcounter-not enabled!!!")
+        def start_clock(self, policy: Any, trace: Any) -> None:  # as the strict policy
+            raise HaltError("perfcounter-not enabled!!!")
 
-    monkeypatch.setattr(boot, "start_timekeeping", strict_perfcounter)
     platform = Tracking(tmp_path, stdin=io.BytesIO(), stdout=io.BytesIO())
     with pytest.raises(HaltError, match="perfcounter-not enabled!!!"):
-        boot.boot_box(platform, lambda *a: None, boot.mount_real_flash)
+        boot.boot_box(platform, TraceBuffer(), boot_services())
     assert len(opened) == 4 and all(d._fd == -1 for d in opened)

@@ -63,6 +63,9 @@ class CutDevice:
         self.volatile[offset : offset + len(data)] = data
         self.pending.append((offset, bytes(data)))
 
+    def close(self) -> None:
+        pass
+
     def flush(self) -> None:
         if self.dead:
             raise PowerCut()

@@ -17,10 +17,13 @@ from appliance.flash import (
     mount_flash,
     plan_limits,
 )
-from appliance.modcmd import ModCmdError, lookup
+from appliance.modcmd import CommandTable, ModCmdError
+from appliance.services.flash import FlashService
 
 MiB = 1 << 20
 SEED_MEM = 64946176  # mem(64946176)=61.93MB from the seed's boot trace
+
+lookup = CommandTable(FlashService().commands()).lookup
 
 
 def test_ram_rule_reproduces_seed_trace() -> None:

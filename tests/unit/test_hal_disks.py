@@ -12,7 +12,7 @@ from appliance.hal.disks import (
     position_from_path,
     read_signature,
 )
-from appliance.hal.platform import DiskRole, MissingDiskError
+from appliance.hal.types import DiskRole, MissingDiskError
 
 PIIX = "/sys/devices/pci0000:00/0000:00:01.1"
 
@@ -97,3 +97,18 @@ def test_scsi_luns_on_one_controller_keep_their_order() -> None:
     roles = assign_roles([p for p in positions if p])
     assert [roles[r].name for r in ROLE_ORDER] == ["sdd", "sdb", "sdc", "sda"]
     assert roles[DiskRole.DUMP].describe() == "SCSI 0000:00:05.0 target 0 lun 3"
+
+
+def test_lsi_scsi_positions_and_roles() -> None:
+    """Proxmox's OVA import: scsi0–3 on its default LSI 53C895A, the HBA is the PCI function."""
+    lsi = "/sys/devices/pci0000:00/0000:00:05.0"
+    paths = [("sdc", 2), ("sda", 0), ("sdd", 3), ("sdb", 1)]
+    positions = [
+        position_from_path(n, f"{lsi}/host2/target2:0:{t}/2:0:{t}:0", None) for n, t in paths
+    ]
+    assert all(p is not None and p.bus == "scsi" for p in positions)
+    roles = assign_roles([p for p in positions if p])
+    assert {r: p.name for r, p in roles.items()} == {
+        DiskRole.BOOT: "sda", DiskRole.CF: "sdb", DiskRole.FLASH: "sdc", DiskRole.DUMP: "sdd"
+    }  # fmt: skip
+    assert roles[DiskRole.DUMP].describe() == "SCSI 0000:00:05.0 target 3"

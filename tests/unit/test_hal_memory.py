@@ -17,7 +17,7 @@ from appliance.hal.memory import (
     parse_memmap,
     trace_lines,
 )
-from appliance.hal.platform import HaltError
+from appliance.hal.types import HaltError
 
 MiB = 1 << 20
 
@@ -63,7 +63,7 @@ def test_parsers() -> None:
 
 
 def test_hosted_platform_gives_its_figure_as_memory_info(tmp_path: Path) -> None:
-    from appliance.hal.platform import HostedPlatform
+    from appliance.hal.hosted import HostedPlatform
 
     info = HostedPlatform(tmp_path, memory=64946176).memory_info()
     assert info == MemoryInfo(64946176) and trace_lines(info)[0] == "mem(64946176)=61.93MB"
@@ -72,8 +72,10 @@ def test_hosted_platform_gives_its_figure_as_memory_info(tmp_path: Path) -> None
 def test_mem_info_command_uses_the_platform_memory_info() -> None:
     from types import SimpleNamespace
 
-    from appliance.modcmd import lookup
-    from appliance.services import hardware  # noqa: F401 - registers MEM info
+    from appliance.modcmd import CommandTable
+    from appliance.services.hardware import HardwareService
+
+    lookup = CommandTable(HardwareService().commands()).lookup
 
     platform = SimpleNamespace(memory_info=lambda: MemoryInfo(4_000_000_000, 4 << 30))
     out = lookup("MEM", "info")(SimpleNamespace(platform=platform), [])  # type: ignore[misc]

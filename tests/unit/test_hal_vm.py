@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from appliance.hal import vm
-from appliance.hal.platform import NicConfigError
+from appliance.hal.types import NicConfigError
 
 
 class FakeIp:

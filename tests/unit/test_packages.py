@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from lxml import etree
 
 from firmware.settings import BuildSettings
 from hypervisors.registry import get_target
@@ -70,17 +71,18 @@ def dist(tmp_path_factory: pytest.TempPathFactory, disks: dict[str, Path]) -> Pa
 def test_artifacts(dist: Path) -> None:
     names = sorted(str(p.relative_to(dist)) for p in dist.rglob("*") if p.is_file())
     assert names == sorted(
-        ["ipva.ova", "ipva-ovf.zip", "ipva-proxmox.ova", "ipva-hyperv.zip", "vmware/ipva.vmx"]
+        ["ipva.ova", "ipva-sha1.ova", "ipva-ovf.zip", "ipva-proxmox.ova", "ipva-hyperv.zip"]
+        + ["vmware/ipva.vmx"]
         + [f"vmware/hd-{r}.vmdk" for r in ROLES]
         + ["proxmox/ipva-proxmox-install.sh"]
         + [f"proxmox/hd-{r}.qcow2" for r in ROLES]
-        + ["libvirt/ipva.xml"]
+        + ["libvirt/ipva.xml", "libvirt/ipva-virtio.xml", "libvirt/ipva-libvirt-install.sh"]
         + [f"libvirt/hd-{r}.qcow2" for r in ROLES]
     )
     assert not list(dist.glob(".*")), "scratch directories left behind"
 
 
-@pytest.mark.parametrize("ova", ["ipva.ova", "ipva-proxmox.ova"])
+@pytest.mark.parametrize("ova", ["ipva.ova", "ipva-proxmox.ova", "ipva-sha1.ova"])
 def test_ova_tar_layout_and_manifest(dist: Path, ova: str) -> None:
     path = dist / ova
     assert path.read_bytes()[257:265] == b"ustar\x0000"  # POSIX USTAR, not GNU/PAX
@@ -93,10 +95,11 @@ def test_ova_tar_layout_and_manifest(dist: Path, ova: str) -> None:
         contents = {n: tar.extractfile(n).read() for n in names}
     lines = mf.splitlines()
     assert len(lines) == 5 and mf.endswith("\n")
+    algo = "SHA1" if "sha1" in ova else "SHA256"
     for line, name in zip(lines, ["ipva.ovf"] + names[2:], strict=True):
         m = MANIFEST_RE.match(line)
-        assert m and m[1] == "SHA256" and m[2] == name, line
-        assert m[3] == hashlib.sha256(contents[name]).hexdigest()
+        assert m and m[1] == algo and m[2] == name, line
+        assert m[3] == hashlib.new(algo.lower(), contents[name]).hexdigest()
     assert "SHA256 (" not in mf and "SHA2-256" not in mf and ") =" not in mf
 
 
@@ -117,14 +120,23 @@ def test_ova_disks_match_raw(dist: Path, disks: dict[str, Path], tmp_path: Path)
             assert v.read(len(raw)) == raw
 
 
-def test_ova_sha1_option(tmp_path: Path, disks: dict[str, Path]) -> None:
-    from hypervisors.vmware.ova import make_ova
-
-    s = BuildSettings(out_dir=tmp_path, manifest_sha1=True)
-    ova = make_ova(s, [(r, disks[r]) for r in ROLES], tmp_path / "x.ova", variant="vmware")
-    with tarfile.open(ova) as tar:
-        mf = tar.extractfile("ipva.mf").read().decode()
+def test_sha1_ova_differs_only_in_the_manifest(dist: Path) -> None:
+    """vCenter 5.x takes SHA-1 manifests only: the same OVF and disks, another .mf."""
+    with tarfile.open(dist / "ipva.ova") as a, tarfile.open(dist / "ipva-sha1.ova") as b:
+        assert a.getnames() == b.getnames()
+        for name in a.getnames():
+            same = a.extractfile(name).read() == b.extractfile(name).read()
+            assert same == (name != "ipva.mf"), name
+        mf = b.extractfile("ipva.mf").read().decode()
     assert all(re.fullmatch(r"SHA1\([^)]+\)= [0-9a-f]{40}", line) for line in mf.splitlines())
+
+
+def test_ova_rejects_an_unknown_digest(tmp_path: Path, disks: dict[str, Path]) -> None:
+    from hypervisors.vmware.ova import make_ovas
+
+    roles = [(r, disks[r]) for r in ROLES]
+    with pytest.raises(ValueError, match="md5"):
+        make_ovas(BuildSettings(out_dir=tmp_path), roles, {"md5": tmp_path / "x"}, variant="vmware")
 
 
 def test_ovf_zip_holds_the_ova(dist: Path) -> None:
@@ -141,8 +153,10 @@ def test_vmx_bundle(dist: Path, disks: dict[str, Path]) -> None:
     assert cfg["serial0.present"] == '"TRUE"'
     assert cfg["memsize"] == '"256"' and cfg["numvcpus"] == '"1"'
     slots = {"boot": "ide0:0", "cf": "ide0:1", "flash": "ide1:0", "dump": "ide1:1"}
+    assert cfg["virtualHW.version"] == '"7"'  # vSphere 4.0 … 8, Workstation 6.5+
     for role, slot in slots.items():
         assert cfg[f"{slot}.fileName"] == f'"hd-{role}.vmdk"'
+        assert cfg[f"{slot}.deviceType"] == '"ata-hardDisk"'
         disk = dist / f"vmware/hd-{role}.vmdk"
         convert.run_check(disk, "vmdk")
         convert.run_compare(disks[role], disk, "vmdk")
@@ -192,7 +206,15 @@ def test_hyperv_zip(dist: Path, disks: dict[str, Path], tmp_path: Path) -> None:
     with zipfile.ZipFile(dist / "ipva-hyperv.zip") as zf:
         names = zf.namelist()
         zf.extractall(tmp_path)
-    assert names == [f"hd-{r}.vhdx" for r in ROLES] + ["Import-IPVA.ps1"]
+    assert names == [f"hd-{r}.vhdx" for r in ROLES] + ["Import-IPVA.ps1", "README.txt"]
+    readme = (tmp_path / "README.txt").read_bytes()
+    assert b"\r\n" in readme and b"\n\n" not in readme.replace(b"\r\n", b"")
+    for needle in (
+        b"Set-ExecutionPolicy -Scope Process -ExecutionPolicy RemoteSigned",
+        b"Unblock-File .\\Import-IPVA.ps1",
+        b"256 MiB static",
+    ):
+        assert needle in readme
     for role in ROLES:
         disk = tmp_path / f"hd-{role}.vhdx"
         convert.run_check(disk, "vhdx")
@@ -216,24 +238,117 @@ def test_hyperv_zip(dist: Path, disks: dict[str, Path], tmp_path: Path) -> None:
     assert "@NAME@" not in text and "@RAM_MIB@" not in text
 
 
-def test_libvirt_xml(dist: Path) -> None:
+@pytest.mark.parametrize("xml", ["ipva.xml", "ipva-virtio.xml"])
+def test_libvirt_xml(dist: Path, xml: str) -> None:
+    path = dist / "libvirt" / xml
+    r = subprocess.run(["virt-xml-validate", str(path), "domain"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = etree.parse(str(path)).getroot()
+    assert doc.find("os/type").get("machine") == "pc"
+    assert doc.find("devices/serial").get("type") == "pty"
+    disks = [
+        (
+            d.find("target").get("dev"),
+            d.find("target").get("bus"),
+            Path(d.find("source").get("file")),
+        )
+        for d in doc.iterfind("devices/disk")
+    ]
+    assert [src.name for _, _, src in disks] == [f"hd-{r}.qcow2" for r in ROLES]
+    assert {src.parent for _, _, src in disks} == {Path("/var/lib/libvirt/images/ipva")}
+    model = doc.find("devices/interface/model").get("type")
+    if xml == "ipva.xml":
+        assert [(dev, bus) for dev, bus, _ in disks] == [(f"hd{c}", "ide") for c in "abcd"]
+        assert model == "pcnet"
+    else:  # for QEMUs without PCnet: virtio-scsi targets 0-3 and virtio-net
+        assert [(dev, bus) for dev, bus, _ in disks] == [(f"sd{c}", "scsi") for c in "abcd"]
+        targets = [a.get("target") for a in doc.iterfind("devices/disk/address")]
+        assert targets == ["0", "1", "2", "3"]
+        assert doc.find("devices/controller").get("model") == "virtio-scsi"
+        assert model == "virtio"
+
+
+FAKE_VIRSH = """#!/bin/bash
+# records each call; knows the network "default" and no domains
+echo "$*" >> "$VIRSH_LOG"
+case "$*" in
+  *" uri") echo qemu:///system ;;
+  *" dominfo "*) exit 1 ;;
+  *" net-info default") exit 0 ;;
+  *" net-info "*) exit 1 ;;
+  *" define "*) cp "${@: -1}" "$VIRSH_DEFINED" ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_virsh(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    virsh = bin_dir / "virsh"
+    virsh.write_text(FAKE_VIRSH)
+    virsh.chmod(0o755)
+    return {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "VIRSH_LOG": str(tmp_path / "virsh.log"),
+        "VIRSH_DEFINED": str(tmp_path / "defined.xml"),
+    }
+
+
+def test_libvirt_install_script_places_disks_and_defines(
+    dist: Path, disks: dict[str, Path], tmp_path: Path, fake_virsh: dict[str, str]
+) -> None:
+    script = dist / "libvirt/ipva-libvirt-install.sh"
+    assert script.stat().st_mode & 0o111
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    assert not re.search(r"@[A-Z_]+@", script.read_text())
+    dest = tmp_path / "images" / "pbx 1"
     r = subprocess.run(
-        ["virt-xml-validate", str(dist / "libvirt/ipva.xml"), "domain"],
+        [str(script), "--virtio", "--name", "pbx1", "--dir", str(dest)],
         capture_output=True,
         text=True,
+        env=fake_virsh,
     )
-    assert r.returncode == 0, r.stdout + r.stderr
-    text = (dist / "libvirt/ipva.xml").read_text()
-    for needle in ('machine="pc"', '<model type="pcnet"/>', '<serial type="pty">'):
-        assert needle in text
-    for dev in ("hda", "hdb", "hdc", "hdd"):
-        assert f'dev="{dev}" bus="ide"' in text
+    assert r.returncode == 0, r.stderr
+    for role in ROLES:
+        convert.run_compare(disks[role], dest / f"hd-{role}.qcow2", "qcow2")
+    defined = Path(fake_virsh["VIRSH_DEFINED"])
+    v = subprocess.run(["virt-xml-validate", str(defined), "domain"], capture_output=True)
+    assert v.returncode == 0, v.stdout
+    doc = etree.parse(str(defined)).getroot()
+    assert doc.findtext("name") == "pbx1"
+    assert [d.get("file") for d in doc.iterfind("devices/disk/source")] == [
+        str(dest / f"hd-{r}.qcow2") for r in ROLES
+    ]
+    assert doc.find("devices/interface/model").get("type") == "virtio"
+    assert "virsh --connect qemu:///system start pbx1" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--network", "lan"], "network 'lan' not found"),
+        (["--dir", "relative/dir"], "absolute path"),
+        (["--name", "bad name"], "--name"),
+        (["--bogus"], "unknown argument"),
+    ],
+)
+def test_libvirt_install_script_refuses(
+    dist: Path, tmp_path: Path, fake_virsh: dict[str, str], args: list[str], message: str
+) -> None:
+    script = dist / "libvirt/ipva-libvirt-install.sh"
+    dest = tmp_path / "d"
+    argv = [str(script), *args] if "--dir" in args else [str(script), "--dir", str(dest), *args]
+    r = subprocess.run(argv, capture_output=True, text=True, env=fake_virsh)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert not dest.exists()  # nothing copied before every check passed
 
 
 @pytest.mark.parametrize(
     "package",
     [
         "ipva.ova",
+        "ipva-sha1.ova",
         "ipva-ovf.zip",
         "ipva-proxmox.ova",
         "ipva-hyperv.zip",
@@ -245,7 +360,51 @@ def test_libvirt_xml(dist: Path) -> None:
 def test_inspect_accepts(dist: Path, package: str) -> None:
     result = CliRunner().invoke(inspect, [str(dist / package)])
     assert result.exit_code == 0, result.output
-    assert result.output.rstrip().endswith(": OK")
+    assert re.search(r": OK(, \d warning\(s\))?$", result.output.rstrip())
+
+
+def _inspect(path: Path) -> str:
+    result = CliRunner().invoke(inspect, [str(path)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_inspect_shows_what_proxmox_makes_of_each_ova(dist: Path) -> None:
+    out = _inspect(dist / "ipva-proxmox.ova")
+    for n, role in enumerate(ROLES):
+        assert f"scsi{n} <- hd-{role}.vmdk" in out
+    assert "SCSI controller lsi (LSI 53C895A" in out and "net e1000" in out
+    assert "WARN Proxmox" not in out
+    out = _inspect(dist / "ipva.ova")
+    assert "ide0 <- hd-flash.vmdk" in out and "ide1 <- hd-dump.vmdk" in out
+    assert "WARN Proxmox VE imports hd-flash.vmdk as ide0 in place of hd-boot.vmdk" in out
+    assert "WARN Proxmox VE imports hd-dump.vmdk as ide1 in place of hd-cf.vmdk" in out
+    assert out.rstrip().endswith("ipva.ova: OK, 2 warning(s)")
+
+
+def test_inspect_shows_what_vmware_makes_of_the_ova(dist: Path) -> None:
+    out = _inspect(dist / "ipva.ova")
+    for role, slot in zip(ROLES, ["ide0:0", "ide0:1", "ide1:0", "ide1:1"], strict=True):
+        assert re.search(rf"  {slot} hd-{role}\.vmdk \d+ MiB", out)
+    assert "hardware vmx-07: runs on ESX/ESXi 4.0" in out
+    assert "ethernet0 vlance (PCNet32)" in out and "memory 256 MiB" in out
+    assert "monitor_control.pseudo_perfctr = TRUE from ExtraConfig" in out
+    assert "manifest SHA-1" in _inspect(dist / "ipva-sha1.ova")
+    assert "WARN VMware puts the disks on a SCSI lsilogic" in _inspect(dist / "ipva-proxmox.ova")
+
+
+def test_inspect_shows_hyperv_libvirt_and_vmx_views(dist: Path) -> None:
+    out = _inspect(dist / "ipva-hyperv.zip")
+    assert "Generation 1, memory 256 MiB static, Legacy Network Adapter" in out
+    assert "IDE 1/1 hd-dump.vhdx 2 MiB" in out
+    assert "WARN Hyper-V: no 'Virtual Machines' folder" in out
+    out = _inspect(dist / "libvirt")
+    assert "ok   ipva-virtio.xml: virt-xml-validate" in out
+    assert "ide hda (bus 0 target 0 unit 0) hd-boot.qcow2 6 MiB" in out
+    assert "scsi sdd (bus 0 target 3 unit 0) hd-dump.qcow2 2 MiB" in out
+    assert "NIC pcnet" in out and "NIC virtio" in out
+    out = _inspect(dist / "vmware")
+    assert "ide1:0 hd-flash.vmdk (ata-hardDisk)" in out and "ESXi cannot run" in out
 
 
 def test_inspect_rejects_tampered_manifest(dist: Path, tmp_path: Path) -> None:

@@ -62,6 +62,25 @@ def test_one_virtio_scsi_controller_gives_targets_0_to_3() -> None:
     assert "scsi-hd,drive=d2,bus=scsi0.0,channel=0,scsi-id=2,lun=0" in devs
 
 
+def test_proxmox_ova_is_what_the_importer_makes_lsi_and_e1000() -> None:
+    """Proxmox's OVA import: scsi0–3 on the default controller (LSI 53C895A), e1000."""
+    devs = devices(make_hardware_args(get_profile("proxmox-ova"), DISKS))
+    assert devs == [
+        "lsi53c895a,id=scsi0",
+        "scsi-hd,drive=d0,bus=scsi0.0,channel=0,scsi-id=0,lun=0,bootindex=0",
+        "scsi-hd,drive=d1,bus=scsi0.0,channel=0,scsi-id=1,lun=0",
+        "scsi-hd,drive=d2,bus=scsi0.0,channel=0,scsi-id=2,lun=0",
+        "scsi-hd,drive=d3,bus=scsi0.0,channel=0,scsi-id=3,lun=0",
+        "e1000,netdev=n0",
+    ]
+
+
+def test_libvirt_virtio_is_one_virtio_scsi_controller_and_virtio_net() -> None:
+    devs = devices(make_hardware_args(get_profile("libvirt-virtio"), DISKS))
+    assert devs[0] == "virtio-scsi-pci,id=scsi0" and devs[-1] == "virtio-net-pci,netdev=n0"
+    assert not any(d.startswith(("ide-hd", "pcnet")) for d in devs)
+
+
 def test_hyperv_uses_tulip_and_libvirt_pcnet() -> None:
     assert devices(make_hardware_args(get_profile("hyperv"), DISKS))[-1] == "tulip,netdev=n0"
     assert devices(make_hardware_args(get_profile("libvirt"), DISKS))[-1] == "pcnet,netdev=n0"

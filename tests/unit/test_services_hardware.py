@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from appliance.hal.block import BlockDevice, MemoryBlockDevice
-from appliance.hal.platform import DiskRole
-from appliance.modcmd import ModCmdError, lookup
-from appliance.services import hardware  # noqa: F401 - registers the commands
+from appliance.hal.hosted import HostedPlatform
+from appliance.hal.types import DiskRole, Unavailable
+from appliance.modcmd import CommandTable, ModCmdError
+from appliance.services.hardware import HardwareService
+
+lookup = CommandTable(HardwareService().commands()).lookup
 
 
 class CfPlatform:
@@ -44,3 +48,11 @@ def test_cf_format_on_a_platform_without_cf_says_so() -> None:
     box = SimpleNamespace(platform=object(), disks={})
     with pytest.raises(ModCmdError, match="no compact flash disk"):
         lookup("CF0", "format")(box, ["yes"])  # type: ignore[misc]
+
+
+def test_cf_format_where_the_platform_cannot_says_its_reason(tmp_path: Path) -> None:
+    platform = HostedPlatform(tmp_path)
+    box = SimpleNamespace(platform=platform, disks={DiskRole.CF: MemoryBlockDevice(4096)})
+    with pytest.raises(ModCmdError, match="^CF0: no compact flash disk to format on this"):
+        lookup("CF0", "format")(box, ["yes"])  # type: ignore[misc]
+    assert issubclass(Unavailable, Exception)

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from appliance.config import Config
+from appliance.events import AddressChanged, Events, LinkChanged
 from appliance.hal.nics import PciNic, Port, assign_ports
-from appliance.hal.platform import HaltError, NicConfigError
+from appliance.hal.types import HaltError, NicConfigError
 from appliance.services import network as net
 
 
@@ -19,6 +20,7 @@ class FakeNics:
         self.lease: dict[str, dict[str, str] | None] = {}
         self.static: list[tuple[Any, ...]] = []
         self.refuse: NicConfigError | None = None  # what the kernel says to set_static
+        self.down: set[str] = set()  # interfaces without carrier
 
     def ports(self) -> list[Port]:
         return assign_ports(self.nics)
@@ -32,6 +34,9 @@ class FakeNics:
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None:
         return self.lease.get(ifname)
 
+    def link_up(self, ifname: str) -> bool:
+        return ifname not in self.down
+
     def set_static(self, *args: Any) -> None:
         self.static.append(args)
         if self.refuse is not None:
@@ -43,6 +48,10 @@ class FakeBox:
         self.active = cfg
         self.lines: list[str] = []
         self.restart_request: str | None = None
+        self.addresses: dict[str, str] = {}
+        self.events = Events()
+        self.seen: list[Any] = []
+        self.events.subscribe(self.seen.append)
 
     def trace(self, text: str, tag: int = 30) -> None:
         self.lines.append(text)
@@ -87,6 +96,13 @@ def test_dhcp_on_eth1_and_lease_loss_is_shown() -> None:
     plat.lease["eth1"] = {"ip": "10.0.2.16", "mask": "255.255.255.0"}
     network.poll_once(box, ports)
     assert box.lines[-1] == "ETH1 IP address 10.0.2.16/24 (dhcp)"
+    # the box's addresses and the event hook follow every change the console showed
+    assert box.addresses == {"ETH1": "10.0.2.16/24 (dhcp)"}
+    assert box.seen == [
+        AddressChanged("ETH1", "10.0.2.15/24 (dhcp)"),
+        AddressChanged("ETH1", None),
+        AddressChanged("ETH1", "10.0.2.16/24 (dhcp)"),
+    ]
 
 
 def test_the_watcher_thread_runs_until_a_restart_is_requested() -> None:
@@ -141,3 +157,19 @@ def test_a_refused_route_is_said_after_the_address() -> None:
         "Network unreachable; check IP0 RT"
     )
     assert network.modes["ETH0"] == "static"
+
+
+def test_link_changes_are_events_not_console_lines() -> None:
+    plat, box = FakeNics(), FakeBox(config((("DHCP0", ""), {"mode": "off"})))
+    network = net.Network(plat)
+    network.configure(box, watch=False)
+    lines, seen = len(box.lines), len(box.seen)
+    network.poll_links(box)
+    assert box.seen[seen:] == []  # no change yet
+    plat.down.add("eth1")
+    network.poll_links(box)
+    network.poll_links(box)  # said once
+    plat.down.clear()
+    network.poll_links(box)
+    assert box.seen[seen:] == [LinkChanged("ETH1", False), LinkChanged("ETH1", True)]
+    assert len(box.lines) == lines

@@ -11,8 +11,11 @@ from appliance.box import Box, BoxError
 from appliance.flash import FlashFullError, mount_flash
 from appliance.hal.block import MemoryBlockDevice
 from appliance.hal.memory import MemoryInfo
-from appliance.hal.platform import DiskRole
+from appliance.hal.types import DiskRole
+from appliance.service import BaseService, Service
+from appliance.services import boot_services
 from appliance.services.crashdump import read_crash_record
+from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
 
 
@@ -29,22 +32,22 @@ def counting(vars: Any) -> None:
 
 class FakePlatform:
     name = "test"
-
-    def cpu_brand(self) -> str:
-        return "Test CPU"
+    hw_id = "IPVA-test"
+    bootcode_build = 1601001
 
     def memory_info(self) -> MemoryInfo:
         return MemoryInfo(64946176)
 
 
-def make_box(flash: Any = "new") -> Box:
+def make_box(flash: Any = "new", services: list[Service] | None = None) -> Box:
     disks = {role: MemoryBlockDevice(1 << 16) for role in DiskRole}
     disks[DiskRole.FLASH] = MemoryBlockDevice(4 << 20)
     if flash == "new":
         flash = mount_flash(disks[DiskRole.FLASH], ram_bytes=64 << 20, trace=lambda s: None)
         flash.vars.commits = 0  # counted by the tests, see counting()
         counting(flash.vars)
-    box = Box(FakePlatform(), disks, flash, lambda *a: None)  # type: ignore[arg-type]
+    services = boot_services() if services is None else services
+    box = Box(FakePlatform(), disks, flash, TraceBuffer(), services=services)  # type: ignore[arg-type]
     box.load_saved()
     return box
 
@@ -52,7 +55,7 @@ def make_box(flash: Any = "new") -> Box:
 def restart(box: Box) -> Box:
     """What the runtime does on reset: a new box on the same disks, flash mounted again."""
     flash = mount_flash(box.disks[DiskRole.FLASH], ram_bytes=64 << 20, trace=lambda s: None)
-    new = Box(box.platform, box.disks, flash, lambda *a: None)
+    new = Box(box.platform, box.disks, flash, TraceBuffer(), services=box.services)
     new.load_saved()
     return new
 
@@ -162,22 +165,22 @@ def test_crash_record_detects_damage() -> None:
     assert read_crash_record(MemoryBlockDevice(4096)) is None
 
 
-@pytest.fixture
-def echo_cmd() -> Any:
-    @modcmd.register("TEST0", "echo", "echo args")
-    def echo(box: Any, args: list[str]) -> str:
+class EchoService(BaseService):
+    name = "echo"
+
+    def commands(self) -> list[modcmd.Command]:
+        return [modcmd.Command("TEST0", "echo", "echo args", self.echo)]
+
+    def echo(self, box: Box, args: list[str]) -> str:
         if args == ["fail"]:
             raise modcmd.ModCmdError("refused: say something else")
         if args == ["crash"]:
             raise RuntimeError("boom")
         return " ".join(args)
 
-    yield
-    modcmd._COMMANDS.pop(("TEST0", "echo"))
 
-
-def test_mod_cmd_dispatch_and_errors(echo_cmd: Any) -> None:
-    sh = Shell(make_box())
+def test_mod_cmd_dispatch_and_errors() -> None:
+    sh = Shell(make_box(services=[*boot_services(), EchoService()]))
     assert sh.execute("mod cmd TEST0 echo a b") == "a b"
     assert sh.execute("!mod cmd test0 ECHO x") == "x"
     assert sh.execute("mod cmd TEST0 echo fail") == "error: refused: say something else"

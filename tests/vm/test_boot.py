@@ -6,13 +6,18 @@ dist/ or from a deliberately broken copy of the boot disk.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from appliance.hosted import run_hosted
+from appliance.version import BUILD
+from firmware.initramfs import make_cpio_zstd
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.timeouts import retry
 from images.bootdisk import delete_boot_file, read_boot_file, write_boot_file
@@ -121,3 +126,55 @@ def test_truncated_firmware_shows_loading_failed(
     box.wait_for_console(re.escape(IMAGE_FAILED))
     assert_stopped_for_good(box)
     assert "IPVA>" not in box.console_log
+
+
+OTHER_BOOTCODE_BUILD = BUILD + 76  # a bootcode build that is not the firmware's
+
+
+def with_bootcode_build(ipva_dist: Path, tmp_path: Path, build: int) -> list[Path]:
+    """The session's disks, but a boot disk whose initramfs says `build <build>` in
+    /etc/bootcode-version: a bootcode of another build than the firmware (IPVA.BIN) on it,
+    as after a firmware update that left the bootcode alone."""
+    disks = broken_disks(ipva_dist, tmp_path)
+    tree = tmp_path / "initramfs"
+    tree.mkdir()
+    cpio = subprocess.run(
+        ["zstd", "-d", "-c"], input=read_boot_file(disks[0], "INITRD.ZST"),
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    subprocess.run(["cpio", "-idm", "--quiet"], input=cpio, cwd=tree, check=True)
+    version = tree / "etc/bootcode-version"
+    old = version.read_text().split()
+    version.write_text(f"{old[0]} build {build}\n")
+    make_cpio_zstd(tree, tmp_path / "initrd.zst", int(time.time()), level=3)
+    write_boot_file(disks[0], "INITRD.ZST", (tmp_path / "initrd.zst").read_bytes())
+    return disks
+
+
+def mod_commands(help_mod: str) -> list[str]:
+    return [" ".join(line.split()[:4]) for line in help_mod.splitlines() if line.strip()]
+
+
+def test_version_line_shows_the_bootcodes_build_and_help_mod_is_as_hosted(
+    ipva_machine, ipva_dist: Path, tmp_path: Path
+) -> None:
+    disks = with_bootcode_build(ipva_dist, tmp_path, OTHER_BOOTCODE_BUILD)
+    box = ipva_machine("vmware", disks=disks)
+    box.wait_for_prompt()
+    ident = f"IPVA[{BUILD}], Bootcode[{OTHER_BOOTCODE_BUILD}], HW[IPVA-vm]"
+    assert f"IPVA bootcode 16r1sr1 build {OTHER_BOOTCODE_BUILD}" in box.console_log
+    assert f"0:0000:030:4 - IPVA 16r1sr1 {ident}" in box.console_log
+    assert box.command("version").strip() == f"16r1sr1 {ident}"
+    backup = box.command("mod cmd CFG0 backup")
+    assert re.search(rf"^vars check [0-9a-f]{{32}} # 16r1sr1 {re.escape(ident)}$", backup, re.M)
+    # the trace buffer holds the boot trace the console showed
+    trace = box.command("mod cmd TRACE show")
+    assert f"0:0000:030:4 - IPVA 16r1sr1 {ident}" in trace
+    assert "0:0000:081:4 - start flashdir FLASHDIR0" in trace
+    # the same module commands as hosted (where ETH0 has no interface, but is listed)
+    out = io.BytesIO()
+    assert run_hosted(tmp_path / "hosted", io.BytesIO(b"help mod\n"), out) == 0
+    hosted = out.getvalue().decode().split("IPVA> help mod\n", 1)[1].split("IPVA> ", 1)[0]
+    in_vm = box.command("help mod")
+    assert mod_commands(in_vm) == mod_commands(hosted)
+    assert "mod cmd ETH0 info" in mod_commands(in_vm)

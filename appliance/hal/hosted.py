@@ -1,0 +1,150 @@
+"""The platform on the host: the disks are `<role>.img` files in a directory, one console on
+stdin/stdout, the host's CPU, no NICs, the host's clock. `reset` restarts in-process (the
+runtime re-boots on the same files), so `restart` and `halt` return.
+
+stdin a terminal: raw mode while attached, the console line discipline as on the serial
+console; Ctrl-D on an empty line ends. stdin not a terminal (a pipe, a file): each line is a
+console command, the transcript (echo, output, boot trace) goes to stdout with plain "\n".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from appliance.hal.block import BlockDevice, FileBlockDevice
+from appliance.hal.cpu import CpuInfo, read_cpuinfo
+from appliance.hal.nics import PciNic, Port
+from appliance.hal.timekeeping import Policy, Timekeeping
+from appliance.hal.types import (
+    Console,
+    DiskRole,
+    MemoryInfo,
+    RestartKind,
+    StreamConsole,
+    Unavailable,
+)
+from appliance.version import BUILD, PRODUCT
+
+# sizes of the disks the hosted runtime creates when they are missing (sparse files)
+HOSTED_DISK_SIZES = {
+    DiskRole.BOOT: 64 << 20,
+    DiskRole.CF: 64 << 20,
+    DiskRole.FLASH: 100 << 20,  # the seed: VMware cannot make smaller disks
+    DiskRole.DUMP: 64 << 20,
+}
+NO_NIC = "no network interface on this platform"
+
+
+@dataclass
+class HostedPlatform:
+    """The runtime on the host: disks are `<role>.img` files in `directory`."""
+
+    directory: Path
+    memory: int = 256 << 20
+    stdin: BinaryIO = field(default_factory=lambda: sys.stdin.buffer)
+    stdout: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
+    name: str = "hosted"
+    hw_id: str = f"{PRODUCT}-hosted"
+    bootcode_build: int = BUILD  # no bootcode runs here: the runtime's own build
+    needs_nic: bool = False  # the host's network is not ours to configure
+    _cpu: CpuInfo | None = None
+
+    @property
+    def on_terminal(self) -> bool:
+        return _isatty(self.stdin) and os.name == "posix"
+
+    @property
+    def newline(self) -> bytes:
+        return b"\r\n" if self.on_terminal else b"\n"
+
+    @property
+    def ctrl_d_ends(self) -> bool:
+        return self.on_terminal
+
+    def cpu(self) -> CpuInfo:
+        if self._cpu is None:
+            self._cpu = read_cpuinfo()
+        return self._cpu
+
+    def cpu_lines(self) -> list[str]:
+        return []  # the host's core count says nothing about the box
+
+    def memory_info(self) -> MemoryInfo:
+        return MemoryInfo(self.memory)  # a figure given by the caller, no firmware map
+
+    def open_disks(self) -> dict[DiskRole, BlockDevice]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        disks: dict[DiskRole, BlockDevice] = {}
+        for role in DiskRole:
+            path = self.directory / f"{role.value}.img"
+            if not path.exists():
+                with open(path, "wb") as f:
+                    f.truncate(HOSTED_DISK_SIZES[role])
+            disks[role] = FileBlockDevice(path)
+        return disks
+
+    def disk_lines(self) -> list[str]:
+        return []
+
+    def format_cf(self, dev: BlockDevice) -> str:
+        raise Unavailable("CF0: no compact flash disk to format on this platform")
+
+    def pci_nics(self) -> list[PciNic]:
+        return []
+
+    def ports(self) -> list[Port]:
+        return []
+
+    def start_dhcp(self, ifname: str) -> dict[str, str] | None:
+        raise Unavailable(NO_NIC)
+
+    def dhcp_lease(self, ifname: str) -> dict[str, str] | None:
+        return None
+
+    def set_static(self, ifname: str, addr: str | None, prefix: int, gateway: str | None) -> None:
+        raise Unavailable(NO_NIC)
+
+    def link_up(self, ifname: str) -> bool:
+        return False
+
+    def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping | None:
+        return None  # the host's clock: nothing to probe or calibrate
+
+    def restart(self, kind: RestartKind) -> None:
+        """Returns: the runtime restarts in-process on the same disk files."""
+
+    def halt(self) -> None:
+        """Returns: the process ends with an exit status instead."""
+
+    def consoles(self) -> list[Console]:
+        return [StreamConsole("stdio", self.stdin, self.stdout)]
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        """Raw mode on a terminal so the line discipline sees every key; always restored."""
+        if not self.on_terminal:
+            yield
+            return
+        import termios
+        import tty
+
+        fd = self.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+        try:
+            tty.setraw(fd)
+            yield
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _isatty(stream: BinaryIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed stream, or one without isatty
+        return False

@@ -1,0 +1,57 @@
+"""The timekeeping service (TIME0): the box's clock from the platform (`Platform.start_clock`:
+the VM's perf counter, calibrated, hal.timekeeping), `mod cmd TIME0 info`.
+
+TIME0 /perfcounter is the policy for a missing counter; under `strict` the boot stops
+(TimekeepingHalt). Hosted runs on the host's clock: there is nothing to start.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from appliance import xmltext
+from appliance.hal.timekeeping import Policy, Timekeeping
+from appliance.modcmd import Command
+from appliance.service import BaseService
+
+if TYPE_CHECKING:
+    from appliance.box import Box
+
+
+class TimekeepingService(BaseService):
+    name = "timekeeping"
+    config_modules: tuple[str, ...] = ("TIME0",)
+
+    def __init__(self) -> None:
+        self.clock: Timekeeping | None = None
+
+    def start(self, box: Box) -> None:
+        policy = Policy(str(box.active.value("TIME0", "perfcounter")))
+        self.clock = box.platform.start_clock(policy, box.trace)
+
+    def commands(self) -> list[Command]:
+        return [
+            Command(
+                "TIME0",
+                "info",
+                "the timekeeping counter, its calibration and the policy",
+                self.info,
+            )
+        ]
+
+    def info(self, box: Box, args: list[str]) -> str:
+        tk = self.clock
+        if tk is None:
+            return "timekeeping: not started on this platform"
+        cal = tk.calibration
+        return xmltext.info(
+            "time",
+            {
+                "hypervisor": str(tk.hypervisor),
+                "counter": tk.counter.name,
+                "kind": "primary" if tk.primary else "fallback",
+                "policy": str(tk.policy),
+                "rate": f"{cal.rate * 100:.1f}%" if cal is not None else "not calibrated",
+                "uptime-ms": str(tk.now_ns() // 1_000_000),
+            },
+        )
