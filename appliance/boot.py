@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from appliance.box import Box, close_disks
@@ -86,6 +87,7 @@ class Runtime:
         # set when the box halted or every console reached end of input: run() returns
         self.stopped = threading.Event()
         self._serving = 0
+        self._last_line = time.monotonic()  # idle_for(): the update's ireset waits for it
 
     def mirror(self, line: str) -> None:
         """A trace line to every console, as the box shows its trace."""
@@ -96,7 +98,7 @@ class Runtime:
     def boot(self) -> bool:
         trace = TraceBuffer(self.mirror)  # a new buffer each boot, as the box's RAM
         try:
-            self.box = boot_box(self.platform, trace, boot_services(self.mount))
+            self.box = boot_box(self.platform, trace, boot_services(self.mount, runner=self))
         except HaltError as e:  # missing disk, NIC unavailable!, perfcounter (strict) …
             if not e.shown:
                 trace(str(e))
@@ -112,7 +114,11 @@ class Runtime:
         if isinstance(event, RestartRequested):
             threading.Thread(target=self.settle, name="restart", daemon=True).start()
 
+    def idle_for(self) -> float:
+        return time.monotonic() - self._last_line
+
     def execute(self, line: str) -> str:
+        self._last_line = time.monotonic()
         with self._lock:
             if self.shell is None:  # halted: a line typed on another console meanwhile
                 return HALTED

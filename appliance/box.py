@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from appliance.config import (
     Activation,
@@ -98,6 +98,9 @@ def check_flashdir_line(line: str) -> str | None:
     if not words[4].isdigit() or int(words[4]) > 0xFFFFFFFF:
         return f"bad FLASHDIR item id {words[4]!r}: a number 0..4294967295"
     return None
+
+
+S = TypeVar("S")
 
 
 class Box:
@@ -283,6 +286,10 @@ class Box:
                 self.trace(f"reboot: no crash record written: {e}")
         self.restart_request = RestartKind.REBOOT
         self.events.emit(RestartRequested(RestartKind.REBOOT))
+
+    def service(self, kind: type[S]) -> S | None:
+        """The running service of this class (the shell's `version` asks the update service)."""
+        return next((s for s in self.services if isinstance(s, kind)), None)
 
     def close(self) -> None:
         """Stop the services (reverse boot order), then close the disks."""

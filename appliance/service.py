@@ -51,6 +51,15 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
+class CommandRunner(Protocol):
+    """Runs console lines for a service, as typed on the console (the runtime: one lock,
+    the same interpreter): the web admin's `!` URLs, the update server's scripts."""
+
+    def execute(self, line: str) -> str: ...
+
+    def idle_for(self) -> float: ...  # seconds since the last console/web/script line
+
+
 class BaseService:
     """Do-nothing defaults of every Service method."""
 

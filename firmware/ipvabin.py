@@ -1,125 +1,30 @@
-"""IPVA.BIN — the firmware image: one header block, then the payload (a squashfs).
-
-The same file sits on the boot disk's FAT partition (as `IPVA.BIN`) and is what users get
-as `ipva.bin` for updates. The bootcode (busybox sh, firmware/bootcode/init) checks it
-before mounting the payload, so the fields it reads are at fixed offsets and the digest is
-ASCII hex (no parsing needed in sh):
-
-    offset size field
-    0      8    magic            b"IPVABIN\\x1a"
-    8      2    header_version   1 (u16 le)
-    10     2    flags            0 (reserved)
-    12     4    build            firmware build number (u32 le), e.g. 1601001
-    16     16   version          innovaphone version, ASCII, NUL padded, e.g. "16r1sr1"
-    32     8    payload_length   bytes of payload (u64 le)   — sh: od -An -t u8 -j 32 -N 8
-    40     8    payload_offset   4096 (u64 le)
-    48     64   payload_sha256   lower-case hex of the payload's SHA-256 — sh: dd skip=48
-    112    4    header_crc32     zlib CRC-32 of bytes 0..111 (u32 le)
-    116    …    zero up to 4096
-
-A file shorter than offset + length is truncated; a wrong digest is the box's
-"checksum wrong!" case.
-"""
+"""ipva.bin files for the builder and `ipva fw`: the format itself is declared in the
+runtime (appliance/services/update/image.py), which checks every image the box is given."""
 
 from __future__ import annotations
 
-import hashlib
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
-from construct import (
-    Checksum,
-    Const,
-    ConstructError,
-    Int16ul,
-    Int32ul,
-    Int64ul,
-    PaddedString,
-    RawCopy,
-    Struct,
-    this,
+from appliance.services.update.image import (
+    HEADER_SIZE,
+    IMAGE_NAME_83,
+    MAGIC,
+    ChecksumError,
+    FirmwareError,
+    FirmwareInfo,
+    Header,
+    ImageVerifier,
+    NotFirmwareError,
+    TruncatedFirmwareError,
+    build_header,
+    parse_header,
 )
 
-from appliance.version import FirmwareVersion
-
-MAGIC = b"IPVABIN\x1a"
-HEADER_SIZE = 4096
-IMAGE_NAME_83 = "IPVA    BIN"  # how the box names the file in its messages (FAT 8.3 form)
-
-HeaderFields = Struct(
-    "magic" / Const(MAGIC),
-    "header_version" / Const(1, Int16ul),
-    "flags" / Int16ul,
-    "build" / Int32ul,
-    "version" / PaddedString(16, "ascii"),
-    "payload_length" / Int64ul,
-    "payload_offset" / Const(HEADER_SIZE, Int64ul),
-    "payload_sha256" / PaddedString(64, "ascii"),
-)
-Header = Struct(
-    "fields" / RawCopy(HeaderFields),
-    "header_crc32" / Checksum(Int32ul, lambda data: zlib.crc32(data), this.fields.data),
-)
-
-
-class FirmwareError(Exception):
-    """ipva.bin is not usable; the message says why and what to do."""
-
-
-class NotFirmwareError(FirmwareError):
-    pass
-
-
-class TruncatedFirmwareError(FirmwareError):
-    pass
-
-
-class ChecksumError(FirmwareError):
-    pass
-
-
-@dataclass(frozen=True)
-class FirmwareInfo:
-    version: str
-    build: int
-    payload_length: int
-    payload_sha256: str
-
-    @property
-    def total_size(self) -> int:
-        return HEADER_SIZE + self.payload_length
-
-
-def build_header(version: str, build: int, payload: bytes) -> bytes:
-    FirmwareVersion.parse(version)  # refuse versions the box would not show
-    raw = Header.build(
-        {
-            "fields": {
-                "value": {
-                    "flags": 0,
-                    "build": build,
-                    "version": version,
-                    "payload_length": len(payload),
-                    "payload_sha256": hashlib.sha256(payload).hexdigest(),
-                }
-            }
-        }
-    )
-    return raw.ljust(HEADER_SIZE, b"\0")
-
-
-def parse_header(block: bytes, *, source: str = "ipva.bin") -> FirmwareInfo:
-    if len(block) < Header.sizeof():
-        raise TruncatedFirmwareError(f"{source}: {len(block)} bytes, too short for a header")
-    if block[: len(MAGIC)] != MAGIC:
-        raise NotFirmwareError(f"{source}: not an IPVA firmware image (no IPVABIN magic)")
-    try:
-        h = Header.parse(block[: Header.sizeof()])
-    except ConstructError as exc:
-        raise NotFirmwareError(f"{source}: damaged header: {exc}") from exc
-    v = h.fields.value
-    return FirmwareInfo(v.version, v.build, v.payload_length, v.payload_sha256)
+__all__ = [
+    "HEADER_SIZE", "IMAGE_NAME_83", "MAGIC", "ChecksumError", "FirmwareError", "FirmwareInfo",
+    "Header", "NotFirmwareError", "TruncatedFirmwareError", "build_header", "parse_header",
+    "pack", "read_info", "verify", "write_firmware",
+]  # fmt: skip
 
 
 def pack(payload: bytes, version: str, build: int) -> bytes:
@@ -139,23 +44,8 @@ def read_info(path: Path) -> FirmwareInfo:
 
 def verify(path: Path) -> FirmwareInfo:
     """Check header, length and digest; raise a FirmwareError saying what is wrong."""
-    info = read_info(path)
-    size = path.stat().st_size
-    if size < info.total_size:
-        raise TruncatedFirmwareError(
-            f"{path}: truncated: {size} bytes, header says {info.total_size}; "
-            "download ipva.bin again"
-        )
-    if size > info.total_size:
-        raise FirmwareError(f"{path}: {size - info.total_size} bytes of trailing data")
-    h = hashlib.sha256()
+    check = ImageVerifier(source=str(path))
     with open(path, "rb") as f:
-        f.seek(HEADER_SIZE)
         for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != info.payload_sha256:
-        raise ChecksumError(
-            f"checksum wrong! Loading failed for image={IMAGE_NAME_83} ({path}: payload "
-            f"SHA-256 {h.hexdigest()[:16]}…, header says {info.payload_sha256[:16]}…)"
-        )
-    return info
+            check.feed(block)
+    return check.finish()

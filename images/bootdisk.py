@@ -3,7 +3,8 @@
 
 Steps (DESIGN.md): truncate; sfdisk (one type-e partition at sector 2048, *active*, else
 mbr.bin prints "Missing operating system."); mkfs.fat --offset; mlabel (mkfs's label would
-stamp the time); syslinux --offset --install; mcopy; mbr.bin into the first 440 bytes.
+stamp the time); syslinux --offset --install; mcopy; mbr.bin into the first 440 bytes; the
+boot-control record (appliance/hal/bootctl.py) into the gap before the partition.
 Every timestamp is SOURCE_DATE_EPOCH, so two builds give the same bytes.
 """
 
@@ -12,10 +13,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from appliance.hal.block import SECTOR
+from appliance.hal.bootctl import BOOTCTL_LBAS, BootControl, encode
+from appliance.hal.bootfiles import BOOT_PARTITION_SECTOR
 from appliance.hal.disks import BOOT_LABEL
 from firmware.run import ToolError, run
 
-PART_START_SECTOR = 2048
+PART_START_SECTOR = BOOT_PARTITION_SECTOR  # the runtime writes firmware slots there too
 PART_OFFSET = PART_START_SECTOR * 512
 DISK_ID = "0x49505641"  # "IPVA": fixed, for reproducible builds
 VOLUME_ID = "49505641"
@@ -69,6 +73,9 @@ def make_boot_disk(out: Path, files: dict[str, Path], epoch: int, size_mib: int 
     mbr = _mbr_bin().read_bytes()[:440]
     with open(out, "r+b") as f:
         f.write(mbr)
+        # boot control: slot A (IPVA.BIN) runs and is good; the second copy stays blank
+        f.seek(BOOTCTL_LBAS[0] * SECTOR)
+        f.write(encode(BootControl.initial()))
     return out
 
 

@@ -22,6 +22,7 @@ from appliance.config.types import (
     Netmask,
     Password,
     Text,
+    Url,
 )
 
 PORT = Int(1, 65535)
@@ -182,6 +183,24 @@ declare(
             Arg("pwd", Password(), "", "admin password (empty: the factory password)"),
         ),
         order=80,
+    )
+)
+
+
+declare(
+    Module(
+        "UP1",
+        "update server client: polls a script of console commands",
+        args=(
+            Arg(
+                "url",
+                Url(),
+                "",
+                "script URL; ending in / gets update-ipva.htm; #m = MAC, #h = hardware id",
+            ),
+            Arg("poll", Int(0, 10080), 60, "minutes between polls (0: once after each boot)"),
+        ),
+        order=85,
     )
 )
 

@@ -182,6 +182,27 @@ class Text(ValueType):
         return ["a", "x" * self.max_len] if re.fullmatch(self.pattern, "a") else []
 
 
+@dataclass(frozen=True)
+class Url(ValueType):
+    """An http:// or https:// URL (no spaces), or empty for none."""
+
+    max_len: int = 255
+    hint: str = "an http:// or https:// URL"
+
+    def parse(self, text: str) -> str:
+        if len(text) > self.max_len:
+            raise BadValueError(f"too long ({len(text)} characters, at most {self.max_len})")
+        if text and not re.fullmatch(r"(?i)https?://[\x21-\x7e]+", text):
+            raise BadValueError(f"{text!r} is not {self.hint}")
+        return text
+
+    def describe(self) -> str:
+        return f"{self.hint}, at most {self.max_len} characters"
+
+    def samples(self) -> list[Any]:
+        return ["http://10.0.2.2:8080/up/", "https://updates.example/ipva/#m.htm?hw=#h"]
+
+
 # POSIX TZ strings as the box's time zone setting takes them (e.g. CET-1CEST,M3.5.0,M10.5.0/3)
 _RULE = r"M[0-9]{1,2}\.[1-5]\.[0-6](/[0-9]{1,2})?"
 _TZ_RE = (

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from appliance.hal.block import BlockDevice, FileBlockDevice
+from appliance.hal.bootctl import decide, read_boot_control, write_boot_control
+from appliance.hal.bootfiles import BootFiles, ImageBootFiles
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
 from appliance.hal.nics import PciNic, Port
 from appliance.hal.timekeeping import Policy, Timekeeping
@@ -54,6 +56,7 @@ class HostedPlatform:
     bootcode_build: int = BUILD  # no bootcode runs here: the runtime's own build
     needs_nic: bool = False  # the host's network is not ours to configure
     _cpu: CpuInfo | None = None
+    _slot: int = 0  # the firmware slot this boot "started" (see open_disks)
 
     @property
     def on_terminal(self) -> bool:
@@ -87,7 +90,25 @@ class HostedPlatform:
                 with open(path, "wb") as f:
                     f.truncate(HOSTED_DISK_SIZES[role])
             disks[role] = FileBlockDevice(path)
+        self._slot = self._play_bootcode(disks[DiskRole.BOOT])
         return disks
+
+    @staticmethod
+    def _play_bootcode(boot: BlockDevice) -> int:
+        """No bootcode runs here, so the hosted boot makes the bootcode's slot decision
+        itself (hal.bootctl.decide: a trial slot loses a try, one without tries left gives
+        way to the good slot), so updates go through their whole life cycle hosted. The code
+        that runs is the host's either way; the slot files are checked only by the VM."""
+        decision = decide(read_boot_control(boot))
+        if decision.record is not None:
+            write_boot_control(boot, decision.record)
+        return decision.slot
+
+    def boot_files(self) -> BootFiles:
+        return ImageBootFiles(self.directory / "boot.img")
+
+    def running_slot(self) -> int:
+        return self._slot
 
     def disk_lines(self) -> list[str]:
         return []

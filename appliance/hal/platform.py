@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from appliance.hal.block import BlockDevice
+from appliance.hal.bootfiles import BootFiles
 from appliance.hal.cpu import CpuInfo
 from appliance.hal.nics import PciNic, Port
 from appliance.hal.timekeeping import Policy, Timekeeping
@@ -75,6 +76,11 @@ class Platform(Protocol):
     def begin_clock(self) -> None: ...  # start measuring the counter (start_clock waits)
 
     def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping | None: ...
+
+    # --- firmware slots (the update service): the boot partition's files, and which slot
+    # (0 = IPVA.BIN, 1 = IPVA2.BIN) the bootcode started this time
+    def boot_files(self) -> BootFiles: ...
+    def running_slot(self) -> int: ...
 
     # --- life cycle
     def restart(self, kind: RestartKind) -> None: ...  # the VM reboots and never returns

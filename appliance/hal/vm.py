@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from appliance.hal.block import BlockDevice, FileBlockDevice
+from appliance.hal.bootfiles import BootFiles, MountedBootFiles
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
 from appliance.hal.cpu import trace_lines as cpu_trace_lines
 from appliance.hal.disks import (
@@ -51,6 +52,8 @@ from appliance.hal.types import (
     Unavailable,
 )
 from appliance.version import BUILD, PRODUCT
+
+BOOT_MOUNT = Path("/boot")  # where /init mounted the boot partition (read-only)
 
 SERIAL_CONSOLE = "/dev/ttyS0"
 VGA_CONSOLE = "/dev/tty1"
@@ -291,6 +294,13 @@ class VmPlatform:
         return start_timekeeping(policy, self.cpu().flags, trace, measurement=job.result())
 
     # --- life cycle --------------------------------------------------------------------
+    def boot_files(self) -> BootFiles:
+        return MountedBootFiles(BOOT_MOUNT)
+
+    def running_slot(self) -> int:
+        # /init says which slot it checked and started (a bootcode from before slots: A)
+        return 1 if os.environ.get("IPVA_SLOT") == "1" else 0
+
     def restart(self, kind: RestartKind) -> None:
         """reset: orderly restart; reboot: the same here — the box's 'trap' is the caller's."""
         os.sync()

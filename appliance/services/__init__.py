@@ -9,6 +9,8 @@
     timekeeping  start: the box's clock (TIME0); mod cmd TIME0
     network      probe: ETH0/ETH1 (NIC unavailable! stops the VM); start: addresses from
                  IP0/DHCP0; mod cmd ETH0, ETH1
+    update       start: a new firmware on trial confirms itself (the box is up now), the
+                 UP1 poller; mod cmd UP0, UP1 (services/update/)
 
 Probes run first, in this order, before the disks are opened; then the starts, in this
 order (the flash before the config it holds, the config before what reads it; the
@@ -18,7 +20,7 @@ network last, as its addresses are the last boot-trace lines). A new service
 
 from __future__ import annotations
 
-from appliance.service import Service
+from appliance.service import CommandRunner, Service
 from appliance.services.config import ConfigService
 from appliance.services.crashreport import CrashReportService
 from appliance.services.flash import FlashService, Mount, mount_real_flash
@@ -27,10 +29,14 @@ from appliance.services.network import NetworkService
 from appliance.services.system import SystemService
 from appliance.services.timekeeping import TimekeepingService
 from appliance.services.trace import TraceService
+from appliance.services.update.service import UpdateService
 
 
-def boot_services(mount: Mount = mount_real_flash) -> list[Service]:
-    """Fresh service instances for one boot (a restart builds new ones)."""
+def boot_services(
+    mount: Mount = mount_real_flash, runner: CommandRunner | None = None
+) -> list[Service]:
+    """Fresh service instances for one boot (a restart builds new ones). `runner` runs
+    console lines for services that take them from outside (the runtime)."""
     return [
         TraceService(),
         HardwareService(),
@@ -40,6 +46,7 @@ def boot_services(mount: Mount = mount_real_flash) -> list[Service]:
         ConfigService(),
         TimekeepingService(),
         NetworkService(),
+        UpdateService(runner),
     ]
 
 

@@ -32,6 +32,7 @@ class Tag(enum.IntEnum):
 
     BOOT = 30  # the boot, the box's identity, config and network lines
     FLASH = 81  # FLASHMAN/FLASHDIR, as on the box (`0:0000:081:4 - start flashdir …`)
+    UPDATE = 40  # UP0/UP1: firmware slots, updates, the update-server client
 
 
 class TraceFn(Protocol):

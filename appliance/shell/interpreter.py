@@ -23,6 +23,7 @@ from appliance.config import (
 )
 from appliance.config.grammar import show_token
 from appliance.config.types import Flag
+from appliance.services.update.service import UpdateService
 
 CONFIG_SEMANTICS = """\
 The box keeps three configurations:
@@ -226,7 +227,9 @@ class Shell:
         return error(f"no help for {show_token(topic)}: try help, help config, help mod, help IP0")
 
     def _version(self, box: Box, words: list[Word]) -> str:
-        return box.version_line()
+        update = box.service(UpdateService)
+        extra = update.summary(box) if update is not None else []
+        return "\n".join([box.version_line(), *extra])
 
 
 def module_help(name: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from appliance.services.update.image import ImageVerifier
 from firmware import ipvabin
 from tools.cli import main
 
@@ -78,7 +79,7 @@ def test_verify_rejects_truncated(firmware: Path, keep: int) -> None:
 
 def test_verify_rejects_trailing_data(firmware: Path) -> None:
     firmware.write_bytes(firmware.read_bytes() + b"x")
-    with pytest.raises(ipvabin.FirmwareError, match="trailing"):
+    with pytest.raises(ipvabin.FirmwareError, match="trailing data after"):
         ipvabin.verify(firmware)
 
 
@@ -95,3 +96,44 @@ def test_cli_verify_and_info(firmware: Path) -> None:
     bad = runner.invoke(main, ["fw", "verify", str(firmware)])
     assert bad.exit_code == 1
     assert "checksum wrong!" in bad.output
+
+
+# --- the streaming check the box uses for uploads and downloads ---------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4095, 4096, 4097, 65536])
+def test_stream_verifier_matches_the_file_check(firmware: Path, chunk: int) -> None:
+    data = firmware.read_bytes()
+    check = ImageVerifier(source="upload")
+    for i in range(0, len(data), chunk):
+        check.feed(data[i : i + chunk])
+    assert check.finish() == ipvabin.verify(firmware)
+
+
+def test_stream_verifier_refuses_a_foreign_file_at_once() -> None:
+    check = ImageVerifier(source="upload")
+    with pytest.raises(ipvabin.NotFirmwareError, match="upload: not an IPVA firmware"):
+        check.feed(b"PK\x03\x04 a zip file, not firmware")
+
+
+def test_stream_verifier_refuses_oversize_from_the_header(firmware: Path) -> None:
+    data = firmware.read_bytes()
+    check = ImageVerifier(source="upload", max_size=len(data) - 1)
+    with pytest.raises(ipvabin.FirmwareError, match="more than the .* a firmware slot holds"):
+        check.feed(data[:4096])
+
+
+def test_stream_verifier_truncated_and_damaged(firmware: Path) -> None:
+    data = firmware.read_bytes()
+    short = ImageVerifier()
+    short.feed(data[:-1])
+    with pytest.raises(ipvabin.TruncatedFirmwareError, match="truncated"):
+        short.finish()
+    headless = ImageVerifier()
+    headless.feed(data[:100])
+    with pytest.raises(ipvabin.TruncatedFirmwareError, match="too short for a header"):
+        headless.finish()
+    bad = ImageVerifier()
+    bad.feed(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(ipvabin.ChecksumError, match="checksum wrong! Loading failed"):
+        bad.finish()

@@ -28,7 +28,7 @@ def test_the_boot_list_is_explicit_and_ordered() -> None:
     names = [s.name for s in boot_services()]
     assert names == [
         "trace", "hardware", "flash", "system", "crash-report", "config", "timekeeping",
-        "network",
+        "network", "update",
     ]  # fmt: skip
     assert boot_services()[2] is not boot_services()[2]  # fresh instances per boot
 

@@ -1,0 +1,493 @@
+"""The update service: UP0 (firmware into the other slot) and UP1 (the update-server client).
+
+    mod cmd UP0 info                          both slots, which runs, the last update's result
+    mod cmd UP0 prot <url> <final> <serial>   fetch ipva.bin over HTTP(S) and install it, once
+                                              per <serial> (kept in the UPDATE/PROT variable)
+    mod cmd UP1 check <final> <serial>        in a script: the rest runs once per <serial>
+                                              (UPDATE/CHECK); typed on the console it only says
+                                              whether the serial is done
+    mod cmd UP1 times /allow <hours> [/initial <min>]   when UP1 may poll (UPDATE/TIMES)
+    mod cmd UP1 poll                          poll the script now, whatever the hours
+    mod cmd UP1 info                          URL, schedule, the last poll
+    config change UP1 /url <url> /poll <min>  the script URL and the poll interval
+
+At start — the last service of the boot, so the flash is mounted, the config loaded and the
+network configured — a firmware on trial confirms itself (install.py). Uploads over HTTP call
+`install()` directly. Work that takes time (a download, a poll) runs in one worker thread, so
+a console never waits for a server; its result goes to the trace and to UPDATE/LAST.
+
+"Idle", for the `ireset`/`iresetn` finals, means that no console line or web command ran for
+`IDLE_S` seconds: the IPVA carries no calls, so the admin's own activity is what a reset would
+interrupt.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, TYPE_CHECKING
+
+from appliance.hal.bootctl import NO_SLOT, SLOT_LETTERS, SLOT_NAMES, BootControl, SlotState
+from appliance.hal.nics import read_link_state
+from appliance.hal.types import DiskRole, Unavailable
+from appliance.modcmd import Command, ModCmdError
+from appliance.service import BaseService, CommandRunner
+from appliance.services.trace import Tag
+from appliance.services.update.install import Installed, Installer, UpdateError, slot_name
+from appliance.services.update.script import (
+    Final,
+    ScriptError,
+    may_poll,
+    parse_final,
+    parse_hours,
+    run_script,
+    script_url,
+)
+from appliance.version import PRODUCT
+from appliance.xmltext import element
+
+if TYPE_CHECKING:
+    from appliance.box import Box
+    from appliance.config import Activation
+
+IDLE_S = 30.0  # no command for this long: the box is idle (ireset, iresetn)
+FETCH_TIMEOUT_S = 30.0
+SCRIPT_MAX = 256 << 10  # an update script is a page of console lines
+VAR_PROT, VAR_CHECK, VAR_TIMES, VAR_LAST = (
+    "UPDATE/PROT", "UPDATE/CHECK", "UPDATE/TIMES", "UPDATE/LAST",
+)  # fmt: skip
+
+
+class UpdateService(BaseService):
+    name = "update"
+    config_modules: tuple[str, ...] = ("UP1",)
+
+    def __init__(
+        self,
+        runner: CommandRunner | None = None,
+        *,
+        clock: Callable[[], datetime.datetime] = datetime.datetime.now,
+    ) -> None:
+        self.runner = runner
+        self.clock = clock
+        self._box: Box | None = None
+        self._installer: Installer | None = None
+        self._why_not = "the update service has not started"
+        self._busy = threading.Lock()  # one update or poll at a time
+        self._stop = threading.Event()
+        self._poll_now = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
+        self.last_poll = ""
+
+    # --- life cycle ---------------------------------------------------------------------
+    def start(self, box: Box) -> None:
+        self._box = box
+        try:
+            files = box.platform.boot_files()
+        except Unavailable as e:
+            self._why_not = str(e)
+            return
+        self._installer = Installer(
+            files, box.disks[DiskRole.BOOT], box.platform.running_slot(), None
+        )
+        self._report_boot(box, self._installer)
+        self._start_poller(box)
+
+    def _report_boot(self, box: Box, inst: Installer) -> None:
+        record = inst.record()
+        if record.state is SlotState.TRIAL and record.active == inst.running_slot:
+            try:
+                inst.confirm()
+            except OSError as e:
+                box.trace(f"UP0: could not confirm the new firmware: {e}", Tag.UPDATE)
+                return
+            # the slot's own header (hosted, the code that runs is the host's)
+            info = inst.slot_info(inst.running_slot)
+            fw = f"{info.version} build {info.build}" if info else box.version
+            box.trace(
+                f"UP0: firmware {fw} in slot {slot_name(inst.running_slot)} started "
+                "and is confirmed: it is the known-good firmware now",
+                Tag.UPDATE,
+            )
+            self._remember(box, f"{fw} started and confirmed")
+        elif record.failed != NO_SLOT and record.failed != inst.running_slot:
+            other = inst.slot_info(record.failed)
+            what = f"{other.version} build {other.build}" if other else "its firmware"
+            box.trace(
+                f"UP0: slot {slot_name(record.failed)} ({what}) did not start; running "
+                f"slot {slot_name(inst.running_slot)} ({box.version})",
+                Tag.UPDATE,
+            )
+
+    def apply(self, box: Box, activation: Activation) -> list[str]:
+        # a new /url or /poll takes effect at once: wake the poller
+        self._poll_now.set()
+        if self._poller is None:
+            self._start_poller(box)
+        return []
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poll_now.set()
+        for t in (self._poller, self._worker):
+            if t is not None and t is not threading.current_thread():
+                t.join(timeout=5)
+
+    # --- firmware ------------------------------------------------------------------------
+    def installer(self) -> Installer:
+        if self._installer is None:
+            raise ModCmdError(f"UP0: no firmware update here: {self._why_not}")
+        return self._installer
+
+    def install(self, chunks: Iterable[bytes], *, source: str) -> Installed:
+        """Install an image (an upload): verified, into the other slot, tried at the next
+        reset. UpdateError (nothing changed) with the reason otherwise."""
+        inst = self.installer()
+        if not self._busy.acquire(blocking=False):
+            raise UpdateError("another update is running; try again when it has finished")
+        try:
+            return self._install(inst, chunks, source)
+        finally:
+            self._busy.release()
+
+    def _install(self, inst: Installer, chunks: Iterable[bytes], source: str) -> Installed:
+        box = self._need_box()
+        box.trace(f"UP0: receiving firmware from {source}", Tag.UPDATE)
+        try:
+            done = inst.install(chunks, source=source)
+        except UpdateError as e:
+            box.trace(f"UP0: update from {source} failed: {e}", Tag.UPDATE)
+            self._remember(box, f"update from {source} failed: {e}")
+            raise
+        box.trace(f"UP0: {done.describe()}", Tag.UPDATE)
+        self._remember(
+            box,
+            f"{done.info.version} build {done.info.build} from {source} into slot "
+            f"{SLOT_LETTERS[done.slot]}: waiting for a reset",
+        )
+        return done
+
+    def prot(self, url: str, final: Final, serial: str) -> str:
+        """`mod cmd UP0 prot`: fetch and install in the worker; the answer says it started."""
+        box = self._need_box()
+        self.installer()
+        if self._get(box, VAR_PROT) == serial:
+            return f"UP0: serial {serial} is installed already (UPDATE/PROT), nothing to do"
+        if not url.lower().startswith(("http://", "https://")):
+            raise ModCmdError(f"UP0 prot: {url!r} is not an http:// or https:// URL")
+        self._in_worker(lambda: self._prot(box, url, final, serial), "UP0 prot")
+        return f"UP0: fetching {url} (serial {serial}, then {final.value}); see the trace"
+
+    def _prot(self, box: Box, url: str, final: Final, serial: str) -> None:
+        try:
+            with fetch(url) as chunks:
+                self._install(self.installer(), chunks, url)
+        except (UpdateError, ModCmdError):
+            return  # traced and remembered
+        except (OSError, urllib.error.URLError, ValueError) as e:
+            box.trace(f"UP0: {url}: {describe_fetch_error(e)}; nothing was written", Tag.UPDATE)
+            self._remember(box, f"update from {url} failed: {describe_fetch_error(e)}")
+            return
+        self._set(box, VAR_PROT, serial)
+        self._finish(box, final, changed=True)
+
+    # --- finals ---------------------------------------------------------------------------
+    def _finish(self, box: Box, final: Final, *, changed: bool) -> None:
+        if not final.restarts(changed):
+            return
+        if final.when_idle:
+            box.trace(f"UP0: {final.value}: resetting once the box is idle", Tag.UPDATE)
+            while not self._stop.is_set() and self._idle_for() < IDLE_S:
+                self._stop.wait(1.0)
+            if self._stop.is_set():
+                return
+        box.trace(f"UP0: {final.value}: resetting", Tag.UPDATE)
+        box.request_reset()
+
+    def _idle_for(self) -> float:
+        return self.runner.idle_for() if self.runner is not None else IDLE_S
+
+    # --- UP1: the update-server client -----------------------------------------------------
+    def _start_poller(self, box: Box) -> None:
+        if not str(box.active.value("UP1", "url")) or self._installer is None:
+            return
+        self._poller = threading.Thread(target=self._poll_loop, name="up1-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        box = self._need_box()
+        _allowed, initial = self._times(box)
+        if initial and self._stop.wait(initial * 60):
+            return
+        while not self._stop.is_set():
+            self._poll_now.clear()
+            allowed, _ = self._times(box)
+            if may_poll(self.clock().hour, allowed):
+                self.poll(box)
+            minutes = int(box.active.value("UP1", "poll"))
+            if minutes == 0:
+                self._poll_now.wait()  # once per boot, unless the config changes
+            else:
+                self._poll_now.wait(minutes * 60)
+
+    def poll(self, box: Box) -> None:
+        """Fetch the UP1 script and run it (in the calling thread)."""
+        url = str(box.active.value("UP1", "url"))
+        if not url:
+            return
+        if not self._busy.acquire(blocking=False):
+            return  # an update is running; the next poll comes
+        try:
+            self._poll(box, url)
+        finally:
+            self._busy.release()
+
+    def _poll(self, box: Box, base: str) -> None:
+        ports = box.platform.ports()
+        mac = read_link_state(ports[0].ifname).mac if ports else ""
+        url = script_url(base, box_type=PRODUCT, mac=mac, hw_id=box.hw)
+        try:
+            text = fetch_text(url, SCRIPT_MAX)
+        except (OSError, urllib.error.URLError, ValueError) as e:
+            self.last_poll = f"{self.clock():%Y-%m-%d %H:%M} {url}: {describe_fetch_error(e)}"
+            box.trace(f"UP1: {url}: {describe_fetch_error(e)}", Tag.UPDATE)
+            return
+        run = run_script(text.splitlines(), self._script_line, self._get(box, VAR_CHECK))
+        self._wait_worker()
+        if run.skipped_at is not None:
+            self.last_poll = f"{self.clock():%Y-%m-%d %H:%M} {url}: up to date"
+            return
+        for line, answer in run.errors:
+            box.trace(f"UP1: {line}: {answer}", Tag.UPDATE)
+        self.last_poll = (
+            f"{self.clock():%Y-%m-%d %H:%M} {url}: ran {len(run.lines)} lines, "
+            f"{len(run.errors)} errors"
+        )
+        box.trace(f"UP1: {url}: ran {len(run.lines)} lines", Tag.UPDATE)
+        if run.check is not None:
+            final, serial = run.check
+            self._set(box, VAR_CHECK, serial)
+            self._finish(box, final, changed=True)
+
+    def _script_line(self, line: str) -> str:
+        if self.runner is None:
+            return "error: no console interpreter to run update scripts"
+        self._wait_worker()  # an `UP0 prot` line finishes before the next line runs
+        return self.runner.execute(line)
+
+    def _times(self, box: Box) -> tuple[frozenset[int] | None, int]:
+        raw = self._get(box, VAR_TIMES)
+        if not raw:
+            return None, 0
+        hours, _, initial = raw.partition(";")
+        return (parse_hours(hours) if hours else None), int(initial or 0)
+
+    # --- the worker -------------------------------------------------------------------------
+    def _in_worker(self, job: Callable[[], None], what: str) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            raise ModCmdError(f"{what}: an update is running already; try again later")
+        self._worker = threading.Thread(target=job, name="up0-worker", daemon=True)
+        self._worker.start()
+
+    def _wait_worker(self) -> None:
+        w = self._worker
+        if w is not None and w is not threading.current_thread():
+            w.join()
+
+    # --- variables ----------------------------------------------------------------------------
+    def _need_box(self) -> Box:
+        if self._box is None:
+            raise ModCmdError(f"UP0: {self._why_not}")
+        return self._box
+
+    @staticmethod
+    def _get(box: Box, key: str) -> str | None:
+        if box.flash is None:
+            return None
+        raw = box.flash.vars.get(key)
+        return raw.decode("ascii", "replace") if raw is not None else None
+
+    @staticmethod
+    def _set(box: Box, key: str, value: str) -> None:
+        if box.flash is None:
+            raise ModCmdError(f"{key}: no flash to keep it on (see the boot trace)")
+        try:
+            box.flash.vars.commit({key: value.encode("ascii", "replace")})
+        except Exception as e:  # FlashError family
+            raise ModCmdError(f"{key} not stored: {e}") from e
+
+    def _remember(self, box: Box, what: str) -> None:
+        try:
+            self._set(box, VAR_LAST, f"{self.clock():%Y-%m-%d %H:%M} {what}")
+        except ModCmdError as e:
+            box.trace(f"UP0: {e}", Tag.UPDATE)
+
+    def last_result(self, box: Box) -> str:
+        return self._get(box, VAR_LAST) or "no update yet"
+
+    # --- what the box shows ------------------------------------------------------------------
+    def slot_states(self) -> list[tuple[int, str, str]]:
+        """(slot, firmware "16r1sr2 build 1601002" or "empty", state) for both slots."""
+        inst = self.installer()
+        record: BootControl = inst.record()
+        out = []
+        for slot in (0, 1):
+            info = inst.slot_info(slot)
+            fw = f"{info.version} build {info.build}" if info else "empty"
+            if slot == inst.running_slot:
+                state = "running" + (", on trial" if record.state is SlotState.TRIAL else "")
+            elif info is None:
+                state = "empty"
+            elif record.active == slot and record.state is SlotState.TRIAL:
+                state = f"starts at the next reset ({record.tries} tries)"
+            elif record.failed == slot:
+                state = "did not start"
+            elif record.good == slot:
+                state = "fallback (known good)"
+            else:
+                state = "previous firmware (the fallback if the running one fails its check)"
+            out.append((slot, fw, state))
+        return out
+
+    def summary(self, box: Box) -> list[str]:
+        """Lines for `version`: both slots and the last update."""
+        try:
+            states = self.slot_states()
+        except (ModCmdError, OSError) as e:
+            return [f"firmware slots: {e}"]
+        lines = [f"slot {slot_name(s)}: {fw}, {state}" for s, fw, state in states]
+        return [*lines, f"last update: {self.last_result(box)}"]
+
+    # --- commands ------------------------------------------------------------------------------
+    def commands(self) -> list[Command]:
+        return [
+            Command("UP0", "info", "both firmware slots, which runs, the last update (XML)",
+                    self._cmd_info),
+            Command("UP0", "prot", "prot <url> <final> <serial>: fetch and install ipva.bin",
+                    self._cmd_prot),
+            Command("UP1", "check", "check <final> <serial>: in a script, run the rest once",
+                    self._cmd_check),
+            Command("UP1", "times", "times /allow <hours,…> [/initial <min>]: when to poll",
+                    self._cmd_times),
+            Command("UP1", "poll", "poll the update script now", self._cmd_poll),
+            Command("UP1", "info", "script URL, schedule, the last poll (XML)", self._cmd_up1_info),
+        ]  # fmt: skip
+
+    def _cmd_info(self, box: Box, args: list[str]) -> str:
+        slots = "".join(
+            element(
+                "slot",
+                {"id": SLOT_LETTERS[s], "file": SLOT_NAMES[s], "firmware": fw, "state": state},
+            )  # fmt: skip
+            for s, fw, state in self.slot_states()
+        )
+        slot = SLOT_LETTERS[self.installer().running_slot]
+        running = element("running", {"version": box.version, "build": str(box.build),
+                                      "slot": slot})  # fmt: skip
+        last = element("last", {"result": self.last_result(box),
+                                "serial": self._get(box, VAR_PROT) or ""})  # fmt: skip
+        return f"<info>{running}{slots}{last}</info>"
+
+    def _cmd_prot(self, box: Box, args: list[str]) -> str:
+        if len(args) != 3:
+            raise ModCmdError("usage: mod cmd UP0 prot <url> <final> <serial>")
+        try:
+            final = parse_final(args[1])
+        except ScriptError as e:
+            raise ModCmdError(f"UP0 prot: {e}") from e
+        return self.prot(args[0], final, args[2])
+
+    def _cmd_check(self, box: Box, args: list[str]) -> str:
+        if len(args) != 2:
+            raise ModCmdError("usage: mod cmd UP1 check <final> <serial>")
+        try:
+            parse_final(args[0])
+        except ScriptError as e:
+            raise ModCmdError(f"UP1 check: {e}") from e
+        done = self._get(box, VAR_CHECK)
+        if done == args[1]:
+            return f"UP1: serial {args[1]} is done (UPDATE/CHECK): a script stops here"
+        return f"UP1: serial {args[1]} is not done (UPDATE/CHECK is {done or 'unset'})"
+
+    def _cmd_times(self, box: Box, args: list[str]) -> str:
+        opts = dict(zip(args[::2], args[1::2], strict=False))
+        if len(args) % 2 or not set(opts) <= {"/allow", "/initial"} or not opts:
+            raise ModCmdError("usage: mod cmd UP1 times /allow <hours,…> [/initial <min>]")
+        try:
+            hours = parse_hours(opts["/allow"]) if "/allow" in opts else None
+        except ScriptError as e:
+            raise ModCmdError(f"UP1 times: {e}") from e
+        initial = opts.get("/initial", "0")
+        if not initial.isdigit() or int(initial) > 1440:
+            raise ModCmdError("UP1 times: /initial is minutes after boot, 0..1440")
+        text = ",".join(str(h) for h in sorted(hours)) if hours else ""
+        self._set(box, VAR_TIMES, f"{text};{int(initial)}")
+        when = f"at hours {text}" if text else "at any hour"
+        return f"UP1: polls {when}, the first time {initial} min after boot"
+
+    def _cmd_poll(self, box: Box, args: list[str]) -> str:
+        if not str(box.active.value("UP1", "url")):
+            raise ModCmdError("UP1: no script URL: config change UP1 /url <url>, then activate")
+        self.installer()
+        self._in_worker(lambda: self.poll(box), "UP1 poll")
+        return "UP1: polling now; see the trace"
+
+    def _cmd_up1_info(self, box: Box, args: list[str]) -> str:
+        allowed, initial = self._times(box)
+        return "<info>" + element("up1", {
+            "url": str(box.active.value("UP1", "url")),
+            "poll": str(box.active.value("UP1", "poll")),
+            "allow": ",".join(str(h) for h in sorted(allowed)) if allowed else "any",
+            "initial": str(initial),
+            "check": self._get(box, VAR_CHECK) or "",
+            "last": self.last_poll,
+        }) + "</info>"  # fmt: skip
+
+
+# --- HTTP(S) fetches --------------------------------------------------------------------------
+
+
+class _Fetch:
+    """`with fetch(url) as chunks:` — the body in chunks, the connection closed after."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._resp: IO[bytes] | None = None
+
+    def __enter__(self) -> Iterator[bytes]:
+        resp: IO[bytes] = urllib.request.urlopen(self.url, timeout=FETCH_TIMEOUT_S)
+        self._resp = resp
+        return iter(lambda: resp.read(1 << 16), b"")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._resp is not None:
+            self._resp.close()
+
+
+def fetch(url: str) -> _Fetch:
+    return _Fetch(url)
+
+
+def fetch_text(url: str, limit: int) -> str:
+    with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as resp:
+        data = resp.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"the script is longer than {limit} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def describe_fetch_error(e: BaseException) -> str:
+    if isinstance(e, urllib.error.HTTPError):
+        return f"the server answered {e.code} {e.reason}"
+    if isinstance(e, urllib.error.URLError):
+        return f"cannot reach the server ({e.reason})"
+    if isinstance(e, TimeoutError):
+        return f"no answer within {FETCH_TIMEOUT_S:.0f} s"
+    return str(e) or type(e).__name__
+
+
+__all__ = ["IDLE_S", "UpdateService", "fetch", "fetch_text"]
