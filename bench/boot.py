@@ -1,104 +1,406 @@
-"""Boot phases under QEMU (TCG here), median of RUNS boots, against a floor measured in the
-same run: the same kernel on the same kind of boot disk, with an initramfs whose /init only
-prints a marker. The ratio ready/floor is what our bootcode + runtime cost on top of
-"SeaBIOS + SYSLINUX + kernel" on this machine, whatever its speed today.
+"""Where the boot time goes, under QEMU (TCG here): median of RUNS boots of each kind,
+interleaved, against a floor measured in the same run.
 
-Phases (first appearance on the serial console, seconds since QEMU was started):
-    syslinux  SYSLINUX banner          (SeaBIOS done)
-    init      "IPVA bootcode"          (kernel + initramfs loaded and unpacked, /init runs)
-    runtime   first boot-trace line    (IPVA.BIN checked, payload mounted, CPython up)
-    ready     the shell prompt         (flash mounted, config loaded, DHCP lease)
+The floor is Debian's kernel on a boot disk made the same way, with the kernel arguments the
+box shipped with when this bench was written (pinned: a kernel-argument cut must show up
+as a gain, not move the floor) and an initramfs whose /init only prints a marker and the
+kernel clock. The ratio ready/floor is what our bootcode + runtime cost on top of "SeaBIOS +
+SYSLINUX + kernel" on this machine, whatever its speed today.
+
+Boot kinds (all on the vmware profile, 256 MiB):
+    floor     the floor above
+    empty     the shipped disks with a formatted, empty flash (every `reset` of a new box)
+    profile   as empty, with `initcall_debug ipva.bootprof` on the kernel command line: /init
+              copies the kernel log (its own step marks included) to the serial console
+              before starting the runtime, and the host polls the vCPU for long mode (the
+              kernel's decompressor starting). Used for the breakdown, not for the ratios.
+    full64    a full 64 MiB flash (~80 B FLASHDIR items)
+    full512   a full 512 MiB flash, 3 GiB RAM (not in the default set: slow under TCG)
+    baseline  as empty, but the dist/ of another build (IPVA_BENCH_BOOT_BASELINE=DIR): a
+              change against its parent in one run
+
+Phases come from three clocks: host time of console lines (QEMU start = 0), the kernel's
+printk clock (aligned to the host at the "IPVA bootcode" line) and the host's poll of the
+vCPU mode. `python -m bench boot` runs everything; `bench.boot.bench(kinds, runs)` a subset.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.flash import mount_flash
+from appliance.hal.block import FileBlockDevice
+from bench.flash import fill_flash
 from firmware.initramfs import make_cpio_zstd
 from firmware.run import run
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.profiles import dist_disks, get_profile
-from images.bootdisk import make_boot_disk, read_boot_file
+from images.bootdisk import (
+    KERNEL_ARGS,
+    SYSLINUX_CFG,
+    make_boot_disk,
+    read_boot_file,
+    write_boot_file,
+)
 from tools.build import REPO, source_date_epoch
 
 RUNS = 3
-PHASES = {
-    "syslinux": "SYSLINUX",
-    "init": "IPVA bootcode",
-    "runtime": "0:0000:030:4 - ",
-    "ready": "IPVA> ",
-}
+KINDS = ("floor", "empty", "profile", "full64")
+FLOOR_KERNEL_ARGS = "console=tty0 console=ttyS0,115200n8 quiet loglevel=3 panic=10"
+PROFILE_ARGS = "initcall_debug log_buf_len=1M ipva.bootprof"
+GUEST_RAM = 215810048  # what the 256 MiB guest reports (mem(…)): sizes FLASHDIR as in the box
 FLOOR_MARKER = "FLOOR-MARKER-UP"
 FLOOR_INIT = (
-    "#!/bin/sh\nmount -t devtmpfs dev /dev\n"
-    f"echo {FLOOR_MARKER} > /dev/ttyS0\nwhile :; do sleep 3600; done\n"
+    "#!/bin/sh\nmount -t devtmpfs dev /dev\nmount -t proc proc /proc\n"
+    f"echo {FLOOR_MARKER} $(cut -d' ' -f1 /proc/uptime) > /dev/ttyS0\n"
+    "while :; do sleep 3600; done\n"
 )
+PROMPT = "IPVA> "
+TRACE = r"^0:0000:\d{3}:4 - "
+# Milestones on the console, in boot order: (step name, regex for the line that ends it,
+# whether the last matching line counts). A step's time runs from the previous milestone.
+RUNTIME_STEPS = (
+    ("CPython start, imports, CPU line", TRACE, False),
+    ("memory lines", r" - DRAM \d+MB", False),
+    ("NICs found", r" - ETH0 .*\(.*\)$", False),
+    ("disks opened", r" - disk dump: ", False),
+    ("flash mounted", r" - fdir: segments=", False),
+    ("version, crash record, config", r" - config: \d+ saved", False),
+    ("timekeeping", r" - (time: |perfcounter)", True),
+    ("network up (DHCP)", r" - ETH0 IP address", False),
+    ("prompt", re.escape(PROMPT), False),
+)
+_DMESG = re.compile(r"^bootprof \[\s*(\d+\.\d+)\] (.*)$")
+_INITCALL = re.compile(r"initcall (\S+?)(?:\+0x\S+)?(?: \[(\S+)\])? returned \S+ after (\d+) usecs")
 
 
-def _timed_boot(disks: list[Path], markers: dict[str, str], workdir: Path) -> dict[str, float]:
-    seen: dict[str, float] = {}
-    text = bytearray()
+@dataclass
+class Boot:
+    """One boot: console lines with host times, plus what the profile mode added."""
+
+    lines: list[tuple[float, str]] = field(default_factory=list)
+    long_mode: float | None = None  # host time the vCPU was first seen in 64-bit mode
+
+    def first(self, regex: str, after: float = 0.0, last: bool = False) -> float | None:
+        hits = [t for t, line in self.lines if t >= after and re.search(regex, line)]
+        if not hits:
+            return None
+        return hits[-1] if last else hits[0]
+
+    def dmesg(self) -> list[tuple[float, str]]:
+        out = []
+        for _t, line in self.lines:
+            m = _DMESG.match(line)
+            if m:
+                out.append((float(m[1]), m[2]))
+        return out
+
+
+def _poll_long_mode(m: Machine, boot: Boot, t0: float, stop: threading.Event) -> None:
+    """Until the vCPU first runs 64-bit code (SYSLINUX never does; the decompressor does)."""
+    while not stop.is_set():
+        try:
+            regs = m.qmp("human-monitor-command", **{"command-line": "info registers"})
+        except Exception:  # QEMU not up yet or already gone
+            time.sleep(0.02)
+            continue
+        if "CS64" in str(regs):
+            boot.long_mode = time.monotonic() - t0
+            return
+        time.sleep(0.02)
+
+
+def timed_boot(
+    disks: list[Path],
+    until: str,
+    workdir: Path,
+    *,
+    poll_mode: bool = False,
+    ram_mib: int = 256,
+    extra_args: tuple[str, ...] = (),
+) -> Boot:
+    boot = Boot()
+    pending = bytearray()
     t0 = time.monotonic()
+    seen_until = threading.Event()
 
     def on_console(data: bytes) -> None:
-        text.extend(data)
-        decoded = text.decode("latin-1")
-        for phase, marker in markers.items():
-            if phase not in seen and marker in decoded:
-                seen[phase] = time.monotonic() - t0
+        now = time.monotonic() - t0
+        pending.extend(data)
+        while b"\n" in pending:
+            i = pending.index(b"\n")
+            line = pending[:i].decode("latin-1").rstrip("\r")
+            del pending[: i + 1]
+            boot.lines.append((now, line))
+            if until in line:
+                seen_until.set()
+        if until == PROMPT and until in pending.decode("latin-1"):  # no newline after it
+            boot.lines.append((now, pending.decode("latin-1")))
+            pending.clear()
+            seen_until.set()
 
-    last = list(markers)[-1]
-    with Machine(get_profile("vmware"), disks, workdir, on_console=[on_console]) as m:
+    profile = get_profile("vmware", ram_mib=ram_mib, extra_args=extra_args)
+    stop = threading.Event()
+    with Machine(profile, disks, workdir, on_console=[on_console], fatal=None) as m:
         t0 = time.monotonic()
         m.start()
-        m.wait_for_console(markers[last].strip())
-    return seen
+        poller = None
+        if poll_mode:
+            poller = threading.Thread(target=_poll_long_mode, args=(m, boot, t0, stop))
+            poller.start()
+        m.wait_for_console(re.escape(until.strip()), timeout=600)
+        seen_until.wait(5)
+        stop.set()
+        if poller is not None:
+            poller.join()
+    return boot
 
 
-def _floor_disks(dist: Path, work: Path) -> list[Path]:
+# --- the disks ---------------------------------------------------------------------------
+
+
+def _with_kernel_args(boot_img: Path, out: Path, args: str) -> Path:
+    shutil.copyfile(boot_img, out)
+    cfg = SYSLINUX_CFG.replace(f"APPEND {KERNEL_ARGS}", f"APPEND {args}")
+    assert f"APPEND {args}" in cfg
+    write_boot_file(out, "SYSLINUX.CFG", cfg.encode())
+    return out
+
+
+def floor_disks(dist: Path, work: Path) -> list[Path]:
     """The shipped kernel, a marker-only initramfs, on a boot disk made the same way."""
     boot = dist / "disks" / "boot.img"
     tree = work / "floor-root"
     (tree / "bin").mkdir(parents=True)
     debroot = next((REPO / ".cache" / "work").glob("debroot-*"))
     shutil.copy2(debroot / "bin/busybox", tree / "bin/busybox")
-    for applet in ("sh", "echo", "sleep", "mount"):
+    for applet in ("sh", "echo", "sleep", "mount", "cut"):
         (tree / "bin" / applet).symlink_to("busybox")
     (tree / "dev").mkdir()
+    (tree / "proc").mkdir()
     (tree / "init").write_text(FLOOR_INIT)
     (tree / "init").chmod(0o755)
     make_cpio_zstd(tree, work / "floor.zst", source_date_epoch())
     kernel = work / "vmlinuz"
     kernel.write_bytes(read_boot_file(boot, "VMLINUZ"))
-    floor_boot = make_boot_disk(
-        work / "floor-boot.img", {"VMLINUZ": kernel, "INITRD.ZST": work / "floor.zst"},
+    made = make_boot_disk(
+        work / "floor-made.img", {"VMLINUZ": kernel, "INITRD.ZST": work / "floor.zst"},
         source_date_epoch(),
     )  # fmt: skip
+    floor_boot = _with_kernel_args(made, work / "floor-boot.img", FLOOR_KERNEL_ARGS)
     return [floor_boot, *dist_disks(dist)[1:]]
 
 
-def main() -> None:
+def _flash_image(path: Path, size: int, *, fill: bool, ram: int, reset_all: bool = False) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    if fill:
+        fill_flash(path, ram, 0, reset_all=reset_all)
+    else:
+        with FileBlockDevice(path) as dev:
+            mount_flash(dev, ram_bytes=ram, trace=lambda _s: None)
+    return path
+
+
+def box_disks(dist: Path, flash: Path, boot: Path | None = None) -> list[Path]:
+    d = dist_disks(dist)
+    return [boot or d[0], d[1], flash, d[3]]
+
+
+# --- the tables --------------------------------------------------------------------------
+
+
+def _med(values: Iterable[float | None]) -> tuple[float, float, float] | None:
+    vs = [v for v in values if v is not None]
+    if not vs:
+        return None
+    return statistics.median(vs), min(vs), max(vs)
+
+
+def runtime_steps(boot: Boot, start: float) -> dict[str, float | None]:
+    """Each runtime step's duration, from `start` (the line before the runtime)."""
+    out: dict[str, float | None] = {}
+    prev = start
+    for name, regex, last in RUNTIME_STEPS:
+        t = boot.first(regex, prev, last)
+        out[name] = None if t is None else t - prev
+        if t is not None:
+            prev = t
+    return out
+
+
+def profile_steps(boot: Boot) -> tuple[dict[str, float | None], list[tuple[str, int]]]:
+    """The kernel-side breakdown of one profiled boot, and its slowest initcalls (µs)."""
+    syslinux = boot.first(r"^SYSLINUX ")
+    banner = boot.first(r"^IPVA bootcode")
+    dmesg = boot.dmesg()
+    marks = {msg[len("ipva: ") :]: t for t, msg in dmesg if msg.startswith("ipva: ")}  # in order
+    run_init = next((t for t, msg in dmesg if "Run /init as init process" in msg), None)
+    steps: dict[str, float | None] = {}
+    if None in (syslinux, banner, run_init) or "bootcode start" not in marks:
+        return steps, []
+    clock0 = banner - marks["bootcode start"]  # type: ignore[operator]
+    steps["SeaBIOS (QEMU start → SYSLINUX)"] = syslinux
+    if boot.long_mode is not None:
+        steps["SYSLINUX loads kernel + initrd"] = boot.long_mode - syslinux  # type: ignore[operator]
+        steps["kernel decompression, early setup"] = clock0 - boot.long_mode
+    else:
+        steps["SYSLINUX load + decompression"] = clock0 - syslinux  # type: ignore[operator]
+    unpack = [t for t, msg in dmesg if "Trying to unpack rootfs" in msg or "Freeing initrd" in msg]
+    steps["kernel init (clock 0 → /init)"] = run_init
+    if len(unpack) == 2:
+        steps["  of which initramfs unpacking"] = unpack[1] - unpack[0]
+    prev = run_init
+    for mark, t in marks.items():  # each /init step ends with its mark (firmware/bootcode/init)
+        steps[f"/init: {'shell start, mounts, banner' if mark == 'bootcode start' else mark}"] = (
+            t - prev  # type: ignore[operator]
+        )
+        prev = t
+    start = boot.first(r"^bootprof runtime start")
+    rt = runtime_steps(boot, start) if start is not None else {}
+    steps.update({f"runtime: {k}": v for k, v in rt.items()})
+    calls = []
+    for _t, msg in dmesg:
+        m = _INITCALL.search(msg)
+        if m:
+            calls.append((f"{m[1]}" + (f" [{m[2]}]" if m[2] else ""), int(m[3])))
+    calls.sort(key=lambda c: -c[1])
+    return steps, calls
+
+
+def _row(name: str, stats: tuple[float, float, float] | None, floor: float) -> str:
+    if stats is None:
+        return f"{name:<44} {'—':>8}"
+    med, lo, hi = stats
+    return f"{name:<44} {med:>8.2f} {lo:>7.2f} {hi:>7.2f} {med / floor:>8.2f}"
+
+
+def _at(boots: list[Boot], regex: str) -> list[float | None]:
+    return [b.first(regex) for b in boots]
+
+
+def _diff(later: list[float | None], earlier: list[float | None]) -> list[float | None]:
+    return [None if a is None or b is None else a - b for a, b in zip(later, earlier, strict=True)]
+
+
+def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print) -> None:
+    runs = max(len(v) for v in results.values())
+    head = f"{'':<44} {'median s':>8} {'min':>7} {'max':>7} {'× floor':>8}"
+    floors = results.get("floor", [])
+    floor_t = _med(_at(floors, FLOOR_MARKER))
+    floor = floor_t[0] if floor_t else float("nan")
+    print_(f"boot, median of {runs} boots each, interleaved (QEMU start = 0; TCG)")
+    print_(head)
+    if floor_t:
+        clock = [_floor_clock(b) for b in floors]
+        sysl = _at(floors, r"^SYSLINUX ")
+        print_(_row("floor: marker-only /init up", floor_t, floor))
+        print_(_row("  floor: SeaBIOS (→ SYSLINUX)", _med(sysl), floor))
+        load = _diff(_diff(_at(floors, FLOOR_MARKER), sysl), clock)
+        print_(_row("  floor: SYSLINUX load + decompression", _med(load), floor))
+        print_(_row("  floor: kernel clock at /init", _med(clock), floor))
+    for kind in ("empty", "baseline", "full64", "full512"):
+        boots = results.get(kind)
+        if not boots:
+            continue
+        init, first = _at(boots, r"^IPVA bootcode"), _at(boots, TRACE)
+        print_(f"-- {kind}")
+        print_(_row(f"{kind}: SYSLINUX banner", _med(_at(boots, r"^SYSLINUX ")), floor))
+        print_(_row(f"{kind}: /init banner", _med(init), floor))
+        print_(_row(f"{kind}: first runtime trace line", _med(first), floor))
+        print_(_row(f"{kind}: ready (prompt)", _med(_at(boots, re.escape(PROMPT))), floor))
+        print_(_row("  /init banner → first trace line", _med(_diff(first, init)), floor))
+        steps = [runtime_steps(b, i) for b, i in zip(boots, init, strict=True) if i is not None]
+        for name, _r, _l in RUNTIME_STEPS[1:]:
+            print_(_row(f"  runtime: {name}", _med(s.get(name) for s in steps), floor))
+    ready = {k: _med(_at(v, re.escape(PROMPT))) for k, v in results.items() if k != "floor"}
+    if results.get("profile"):
+        prof = [profile_steps(b) for b in results["profile"]]
+        names = list(dict.fromkeys(k for s, _c in prof for k in s))
+        print_(f"-- breakdown (profile boots: kernel clock for the kernel and /init)\n{head}")
+        for name in names:
+            print_(_row(name, _med(s.get(name) for s, _c in prof), floor))
+        calls: dict[str, list[int]] = {}
+        for _s, cs in prof:
+            for name, us in cs:
+                calls.setdefault(name, []).append(us)
+        top = sorted(calls.items(), key=lambda kv: -statistics.median(kv[1]))[:15]
+        print_("slowest initcalls (median ms over the profile boots; [module] = loaded by /init)")
+        for name, us in top:
+            print_(f"  {statistics.median(us) / 1000:>8.1f}  {name}")
+    empty = ready.get("empty")
+    print_("")
+    if floor_t and empty:
+        print_(f"ready (empty flash) / floor: {empty[0] / floor:.2f}")
+    for kind in ("baseline", "full64", "full512"):
+        if ready.get(kind) and empty:
+            print_(f"{kind} ready / empty ready: {ready[kind][0] / empty[0]:.2f}")  # type: ignore[index]
+    spread = [f"{k} {(hi - lo) / med * 100:.0f}%" for k, (med, lo, hi) in
+              [("floor", floor_t), *ready.items()] if med]  # type: ignore[misc]  # fmt: skip
+    print_(f"noise, (max - min) / median: {', '.join(spread)}")
+
+
+def _floor_clock(b: Boot) -> float | None:
+    for _t, line in b.lines:
+        if line.startswith(FLOOR_MARKER):
+            try:
+                return float(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def bench(
+    kinds: Iterable[str] = KINDS, runs: int = RUNS, baseline: Path | None = None
+) -> dict[str, list[Boot]]:
     dist = REPO / "dist"
     if not (dist / "ipva.bin").exists():
         run(["ipva", "build", "--targets", "none"], cwd=REPO)
-    with tempfile.TemporaryDirectory(prefix="ipva-bench-boot-") as tmp:
+    kinds = list(kinds)
+    results: dict[str, list[Boot]] = {k: [] for k in kinds}
+    with tempfile.TemporaryDirectory(prefix="ipva-bench-boot-", dir="/var/tmp") as tmp:
         work = Path(tmp)
-        floor_disks = _floor_disks(dist, work)
-        floor, full = [], []
-        for i in range(RUNS):  # interleaved, so drift on a shared machine hits both
-            floor.append(_timed_boot(floor_disks, {"floor": FLOOR_MARKER}, work / f"f{i}"))
-            full.append(_timed_boot(dist_disks(dist), PHASES, work / f"b{i}"))
-    floor_s = statistics.median(r["floor"] for r in floor)
-    print(f"boot phases, median of {RUNS} boots each (QEMU start → first console marker)")
-    print(f"{'phase':<10} {'median s':>9} {'min s':>7} {'max s':>7} {'× floor':>8}")
-    print(f"{'floor':<10} {floor_s:>9.2f} {min(r['floor'] for r in floor):>7.2f} "
-          f"{max(r['floor'] for r in floor):>7.2f} {1.0:>8.2f}")  # fmt: skip
-    for phase in PHASES:
-        values = [r[phase] for r in full if phase in r]
-        med = statistics.median(values)
-        print(f"{phase:<10} {med:>9.2f} {min(values):>7.2f} {max(values):>7.2f} "
-              f"{med / floor_s:>8.2f}")  # fmt: skip
+        flash_bytes = (dist / "disks" / "flash.img").stat().st_size
+        setups: dict[str, tuple[list[Path], str, dict[str, object]]] = {}
+        empty = _flash_image(work / "empty.img", flash_bytes, fill=False, ram=GUEST_RAM)
+        if "floor" in kinds:
+            setups["floor"] = (floor_disks(dist, work), FLOOR_MARKER, {})
+        if "empty" in kinds:
+            setups["empty"] = (box_disks(dist, empty), PROMPT, {})
+        if "profile" in kinds:
+            prof = _with_kernel_args(
+                dist / "disks" / "boot.img", work / "prof-boot.img", f"{KERNEL_ARGS} {PROFILE_ARGS}"
+            )
+            setups["profile"] = (box_disks(dist, empty, prof), PROMPT, {"poll_mode": True})
+        if baseline is not None:
+            kinds.append("baseline")
+            setups["baseline"] = (box_disks(baseline, empty), PROMPT, {})
+            results["baseline"] = []
+        if "full64" in kinds:
+            full = _flash_image(work / "full64.img", flash_bytes, fill=True, ram=GUEST_RAM)
+            setups["full64"] = (box_disks(dist, full), PROMPT, {})
+        if "full512" in kinds:
+            big = _flash_image(work / "full512.img", 512 << 20, fill=True, ram=3 << 30,
+                               reset_all=True)  # fmt: skip
+            setups["full512"] = (box_disks(dist, big), PROMPT, {"ram_mib": 3072})
+        for i in range(runs):  # interleaved, so drift on a shared machine hits every kind
+            for kind in kinds:
+                disks, until, opts = setups[kind]
+                boot = timed_boot(disks, until, work / f"{kind}{i}", **opts)  # type: ignore[arg-type]
+                results[kind].append(boot)
+                shutil.rmtree(work / f"{kind}{i}", ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    baseline = os.environ.get("IPVA_BENCH_BOOT_BASELINE")
+    report(bench(baseline=Path(baseline) if baseline else None))

@@ -124,7 +124,7 @@ def _raw_read(path: Path) -> None:
         os.close(fd)
 
 
-def _fill(path: Path, ram: int, pad: int, *, reset_all: bool) -> tuple[int, int]:
+def fill_flash(path: Path, ram: int, pad: int, *, reset_all: bool) -> tuple[int, int]:
     """Fill FLASHDIR until it is full, in bulk transactions (fast to build); no fsync."""
 
     class NoSync(FileBlockDevice):
@@ -160,7 +160,7 @@ def bench_mount(tmp: Path) -> list[tuple[str, str]]:
         ("512 MiB flash, ~1 KiB items", 512 * MiB, RAM_BIG, 900, True),
     ):
         path = _image(tmp, "full.raw", size)
-        items, segs = _fill(path, ram, pad, reset_all=reset_all)
+        items, segs = fill_flash(path, ram, pad, reset_all=reset_all)
         _raw_read(path)  # warm the page cache for both
         raw = _best(lambda p=path: _raw_read(p), 3)
 

@@ -149,6 +149,9 @@ class HostedPlatform:
     def link_up(self, ifname: str) -> bool:
         return False
 
+    def begin_clock(self) -> None:
+        pass
+
     def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping | None:
         return None  # the host's clock: nothing to probe or calibrate
 

@@ -79,6 +79,8 @@ class Platform(Protocol):
     def link_up(self, ifname: str) -> bool: ...  # carrier on the interface
 
     # --- clock: the box's timekeeping (TIME0), or None where the host's clock is used
+    def begin_clock(self) -> None: ...  # start measuring the counter (start_clock waits)
+
     def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping | None: ...
 
     # --- firmware slots (the update service): the boot partition's files, and which slot

@@ -241,38 +241,81 @@ def read_dmi(name: str, base: Path = DMI) -> str:
         return ""
 
 
-def start_timekeeping(
-    policy: Policy,
+@dataclass
+class ClockMeasurement:
+    """What the boot decides on: the platform's counter (or why there is none) and the
+    calibrations. Measuring takes about two RTC seconds, mostly waiting for RTC edges, and
+    needs no config: VmPlatform.begin_clock runs it while the flash mounts."""
+
+    hypervisor: Hypervisor
+    counter: Counter | None
+    why: str
+    calibration: Calibration | None
+    # the kernel's clocksource and its calibration, measured when the primary failed
+    fallback: Counter | None = None
+    fallback_calibration: Calibration | None = None
+
+    @property
+    def problem(self) -> tuple[str, str] | None:
+        if self.counter is None:
+            return NOT_ENABLED, self.why
+        if self.calibration is not None and self.calibration.stopped:
+            return NOT_RUNNING, (f"{self.counter.name} did not advance in one RTC second: "
+                                 "the clock does not run")  # fmt: skip
+        return None
+
+
+def measure_clock(
     cpu_flags: frozenset[str],
-    trace: Callable[[str], None],
     *,
     hv: Hypervisor | None = None,
     sources: list[str] | None = None,
     primary_probe: Callable[..., tuple[Counter | None, str]] = probe_primary,
     calibrate_fn: Callable[[Counter], Calibration | None] = calibrate,
+    with_fallback: bool = True,
+) -> ClockMeasurement:
+    """Probe and calibrate the counter; with_fallback: the kernel's clocksource too when
+    the counter is missing or stopped (the fallback policy keeps time from it)."""
+    if hv is None:
+        hv = detect_hypervisor(read_dmi("sys_vendor"), read_dmi("product_name"), cpu_flags)
+    sources = available_clocksources() if sources is None else sources
+    counter, why = primary_probe(hv, cpu_flags, sources)
+    cal = calibrate_fn(counter) if counter is not None else None
+    m = ClockMeasurement(hv, counter, why, cal)
+    if with_fallback and m.problem is not None:
+        m.fallback = Counter(f"clocksource {current_clocksource()}", _monotonic_raw, 1e9)
+        m.fallback_calibration = calibrate_fn(m.fallback)
+    return m
+
+
+def start_timekeeping(
+    policy: Policy,
+    cpu_flags: frozenset[str],
+    trace: Callable[[str], None],
+    *,
+    measurement: ClockMeasurement | None = None,
+    hv: Hypervisor | None = None,
+    sources: list[str] | None = None,
+    primary_probe: Callable[..., tuple[Counter | None, str]] = probe_primary,
+    calibrate_fn: Callable[[Counter], Calibration | None] = calibrate,
 ) -> Timekeeping:
-    """Probe, calibrate, trace; raise TimekeepingHalt under the strict policy."""
+    """Decide on `measurement` (measured here if not given), trace; raise TimekeepingHalt
+    under the strict policy."""
     lines: list[str] = []
 
     def say(text: str) -> None:
         lines.append(text)
         trace(text)
 
-    if hv is None:
-        hv = detect_hypervisor(read_dmi("sys_vendor"), read_dmi("product_name"), cpu_flags)
-    sources = available_clocksources() if sources is None else sources
+    m = measurement
+    if m is None:
+        m = measure_clock(cpu_flags, hv=hv, sources=sources, primary_probe=primary_probe,
+                          calibrate_fn=calibrate_fn, with_fallback=False)  # fmt: skip
+    hv = m.hypervisor
     effective = policy.resolve(hv)
-    counter, why = primary_probe(hv, cpu_flags, sources)
-    problem = None
-    cal = None
-    if counter is None:
-        problem = (NOT_ENABLED, why)
-    else:
-        cal = calibrate_fn(counter)
-        if cal is not None and cal.stopped:
-            problem = (NOT_RUNNING, f"{counter.name} did not advance in one RTC second: "
-                       "the clock does not run")  # fmt: skip
+    problem = m.problem
     if problem is None:
+        counter, cal = m.counter, m.calibration
         assert counter is not None
         rate = (
             f"{cal.rate * 100:.1f}% of nominal against the RTC"
@@ -288,8 +331,10 @@ def start_timekeeping(
     if effective is Policy.STRICT:
         say("time: policy strict: the box stops here (TIME0 /perfcounter)")
         raise TimekeepingHalt(problem[0])
-    fallback = Counter(f"clocksource {current_clocksource()}", _monotonic_raw, 1e9)
-    cal = calibrate_fn(fallback)  # the fallback must run too, else there is no time at all
+    fallback, cal = m.fallback, m.fallback_calibration
+    if fallback is None:  # the fallback must run too, else there is no time at all
+        fallback = Counter(f"clocksource {current_clocksource()}", _monotonic_raw, 1e9)
+        cal = calibrate_fn(fallback)
     if cal is not None and cal.stopped:
         say(f"time: {fallback.name} does not advance either: the box stops here")
         raise TimekeepingHalt(problem[0])

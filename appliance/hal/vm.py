@@ -17,6 +17,7 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.bootfiles import BootFiles, MountedBootFiles
@@ -34,7 +35,13 @@ from appliance.hal.disks import (
 )
 from appliance.hal.memory import read_memory_info
 from appliance.hal.nics import PciNic, Port, assign_ports, read_link_state, scan_pci_nics
-from appliance.hal.timekeeping import Policy, Timekeeping, start_timekeeping
+from appliance.hal.timekeeping import (
+    ClockMeasurement,
+    Policy,
+    Timekeeping,
+    measure_clock,
+    start_timekeeping,
+)
 from appliance.hal.types import (
     Console,
     DiskRole,
@@ -100,6 +107,33 @@ class TtyConsole:
             view = view[os.write(self._fd, view) :]
 
 
+T = TypeVar("T")
+
+
+class _Job(Generic[T]):
+    """A function run on a daemon thread; result() waits, then returns or raises its outcome."""
+
+    def __init__(self, fn: Callable[[], T], name: str) -> None:
+        self._fn = fn
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as e:  # handed to whoever calls result()
+            self._error = e
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
 @dataclass
 class VmPlatform:
     name: str = "vm"
@@ -118,6 +152,7 @@ class VmPlatform:
     # waited for, else it stays a zombie; a reaper thread each does that
     dhcp_clients: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _reapers: dict[str, threading.Thread] = field(default_factory=dict)
+    _clock_job: _Job[ClockMeasurement] | None = None
 
     # --- CPU and memory ----------------------------------------------------------------
     def cpu(self) -> CpuInfo:
@@ -251,10 +286,20 @@ class VmPlatform:
         return read_link_state(ifname).up
 
     # --- clock -------------------------------------------------------------------------
+    def begin_clock(self) -> None:
+        """Probe and calibrate the counter on a thread: about two RTC seconds, nearly all
+        of it waiting for RTC edges, which the flash mount and the config load fill."""
+        if self._clock_job is None:
+            flags = self.cpu().flags
+            self._clock_job = _Job(lambda: measure_clock(flags), "clock-calibration")
+
     def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping:
         """The box's timekeeping from the perf counter (hal.timekeeping); TIME0 /perfcounter
         decides what happens when there is none."""
-        return start_timekeeping(policy, self.cpu().flags, trace)
+        self.begin_clock()
+        assert self._clock_job is not None
+        job, self._clock_job = self._clock_job, None
+        return start_timekeeping(policy, self.cpu().flags, trace, measurement=job.result())
 
     # --- life cycle --------------------------------------------------------------------
     def boot_files(self) -> BootFiles:

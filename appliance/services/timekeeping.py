@@ -16,6 +16,8 @@ from appliance.service import BaseService
 
 if TYPE_CHECKING:
     from appliance.box import Box
+    from appliance.hal.platform import Platform
+    from appliance.services.trace import TraceFn
 
 
 class TimekeepingService(BaseService):
@@ -24,6 +26,9 @@ class TimekeepingService(BaseService):
 
     def __init__(self) -> None:
         self.clock: Timekeeping | None = None
+
+    def probe(self, platform: Platform, trace: TraceFn) -> None:
+        platform.begin_clock()  # measures while the flash mounts; start() takes the result
 
     def start(self, box: Box) -> None:
         policy = Policy(str(box.active.value("TIME0", "perfcounter")))

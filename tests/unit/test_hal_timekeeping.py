@@ -96,3 +96,31 @@ def test_good_counter() -> None:
 def test_kvm_without_kvmclock_or_invariant_tsc_has_no_primary(tmp_path) -> None:  # type: ignore[no-untyped-def]
     counter, why = tk.probe_primary(Hypervisor.KVM, frozenset({"tsc"}), ["tsc", "hpet"], tmp_path)
     assert counter is None and "no kvm-clock" in why and "no invariant TSC" in why
+
+
+def test_measured_ahead_then_decided_without_measuring_again() -> None:
+    """VmPlatform.begin_clock measures while the flash mounts: the later decision uses
+    that measurement (fallback calibrated too) and calibrates nothing itself."""
+    calls: list[str] = []
+
+    def cal(c: Counter) -> tk.Calibration:
+        calls.append(c.name)
+        return tk.Calibration(10**9, 1.0)
+
+    m = tk.measure_clock(
+        frozenset(), hv=Hypervisor.KVM, sources=["tsc"],
+        primary_probe=lambda *a: (None, "no kvm-clock"), calibrate_fn=cal,
+    )  # fmt: skip
+    assert m.problem is not None and m.fallback is not None and len(calls) == 1
+    lines: list[str] = []
+
+    def no_calibration(c: Counter) -> tk.Calibration:
+        raise AssertionError("calibrated again")
+
+    result = start_timekeeping(
+        Policy.FALLBACK, frozenset(), lines.append, measurement=m, calibrate_fn=no_calibration
+    )
+    assert not result.primary and result.calibration is m.fallback_calibration
+    assert lines[0] == "perfcounter-not enabled!!!" and "policy fallback" in lines[-1]
+    with pytest.raises(TimekeepingHalt):  # the same measurement under strict stops the box
+        start_timekeeping(Policy.STRICT, frozenset(), lines.append, measurement=m)
