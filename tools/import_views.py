@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from hypervisors.hyperv import vmconfig
 from hypervisors.proxmox.importer import capacity_factor, read_import
 
 NS = {
@@ -159,32 +160,77 @@ _PS_MEM_RE = re.compile(r"\[int\]\$MemoryMiB = (\d+)")
 
 
 def hyperv_view(files: dict[str, Path], sizes: dict[str, int]) -> View:
-    """Hyper-V: what Import-IPVA.ps1 creates; the wizard needs a Virtual Machines folder."""
-    view = View("as Hyper-V gets it (Import-IPVA.ps1)")
+    """Hyper-V: what Import-IPVA.ps1 creates, then what the Import wizard makes of the XML."""
+    view = View("as Hyper-V gets it (Import-IPVA.ps1; Import Virtual Machine wizard)")
     script = files.get("Import-IPVA.ps1")
     if script is None:
         view.warnings.append("Hyper-V: no Import-IPVA.ps1")
-        return view
+    else:
+        _hyperv_script(script, files, sizes, view)
+    configs = [n for n in files if n.startswith(vmconfig.VM_FOLDER + "/") and n.endswith(".xml")]
+    if not configs:
+        view.warnings.append(
+            "Hyper-V: no 'Virtual Machines' folder, so the Import Virtual Machine wizard finds "
+            "nothing: create the VM with Import-IPVA.ps1 (README 'Hyper-V')"
+        )
+    for name in configs:
+        _hyperv_config(name, files, sizes, view)
+    return view
+
+
+def _hyperv_script(script: Path, files: dict[str, Path], sizes: dict[str, int], view: View) -> None:
     text = script.read_bytes().decode("utf-8-sig")
     mem = _PS_MEM_RE.search(text)
     legacy = "IsLegacy = $true" in text
     view.lines.append(
-        f"Generation {'1' if '-Generation 1' in text else '?'}, memory "
+        f"script: Generation {'1' if '-Generation 1' in text else '?'}, memory "
         f"{mem[1] if mem else '?'} MiB static, "
         f"{'Legacy Network Adapter (DEC 21140, tulip)' if legacy else 'synthetic NIC'}"
     )
     if not legacy:
         view.warnings.append("Hyper-V: synthetic NIC, which the guest has no driver for")
     for name, ctl, loc in _PS_DISK_RE.findall(text):
-        view.lines.append(f"IDE {ctl}/{loc} {name} {_mib(sizes.get(name))}")
-        if name not in files:
-            view.warnings.append(f"Hyper-V: {name} is not in the package")
-    if not any(name.startswith("Virtual Machines/") for name in files):
+        member = f"{vmconfig.VHD_FOLDER}/{name}"
+        view.lines.append(f"script: IDE {ctl}/{loc} {name} {_mib(sizes.get(Path(member).name))}")
+        if member not in files:
+            view.warnings.append(f"Hyper-V: {member} is not in the package")
+
+
+def _hyperv_config(name: str, files: dict[str, Path], sizes: dict[str, int], view: View) -> None:
+    doc = etree.parse(str(files[name])).getroot()
+    version = doc.findtext("properties/version")
+    gen = "1" if doc.findtext("properties/subtype") == "0" else "2"
+    dynamic = doc.findtext("settings/memory/bank/dynamic_memory_enabled") == "True"
+    view.lines.append(
+        f"wizard: {name}: '{doc.findtext('properties/name')}', configuration version "
+        f"{int(version) >> 8}.{int(version) & 0xFF} (Generation {gen}), memory "
+        f"{doc.findtext('settings/memory/bank/size')} MiB "
+        f"{'dynamic' if dynamic else 'static'}"
+        f", {doc.findtext('settings/processors/count')} vCPU, COM1 "
+        f"{doc.findtext(f'_{vmconfig.SERIAL}_/port0/connection') or 'none'}"
+    )
+    if version != str(vmconfig.CONFIG_VERSION):
+        view.warnings.append(f"Hyper-V: {name} has configuration version {version}, not 5.0")
+    for ctl in doc.iterfind(f"_{vmconfig.IDE}_/*"):
+        for drive in ctl:
+            if drive.findtext("type") != "VHD":
+                continue
+            path = drive.findtext("pathname") or ""
+            file = path.rsplit("\\", 1)[-1]
+            member = f"{vmconfig.VHD_FOLDER}/{file}"
+            slot = f"{ctl.tag.removeprefix('controller')}/{drive.tag.removeprefix('drive')}"
+            view.lines.append(f"wizard: IDE {slot} {member} {_mib(sizes.get(Path(member).name))}")
+            if member not in files:
+                view.warnings.append(
+                    f"Hyper-V: {name} IDE {slot} wants {member}: not in the package"
+                )
+    nics = [c for c in doc if c.find("MacAddress") is not None or c.find("SwitchName") is not None]
+    if not nics:
         view.warnings.append(
-            "Hyper-V: no 'Virtual Machines' folder, so the Import Virtual Machine wizard finds "
-            "nothing: create the VM with Import-IPVA.ps1 (README 'Hyper-V')"
+            "Hyper-V: the wizard's VM has no network adapter: add one with "
+            "Add-VMNetworkAdapter -VMName <name> -IsLegacy $true -SwitchName <switch> "
+            "(or create the VM with Import-IPVA.ps1)"
         )
-    return view
 
 
 def libvirt_view(xml: Path, sizes: dict[str, int]) -> View:

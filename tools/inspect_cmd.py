@@ -220,8 +220,9 @@ def inspect_zip(report: Report, path: Path) -> None:
             elif p.suffix in DISK_FORMATS:
                 inspect_disk(report, p)
         if any(n.endswith(".vhdx") for n in names):
-            want = {"hd-boot.vhdx", "hd-cf.vhdx", "hd-flash.vhdx", "hd-dump.vhdx"}
-            report.check(want <= set(names), "Hyper-V zip has the four VHDX")
+            roles = ("boot", "cf", "flash", "dump")
+            want = {f"Virtual Hard Disks/hd-{r}.vhdx" for r in roles}
+            report.check(want <= set(names), "Hyper-V zip has the four VHDX in Virtual Hard Disks")
             report.check("Import-IPVA.ps1" in names, "Hyper-V zip has Import-IPVA.ps1")
             files = {n: Path(tmp, n) for n in names}
             report.views.append(import_views.hyperv_view(files, report.sizes))

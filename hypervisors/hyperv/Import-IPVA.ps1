@@ -2,7 +2,7 @@
 .SYNOPSIS
   Creates the innovaphone Virtual Appliance as a Hyper-V Generation 1 VM.
 .DESCRIPTION
-  Copies the four VHDX disks beside this script to -Path and creates a Gen1 VM with static
+  Copies the four VHDX disks in 'Virtual Hard Disks' beside this script to -Path and creates a Gen1 VM with static
   memory, one vCPU, the disks on IDE 0/0 (boot), 0/1 (CF), 1/0 (flash), 1/1 (dump), a
   legacy network adapter on -SwitchName and COM1 on a named pipe (the console).
   Safe to re-run: an existing VM of that name is left alone; disks already copied are kept.
@@ -47,7 +47,7 @@ if (Get-VM -Name $Name -ErrorAction SilentlyContinue) {
 }
 
 foreach ($d in $Disks) {
-    $src = Join-Path $PSScriptRoot $d.File
+    $src = Join-Path (Join-Path $PSScriptRoot 'Virtual Hard Disks') $d.File
     if (-not (Test-Path -LiteralPath $src)) { throw "Disk $src missing: unpack the whole zip first" }
 }
 New-Item -ItemType Directory -Force -Path $Path | Out-Null
@@ -56,7 +56,7 @@ foreach ($d in $Disks) {
     if (Test-Path -LiteralPath $dst) {
         Write-Host "keeping existing $dst"
     } else {
-        Copy-Item -LiteralPath (Join-Path $PSScriptRoot $d.File) -Destination $dst
+        Copy-Item -LiteralPath (Join-Path (Join-Path $PSScriptRoot 'Virtual Hard Disks') $d.File) -Destination $dst
         Write-Host "copied $($d.File) to $Path"
     }
 }

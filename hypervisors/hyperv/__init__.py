@@ -1,6 +1,8 @@
-"""Hyper-V Gen1 target: `<name>-hyperv.zip` with four dynamic VHDX (1 MiB blocks, whole-MiB
-sizes), `Import-IPVA.ps1` (IDE 0/0 0/1 1/0 1/1, legacy NIC, COM1 to a named pipe) and a
-README.txt that says how to run it past the default execution policy."""
+"""Hyper-V Gen1 target: `<name>-hyperv.zip` with `Virtual Machines/<GUID>.xml` for the
+Import Virtual Machine wizard (hypervisors.hyperv.vmconfig), four dynamic VHDX (1 MiB
+blocks, whole-MiB sizes) in `Virtual Hard Disks/`, `Import-IPVA.ps1` (IDE 0/0 0/1 1/0 1/1,
+legacy NIC, COM1 to a named pipe) and a README.txt that says how to run it past the default
+execution policy."""
 
 from __future__ import annotations
 
@@ -13,13 +15,22 @@ from hypervisors.registry import Target, register
 from images import convert
 from images.archive import write_zip
 
+from . import vmconfig
+
 SCRIPT = "Import-IPVA.ps1"
 README = "README.txt"
 # for the admin who has only the zip: a script from a downloaded zip carries the internet
 # zone mark, and the default policy (RemoteSigned) refuses to run it
 README_TEXT = """innovaphone Virtual Appliance @VERSION@ for Hyper-V (Generation 1)
 
-Create the VM with Import-IPVA.ps1, in an elevated PowerShell in this folder:
+Either: Hyper-V Manager > Import Virtual Machine, folder: this unpacked folder, choose
+"Copy the virtual machine (create a new unique ID)". That creates @NAME@ (Gen1, @RAM_MIB@ MiB
+static, 1 vCPU, the four disks on IDE 0/0 0/1 1/0 1/1, COM1 on \\\\.\\pipe\\@NAME@-com1) but
+WITHOUT a network adapter; add the Legacy Network Adapter the appliance needs, then start it:
+
+    Add-VMNetworkAdapter -VMName @NAME@ -IsLegacy $true -SwitchName "External"
+
+Or: create the VM complete with Import-IPVA.ps1, in an elevated PowerShell in this folder:
 
     Set-ExecutionPolicy -Scope Process -ExecutionPolicy RemoteSigned
     Unblock-File .\\Import-IPVA.ps1
@@ -67,7 +78,11 @@ def make(settings: BuildSettings, disks: dict[str, Path]) -> list[Path]:
         for role, raw in roles:
             seed = f"{settings.name}/{settings.version}/{settings.build}/{role}"
             name = disk_name(role, "vhdx")
-            members.append((name, convert.make_vhdx(raw, tmp / name, seed)))
+            vhdx = convert.make_vhdx(raw, tmp / name, seed)
+            members.append((f"{vmconfig.VHD_FOLDER}/{name}", vhdx))
+        config = tmp / "vm.xml"
+        config.write_bytes(vmconfig.render_config(settings, [role for role, _ in roles]))
+        members.insert(0, (vmconfig.config_name(settings), config))
         script = tmp / SCRIPT
         script.write_bytes(b"\xef\xbb\xbf" + render_import_script(settings).encode())
         members.append((SCRIPT, script))

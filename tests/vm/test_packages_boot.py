@@ -66,7 +66,7 @@ def _from_ova(ova: str) -> Callable[[Path, Path], list[Path]]:
 def _from_hyperv_zip(packages: Path, dest: Path) -> list[Path]:
     with zipfile.ZipFile(packages / "ipva-hyperv.zip") as zf:
         zf.extractall(dest)
-    return [dest / f"hd-{r}.vhdx" for r in ROLES]
+    return [dest / "Virtual Hard Disks" / f"hd-{r}.vhdx" for r in ROLES]
 
 
 def _qcow2s(target: str) -> Callable[[Path, Path], list[Path]]:
