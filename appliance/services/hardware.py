@@ -100,4 +100,3 @@ def mem_info(box: Box, args: list[str]) -> str:
     free = box.platform.memory_free()
     tail = f" free={free >> 10}k" if free is not None else ""
     return f"{format_mem(info.usable)} DRAM={info.dram_mb()}MB capped={capped}{tail}"
-

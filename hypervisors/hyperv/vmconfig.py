@@ -19,6 +19,7 @@ legacy adapter after import (Import-IPVA.ps1 adds it itself).
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from lxml import etree
 
@@ -72,7 +73,7 @@ def _tree(parent: etree._Element, data: dict) -> None:
 
 
 def _ide(roles: list[str]) -> dict:
-    controllers: dict[str, dict] = {"VDEVVersion": ("integer", 1280)}
+    controllers: dict[str, Any] = {"VDEVVersion": ("integer", 1280)}
     for ctl in (0, 1):
         drives = {}
         for loc in (0, 1):

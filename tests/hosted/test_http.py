@@ -437,7 +437,8 @@ def test_compact_flash_format_needs_the_confirmation(box: HostedHttpBox) -> None
     r = authed(box.http_url, "POST", "/administration/compact-flash", b"action=mount", headers=hdr)
     assert r.status == 200 and "CF0 mounted (FAT16" in r.text and ", mounted" in r.text
     assert ", mounted" in box.console_line("mod cmd CF0 info")
-    r = authed(box.http_url, "POST", "/administration/compact-flash", b"action=unmount", headers=hdr)
+    unmount = b"action=unmount"
+    r = authed(box.http_url, "POST", "/administration/compact-flash", unmount, headers=hdr)
     assert r.status == 200 and "CF0 unmounted" in r.text and "not mounted" in r.text
 
 

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.config import Activation, Config
 from appliance.modcmd import Command
-from appliance.service import BaseService
-from appliance.service import CommandRunner
+from appliance.service import BaseService, CommandRunner
 from appliance.services.http.boxadmin import BoxAdmin
 from appliance.services.http.host import AdminBox
 from appliance.services.http.listen import Bind

@@ -7,9 +7,7 @@ the runtime's own interpreter.
 
 from __future__ import annotations
 
-import time
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from appliance.config import Config, RestoreError, activate
 from appliance.errors import BoxError, PartialRestoreError
