@@ -15,13 +15,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from appliance.box import Box, close_disks
 from appliance.events import Event, RestartRequested
 from appliance.hal.platform import Platform, detect_platform
 from appliance.hal.types import Console, DiskRole, HaltError
-from appliance.service import Service
+from appliance.service import BoxRestarting, Service
 from appliance.services import Mount, boot_services, mount_real_flash
 from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
@@ -82,6 +83,9 @@ class Runtime:
         self.box: Box | None = None
         self.shell: Shell | None = None
         self._lock = threading.RLock()  # one command or restart at a time
+        # set while a restart or close stops the services: service threads then get
+        # BoxRestarting from locked() instead of waiting for the lock (see locked())
+        self._restarting = threading.Event()
         # the in-process re-boot failed (HaltError): the box is stopped, sessions end
         self.halted = False
         # set when the box halted or every console reached end of input: run() returns
@@ -107,9 +111,18 @@ class Runtime:
         self.box.events.subscribe(self._on_event)
         return True
 
-    def locked(self) -> threading.RLock:
-        """The one lock, for callers besides the consoles (the HTTP admin)."""
-        return self._lock
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The one lock, for service threads (the HTTP admin, the update scripts). While a
+        restart holds it, raises BoxRestarting rather than wait: the restart joins those
+        threads, so waiting would hang both. Consoles wait (execute): nothing joins them."""
+        while not self._lock.acquire(timeout=0.05):
+            if self._restarting.is_set():
+                raise BoxRestarting("the box is restarting")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _on_event(self, event: Event) -> None:
         """A reset/reboot requested from elsewhere than a console line (the web UI …) is
@@ -148,19 +161,24 @@ class Runtime:
             # the services stop first (the web admin finishes its answer to a /!reset),
             # then the VM restarts for real and does not come back here; hosted returns
             kind = self.box.restart_request
-            self.box.close()
-            self.box, self.shell = None, None
-            self.platform.restart(kind)
-            if not self.boot():
-                self.halted = True
-                self.stopped.set()
-                return False
-            return True
+            self._restarting.set()
+            try:
+                self.box.close()
+                self.box, self.shell = None, None
+                self.platform.restart(kind)
+                if not self.boot():
+                    self.halted = True
+                    self.stopped.set()
+                    return False
+                return True
+            finally:
+                self._restarting.clear()
 
     def close(self) -> None:
         """Close the disks; waits for a command still running on another console, and a
         line typed there later gets HALTED rather than a closed box."""
         with self._lock:
+            self._restarting.set()  # the web admin's threads end instead of waiting
             if self.box is not None:
                 self.box.close()
             self.box, self.shell = None, None

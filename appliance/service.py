@@ -52,9 +52,18 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
+class BoxRestarting(Exception):
+    """A service thread asked for the box while it restarts. The restart stops the services
+    (the web admin joins its worker threads), so such a thread must not wait for the lock:
+    it answers "restarting" and ends, or the restart would wait for it for good."""
+
+
 class CommandRunner(Protocol):
     """Runs console lines for a service, as typed on the console (the runtime: one lock,
-    the same interpreter): the web admin's `!` URLs, the update server's scripts."""
+    the same interpreter): the web admin's `!` URLs, the update server's scripts.
+
+    A service thread runs a line as `with runner.locked(): runner.execute(line)`:
+    `locked()` raises BoxRestarting instead of waiting through a restart."""
 
     def execute(self, line: str) -> str: ...
 

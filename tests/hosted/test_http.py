@@ -7,6 +7,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,6 +289,43 @@ def test_reset_over_http_restarts_with_the_saved_config(box: HostedHttpBox) -> N
         time.sleep(0.05)
     assert box.runtime.box is not before
     assert box.console_line("config show") == ""
+
+
+def test_pages_asked_for_during_a_reset_never_hold_it_up(box: HostedHttpBox) -> None:
+    """A reset stops the web admin and joins its threads; a page asked for meanwhile
+    answers 503 "restarting" (or is refused) instead of waiting for the box, which
+    would hang the reset and the page for good."""
+    import time
+
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                statuses.append(request(box.http_url, "GET", "/general/info", timeout=20).status)
+            except (AssertionError, OSError):  # between the boxes: no listener yet
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(4):
+            before = box.runtime.box
+            r = authed(box.http_url, "GET", "/!reset")
+            assert r.status == 200
+            deadline = time.monotonic() + 20
+            while box.runtime.box is before and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert box.runtime.box is not before, "the reset hung behind a page request"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(25)
+    assert statuses and set(statuses) <= {200, 503}, statuses
+    assert not any(t.is_alive() for t in threads), "a page request hung"
 
 
 def test_requests_from_another_site_are_refused(box: HostedHttpBox) -> None:

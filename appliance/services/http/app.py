@@ -30,6 +30,7 @@ from werkzeug.wrappers import Request, Response
 from appliance.config import ConfigError, GrammarError, quote, split_words
 from appliance.config.store import parse_line
 from appliance.config.types import FACTORY_PASSWORD, check_password
+from appliance.service import BoxRestarting
 from appliance.services.http import auth
 from appliance.services.http.host import AdminBox, BoxStatus, RestoreRefused
 
@@ -139,6 +140,12 @@ class AdminApp:
         request.max_form_parts = MAX_FORM_PARTS
         try:
             response = self.dispatch(request)
+        except BoxRestarting:  # the restart stops this server: answer, do not wait for it
+            response = _text(
+                "error: the box is restarting; try again in a few seconds",
+                503,
+                {"Retry-After": "5"},
+            )
         except RequestEntityTooLarge:
             response = _text(f"error: the body is larger than {MAX_BODY >> 20} MiB", 413)
         except HTTPException as e:
@@ -242,14 +249,20 @@ class AdminApp:
 
     # -- pages ------------------------------------------------------------------------
     def render(
-        self, template: str, request: Request, user: str | None, status: int = 200, **context: Any
+        self,
+        template: str,
+        request: Request,
+        user: str | None,
+        status: int = 200,
+        box_status: BoxStatus | None = None,
+        **context: Any,
     ) -> Response:
         page = _PAGE.get(request.path.rstrip("/"))
         html = self.templates.get_template(template).render(
             pages=PAGES,
             page=page,
             user=user,
-            status=self.box.status(),
+            status=box_status or self.box.status(),
             factory_password=FACTORY_PASSWORD,
             **context,
         )
@@ -396,8 +409,12 @@ class AdminApp:
 
     def reset_page(self, request: Request, user: str | None) -> Response:
         if request.method == "POST":
+            # the status first: once "reset" returns, the restart holds the box
+            before = self.box.status()
             answer = self.box.execute("reset")
-            return self.render("reset.html", request, user, answer=answer, resetting=True)
+            return self.render(
+                "reset.html", request, user, box_status=before, answer=answer, resetting=True
+            )
         return self.render("reset.html", request, user, answer=None, resetting=False)
 
 

@@ -84,7 +84,8 @@ class BoxAdmin:
 
     # -- acting -------------------------------------------------------------------------
     def execute(self, line: str) -> str:
-        return self.runner.execute(line)
+        with self.runner.locked():
+            return self.runner.execute(line)
 
     def restore_text(self, text: str) -> str:
         with self.runner.locked():

@@ -34,7 +34,7 @@ from appliance.hal.bootctl import NO_SLOT, SLOT_LETTERS, SLOT_NAMES, BootControl
 from appliance.hal.nics import read_link_state
 from appliance.hal.types import DiskRole, Unavailable
 from appliance.modcmd import Command, ModCmdError
-from appliance.service import BaseService, CommandRunner
+from appliance.service import BaseService, BoxRestarting, CommandRunner
 from appliance.services.trace import Tag
 from appliance.services.update.install import Installed, Installer, UpdateError, slot_name
 from appliance.services.update.script import (
@@ -277,7 +277,11 @@ class UpdateService(BaseService):
         if self.runner is None:
             return "error: no console interpreter to run update scripts"
         self._wait_worker()  # an `UP0 prot` line finishes before the next line runs
-        return self.runner.execute(line)
+        try:
+            with self.runner.locked():
+                return self.runner.execute(line)
+        except BoxRestarting:
+            return "error: the box is restarting; the rest of the script waits for the next poll"
 
     def _times(self, box: Box) -> tuple[frozenset[int] | None, int]:
         raw = self._get(box, VAR_TIMES)
