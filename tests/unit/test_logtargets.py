@@ -255,8 +255,12 @@ def test_log_service_sends_to_log0_and_its_shadow_log1(syslogd, tmp_path: Path) 
     service.configure({"LOG0": log0, "LOG1": log1})
     service.log('config write by admin "<all>"')
     wait_for(lambda: any("config write by admin" in x for x in syslogd.lines()), what="syslog")
-    wait_for(lambda: (tmp_path / "log" / "LOG1.0").exists(), what="LOG1.0")
-    assert 'config write by admin "<all>"' in (tmp_path / "log" / "LOG1.0").read_text()
+    log1_0 = tmp_path / "log" / "LOG1.0"
+    # the file is made before its first line lands: wait for the line, not the file
+    wait_for(
+        lambda: log1_0.exists() and 'config write by admin "<all>"' in log1_0.read_text(),
+        what="the line in LOG1.0",
+    )
     first = service.sender("LOG0")
     service.configure({"LOG0": log0, "LOG1": log1})  # unchanged: same sender, same counters
     assert service.sender("LOG0") is first
