@@ -34,9 +34,10 @@ from hypervisors.qemu.timeouts import (
 
 log = logging.getLogger(__name__)
 
-# The shell prompt: a line ending in "> " with nothing after it (yet). Not final in the
-# guest, hence a parameter.
-DEFAULT_PROMPT = r"\n[^\n]*> $"
+# The shell prompt (a parameter): the box's name and "> " at the start of a line, with
+# nothing after it (yet). Not any line ending in "> ": a read that stopped after
+# "prot <url> " in `help mod` output would take that for the prompt.
+DEFAULT_PROMPT = r"\n(?:[^\s<>][^\n<>]*)?> $"
 # Messages after which the appliance stops for good; waiting for the prompt fails fast on them.
 DEFAULT_FATAL = (
     r"checksum wrong!|Loading failed for image|NIC unavailable!|Kernel panic|"

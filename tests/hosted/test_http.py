@@ -304,7 +304,7 @@ def test_pages_asked_for_during_a_reset_never_hold_it_up(box: HostedHttpBox) -> 
         while not stop.is_set():
             try:
                 statuses.append(request(box.http_url, "GET", "/general/info", timeout=20).status)
-            except (AssertionError, OSError):  # between the boxes: no listener yet
+            except (AssertionError, KeyError, OSError):  # between boxes: no listener yet
                 time.sleep(0.01)
 
     threads = [threading.Thread(target=hammer, daemon=True) for _ in range(3)]
