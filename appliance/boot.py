@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from appliance.box import Box, close_disks
 from appliance.events import Event, RestartRequested
@@ -67,6 +67,25 @@ def boot_box(platform: Platform, buffer: TraceBuffer, services: Sequence[Service
 # --- the runtime -----------------------------------------------------------------------
 
 
+class ServiceRunner:
+    """The runtime as its services' CommandRunner: a line runs as typed on a console, but
+    a service thread never waits through a restart (locked() raises BoxRestarting), so no
+    caller has to remember to guard its lines."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def execute(self, line: str) -> str:
+        with self._runtime.locked():
+            return self._runtime.execute(line)
+
+    def idle_for(self) -> float:
+        return self._runtime.idle_for()
+
+    def locked(self) -> AbstractContextManager[None]:
+        return self._runtime.locked()
+
+
 class Runtime:
     """Owns the current box; console sessions talk to it (see shell.session.ConsoleHost).
 
@@ -86,6 +105,7 @@ class Runtime:
         # set while a restart or close stops the services: service threads then get
         # BoxRestarting from locked() instead of waiting for the lock (see locked())
         self._restarting = threading.Event()
+        self.runner = ServiceRunner(self)  # what the services run their console lines on
         # the in-process re-boot failed (HaltError): the box is stopped, sessions end
         self.halted = False
         # set when the box halted or every console reached end of input: run() returns
@@ -102,7 +122,7 @@ class Runtime:
     def boot(self) -> bool:
         trace = TraceBuffer(self.mirror)  # a new buffer each boot, as the box's RAM
         try:
-            self.box = boot_box(self.platform, trace, boot_services(self.mount, runner=self))
+            self.box = boot_box(self.platform, trace, boot_services(self.mount, runner=self.runner))
         except HaltError as e:  # missing disk, NIC unavailable!, perfcounter (strict) …
             if not e.shown:
                 trace(str(e))

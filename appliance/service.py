@@ -62,8 +62,8 @@ class CommandRunner(Protocol):
     """Runs console lines for a service, as typed on the console (the runtime: one lock,
     the same interpreter): the web admin's `!` URLs, the update server's scripts.
 
-    A service thread runs a line as `with runner.locked(): runner.execute(line)`:
-    `locked()` raises BoxRestarting instead of waiting through a restart."""
+    Neither `execute` nor `locked()` waits through a restart: both raise BoxRestarting
+    (the restart joins service threads; see boot.ServiceRunner)."""
 
     def execute(self, line: str) -> str: ...
 

@@ -84,8 +84,7 @@ class BoxAdmin:
 
     # -- acting -------------------------------------------------------------------------
     def execute(self, line: str) -> str:
-        with self.runner.locked():
-            return self.runner.execute(line)
+        return self.runner.execute(line)
 
     def restore_text(self, text: str) -> str:
         with self.runner.locked():

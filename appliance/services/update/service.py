@@ -278,8 +278,7 @@ class UpdateService(BaseService):
             return "error: no console interpreter to run update scripts"
         self._wait_worker()  # an `UP0 prot` line finishes before the next line runs
         try:
-            with self.runner.locked():
-                return self.runner.execute(line)
+            return self.runner.execute(line)
         except BoxRestarting:
             return "error: the box is restarting; the rest of the script waits for the next poll"
 
