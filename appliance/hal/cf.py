@@ -80,6 +80,8 @@ class CfVolume(Protocol):
 
     def size(self, path: str) -> int | None: ...  # None: no such file
 
+    def isdir(self, path: str) -> bool: ...  # the root "/" is one
+
     def append(self, path: str, data: bytes) -> None: ...  # durable when it returns
 
     def read(self, path: str) -> bytes: ...
@@ -109,6 +111,9 @@ class DirVolume:
             return self._p(path).stat().st_size
         except FileNotFoundError:
             return None
+
+    def isdir(self, path: str) -> bool:
+        return self._p(path).is_dir()
 
     def append(self, path: str, data: bytes) -> None:
         with self._p(path).open("ab") as f:
@@ -150,6 +155,10 @@ class FatImageVolume:
     def size(self, path: str) -> int | None:
         with self._lock:
             return int(self._fs.getsize(path)) if self._fs.exists(path) else None
+
+    def isdir(self, path: str) -> bool:
+        with self._lock:
+            return bool(self._fs.isdir(path))
 
     def append(self, path: str, data: bytes) -> None:
         with self._lock, self._fs.openbin(path, "a") as f:

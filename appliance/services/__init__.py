@@ -60,7 +60,7 @@ def boot_services(
         CrashDumpService(),
         TimekeepingService(),
         NetworkService(),
-        HttpService(runner),
+        HttpService(runner, cf.volume),
         UpdateService(runner),
     ]
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from appliance.config import Activation, Config
+from appliance.hal.cf import CfVolume
 from appliance.modcmd import Command
 from appliance.service import BaseService, CommandRunner
 from appliance.services.http.boxadmin import BoxAdmin
@@ -143,10 +144,16 @@ class HttpService(BaseService):
     name = "http"
     config_modules: tuple[str, ...] = ("HTTP0",)
 
-    def __init__(self, runner: CommandRunner | None = None) -> None:
+    def __init__(
+        self,
+        runner: CommandRunner | None = None,
+        cf_volume: Callable[[], CfVolume | None] = lambda: None,
+    ) -> None:
         """`runner` runs console lines for `/!…` and the forms (the runtime); without one
-        (a box made in a unit test) the service has its commands but serves nothing."""
+        (a box made in a unit test) the service has its commands but serves nothing.
+        `cf_volume` is the CF card /DRIVE/CF0 serves (the CF service's)."""
         self.runner = runner
+        self.cf_volume = cf_volume
         self.listeners: HttpListeners | None = None
         self.admin: BoxAdmin | None = None
         self._lock = threading.Lock()  # start/rebind/stop one at a time
@@ -154,7 +161,7 @@ class HttpService(BaseService):
     def start(self, box: Box) -> None:
         if self.runner is None:
             return
-        self.admin = BoxAdmin(box, self.runner)
+        self.admin = BoxAdmin(box, self.runner, self.cf_volume)
         with self._lock:
             self.listeners = HttpListeners(box.platform.http_listen)
             try:

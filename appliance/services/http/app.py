@@ -31,7 +31,7 @@ from appliance.config import ConfigError, GrammarError, quote, split_words
 from appliance.config.store import parse_line
 from appliance.config.types import FACTORY_PASSWORD, check_password
 from appliance.service import BoxRestarting
-from appliance.services.http import auth
+from appliance.services.http import auth, drive
 from appliance.services.http.host import AdminBox, BoxStatus, RestoreRefused
 
 HERE = Path(__file__).parent
@@ -127,6 +127,8 @@ class AdminApp:
                 Rule("/log.txt", endpoint="log"),
                 Rule("/crash_dump.txt", endpoint="crash_dump"),
                 Rule("/static/style.css", endpoint="style"),
+                Rule(drive.PREFIX, endpoint="drive", methods=drive.METHODS),
+                Rule(f"{drive.PREFIX}/<path:sub>", endpoint="drive", methods=drive.METHODS),
                 *(Rule(p.path, endpoint="page", methods=["GET", "POST"]) for p in PAGES),
             ],
             strict_slashes=False,
@@ -173,6 +175,7 @@ class AdminApp:
             "log": lambda r, u: _text(self.box.trace_text()),
             "crash_dump": lambda r, u: _text(self.box.crash_dump_text()),
             "page": self.page,
+            "drive": drive.CfDrive(self.box.cf_volume).serve,
         }
         return self.guarded(request, handlers[endpoint])
 

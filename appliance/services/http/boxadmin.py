@@ -7,10 +7,12 @@ the runtime's own interpreter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from appliance.config import Config, RestoreError, activate
 from appliance.errors import BoxError, PartialRestoreError
+from appliance.hal.cf import CfVolume
 from appliance.hal.memory import MiB
 from appliance.hal.types import DiskRole
 from appliance.service import CommandRunner
@@ -25,9 +27,15 @@ if TYPE_CHECKING:  # appliance.box imports the services package, which imports t
 class BoxAdmin:
     """`AdminBox` on one booted box; a restart makes a new box and a new BoxAdmin."""
 
-    def __init__(self, box: Box, runner: CommandRunner) -> None:
+    def __init__(
+        self,
+        box: Box,
+        runner: CommandRunner,
+        cf_volume: Callable[[], CfVolume | None] = lambda: None,
+    ) -> None:
         self.box = box
         self.runner = runner
+        self._cf_volume = cf_volume  # the CF service's (appliance.services.cf)
 
     # -- reading ------------------------------------------------------------------------
     def status(self) -> BoxStatus:
@@ -81,6 +89,9 @@ class BoxAdmin:
 
     def vars(self) -> Vars | None:
         return self.box.flash.vars if self.box.flash is not None else None
+
+    def cf_volume(self) -> CfVolume | None:
+        return self._cf_volume()
 
     # -- acting -------------------------------------------------------------------------
     def execute(self, line: str) -> str:

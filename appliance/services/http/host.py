@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from appliance.config import Config
+from appliance.hal.cf import CfVolume
 
 
 class Vars(Protocol):
@@ -87,5 +88,7 @@ class AdminBox(Protocol):
     def crash_dump_text(self) -> str: ...  # the post-mortem record (/crash_dump.txt)
 
     def vars(self) -> Vars | None: ...  # None: no flash mounted
+
+    def cf_volume(self) -> CfVolume | None: ...  # the mounted CF card, None: not mounted
 
     def trace(self, text: str) -> None: ...  # one boot-trace line with HTTP's tag
