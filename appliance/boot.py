@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 from appliance.box import Box, close_disks
-from appliance.events import Event, RestartRequested
+from appliance.events import Event, RestartRequested, acting
 from appliance.hal.platform import Platform, detect_platform
 from appliance.hal.types import Console, DiskRole, HaltError
 from appliance.service import BoxRestarting, Service
@@ -225,7 +225,8 @@ class Runtime:
 
     def _serve(self, console: Console, ctrl_d_ends: bool) -> None:
         try:
-            serve_console(console, self, newline=self.newline, ctrl_d_ends=ctrl_d_ends)
+            with acting(f"console {console.name}"):  # who typed a line, for the log
+                serve_console(console, self, newline=self.newline, ctrl_d_ends=ctrl_d_ends)
         finally:  # count it off; the last console to end stops the run
             with self._lock:
                 self._serving -= 1

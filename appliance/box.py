@@ -58,6 +58,7 @@ from appliance.events import (
     ConfigWritten,
     Events,
     RestartRequested,
+    actor,
 )
 from appliance.hal.block import BlockDevice
 from appliance.hal.types import DiskRole, RestartKind
@@ -152,7 +153,7 @@ class Box:
     def change(self, op: Op) -> str:
         """`config change|add|rem`: edits the running config only."""
         self.running, message = apply_op(self.running, op)
-        self.events.emit(ConfigChanged(message, describe_op(op)))
+        self.events.emit(ConfigChanged(message, describe_op(op), actor()))
         return message
 
     def activate(self) -> Activation:
@@ -165,7 +166,7 @@ class Box:
             pending += [p for p in service.apply(self, result) if p not in pending]
         result = dataclasses.replace(result, pending=pending)
         self.reset_required += [p for p in pending if p not in self.reset_required]
-        self.events.emit(ConfigActivated(tuple(result.applied), tuple(pending)))
+        self.events.emit(ConfigActivated(tuple(result.applied), tuple(pending), actor()))
         return result
 
     def unwritten(self) -> int:
@@ -189,7 +190,7 @@ class Box:
         except Exception as e:  # FlashError family; the old saved config is still intact
             raise BoxError(f"config write failed, saved config unchanged: {e}") from e
         self.saved = config
-        self.events.emit(ConfigWritten(len(config.objects), how))
+        self.events.emit(ConfigWritten(len(config.objects), how, actor()))
 
     def write(self) -> str:
         """`config write`: the running config becomes the saved one, in one VARS commit."""
@@ -252,13 +253,13 @@ class Box:
     # restarts ------------------------------------------------------------------------
     def request_reset(self) -> None:
         self.restart_request = RestartKind.RESET
-        self.events.emit(RestartRequested(RestartKind.RESET))
+        self.events.emit(RestartRequested(RestartKind.RESET, actor()))
 
     def request_reboot(self) -> None:
         """Forced watchdog trap: the crash-dump service writes a dump (on the event), as an
         unsolicited trap would, before the box restarts."""
         self.restart_request = RestartKind.REBOOT
-        self.events.emit(RestartRequested(RestartKind.REBOOT))
+        self.events.emit(RestartRequested(RestartKind.REBOOT, actor()))
 
     def service(self, kind: type[S]) -> S | None:
         """The running service of this class (the shell's `version` asks the update service)."""

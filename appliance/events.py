@@ -6,13 +6,38 @@
 Events are facts after the fact, delivered synchronously in the emitting thread (a console's
 or the DHCP watcher's), in subscription order. A subscriber must be quick and must not raise:
 a subscriber that raises is reported once on the trace and the others still get the event.
+
+Who did it: whoever runs console lines on the box's behalf says so around them
+(`with acting("console ttyS0"):`, the web admin `HTTP admin@10.0.2.2`, the update script
+`UP1 update script`); the box puts `actor()` into the events those lines cause (`by`). A
+context variable, so it belongs to the thread (and request) that set it: a line typed on
+one console while a web request runs is not attributed to the other.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+_ACTOR: contextvars.ContextVar[str] = contextvars.ContextVar("actor", default="")
+
+
+@contextmanager
+def acting(who: str) -> Iterator[None]:
+    """Lines run in this block are `who`'s (for the `by` of the events they cause)."""
+    token = _ACTOR.set(who)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
+
+
+def actor() -> str:
+    """Who runs the current line ("" when nobody said: the box itself, a watcher)."""
+    return _ACTOR.get()
 
 
 @dataclass(frozen=True)
@@ -21,12 +46,14 @@ class ConfigChanged:
 
     line: str  # the message the console printed
     request: str = ""  # the request as typed, passwords masked (config.describe_op)
+    by: str = ""  # actor(): who typed it
 
 
 @dataclass(frozen=True)
 class ConfigActivated:
     applied: tuple[str, ...]
     pending: tuple[str, ...]  # what needs a reset (the box's reset-required state)
+    by: str = ""
 
 
 @dataclass(frozen=True)
@@ -35,11 +62,13 @@ class ConfigWritten:
 
     objects: int
     how: str  # "write" | "restore" | "factory-reset"
+    by: str = ""
 
 
 @dataclass(frozen=True)
 class RestartRequested:
     kind: str  # "reset" | "reboot"
+    by: str = ""  # "" for the box's own (the restart after a crash)
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,23 @@ class Crashed:
 
 
 @dataclass(frozen=True)
+class LoginSucceeded:
+    """A web admin login: the first good answer from this user and address in a while
+    (Digest answers every request; each one is not a login)."""
+
+    user: str
+    client: str  # the client's IP address
+
+
+@dataclass(frozen=True)
+class LoginFailed:
+    user: str  # as the client gave it ("" when it gave none)
+    client: str
+    reason: str  # "wrong user or password" …, never the password
+    refused_s: float = 0.0  # > 0: this failure locked the address out for that long
+
+
+@dataclass(frozen=True)
 class Traced:
     line: str  # the whole trace line, `0:0000:030:4 - …`
 
@@ -74,6 +120,8 @@ Event = (
     | AddressChanged
     | LinkChanged
     | Crashed
+    | LoginSucceeded
+    | LoginFailed
     | Traced
 )
 Subscriber = Callable[[Event], None]

@@ -29,6 +29,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
+from appliance.events import acting
+
 if TYPE_CHECKING:
     from appliance.box import Box
     from appliance.config import Activation
@@ -70,6 +72,25 @@ class CommandRunner(Protocol):
     def idle_for(self) -> float: ...  # seconds since the last console/web/script line
 
     def locked(self) -> AbstractContextManager[object]: ...  # the runtime's one lock
+
+
+class ActingRunner:
+    """A CommandRunner whose lines are `who`'s (the update script's: `UP1 update script`),
+    so the log says who changed the config (appliance.events.acting)."""
+
+    def __init__(self, runner: CommandRunner, who: str) -> None:
+        self.runner = runner
+        self.who = who
+
+    def execute(self, line: str) -> str:
+        with acting(self.who):
+            return self.runner.execute(line)
+
+    def idle_for(self) -> float:
+        return self.runner.idle_for()
+
+    def locked(self) -> AbstractContextManager[object]:
+        return self.runner.locked()
 
 
 class BaseService:

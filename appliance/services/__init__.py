@@ -27,7 +27,7 @@ that is up). A new service is one more entry here; see appliance/service.py.
 
 from __future__ import annotations
 
-from appliance.service import CommandRunner, Service
+from appliance.service import ActingRunner, CommandRunner, Service
 from appliance.services.cf import CfService
 from appliance.services.config import ConfigService
 from appliance.services.dump import CrashDumpService
@@ -40,6 +40,8 @@ from appliance.services.system import SystemService
 from appliance.services.timekeeping import TimekeepingService
 from appliance.services.trace import TraceService
 from appliance.services.update.service import UpdateService
+
+UPDATE_SCRIPT = "UP1 update script"  # who the update server's script lines are, in the log
 
 
 def boot_services(
@@ -61,7 +63,7 @@ def boot_services(
         TimekeepingService(),
         NetworkService(),
         HttpService(runner, cf.volume),
-        UpdateService(runner),
+        UpdateService(ActingRunner(runner, UPDATE_SCRIPT) if runner is not None else None),
     ]
 
 

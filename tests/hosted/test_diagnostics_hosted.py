@@ -103,7 +103,7 @@ def test_syslog_target_reaches_rsyslog_from_the_box(tmp_path: Path) -> None:
             what="the config write line at rsyslog",
         )
     # pri (16 + 4) * 8 + 6, facility local4, severity 6, the box's name as the host
-    assert line == "166 local4 6 lab9 IPVA: config write: 2 saved objects"
+    assert line == "166 local4 6 lab9 IPVA: config write: 2 saved objects (by console stdio)"
 
 
 def test_a_refusing_target_drops_and_counts_but_never_stalls(tmp_path: Path) -> None:

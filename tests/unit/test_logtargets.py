@@ -299,3 +299,61 @@ def test_event_texts_what_is_logged_and_what_is_not() -> None:
     update = format_trace("UP0: receiving firmware from http://10.0.2.2/ipva.bin", Tag.UPDATE)
     assert event_text(Traced(update)) == "UP0: receiving firmware from http://10.0.2.2/ipva.bin"
     assert event_text(Traced(format_trace("config: 0 saved objects loaded"))) is None
+
+
+def test_event_texts_say_who_and_logins() -> None:
+    from appliance.events import (
+        ConfigActivated,
+        ConfigChanged,
+        ConfigWritten,
+        LoginFailed,
+        LoginSucceeded,
+        RestartRequested,
+    )
+    from appliance.services.logtargets.service import event_text
+
+    by = "HTTP admin@10.0.2.2"
+    assert event_text(ConfigChanged("", "config change DNS0 /server1 1.2.3.4", by)) == (
+        "config change DNS0 /server1 1.2.3.4 (by HTTP admin@10.0.2.2)"
+    )
+    assert event_text(ConfigWritten(2, "restore", by)) == (
+        "config restore: 2 saved objects (by HTTP admin@10.0.2.2)"
+    )
+    assert event_text(ConfigActivated((), (), "console ttyS0")) == (
+        "config activate (by console ttyS0)"
+    )
+    assert event_text(RestartRequested("reset", "UP1 update script")) == (  # type: ignore[arg-type]
+        "reset (by UP1 update script)"
+    )
+    assert (
+        event_text(LoginSucceeded("admin", "10.0.2.2")) == "login admin from 10.0.2.2 (web admin)"
+    )
+    assert event_text(LoginFailed("", "10.0.2.2", "malformed Basic header")) == (
+        "failed login as ? from 10.0.2.2: malformed Basic header"
+    )
+    long_forged = event_text(LoginFailed("a\nb" * 40, "10.0.2.2", "x", 60.0))
+    assert long_forged == (
+        "failed login as " + ("a?b" * 40)[:64] + " from 10.0.2.2: x; 10.0.2.2 refused for 60 s"
+    )
+
+
+def test_who_never_leaks_between_threads() -> None:
+    """A line typed on one console while another acts is that console's."""
+    import threading
+
+    from appliance.events import acting, actor
+
+    seen: dict[str, str] = {}
+    go = threading.Event()
+
+    def other() -> None:
+        go.wait(5)
+        seen["other"] = actor()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with acting("console ttyS0"):
+        go.set()
+        t.join(5)
+        seen["here"] = actor()
+    assert seen == {"other": "", "here": "console ttyS0"} and actor() == ""

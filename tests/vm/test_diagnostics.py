@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.timeouts import BOOT_TIMEOUT
+from tests.hosted.httpbox import authed, request
 from tests.receivers import free_port, http_receiver, rsyslog, tcp_listener, wait_for
 from tools.cli import main
 
@@ -136,6 +137,13 @@ def test_cf_and_log_targets_reach_real_receivers(ipva_machine, tmp_path: Path) -
 
         m.send_line("reset")
         assert f"0:0000:030:4 - {mounted}" in wait_reboot(m)  # mounted at boot
+        # the card's files over HTTP (the kernel's vfat in the guest), behind the login
+        assert request(m.http_url, "GET", "/DRIVE/CF0/log/", timeout=30).status == 401
+        listed = authed(m.http_url, "GET", "/DRIVE/CF0/log/")
+        assert listed.status == 200, listed.text
+        served = authed(m.http_url, "GET", "/DRIVE/CF0/log/LOG0.2")
+        assert served.status == 200, served.text
+        assert authed(m.http_url, "GET", "/DRIVE/CF0/../cfg.txt").status == 400
         m.shutdown()
 
     raw = tmp_path / "cf.raw"
@@ -157,3 +165,7 @@ def test_cf_and_log_targets_reach_real_receivers(ipva_machine, tmp_path: Path) -
     assert "diag1 IPVA: config write: " in files[0] + files[1]
     assert "IPVA: config change DNS0 /server1 10.0.0.39" in files[0] + files[1]
     assert all(0 < len(f.encode()) <= 1024 for f in files)
+    links = re.findall(r'href="([^"]+)"', listed.text)
+    assert links == ["../", *names]
+    # the served file is one of them (a rotation after the GET moves it to LOG0.3)
+    assert served.text in files[2:]

@@ -30,9 +30,11 @@ from werkzeug.wrappers import Request, Response
 from appliance.config import ConfigError, GrammarError, quote, split_words
 from appliance.config.store import parse_line
 from appliance.config.types import FACTORY_PASSWORD, check_password
+from appliance.events import acting
 from appliance.service import BoxRestarting
 from appliance.services.http import auth, drive
 from appliance.services.http.host import AdminBox, BoxStatus, RestoreRefused
+from appliance.services.http.logins import Logins
 
 HERE = Path(__file__).parent
 MAX_BODY = 4 << 20  # a backup (config + FLASHDIR items) or a form; larger is a 413
@@ -112,6 +114,7 @@ class AdminApp:
         self.box = box
         self.nonces = nonces or auth.Nonces()
         self.lockout = lockout or auth.Lockout(box.trace)
+        self.logins = Logins(box.emit)  # logins and failed logins, for the log
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
             autoescape=True,
@@ -202,7 +205,8 @@ class AdminApp:
         if verdict is None or not verdict.ok:
             reason = "login needed" if verdict is None else verdict.reason
             if verdict is not None and verdict.counts:
-                self.lockout.failed(client, verdict.user, verdict.reason)
+                refused = self.lockout.failed(client, verdict.user, verdict.reason)
+                self.logins.failed(verdict.user, client, verdict.reason, refused)
             response = self.render(
                 "login.html", request, None, status=401, reason=reason, https=https
             )
@@ -210,10 +214,12 @@ class AdminApp:
                 response.headers.add("WWW-Authenticate", value)
             return response
         self.lockout.succeeded(client)
+        self.logins.succeeded(verdict.user, client)
         if request.method not in ("GET", "HEAD") or request.path.startswith("/!"):
             if _cross_site(request):
                 return _text("error: refused, the request came from another site's page", 403)
-        return handler(request, verdict.user)
+        with acting(f"HTTP {verdict.user}@{client}"):  # who changed what, for the log
+            return handler(request, verdict.user)
 
     # -- text endpoints ---------------------------------------------------------------
     def command(self, request: Request, user: str) -> Response:

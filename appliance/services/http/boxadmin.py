@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from appliance.config import Config, RestoreError, activate
 from appliance.errors import BoxError, PartialRestoreError
+from appliance.events import Event
 from appliance.hal.cf import CfVolume
 from appliance.hal.memory import MiB
 from appliance.hal.types import DiskRole
@@ -111,6 +112,9 @@ class BoxAdmin:
 
     def trace(self, text: str) -> None:
         self.box.trace(text, Tag.HTTP)
+
+    def emit(self, event: Event) -> None:
+        self.box.events.emit(event)
 
 
 def _addresses(box: Box) -> list[Address]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from appliance.config import Config
+from appliance.events import Event
 from appliance.hal.cf import CfVolume
 
 
@@ -92,3 +93,5 @@ class AdminBox(Protocol):
     def cf_volume(self) -> CfVolume | None: ...  # the mounted CF card, None: not mounted
 
     def trace(self, text: str) -> None: ...  # one boot-trace line with HTTP's tag
+
+    def emit(self, event: Event) -> None: ...  # a box event (logins, for the log)

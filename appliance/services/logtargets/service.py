@@ -24,6 +24,8 @@ from appliance.events import (
     Crashed,
     Event,
     LinkChanged,
+    LoginFailed,
+    LoginSucceeded,
     RestartRequested,
     Traced,
 )
@@ -116,18 +118,35 @@ class LogService:
             sender.stop()
 
 
+def _given(name: str) -> str:
+    """A user name as a client sent it: short and one printable line (no forged records)."""
+    return "".join(c if c.isprintable() else "?" for c in name[:64]) or "?"
+
+
+def _by(who: str) -> str:
+    return f" (by {who})" if who else ""
+
+
 def event_text(event: Event) -> str | None:
-    """The log line of a box event, or None for events that are not logged."""
+    """The log line of a box event, or None for events that are not logged. Changes say
+    who made them: `(by console ttyS0)`, `(by HTTP admin@10.0.2.2)`, `(by UP1 update
+    script)`; none where the box did it itself."""
     if isinstance(event, ConfigChanged):
-        return event.request or None
+        return event.request + _by(event.by) if event.request else None
     if isinstance(event, ConfigWritten):
         n = event.objects
-        return f"config {event.how}: {n} saved object{'s' if n != 1 else ''}"
+        return f"config {event.how}: {n} saved object{'s' if n != 1 else ''}{_by(event.by)}"
     if isinstance(event, ConfigActivated):
         pending = f", needs reset: {' '.join(event.pending)}" if event.pending else ""
-        return f"config activate{pending}"
+        return f"config activate{pending}{_by(event.by)}"
     if isinstance(event, RestartRequested):
-        return f"{event.kind}" if event.kind != "reboot" else "reboot (watchdog trap)"
+        kind = f"{event.kind}" if event.kind != "reboot" else "reboot (watchdog trap)"
+        return kind + _by(event.by)
+    if isinstance(event, LoginSucceeded):
+        return f"login {_given(event.user)} from {event.client} (web admin)"
+    if isinstance(event, LoginFailed):
+        lock = f"; {event.client} refused for {event.refused_s:.0f} s" if event.refused_s else ""
+        return f"failed login as {_given(event.user)} from {event.client}: {event.reason}{lock}"
     if isinstance(event, AddressChanged):
         return f"{event.port} IP address {event.address or 'lost'}"
     if isinstance(event, LinkChanged):
