@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["flash", "build", "boot", "packages", "http"]
+BENCHMARKS = ["flash", "build", "boot", "packages", "http", "trace"]
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,8 @@ One dump slot, the last crash, as on the box. Layout (little endian):
   offset 1 MiB    the fault area: an arm record (magic `IPVAFLT`, the boot it belongs to)
                   and, from FAULT_TEXT, the text faulthandler writes on a fatal signal;
                   then the trace mirror (u32 length + the last trace lines), rewritten
-                  at each trace line, so a signal's dump has the trace tail too.
+                  by the crash watch's writer thread as lines come (at most every
+                  MIRROR_INTERVAL_S), so a signal's dump has the trace tail too.
 
 Writing a dump: the header with state WRITING first, then the detail, then the header with
 state COMPLETE and the detail's CRC. A power cut or second fault in between leaves a dump

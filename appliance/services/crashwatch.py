@@ -12,6 +12,13 @@
   dump unless this boot already wrote one (`record_died`);
 - `reboot`: a dump of kind REBOOT (the forced watchdog trap).
 The format is appliance.services.crashdump's.
+
+The trace mirror (the trace tail a signal's dump shows, since Python cannot run then) is
+kept on the disk by a writer thread, not by the thread that traces: `trace_changed()` only
+marks it dirty; the writer writes the current tail at once when it was idle, then at most
+every MIRROR_INTERVAL_S while lines keep coming (one write for a burst of lines, not one
+per line). What a signal's dump can miss is the last interval's lines; the paths that
+crash on purpose (`mod cmd DUMP trap signal`) and disarm call `flush_trace()` first.
 """
 
 from __future__ import annotations
@@ -116,6 +123,8 @@ def thread_stacks(
 
 T = TypeVar("T")
 
+MIRROR_INTERVAL_S = 0.1  # the writer's pace under a burst of trace lines
+
 
 def _ask(fn: Callable[[], T], default: T) -> T:
     try:
@@ -184,6 +193,11 @@ class CrashWatch:
         self._saved_hooks: tuple[object, object] | None = None
         self._lock = threading.Lock()  # one dump at a time; a second crash waits its turn
         self.last: CrashDump | None = None
+        self._mirror_dirty = False
+        self._mirror_wake = threading.Condition()
+        self._mirror_thread: threading.Thread | None = None
+        self._mirror_stop = False
+        self.mirror_writes = 0  # trace-mirror writes this run (the bench counts them)
 
     # -- the boot side ---------------------------------------------------------------------
     def collect_fault(self) -> CrashDump | None:
@@ -229,8 +243,21 @@ class CrashWatch:
         self._saved_hooks = (threading.excepthook, sys.excepthook)
         threading.excepthook = self._thread_hook
         sys.excepthook = self._main_hook
+        if self.dev.size >= FAULT_END:
+            self._mirror_stop = False
+            self._mirror_thread = threading.Thread(
+                target=self._mirror_loop, name="dump-trace-mirror", daemon=True
+            )
+            self._mirror_thread.start()
 
     def disarm(self) -> None:
+        if self._mirror_thread is not None:
+            with self._mirror_wake:
+                self._mirror_stop = True
+                self._mirror_wake.notify()
+            self._mirror_thread.join(5)
+            self._mirror_thread = None
+            self.flush_trace()  # what the writer had not written yet
         if self._saved_hooks is not None:
             threading.excepthook, sys.excepthook = self._saved_hooks  # type: ignore[assignment]
             self._saved_hooks = None
@@ -251,15 +278,42 @@ class CrashWatch:
         self.last = dump
         return True
 
-    def mirror_trace(self, lines: Sequence[str]) -> None:
-        """Keep the trace tail on the disk (called at each trace line while armed)."""
-        if self.dev.size < FAULT_END or self._saved_hooks is None:
-            return
+    def trace_changed(self) -> None:
+        """A trace line was added (the hot path: no I/O here, the writer writes it)."""
+        with self._mirror_wake:
+            if not self._mirror_dirty:
+                self._mirror_dirty = True
+                self._mirror_wake.notify()
+
+    def flush_trace(self) -> None:
+        """Write the trace tail now if a line is not on the disk yet (before a crash on
+        purpose, at disarm); when it returns, every line traced before is on the disk."""
+        self._write_mirror()
+
+    def _write_mirror(self) -> None:
+        # the dirty flag is taken under the write lock, so a flush never returns while the
+        # writer thread has taken the flag but not written yet (lock order: _lock, then wake)
         with self._lock:
+            with self._mirror_wake:
+                dirty, self._mirror_dirty = self._mirror_dirty, False
+            if not dirty or self.dev.size < FAULT_END or self._saved_hooks is None:
+                return
             try:
-                write_trace_mirror(self.dev, lines)
+                write_trace_mirror(self.dev, _ask(self.ctx.trace_tail, ()))
+                self.mirror_writes += 1
             except (OSError, ValueError):
                 pass  # the mirror is a help for signal dumps, never a reason to fail
+
+    def _mirror_loop(self) -> None:
+        while True:
+            with self._mirror_wake:
+                while not self._mirror_dirty and not self._mirror_stop:
+                    self._mirror_wake.wait()
+                if self._mirror_stop:
+                    return
+            self._write_mirror()
+            with self._mirror_wake:  # lines in the meantime wait for the next write
+                self._mirror_wake.wait_for(lambda: self._mirror_stop, MIRROR_INTERVAL_S)
 
     def crash(
         self,

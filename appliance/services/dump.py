@@ -93,7 +93,7 @@ class CrashDumpService(BaseService):
             box.trace(f"crash dump: {e}")
         try:
             self.watch.arm()
-            self.watch.mirror_trace(box.trace.lines(TRACE_TAIL))  # the boot's lines so far
+            self.watch.trace_changed()  # the boot's lines so far
         except (OSError, ValueError) as e:
             box.trace(f"crash dump: not armed: {e}")
         self._unsubscribe.append(box.events.subscribe(self._on_event))
@@ -113,8 +113,8 @@ class CrashDumpService(BaseService):
             )
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, Traced) and self.watch is not None and self._box is not None:
-            self.watch.mirror_trace(self._box.trace.lines(TRACE_TAIL))
+        if isinstance(event, Traced) and self.watch is not None:
+            self.watch.trace_changed()
         if isinstance(event, RestartRequested) and event.kind is RestartKind.REBOOT:
             if self.watch is not None and not self._crashed:
                 self.watch.crash(DumpKind.REBOOT, REBOOT_REASON)
@@ -159,6 +159,8 @@ class CrashDumpService(BaseService):
             threading.Thread(target=trapped_service, name="dump-trap", daemon=True).start()
             return "exception raised in thread dump-trap: the box writes a dump and restarts"
         if args == ["signal"]:
+            if self.watch is not None:
+                self.watch.flush_trace()  # the lines up to now, as a real fault would find
             os.kill(os.getpid(), signal.SIGSEGV)  # faulthandler writes; the bootcode reboots
             return "SIGSEGV sent"
         raise ModCmdError("mod cmd DUMP trap thread|signal (the box restarts with a dump)")

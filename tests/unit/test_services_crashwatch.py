@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -12,14 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from appliance.hal.block import FileBlockDevice
+from appliance.hal.block import FileBlockDevice, MemoryBlockDevice
 from appliance.services.crashdump import (
+    FAULT_END,
+    TRACE_MIRROR,
     Condition,
     CrashDump,
     DumpKind,
     format_dump,
     read_dump,
     read_fault_area,
+    read_trace_mirror,
 )
 from appliance.services.crashwatch import (
     CrashWatch,
@@ -28,6 +32,7 @@ from appliance.services.crashwatch import (
     died_reason,
     record_died,
 )
+from tests.receivers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,15 +110,19 @@ def test_unhandled_exception_in_a_thread_leaves_a_dump(disk: Path) -> None:
 def test_fatal_signal_lands_in_the_fault_area_and_becomes_a_dump_at_boot(disk: Path) -> None:
     child = textwrap.dedent(
         f"""
-        import os, signal, threading, time
+        import dataclasses, os, signal, threading, time
         from appliance.hal.block import FileBlockDevice
+        from appliance.services.crashdump import read_trace_mirror
         from appliance.services.crashwatch import CrashWatch
+        from tests.receivers import wait_for
         from tests.unit.test_services_crashwatch import context
+        lines = ["0:0000:030:4 - boot line", "0:0000:030:4 - just before"]
+        ctx = dataclasses.replace(context(), trace_tail=lambda: lines)
         dev = FileBlockDevice({str(disk)!r})
-        watch = CrashWatch(dev, context(), device_path={str(disk)!r}, on_crash=print,
-                           trace=print)
+        watch = CrashWatch(dev, ctx, device_path={str(disk)!r}, on_crash=print, trace=print)
         watch.arm()
-        watch.mirror_trace(["0:0000:030:4 - boot line", "0:0000:030:4 - just before"])
+        watch.trace_changed()  # the writer thread puts it on the disk, nobody flushes
+        wait_for(lambda: read_trace_mirror(dev) == tuple(lines), what="the mirror")
         threading.Thread(target=time.sleep, args=(30,), name="worker", daemon=True).start()
         def poke_the_driver():
             os.kill(os.getpid(), signal.SIGSEGV)
@@ -136,7 +145,7 @@ def test_fatal_signal_lands_in_the_fault_area_and_becomes_a_dump_at_boot(disk: P
     assert reading.dump.kind is DumpKind.SIGNAL and reading.dump.version == "16r1sr1"
     assert reading.dump.trace == ("0:0000:030:4 - boot line", "0:0000:030:4 - just before")
     text = format_dump(reading)
-    assert "fatal signal (faulthandler):" in text and "line 13 in poke_the_driver" in text
+    assert "fatal signal (faulthandler):" in text and "line 17 in poke_the_driver" in text
 
 
 def test_runtime_death_leaves_a_dump_unless_the_boot_wrote_one(disk: Path) -> None:
@@ -163,3 +172,51 @@ def test_died_entry_point_usage() -> None:
         text=True,
     )
     assert proc.returncode == 2 and "usage:" in proc.stderr
+
+
+BURST = 400  # trace lines in a tight loop
+
+
+class CountingDevice(MemoryBlockDevice):
+    """Counts writes to the trace mirror's place on the disk."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.mirror_writes = 0
+
+    def write(self, offset: int, data: bytes) -> None:
+        if offset == TRACE_MIRROR:
+            self.mirror_writes += 1
+        super().write(offset, data)
+
+
+def test_trace_mirror_batches_a_burst_and_lands_the_newest_tail() -> None:
+    dev = CountingDevice(FAULT_END)
+    tail: list[str] = []
+    ctx = dataclasses.replace(context(), trace_tail=lambda: list(tail))
+    watch = CrashWatch(dev, ctx, device_path=None, on_crash=print, trace=print)
+    watch.arm()
+    for i in range(BURST):
+        tail[:] = [f"0:0000:030:4 - line {j}" for j in range(max(0, i - 5), i + 1)]
+        watch.trace_changed()
+    last = tuple(tail)
+    wait_for(lambda: read_trace_mirror(dev) == last, what="the newest tail on the disk")
+    # one write per interval, not one per line (the arm's own clearing write is counted)
+    assert dev.mirror_writes < BURST // 4, dev.mirror_writes
+    tail.append("0:0000:030:4 - traced just before disarm")
+    watch.trace_changed()
+    watch.disarm()  # writes what the writer had not written yet
+    assert read_trace_mirror(dev)[-1] == "0:0000:030:4 - traced just before disarm"
+
+
+def test_flush_trace_writes_at_once_what_is_dirty() -> None:
+    dev = CountingDevice(FAULT_END)
+    ctx = dataclasses.replace(context(), trace_tail=lambda: ["0:0000:030:4 - now"])
+    watch = CrashWatch(dev, ctx, device_path=None, on_crash=print, trace=print)
+    watch.arm()
+    watch.flush_trace()  # nothing traced yet: nothing to write
+    assert read_trace_mirror(dev) == ()
+    watch.trace_changed()
+    watch.flush_trace()
+    assert read_trace_mirror(dev) == ("0:0000:030:4 - now",)
+    watch.disarm()
