@@ -12,6 +12,25 @@ any thread writes a dump and restarts the box as after a trap; `reboot` writes a
     mod cmd DUMP clear        erase it
     mod cmd DUMP trap thread  raise an exception in a new service thread (support staff
     mod cmd DUMP trap signal  check the dump path end to end: the box restarts with a dump)
+
+Kernel panics are not caught (DumpKind.PANIC stays unused), and why: Debian bookworm's
+kernel (linux-image-6.1.0-*-amd64, its /boot/config-*) has CONFIG_PSTORE=y,
+CONFIG_PSTORE_BLK=m, CONFIG_PSTORE_ZONE=m, CONFIG_PSTORE_RAM=m (ramoops),
+CONFIG_PSTORE_BLK_MAX_REASON=2 (panic and oops), CONFIG_PANIC_TIMEOUT=0 (we boot with
+panic=10), and lacks CONFIG_PSTORE_CONSOLE, _PMSG, _FTRACE and CONFIG_MTD_PSTORE. But
+pstore/blk in 6.1 drives an ordinary disk only in its `best_effort` mode
+(`pstore_blk.blkdev=/dev/sdX1 best_effort=y`): that registers a read and a write through
+the normal block I/O path and no panic_write ("attached … (no dedicated panic_write!)"),
+and no in-tree ATA/SCSI driver offers one; in a panic pstore/zone's psz_zone_write() then
+finds no write op and only marks the zone dirty, so a panic (`echo c >
+/proc/sysrq-trigger` calls panic()) never reaches the disk — only an oops the kernel
+survives would. pstore/blk also takes a whole block device (no offset), so it would need a
+partition of its own on the dump disk, whose sector 0 is the crash record. The way that
+would work is ramoops (pstore/ram): a RAM region reserved on the kernel command line
+(`memmap=1M$<addr>` plus ramoops.mem_address/mem_size), written synchronously at panic and
+read from /sys/fs/pstore after the reboot; it depends on the hypervisor keeping guest RAM
+over the warm reset panic=10 does (QEMU does; VMware and Hyper-V are not checked), so it
+is left for an issue of its own.
 """
 
 from __future__ import annotations

@@ -160,10 +160,13 @@ def test_cf_and_log_targets_reach_real_receivers(ipva_machine, tmp_path: Path) -
         ).stdout
 
     files = [mtype(n) for n in names]
-    assert "diag1 IPVA: boot 16r1sr1" in files[0]  # the boot after the reset: the newest
-    # the last lines before the reset: in LOG0.0 still, or LOG0.1 if the boot rotated
-    assert "diag1 IPVA: config write: " in files[0] + files[1]
-    assert "IPVA: config change DNS0 /server1 10.0.0.39" in files[0] + files[1]
+    # the boot after the reset: the newest file, or the one before if the web logins
+    # below rotated it
+    assert "diag1 IPVA: boot 16r1sr1" in files[0] + files[1]
+    assert "IPVA: login admin from 10.0.2.2 (web admin)" in files[0]
+    # the last lines before the reset, with who typed them
+    assert "diag1 IPVA: config write: " in "".join(files)
+    assert "IPVA: config change DNS0 /server1 10.0.0.39 (by console ttyS0)" in "".join(files)
     assert all(0 < len(f.encode()) <= 1024 for f in files)
     links = re.findall(r'href="([^"]+)"', listed.text)
     assert links == ["../", *names]
