@@ -94,6 +94,9 @@ def test_paths_that_leave_the_card_are_refused(box: HostedHttpBox, path: str) ->
 def test_missing_files_unmounted_card_and_writes_answer_clearly(box: HostedHttpBox) -> None:
     r = authed(box.http_url, "GET", "/DRIVE/CF0/LOG/LOG9.9")
     assert r.status == 404 and r.text == "error: CF0/LOG/LOG9.9: no such file or directory\n"
+    head = authed(box.http_url, "HEAD", "/DRIVE/CF0/support-blob.bin")
+    assert head.status == 200 and head.body == b""
+    assert head.headers["Content-Length"] == str(len(BLOB))
     r = authed(box.http_url, "PUT", "/DRIVE/CF0/new.txt", b"x")
     assert r.status == 405 and r.text.startswith("error: "), r.text
     assert box.console_line("mod cmd CF0 unmount") == "CF0 unmounted"

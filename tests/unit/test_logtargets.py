@@ -357,3 +357,29 @@ def test_who_never_leaks_between_threads() -> None:
         t.join(5)
         seen["here"] = actor()
     assert seen == {"other": "", "here": "console ttyS0"} and actor() == ""
+
+
+def test_acting_runner_says_whose_lines_they_are() -> None:
+    from contextlib import nullcontext
+
+    from appliance.events import actor
+    from appliance.service import ActingRunner
+
+    class Runner:  # the runtime's side: records who the box would see
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, str]] = []
+
+        def execute(self, line: str) -> str:
+            self.seen.append((line, actor()))
+            return ""
+
+        def idle_for(self) -> float:
+            return 0.0
+
+        def locked(self):  # type: ignore[no-untyped-def]
+            return nullcontext()
+
+    inner = Runner()
+    ActingRunner(inner, "UP1 update script").execute("config write")
+    inner.execute("version")
+    assert inner.seen == [("config write", "UP1 update script"), ("version", "")]

@@ -6,6 +6,7 @@ URLs (as on the box, see shared/reference/box-network-admin.md):
     /CMD0/box_info.xml        status as XML (<sys version="…" …>)
     /cfg.txt                  GET: the backup; PUT: restore it (`curl --digest -T cfg.txt`)
     /log.txt, /crash_dump.txt the trace buffer, the post-mortem record
+    /DRIVE/CF0/…              the compact flash's files, read-only (drive.py)
     /general/info …           the admin pages (PAGES), server-rendered HTML
 Everything but General/Info, box_info.xml and the style sheet needs the admin login (see
 auth.py). Requests that change something are refused when a browser says they come from
