@@ -316,9 +316,15 @@ def test_pages_asked_for_during_a_reset_never_hold_it_up(box: HostedHttpBox) -> 
             r = authed(box.http_url, "GET", "/!reset")
             assert r.status == 200
             deadline = time.monotonic() + 20
-            while box.runtime.box is before and time.monotonic() < deadline:
+
+            # the box is None while it restarts: wait for the new one, not only the gap
+            def restarted(before: object = before) -> bool:
+                now = box.runtime.box
+                return now is not None and now is not before
+
+            while not restarted() and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert box.runtime.box is not before, "the reset hung behind a page request"
+            assert restarted(), "the reset hung behind a page request"
             time.sleep(0.2)
     finally:
         stop.set()
