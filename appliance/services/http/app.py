@@ -40,7 +40,8 @@ HERE = Path(__file__).parent
 MAX_BODY = 4 << 20  # a backup (config + FLASHDIR items) or a form; larger is a 413
 MAX_COMMAND = 1024  # as the console's line limit
 MAX_FORM_PARTS = 32  # the largest form (Configuration/IP) has 11 fields
-FIRMWARE_PATHS = ("/ipva.bin", "/maintenance/upload/firmware")  # bodies up to MAX_UPLOAD
+# the bodies larger than MAX_BODY some URLs take
+BODY_LIMITS = {"/ipva.bin": firmware.MAX_PUT, "/maintenance/upload/firmware": firmware.MAX_FORM}
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class AdminApp:
     # -- WSGI -------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
-        limit = firmware.MAX_UPLOAD if request.path in FIRMWARE_PATHS else MAX_BODY
+        limit = BODY_LIMITS.get(request.path, MAX_BODY)
         request.max_content_length = limit
         request.max_form_memory_size = MAX_BODY
         request.max_form_parts = MAX_FORM_PARTS

@@ -44,6 +44,8 @@ class BoxAdmin:
 
     # -- reading ------------------------------------------------------------------------
     def status(self) -> BoxStatus:
+        # the slots first, without the lock: reading the boot disk must not hold up consoles
+        firmware = _firmware(self.box)
         with self.runner.locked():
             box = self.box
             # what waits for a reset: activated changes that need one, and saved settings
@@ -66,7 +68,7 @@ class BoxAdmin:
                 reset_required=tuple(pending),
                 unwritten=box.unwritten(),
                 factory_password=not box.active.value("ADMIN0", "pwd"),
-                firmware=_firmware(box),
+                firmware=firmware,
             )
 
     def running(self) -> Config:
@@ -135,7 +137,7 @@ def _firmware(box: Box) -> Firmware:
         return Firmware((), "", "no update service")
     try:
         slots = update.slot_status()
-    except (ModCmdError, OSError) as e:
+    except (ModCmdError, OSError, ValueError) as e:  # ValueError: disks closed by a restart
         return Firmware((), update.last_result(box), str(e))
     return Firmware(
         tuple(

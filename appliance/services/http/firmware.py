@@ -29,7 +29,10 @@ from appliance.services.update.install import MAX_IMAGE
 
 CHUNK = 64 << 10  # what one read takes from the client; the installer spools each at once
 FORM_OVERHEAD = 64 << 10  # a form's boundaries, part headers and small fields
-MAX_UPLOAD = MAX_IMAGE + FORM_OVERHEAD  # larger Content-Length: 413 before the body is read
+# a larger Content-Length is refused (413) before the login and the body
+MAX_PUT = MAX_IMAGE  # PUT/POST /ipva.bin: the image itself
+MAX_FORM = MAX_IMAGE + FORM_OVERHEAD  # the Upload page's form
+MAX_REQUEST = 2 * MAX_FORM  # the server's own cap (a plain 413); below it the app decides
 MAX_FIELD = 256  # the form's other fields are a checkbox
 FILE_FIELD = "firmware"  # the form's file input
 RESET_HINT = "reset the box to start it (Reset, /!reset or reset on the console)"
@@ -145,7 +148,9 @@ class FirmwareForm:
 
 
 __all__ = [
-    "MAX_UPLOAD",
+    "MAX_FORM",
+    "MAX_PUT",
+    "MAX_REQUEST",
     "RESET_HINT",
     "FirmwareForm",
     "FormError",

@@ -37,6 +37,7 @@ from appliance.hal.types import DiskRole, Unavailable
 from appliance.modcmd import Command, ModCmdError
 from appliance.service import BaseService, BoxRestarting, CommandRunner
 from appliance.services.trace import Tag
+from appliance.services.update.image import FirmwareInfo
 from appliance.services.update.install import Installed, Installer, UpdateError, slot_name
 from appliance.services.update.script import (
     Final,
@@ -110,6 +111,8 @@ class UpdateService(BaseService):
         # set while a verified image is written to the boot disk: a restart waits for it
         self._writing = threading.Condition()
         self._write_active = False
+        # the slots' headers, read once: within a boot only _install changes a slot
+        self._slot_info: dict[int, FirmwareInfo | None] = {}
         self._stop = threading.Event()
         self._poll_now = threading.Event()
         self._poller: threading.Thread | None = None
@@ -209,6 +212,7 @@ class UpdateService(BaseService):
             )
             raise
         finally:
+            self._slot_info.clear()
             with self._writing:
                 self._write_active = False
                 self._writing.notify_all()
@@ -401,7 +405,9 @@ class UpdateService(BaseService):
         record: BootControl = inst.record()
         out = []
         for slot in (0, 1):
-            info = inst.slot_info(slot)
+            if slot not in self._slot_info:
+                self._slot_info[slot] = inst.slot_info(slot)
+            info = self._slot_info[slot]
             trial = record.active == slot and record.state is SlotState.TRIAL
             if slot == inst.running_slot:
                 state = "trial" if trial else "confirmed"
