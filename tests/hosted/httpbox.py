@@ -201,8 +201,10 @@ def authed(
     user: str = USER,
     password: str = PASSWORD,
     headers: dict[str, str] | None = None,
+    timeout: float = 10,
 ) -> Answer:
     """One request with a Digest login (challenge first, as a client does)."""
     challenge = challenge_for(base, algorithm)
     auth = digest_header(challenge, method, path, user, password)
-    return request(base, method, path, body, {"Authorization": auth, **(headers or {})})
+    headers = {"Authorization": auth, **(headers or {})}
+    return request(base, method, path, body, headers, timeout=timeout)

@@ -152,7 +152,7 @@ class AdminApp:
     # -- WSGI -------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
-        limit = BODY_LIMITS.get(request.path, MAX_BODY)
+        limit = BODY_LIMITS.get(request.path.rstrip("/"), MAX_BODY)
         request.max_content_length = limit
         request.max_form_memory_size = MAX_BODY
         request.max_form_parts = MAX_FORM_PARTS
