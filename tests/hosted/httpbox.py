@@ -20,8 +20,27 @@ from pathlib import Path
 from appliance.boot import Runtime
 from appliance.hal.hosted import HostedPlatform
 from appliance.services.http import HttpService
+from firmware import ipvabin
+from images.bootdisk import make_boot_disk
 
 USER, PASSWORD = "admin", "ipva"
+
+
+def firmware_image(version: str, build: int, payload_size: int = 128_000) -> bytes:
+    """A real ipva.bin (header, length, SHA-256) around a stand-in payload: hosted, the code
+    that runs is the host's, so only the image's identity and integrity matter."""
+    seed = hashlib.sha256(version.encode()).digest()
+    return ipvabin.pack((seed * (payload_size // 32 + 1))[:payload_size], version, build)
+
+
+def with_boot_disk(directory: Path, version: str = "16r1sr1", build: int = 1601001) -> Path:
+    """`directory` with a boot.img whose slot A holds that firmware (as the builder lays it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fw = directory / "IPVA.BIN"
+    fw.write_bytes(firmware_image(version, build))
+    make_boot_disk(directory / "boot.img", {"IPVA.BIN": fw}, 1700000000, 32)
+    fw.unlink()
+    return directory
 
 
 class _Sink(io.RawIOBase):
@@ -49,6 +68,7 @@ class HostedHttpBox:
     new ones after each reset), its console captured."""
 
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.console = _Sink()
         platform = HostedPlatform(
             directory,
@@ -181,8 +201,10 @@ def authed(
     user: str = USER,
     password: str = PASSWORD,
     headers: dict[str, str] | None = None,
+    timeout: float = 10,
 ) -> Answer:
     """One request with a Digest login (challenge first, as a client does)."""
     challenge = challenge_for(base, algorithm)
     auth = digest_header(challenge, method, path, user, password)
-    return request(base, method, path, body, {"Authorization": auth, **(headers or {})})
+    headers = {"Authorization": auth, **(headers or {})}
+    return request(base, method, path, body, headers, timeout=timeout)

@@ -2,8 +2,10 @@
 
 Logs in (the credentials in the URL answer the Digest challenge, as a user typing them into
 the browser's login box does), sets a static address on Configuration/IP, saves, resets,
-and the console then shows the new configuration. A screenshot of General/Info is saved as
-a test artifact in test-artifacts/ (or $IPVA_ARTIFACTS).
+and the console then shows the new configuration; then uploads a second firmware through
+Maintenance/Upload's form with "reset afterwards", and General/Info shows it running.
+Screenshots of General/Info are saved as test artifacts in test-artifacts/ (or
+$IPVA_ARTIFACTS).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from httpbox import PASSWORD, USER, HostedHttpBox
+from httpbox import PASSWORD, USER, HostedHttpBox, firmware_image, with_boot_disk
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -53,13 +55,15 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[HostedHttpBox]:
-    b = HostedHttpBox(tmp_path / "box")
+    b = HostedHttpBox(with_boot_disk(tmp_path / "box"))
     yield b
     b.close()
 
 
 @pytest.mark.timeout(300)
-def test_browser_sets_a_static_address_writes_and_resets(browser, box: HostedHttpBox) -> None:
+def test_browser_sets_a_static_address_writes_and_resets(
+    browser, box: HostedHttpBox, tmp_path: Path
+) -> None:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -111,3 +115,24 @@ def test_browser_sets_a_static_address_writes_and_resets(browser, box: HostedHtt
     )
     d.get(f"{box.http_url}/general/info")
     d.save_screenshot(str(ARTIFACTS / "general-info-after-reset.png"))
+
+    # a firmware through the real form (the browser streams the file as multipart)
+    image = tmp_path / "ipva.bin"
+    image.write_bytes(firmware_image("16r1sr2", 1601002, payload_size=2 << 20))
+    before = box.runtime.box
+    host = box.http_url.split("://")[1]  # a reset here gives new ports: log in again
+    d.get(f"http://{USER}:{PASSWORD}@{host}/maintenance/upload")
+    d.find_element(By.ID, "firmware-file").send_keys(str(image))
+    d.find_element(By.ID, "firmware-reset").click()
+    d.find_element(By.ID, "upload-firmware").click()
+    wait_text("result", "firmware 16r1sr2 build 1601002 written to slot B (IPVA2.BIN)")
+    assert "restarts now" in d.find_element(By.ID, "resetting").text
+    deadline = time.monotonic() + 20
+    while box.runtime.box in (before, None) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert box.runtime.box not in (before, None), "the box did not reset"
+    d.get(f"{box.http_url}/general/info")
+    row = d.find_element(By.ID, "slot-B").text
+    assert "B (running)" in row and "16r1sr2" in row and "1601002" in row, row
+    assert "16r1sr1" in d.find_element(By.ID, "slot-A").text
+    d.save_screenshot(str(ARTIFACTS / "general-info-new-firmware.png"))

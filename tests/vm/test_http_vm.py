@@ -1,7 +1,8 @@
 """The web admin of a booted image, through QEMU's forwarded ports (one boot and a reset).
 
 HTTP and HTTPS on 127.0.0.1 reach the guest's 80 and 443 on ETH0; the certificate is the
-box's own, made on the first boot and the same after `reset`.
+box's own, made on the first boot and the same after `reset`. A firmware upload (the dist's
+own ipva.bin, `PUT /ipva.bin`) goes into slot B of the 128 MiB guest's boot disk.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def peer_certificate(url: str) -> bytes:
 
 
 @pytest.mark.timeout(900)
-def test_http_and_https_through_forwarded_ports(ipva_machine) -> None:
+def test_http_and_https_through_forwarded_ports(ipva_machine, ipva_dist: Path) -> None:
     box = ipva_machine("vmware", ram_mib=128)
     box.wait_for_prompt()
     log = box.console_log
@@ -58,6 +59,17 @@ def test_http_and_https_through_forwarded_ports(ipva_machine) -> None:
     first = peer_certificate(box.https_url)
     fingerprint = hashlib.sha256(first).hexdigest().upper()
     assert ":".join(fingerprint[i : i + 2] for i in range(0, 64, 2)) in log
+
+    # the whole image through the guest's HTTP stack into slot B (tmpfs spool, /boot rw)
+    image = (ipva_dist / "ipva.bin").read_bytes()
+    r = authed(box.http_url, "PUT", "/ipva.bin", image, timeout=300)
+    assert r.status == 200 and "written to slot B (IPVA2.BIN)" in r.text, r.text
+    fw = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml", timeout=30).body)
+    slot_b = fw.find("firmware/slot[@id='B']")
+    assert slot_b is not None and slot_b.get("state") == "trial", ET.tostring(fw)
+    assert slot_b.get("version") == "16r1sr1"
+    r = authed(box.http_url, "PUT", "/ipva.bin", image[:-1], timeout=300)
+    assert r.status == 400 and "truncated" in r.text and "nothing was written" in r.text
 
     box.send_line("reset")
     box.wait_for_console("reset: restarting")

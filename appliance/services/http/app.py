@@ -5,6 +5,8 @@ URLs (as on the box, see shared/reference/box-network-admin.md):
                               interpreter); an `error:` answer is a 400 with that text
     /CMD0/box_info.xml        status as XML (<sys version="…" …>)
     /cfg.txt                  GET: the backup; PUT: restore it (`curl --digest -T cfg.txt`)
+    /ipva.bin                 PUT/POST: a firmware image into the other slot (firmware.py)
+    /maintenance/upload/firmware   the Upload page's firmware form (multipart, streamed)
     /log.txt, /crash_dump.txt the trace buffer, the post-mortem record
     /DRIVE/CF0/…              the compact flash's files, read-only (drive.py)
     /general/info …           the admin pages (PAGES), server-rendered HTML
@@ -33,14 +35,16 @@ from appliance.config.store import parse_line
 from appliance.config.types import FACTORY_PASSWORD, check_password
 from appliance.events import acting
 from appliance.service import BoxRestarting
-from appliance.services.http import auth, drive
-from appliance.services.http.host import AdminBox, BoxStatus, RestoreRefused
+from appliance.services.http import auth, drive, firmware
+from appliance.services.http.host import AdminBox, BoxStatus, FirmwareRefused, RestoreRefused
 from appliance.services.http.logins import Logins
 
 HERE = Path(__file__).parent
 MAX_BODY = 4 << 20  # a backup (config + FLASHDIR items) or a form; larger is a 413
 MAX_COMMAND = 1024  # as the console's line limit
 MAX_FORM_PARTS = 32  # the largest form (Configuration/IP) has 11 fields
+# the bodies larger than MAX_BODY some URLs take
+BODY_LIMITS = {"/ipva.bin": firmware.MAX_PUT, "/maintenance/upload/firmware": firmware.MAX_FORM}
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,17 @@ def box_info_xml(status: BoxStatus) -> bytes:
     sys = ET.Element("sys", attrs)
     for a in status.addresses:
         ET.SubElement(sys, "eth", {"name": a.port, "addr": a.addr, "mode": a.mode, "mac": a.mac})
+    fw = status.firmware
+    running = fw.running
+    fw_attrs = {"running": running.letter if running else "", "last-update": fw.last_update}
+    if fw.why_not:
+        fw_attrs["error"] = fw.why_not
+    slots = ET.SubElement(sys, "firmware", fw_attrs)
+    for s in fw.slots:
+        ET.SubElement(slots, "slot", {
+            "id": s.letter, "file": s.file, "version": s.version, "build": str(s.build or ""),
+            "state": s.state, "running": "true" if s.running else "false",
+        })  # fmt: skip
     return ET.tostring(sys, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
@@ -128,6 +143,8 @@ class AdminApp:
                 Rule("/", endpoint="root"),
                 Rule("/CMD0/box_info.xml", endpoint="box_info"),
                 Rule("/cfg.txt", endpoint="cfg", methods=["GET", "PUT"]),
+                Rule("/ipva.bin", endpoint="firmware", methods=["PUT", "POST"]),
+                Rule("/maintenance/upload/firmware", endpoint="firmware_form", methods=["POST"]),
                 Rule("/log.txt", endpoint="log"),
                 Rule("/crash_dump.txt", endpoint="crash_dump"),
                 Rule("/static/style.css", endpoint="style"),
@@ -141,10 +158,19 @@ class AdminApp:
     # -- WSGI -------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
-        request.max_content_length = MAX_BODY
+        limit = BODY_LIMITS.get(request.path.rstrip("/"), MAX_BODY)
+        request.max_content_length = limit
         request.max_form_memory_size = MAX_BODY
         request.max_form_parts = MAX_FORM_PARTS
         try:
+            if (request.content_length or 0) > limit:  # before the login and the body
+                if limit != MAX_BODY:
+                    self.box.trace(
+                        f"HTTP0: firmware upload from {request.remote_addr} refused: "
+                        f"{request.content_length} bytes, more than the {limit} a firmware "
+                        "upload may have; nothing was written"
+                    )
+                raise RequestEntityTooLarge()
             response = self.dispatch(request)
         except BoxRestarting:  # the restart stops this server: answer, do not wait for it
             response = _text(
@@ -153,7 +179,12 @@ class AdminApp:
                 {"Retry-After": "5"},
             )
         except RequestEntityTooLarge:
-            response = _text(f"error: the body is larger than {MAX_BODY >> 20} MiB", 413)
+            what = "a firmware image and its form" if limit != MAX_BODY else "a backup or a form"
+            response = _text(
+                f"error: the body is larger than {limit >> 20} MiB, the most for {what}; "
+                "nothing was written",
+                413,
+            )
         except HTTPException as e:
             response = _text(f"error: {e.description or e.name}", e.code or 400)
         return response(environ, start_response)
@@ -180,6 +211,8 @@ class AdminApp:
             "crash_dump": lambda r, u: _text(self.box.crash_dump_text()),
             "page": self.page,
             "drive": drive.CfDrive(self.box.cf_volume).serve,
+            "firmware": self.firmware_put,
+            "firmware_form": self.firmware_form,
         }
         return self.guarded(request, handlers[endpoint])
 
@@ -242,6 +275,51 @@ class AdminApp:
         ok, message = self.restore(body)
         return _text(message if ok else f"error: {message}", 200 if ok else 400)
 
+    # -- firmware (firmware.py streams the body into the update service) ----------------
+    def firmware_put(self, request: Request, user: str) -> Response:
+        """PUT/POST /ipva.bin: the raw image; `?reset` starts it at once."""
+        length = request.content_length
+        if length is None:
+            return _text(
+                "error: send the image with a Content-Length (curl -T ipva.bin does); "
+                "nothing was written",
+                411,
+            )
+        source = f"ipva.bin ({request.method} from {request.remote_addr} by {user})"
+        try:
+            done = self.box.install_firmware(firmware.body_chunks(request.stream, length), source)
+        except FirmwareRefused as e:
+            return _text(f"error: {e}", 400)
+        if not firmware.wants_reset(request.args.get("reset")):
+            return _text(f"{done}; {firmware.RESET_HINT}")
+        answer = self.box.execute("reset")  # the restart comes once this answer is out
+        return _text(f"{done}; resetting now to start it ({answer})")
+
+    def firmware_form(self, request: Request, user: str) -> Response:
+        """The Upload page's firmware form: its file part streams into the installer."""
+        status: BoxStatus | None = None
+        try:
+            boundary = firmware.form_boundary(request.content_type or "")
+            form = firmware.FirmwareForm(
+                firmware.body_chunks(request.stream, request.content_length or 0), boundary
+            )
+            name = form.open()
+            source = f"{name} (upload from {request.remote_addr} by {user})"
+            done = self.box.install_firmware(form.chunks(), source)
+        except (firmware.FormError, firmware.UploadBroken, FirmwareRefused) as e:
+            result = (False, str(e))
+        else:
+            # the checkbox may follow the file in the form: known once the file is read
+            if firmware.wants_reset(form.fields.get("reset")):
+                status = self.box.status()  # first: once "reset" returns, the restart has it
+                result = (True, f"{done}; resetting now ({self.box.execute('reset')})")
+            else:
+                result = (True, f"{done}; {firmware.RESET_HINT}")
+        return self.render(
+            "upload.html", request, user, status=200 if result[0] else 400, box_status=status,
+            page_path="/maintenance/upload", result=result, resetting=status is not None,
+        )  # fmt: skip
+
     def restore(self, body: bytes) -> tuple[bool, str]:
         if not body.strip():
             return False, "empty upload: send a backup made by /cfg.txt"
@@ -265,9 +343,10 @@ class AdminApp:
         user: str | None,
         status: int = 200,
         box_status: BoxStatus | None = None,
+        page_path: str | None = None,  # the page a form's own URL belongs to
         **context: Any,
     ) -> Response:
-        page = _PAGE.get(request.path.rstrip("/"))
+        page = _PAGE.get(page_path or request.path.rstrip("/"))
         html = self.templates.get_template(template).render(
             pages=PAGES,
             page=page,

@@ -7,7 +7,7 @@ the runtime's own interpreter.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from appliance.config import Config, RestoreError, activate
@@ -16,10 +16,22 @@ from appliance.events import Event
 from appliance.hal.cf import CfVolume
 from appliance.hal.memory import MiB
 from appliance.hal.types import DiskRole
+from appliance.modcmd import ModCmdError
 from appliance.service import CommandRunner
 from appliance.services.crashdump import format_dump, read_dump
-from appliance.services.http.host import Account, Address, BoxStatus, RestoreRefused, Vars
+from appliance.services.http.host import (
+    Account,
+    Address,
+    BoxStatus,
+    Firmware,
+    FirmwareRefused,
+    FirmwareSlot,
+    RestoreRefused,
+    Vars,
+)
 from appliance.services.trace import Tag
+from appliance.services.update.install import UpdateError
+from appliance.services.update.service import UpdateService
 
 if TYPE_CHECKING:  # appliance.box imports the services package, which imports this
     from appliance.box import Box
@@ -40,6 +52,8 @@ class BoxAdmin:
 
     # -- reading ------------------------------------------------------------------------
     def status(self) -> BoxStatus:
+        # the slots first, without the lock: reading the boot disk must not hold up consoles
+        firmware = _firmware(self.box)
         with self.runner.locked():
             box = self.box
             # what waits for a reset: activated changes that need one, and saved settings
@@ -62,6 +76,7 @@ class BoxAdmin:
                 reset_required=tuple(pending),
                 unwritten=box.unwritten(),
                 factory_password=not box.active.value("ADMIN0", "pwd"),
+                firmware=firmware,
             )
 
     def running(self) -> Config:
@@ -115,6 +130,36 @@ class BoxAdmin:
 
     def emit(self, event: Event) -> None:
         self.box.events.emit(event)
+
+    def install_firmware(self, chunks: Iterable[bytes], source: str) -> str:
+        # not under the lock: an upload takes as long as the client does, and consoles must
+        # not wait for it (the update service allows one at a time); locked() only refuses
+        # an upload that arrives while the box restarts (BoxRestarting)
+        with self.runner.locked():
+            update = self.box.service(UpdateService)
+        if update is None:
+            raise FirmwareRefused("this box has no update service; nothing was written")
+        try:
+            return update.install(chunks, source=source).describe()
+        except (UpdateError, ModCmdError) as e:
+            raise FirmwareRefused(str(e)) from e
+
+
+def _firmware(box: Box) -> Firmware:
+    update = box.service(UpdateService)
+    if update is None:
+        return Firmware((), "", "no update service")
+    try:
+        slots = update.slot_status()
+    except (ModCmdError, OSError, ValueError) as e:  # ValueError: disks closed by a restart
+        return Firmware((), update.last_result(box), str(e))
+    return Firmware(
+        tuple(
+            FirmwareSlot(s.letter, s.file, s.version, s.build, s.state, s.running, s.detail)
+            for s in slots
+        ),
+        update.last_result(box),
+    )
 
 
 def _addresses(box: Box) -> list[Address]:

@@ -36,6 +36,35 @@ class Address:
 
 
 @dataclass(frozen=True)
+class FirmwareSlot:
+    letter: str  # A, B
+    file: str  # IPVA.BIN, IPVA2.BIN
+    version: str  # 16r1sr2, or "" when empty
+    build: int
+    state: str  # confirmed, trial, failed, previous, empty (update.service.SlotStatus)
+    running: bool
+    detail: str  # "starts at the next reset (2 tries)" …
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """Both firmware slots and the last update's result; `slots` is empty where the box
+    has no slots (hosted without a boot disk: `why_not` says so)."""
+
+    slots: tuple[FirmwareSlot, ...]
+    last_update: str
+    why_not: str = ""
+
+    @property
+    def running(self) -> FirmwareSlot | None:
+        return next((s for s in self.slots if s.running), None)
+
+    @property
+    def other(self) -> FirmwareSlot | None:
+        return next((s for s in self.slots if not s.running), None)
+
+
+@dataclass(frozen=True)
 class BoxStatus:
     """One snapshot of the box for General/Info and /CMD0/box_info.xml."""
 
@@ -49,6 +78,7 @@ class BoxStatus:
     reset_required: tuple[str, ...]  # saved settings that run only after a reset
     unwritten: int  # changes not yet written with config write
     factory_password: bool  # ADMIN0 still has the documented factory password
+    firmware: Firmware
 
     @property
     def mac(self) -> str:
@@ -69,6 +99,11 @@ class RestoreRefused(Exception):
         super().__init__(message)
         self.line = line
         self.partial = partial
+
+
+class FirmwareRefused(Exception):
+    """A firmware upload was not installed; the message says why. The boot disk (slots and
+    boot-control record) is unchanged."""
 
 
 class AdminBox(Protocol):
@@ -95,3 +130,6 @@ class AdminBox(Protocol):
     def trace(self, text: str) -> None: ...  # one boot-trace line with HTTP's tag
 
     def emit(self, event: Event) -> None: ...  # a box event (logins, for the log)
+    # a firmware image, in chunks as they arrive, into the slot that does not run: the
+    # describing sentence, or FirmwareRefused; BoxRestarting when the box goes down
+    def install_firmware(self, chunks: Iterable[bytes], source: str) -> str: ...

@@ -2,7 +2,8 @@
 
 cheroot (Debian's python3-cheroot) is a threaded WSGI server with TLS through Python's
 ssl module. Limits sized for a 128 MiB box and hostile clients: a few worker threads, a
-request header cap, the body cap (app.MAX_BODY), a socket timeout for slow clients, and a
+request header cap, the body cap (a firmware upload's, firmware.MAX_REQUEST: the app refuses
+less per URL, before the login), a socket timeout for slow clients, a
 short TLS handshake timeout (cheroot shakes hands in its accept loop, so a client that
 connects and says nothing must not hold HTTPS up for long).
 """
@@ -17,8 +18,8 @@ from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from appliance.services.http.app import MAX_BODY
 from appliance.services.http.cert import Certificate, pem_files, server_context
+from appliance.services.http.firmware import MAX_REQUEST
 from appliance.services.http.listen import Bind
 
 WORKER_THREADS = 4  # per listener: an admin UI, a few scripts
@@ -81,7 +82,7 @@ class Listener:
         )
         self.server.ConnectionClass = _Connection
         self.server.max_request_header_size = MAX_HEADER
-        self.server.max_request_body_size = MAX_BODY
+        self.server.max_request_body_size = MAX_REQUEST
         self.server.server_name = SERVER_NAME
         self.server.software = SERVER_NAME  # the Server header says no more than that
         if cert is not None:

@@ -19,7 +19,7 @@ The order is what makes an update unable to brick the box:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -86,7 +86,15 @@ class Installer:
         """The record on the disk; a disk from before slots counts as "A runs, good"."""
         return read_boot_control(self.boot_disk) or BootControl.initial()
 
-    def install(self, chunks: Iterable[bytes], *, source: str) -> Installed:
+    def install(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        source: str,
+        before_write: Callable[[], None] = lambda: None,
+    ) -> Installed:
+        """`before_write` runs once the image is received and verified, before the boot
+        disk is touched: the last moment to abandon (it raises), e.g. for a restart."""
         target = self.target_slot
         name = SLOT_NAMES[target]
         check = ImageVerifier(source=source, max_size=MAX_IMAGE)
@@ -108,6 +116,7 @@ class Installer:
                     f"boot disk full: the image needs {info.total_size} bytes, slot "
                     f"{slot_name(target)} can take {room}; nothing was written"
                 )
+            before_write()
             try:
                 self.files.replace(name, _chunks(spool))
             except OSError as e:

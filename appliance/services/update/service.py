@@ -28,6 +28,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from appliance.hal.bootctl import NO_SLOT, SLOT_LETTERS, SLOT_NAMES, BootControl, SlotState
@@ -36,6 +37,7 @@ from appliance.hal.types import DiskRole, Unavailable
 from appliance.modcmd import Command, ModCmdError
 from appliance.service import BaseService, BoxRestarting, CommandRunner
 from appliance.services.trace import Tag
+from appliance.services.update.image import FirmwareInfo
 from appliance.services.update.install import Installed, Installer, UpdateError, slot_name
 from appliance.services.update.script import (
     Final,
@@ -54,11 +56,40 @@ if TYPE_CHECKING:
     from appliance.config import Activation
 
 IDLE_S = 30.0  # no command for this long: the box is idle (ireset, iresetn)
+WRITE_WAIT_S = 60.0  # a restart waits this long for a slot write under way (seconds, ~7 MB)
 FETCH_TIMEOUT_S = 30.0
 SCRIPT_MAX = 256 << 10  # an update script is a page of console lines
 VAR_PROT, VAR_CHECK, VAR_TIMES, VAR_LAST = (
     "UPDATE/PROT", "UPDATE/CHECK", "UPDATE/TIMES", "UPDATE/LAST",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """One firmware slot as the box shows it (version, box_info.xml, General/Info).
+
+    state: `confirmed` (known to start), `trial` (new: starts at the next reset, or runs and
+    is not confirmed yet), `failed` (its trial did not start), `previous` (held the firmware
+    before the running one: the fallback if the running one fails its check), `empty`."""
+
+    slot: int
+    version: str  # "" when empty
+    build: int  # 0 when empty
+    state: str
+    running: bool
+    detail: str  # the sentence `version` and UP0 info show
+
+    @property
+    def letter(self) -> str:
+        return SLOT_LETTERS[self.slot]
+
+    @property
+    def file(self) -> str:
+        return SLOT_NAMES[self.slot]
+
+    @property
+    def firmware(self) -> str:
+        return f"{self.version} build {self.build}" if self.version else "empty"
 
 
 class UpdateService(BaseService):
@@ -77,6 +108,11 @@ class UpdateService(BaseService):
         self._installer: Installer | None = None
         self._why_not = "the update service has not started"
         self._busy = threading.Lock()  # one update or poll at a time
+        # set while a verified image is written to the boot disk: a restart waits for it
+        self._writing = threading.Condition()
+        self._write_active = False
+        # the slots' headers, read once: within a boot only _install changes a slot
+        self._slot_info: dict[int, FirmwareInfo | None] = {}
         self._stop = threading.Event()
         self._poll_now = threading.Event()
         self._poller: threading.Thread | None = None
@@ -133,6 +169,10 @@ class UpdateService(BaseService):
     def stop(self) -> None:
         self._stop.set()
         self._poll_now.set()
+        # an image still arriving is abandoned (the guard in _install); one being written
+        # is finished first: the record flips only after a complete slot either way
+        with self._writing:
+            self._writing.wait_for(lambda: not self._write_active, timeout=WRITE_WAIT_S)
         for t in (self._poller, self._worker):
             if t is not None and t is not threading.current_thread():
                 t.join(timeout=5)
@@ -158,11 +198,24 @@ class UpdateService(BaseService):
         box = self._need_box()
         box.trace(f"UP0: receiving firmware from {source}", Tag.UPDATE)
         try:
-            done = inst.install(chunks, source=source)
+            done = inst.install(
+                self._until_stopped(chunks), source=source, before_write=self._enter_write
+            )
         except UpdateError as e:
             box.trace(f"UP0: update from {source} failed: {e}", Tag.UPDATE)
             self._remember(box, f"update from {source} failed: {e}")
             raise
+        except BoxRestarting:
+            box.trace(
+                f"UP0: update from {source} stopped: the box is restarting; nothing was written",
+                Tag.UPDATE,
+            )
+            raise
+        finally:
+            self._slot_info.clear()
+            with self._writing:
+                self._write_active = False
+                self._writing.notify_all()
         box.trace(f"UP0: {done.describe()}", Tag.UPDATE)
         self._remember(
             box,
@@ -170,6 +223,19 @@ class UpdateService(BaseService):
             f"{SLOT_LETTERS[done.slot]}: waiting for a reset",
         )
         return done
+
+    def _until_stopped(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The chunks, until the box goes down: then BoxRestarting, before a byte is written."""
+        for chunk in chunks:
+            if self._stop.is_set():
+                raise BoxRestarting("the box is restarting")
+            yield chunk
+
+    def _enter_write(self) -> None:
+        with self._writing:
+            if self._stop.is_set():
+                raise BoxRestarting("the box is restarting")
+            self._write_active = True
 
     def prot(self, url: str, final: Final, serial: str) -> str:
         """`mod cmd UP0 prot`: fetch and install in the worker; the answer says it started."""
@@ -186,8 +252,8 @@ class UpdateService(BaseService):
         try:
             with fetch(url) as chunks:
                 self._install(self.installer(), chunks, url)
-        except (UpdateError, ModCmdError):
-            return  # traced and remembered
+        except (UpdateError, ModCmdError, BoxRestarting):
+            return  # traced (and remembered)
         except (OSError, urllib.error.URLError, ValueError) as e:
             box.trace(f"UP0: {url}: {describe_fetch_error(e)}; nothing was written", Tag.UPDATE)
             self._remember(box, f"update from {url} failed: {describe_fetch_error(e)}")
@@ -333,28 +399,45 @@ class UpdateService(BaseService):
         return self._get(box, VAR_LAST) or "no update yet"
 
     # --- what the box shows ------------------------------------------------------------------
-    def slot_states(self) -> list[tuple[int, str, str]]:
-        """(slot, firmware "16r1sr2 build 1601002" or "empty", state) for both slots."""
+    def slot_status(self) -> list[SlotStatus]:
+        """Both slots: what each holds, its state (SlotStatus), which one runs."""
         inst = self.installer()
         record: BootControl = inst.record()
         out = []
         for slot in (0, 1):
-            info = inst.slot_info(slot)
-            fw = f"{info.version} build {info.build}" if info else "empty"
+            if slot not in self._slot_info:
+                self._slot_info[slot] = inst.slot_info(slot)
+            info = self._slot_info[slot]
+            trial = record.active == slot and record.state is SlotState.TRIAL
             if slot == inst.running_slot:
-                state = "running" + (", on trial" if record.state is SlotState.TRIAL else "")
+                state = "trial" if trial else "confirmed"
+                detail = "running" + (", on trial" if trial else "")
             elif info is None:
-                state = "empty"
-            elif record.active == slot and record.state is SlotState.TRIAL:
-                state = f"starts at the next reset ({record.tries} tries)"
+                state, detail = "empty", "empty"
+            elif trial:
+                state, detail = "trial", f"starts at the next reset ({record.tries} tries)"
             elif record.failed == slot:
-                state = "did not start"
+                state, detail = "failed", "did not start"
             elif record.good == slot:
-                state = "fallback (known good)"
+                state, detail = "confirmed", "fallback (known good)"
             else:
-                state = "previous firmware (the fallback if the running one fails its check)"
-            out.append((slot, fw, state))
+                state = "previous"
+                detail = "previous firmware (the fallback if the running one fails its check)"
+            out.append(
+                SlotStatus(
+                    slot,
+                    info.version if info else "",
+                    info.build if info else 0,
+                    state,
+                    slot == inst.running_slot,
+                    detail,
+                )
+            )
         return out
+
+    def slot_states(self) -> list[tuple[int, str, str]]:
+        """(slot, firmware "16r1sr2 build 1601002" or "empty", state) for both slots."""
+        return [(s.slot, s.firmware, s.detail) for s in self.slot_status()]
 
     def summary(self, box: Box) -> list[str]:
         """Lines for `version`: both slots and the last update."""
@@ -496,4 +579,4 @@ def describe_fetch_error(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-__all__ = ["IDLE_S", "UpdateService", "fetch", "fetch_text"]
+__all__ = ["IDLE_S", "SlotStatus", "UpdateService", "fetch", "fetch_text"]
