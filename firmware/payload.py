@@ -15,6 +15,7 @@ import sys
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
+from appliance.version import STAMP_NAME, Stamp
 from firmware.run import run
 
 PYVER = "3.11"
@@ -102,8 +103,9 @@ def _copy_lib(root: Path, name: str, dest: Path) -> None:
     raise FileNotFoundError(f"{name} not in the unpacked Debian packages")
 
 
-def make_payload_tree(debroot: Path, repo: Path, tree: Path) -> None:
-    """Lay out the payload root in `tree` from the unpacked .debs and this repo."""
+def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> None:
+    """Lay out the payload root in `tree` from the unpacked .debs and this repo; `stamp`
+    (version, build) goes next to appliance/version.pyc, where the runtime reads it."""
     if tree.exists():
         shutil.rmtree(tree)
     (tree / "usr/bin").mkdir(parents=True)
@@ -126,6 +128,7 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path) -> None:
         shutil.copy2(debroot / binary, tree / binary)
     app = tree / "usr/lib/ipva"
     _compile_tree(repo / "appliance", app / "appliance", "/usr/lib/ipva/appliance")
+    (app / "appliance" / STAMP_NAME).write_text(stamp.to_json() + "\n")
     for dep in PURE_DEPS:
         spec = importlib.util.find_spec(dep)
         if spec is None or not spec.submodule_search_locations:
