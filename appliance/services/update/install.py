@@ -19,7 +19,7 @@ The order is what makes an update unable to brick the box:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -86,7 +86,14 @@ class Installer:
         """The record on the disk; a disk from before slots counts as "A runs, good"."""
         return read_boot_control(self.boot_disk) or BootControl.initial()
 
-    def install(self, chunks: Iterable[bytes], *, source: str) -> Installed:
+    def install(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        source: str,
+        step: Callable[[str], None] = lambda _what: None,
+    ) -> Installed:
+        """`step` hears each stage that touches the boot disk as it begins (the trace)."""
         target = self.target_slot
         name = SLOT_NAMES[target]
         check = ImageVerifier(source=source, max_size=MAX_IMAGE)
@@ -108,6 +115,7 @@ class Installer:
                     f"boot disk full: the image needs {info.total_size} bytes, slot "
                     f"{slot_name(target)} can take {room}; nothing was written"
                 )
+            step(f"{info.version} build {info.build} verified: writing slot {slot_name(target)}")
             try:
                 self.files.replace(name, _chunks(spool))
             except OSError as e:
@@ -115,7 +123,9 @@ class Installer:
                     f"writing slot {slot_name(target)} failed: {e}; the running firmware "
                     "still starts"
                 ) from e
+        step(f"checking slot {slot_name(target)} as the disk holds it")
         self._check_slot(target, info)
+        step(f"switching the boot-control record to slot {slot_name(target)}")
         try:
             record = write_boot_control(self.boot_disk, self.record().with_trial(target))
         except OSError as e:

@@ -164,7 +164,9 @@ class UpdateService(BaseService):
         box = self._need_box()
         box.trace(f"UP0: receiving firmware from {source}", Tag.UPDATE)
         try:
-            done = inst.install(chunks, source=source)
+            done = inst.install(
+                chunks, source=source, step=lambda what: box.trace(f"UP0: {what}", Tag.UPDATE)
+            )
         except UpdateError as e:
             box.trace(f"UP0: update from {source} failed: {e}", Tag.UPDATE)
             self._remember(box, f"update from {source} failed: {e}")

@@ -1,0 +1,233 @@
+"""Firmware updates under QEMU between real, different images, from a real HTTP server.
+
+The guest reaches the host's 127.0.0.1 as 10.0.2.2 (QEMU user networking), so a plain
+`http.server` on the host is the update server. The images are `ipva build` outputs of the
+same sources with another version (16r1sr2) and a test firmware that exits at start
+(`--fail-at-start`), built once per session (the `ipva_firmware` fixture).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from hypervisors.qemu.machine import Machine
+from hypervisors.qemu.timeouts import BOOT_TIMEOUT, retry
+
+pytestmark = pytest.mark.vm
+
+GUEST_HOST = "10.0.2.2"  # the host, as QEMU user networking shows it to the guest
+SR1 = ("16r1sr1", 1601001)
+SR2 = ("16r1sr2", 1601002)
+FAILING = ("16r1sr3", 1601003)  # the --fail-at-start image
+UPDATE_TIMEOUT = 300.0  # download, slot write and check under TCG, then the reset
+
+
+@dataclass
+class FirmwareServer:
+    """Files over HTTP for the guest; counts the requests. `hold_at` (bytes) stops the next
+    download there until `release` is set, so a power cut can land mid-download."""
+
+    port: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)
+    hits: list[str] = field(default_factory=list)
+    hold_at: int | None = None
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    sent: threading.Event = field(default_factory=threading.Event)  # a file went out whole
+
+    def url(self, path: str) -> str:
+        return f"http://{GUEST_HOST}:{self.port}{path}"
+
+
+@contextlib.contextmanager
+def firmware_server() -> Iterator[FirmwareServer]:
+    srv = FirmwareServer()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            srv.hits.append(self.path)
+            body = srv.files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            hold, srv.hold_at = srv.hold_at, None
+            for at in range(0, len(body), 1 << 16):
+                if hold is not None and at >= hold:
+                    srv.held.set()
+                    srv.release.wait(60)
+                    return
+                try:
+                    self.wfile.write(body[at : at + (1 << 16)])
+                except OSError:  # the guest went away (a power cut)
+                    return
+            srv.sent.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    srv.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def wait_text(box: Machine, pattern: str, since: int, timeout: float) -> re.Match[str]:
+    """`pattern` in the console after index `since` (trace lines come at any time, also
+    inside a command's answer, so this does not use the machine's cursor)."""
+    regex = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while True:
+        m = regex.search(box.console_log, since)
+        if m:
+            return m
+        if time.monotonic() > deadline:
+            tail = "\n".join(box.last_lines(30))
+            raise AssertionError(f"no /{pattern}/ on the console within {timeout:g}s:\n{tail}")
+        if not box.is_running():
+            raise AssertionError(f"QEMU stopped while waiting for /{pattern}/")
+        time.sleep(0.05)
+
+
+def prompt_of_boot_at(box: Machine, start: int) -> None:
+    """Wait for the prompt of the boot whose bootcode banner is at `start`."""
+    while box.wait_for_console(r"IPVA bootcode", BOOT_TIMEOUT).start() < start:
+        pass
+    box.wait_for_prompt()
+
+
+def reset_and_boot(box: Machine, since: int) -> int:
+    """After an update's reset final: wait for the next boot's prompt; returns where that
+    boot starts in the console log."""
+    start = wait_text(box, r"IPVA bootcode", since, UPDATE_TIMEOUT).start()
+    prompt_of_boot_at(box, start)
+    return start
+
+
+def command_until(box: Machine, line: str, text: str, timeout: float = 60) -> str:
+    """Run `line` until its answer contains `text`; that answer."""
+
+    def attempt(last_try: bool) -> str | None:
+        answer = box.command(line)
+        return answer if text in answer or last_try else None
+
+    answer = retry(attempt, timeout, f"{text!r} in the answer to {line!r}")
+    assert text in answer, answer
+    return answer
+
+
+def saved_name(box: Machine) -> str:
+    m = re.search(r"SYS0 /name (\S+)", box.command("config show saved"))
+    return m[1] if m else ""
+
+
+@pytest.fixture(scope="module")
+def images(ipva_dist: Path, ipva_firmware) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    return {
+        "sr1": (ipva_dist / "ipva.bin").read_bytes(),
+        "sr2": ipva_firmware(*SR2).read_bytes(),
+        "fail": ipva_firmware(*FAILING, fail_at_start=True).read_bytes(),
+    }
+
+
+def test_update_up_down_by_up0_and_up1_and_a_firmware_that_fails_at_start(
+    ipva_machine, images: dict[str, bytes]
+) -> None:
+    with firmware_server() as srv:
+        srv.files = {
+            "/ipva.bin": images["sr2"],
+            "/sr1/ipva.bin": images["sr1"],
+            "/fail/ipva.bin": images["fail"],
+        }
+        box = ipva_machine("vmware")
+        box.wait_for_prompt()
+        box.command("config change SYS0 /name keepme")
+        box.command("config write")
+
+        # UP0 prot up to 16r1sr2: the box resets into it by itself, the config kept
+        mark = len(box.console_log)
+        answer = box.command(f"mod cmd UP0 prot {srv.url('/ipva.bin')} reset 2")
+        assert "UP0: fetching" in answer, answer
+        wait_text(box, r"written to slot B \(IPVA2\.BIN\)", mark, UPDATE_TIMEOUT)
+        boot = reset_and_boot(box, mark)
+        log = box.console_log[boot:]
+        assert "16r1sr2 build 1601002 in slot B (IPVA2.BIN) started and is confirmed" in log
+        version = box.command("version")
+        assert version.startswith("16r1sr2 IPVA[1601002]"), version
+        assert "slot B (IPVA2.BIN): 16r1sr2 build 1601002, running" in version
+        assert "slot A (IPVA.BIN): 16r1sr1 build 1601001, previous firmware" in version
+        info = box.command("mod cmd UP0 info")
+        assert '<running version="16r1sr2" build="1601002" slot="B"/>' in info, info
+        assert 'id="A" file="IPVA.BIN" firmware="16r1sr1 build 1601001"' in info
+        assert saved_name(box) == "keepme"
+
+        # the same serial again: nothing fetched, nothing written
+        again = box.command(f"mod cmd UP0 prot {srv.url('/ipva.bin')} reset 2")
+        assert "serial 2 is installed already" in again, again
+        assert srv.hits == ["/ipva.bin"]
+
+        # and back down to 16r1sr1 (into slot A, as the running firmware is B)
+        mark = len(box.console_log)
+        box.command(f"mod cmd UP0 prot {srv.url('/sr1/ipva.bin')} reset 3")
+        reset_and_boot(box, mark)
+        version = box.command("version")
+        assert version.startswith("16r1sr1 IPVA[1601001]"), version
+        assert "slot A (IPVA.BIN): 16r1sr1 build 1601001, running" in version
+        assert saved_name(box) == "keepme"
+
+        # UP1: the box polls a script from the server, which updates it once and changes
+        # a config value; after the reset the script's check serial stops it
+        srv.files["/up1/update-ipva.htm"] = (
+            "mod cmd UP1 check reset 77\r\n"
+            "config change SYS0 /name polled\r\n"
+            "config write\r\n"
+            f"mod cmd UP0 prot {srv.url('/ipva.bin')} ser 77\r\n"
+        ).encode()
+        mark = len(box.console_log)
+        box.command(f"config change UP1 /url {srv.url('/up1/')} /poll 0")
+        box.command("config write")
+        box.command("config activate")
+        reset_and_boot(box, mark)
+        assert box.command("version").startswith("16r1sr2 IPVA[1601002]")
+        assert saved_name(box) == "polled"
+        # the poll at this boot finds serial 77 done and stops at the check line
+        up1 = command_until(box, "mod cmd UP1 info", "up to date")
+        assert 'check="77"' in up1
+        assert srv.hits.count("/up1/update-ipva.htm") == 2, srv.hits  # once per boot
+        assert srv.hits.count("/ipva.bin") == 2, srv.hits  # UP0 once, the script once
+
+        # a firmware that dies at start: its trial starts run out and the box comes back
+        # on 16r1sr2 by itself, saying so on the console and in the trace
+        mark = len(box.console_log)
+        box.command(f"mod cmd UP0 prot {srv.url('/fail/ipva.bin')} reset 9")
+        note = ("firmware A (IPVA.BIN 16r1sr3) did not start (no good start in its tries): "
+                "starting B (IPVA2.BIN 16r1sr2)")  # fmt: skip
+        at = wait_text(box, re.escape(note), mark, 3 * UPDATE_TIMEOUT).start()
+        boot = box.console_log.rfind("IPVA bootcode", 0, at)
+        prompt_of_boot_at(box, boot)
+        log = box.console_log[boot:]
+        assert f"UP0: {note}" in log  # the runtime's boot trace
+        assert box.console_log[mark:].count("built with --fail-at-start") == 2  # two tries
+        version = box.command("version")
+        assert version.startswith("16r1sr2 IPVA[1601002]"), version
+        assert "slot A (IPVA.BIN): 16r1sr3 build 1601003, did not start" in version
+        assert note in box.command("mod cmd UP0 info")
+        assert saved_name(box) == "polled"
