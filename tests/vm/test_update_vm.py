@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from appliance.hal.block import FileBlockDevice
+from appliance.hal.bootctl import BootControl, read_boot_control
+from hypervisors.qemu.errors import GuestHalted
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.timeouts import BOOT_TIMEOUT, retry
+from images.bootdisk import write_boot_file
 
 pytestmark = pytest.mark.vm
 
@@ -29,6 +34,7 @@ SR1 = ("16r1sr1", 1601001)
 SR2 = ("16r1sr2", 1601002)
 FAILING = ("16r1sr3", 1601003)  # the --fail-at-start image
 UPDATE_TIMEOUT = 300.0  # download, slot write and check under TCG, then the reset
+NO_REBOOT_WATCH_S = 12  # longer than /init's restart delay and a SYSLINUX round trip
 
 
 @dataclass
@@ -231,3 +237,66 @@ def test_update_up_down_by_up0_and_up1_and_a_firmware_that_fails_at_start(
         assert "slot A (IPVA.BIN): 16r1sr3 build 1601003, did not start" in version
         assert note in box.command("mod cmd UP0 info")
         assert saved_name(box) == "polled"
+
+
+# --- the bootcode's check of both slots -----------------------------------------------------
+
+
+def raw_copies(dist: Path, where: Path) -> list[Path]:
+    """The four disks as raw files the machine writes directly (sparse copies), so the
+    test can read and change the boot disk between power-ons."""
+    where.mkdir(parents=True, exist_ok=True)
+    disks = []
+    for role in ("boot", "cf", "flash", "dump"):
+        disks.append(where / f"{role}.img")
+        subprocess.run(
+            ["cp", "--sparse=always", str(dist / "disks" / f"{role}.img"), str(disks[-1])],
+            check=True,
+        )
+    return disks
+
+
+def boot_record(boot: Path) -> BootControl | None:
+    with FileBlockDevice(boot, readonly=True) as dev:
+        return read_boot_control(dev)
+
+
+def flipped(image: bytes, at: int = -100) -> bytes:
+    damaged = bytearray(image)
+    damaged[at] ^= 0x01
+    return bytes(damaged)
+
+
+def assert_stopped_for_good(box: Machine) -> None:
+    """The message stays: no SYSLINUX banner again (no reboot loop), QEMU still running."""
+    banners = box.console_log.count("SYSLINUX")
+    time.sleep(NO_REBOOT_WATCH_S)
+    assert box.is_running()
+    assert box.console_log.count("SYSLINUX") == banners
+
+
+def test_a_slot_that_fails_its_check_gives_way_and_both_bad_stop_with_the_seed_message(
+    ipva_machine, ipva_dist: Path, images: dict[str, bytes], tmp_path: Path
+) -> None:
+    disks = raw_copies(ipva_dist, tmp_path / "disks")
+    boot = disks[0]
+    write_boot_file(boot, "IPVA.BIN", flipped(images["sr1"]))
+    write_boot_file(boot, "IPVA2.BIN", images["sr2"])
+    box = ipva_machine("vmware", disks=disks, disk_mode="direct")
+    box.wait_for_prompt()
+    note = ("firmware A (IPVA.BIN 16r1sr1) did not start (bad checksum): "
+            "starting B (IPVA2.BIN 16r1sr2)")  # fmt: skip
+    assert note in box.console_log
+    assert f"UP0: {note}" in box.console_log
+    assert box.command("version").startswith("16r1sr2 IPVA[1601002]")
+    box.power_cut()
+    # the record now says B is the good slot; with B damaged too nothing can start: the
+    # seed's message for IPVA.BIN, and the box stays stopped
+    record = boot_record(boot)
+    assert record is not None and (record.active, record.good, record.failed) == (1, 1, 0)
+    write_boot_file(boot, "IPVA2.BIN", flipped(images["sr2"]))
+    box.start()
+    with pytest.raises(GuestHalted) as halted:
+        box.wait_for_prompt()
+    assert halted.value.message == "checksum wrong! Loading failed for image=IPVA    BIN"
+    assert_stopped_for_good(box)
