@@ -54,10 +54,11 @@ class Stamp:
         )
 
 
-def read_stamp(path: Path = STAMP_PATH) -> Stamp:
-    """The payload's stamp; the defaults above where there is none (hosted, the source tree)."""
+def read_stamp(path: Path | None = None) -> Stamp:
+    """The payload's stamp (STAMP_PATH unless given); the defaults above where there is
+    none (hosted, the source tree)."""
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads((path or STAMP_PATH).read_text())
     except FileNotFoundError:
         return Stamp()
     return Stamp(str(raw["version"]), int(raw["build"]), bool(raw.get("fail_at_start", False)))

@@ -37,6 +37,7 @@ GUEST_PACKAGES = (
     "python3-werkzeug",  # requests, routing, streamed multipart parsing
     "python3-jinja2",  # the admin pages' templates
     "python3-markupsafe",  # jinja2's escaping (one small C extension)
+    "ca-certificates",  # Mozilla's CAs: HTTPS update servers (payload.py bundles them)
 )
 
 
