@@ -13,6 +13,7 @@ import http.server
 import os
 import random
 import re
+import ssl
 import subprocess
 import threading
 import time
@@ -450,3 +451,19 @@ def test_power_cuts_during_updates_always_leave_a_box_that_boots_and_updates(
     covered = {c.phase for c in cuts}
     print("phases the cuts landed in:", sorted(covered))
     assert set(PHASES) <= covered, cuts
+
+
+def test_the_payload_carries_debians_ca_bundle_for_https_updates(
+    ipva_dist: Path, tmp_path: Path
+) -> None:
+    """HTTPS update servers are verified against Mozilla's CAs (ca-certificates, in
+    debs.json) at OpenSSL's default path in the guest."""
+    payload = tmp_path / "payload.sqfs"
+    payload.write_bytes((ipva_dist / "ipva.bin").read_bytes()[HEADER_SIZE:])
+    pem = subprocess.run(
+        ["unsquashfs", "-cat", str(payload), "usr/lib/ssl/cert.pem"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    context = ssl.create_default_context(cadata=pem.decode())
+    assert context.cert_store_stats()["x509_ca"] >= 100
+    assert '"ca-certificates"' in (ipva_dist / "debs.json").read_text()
