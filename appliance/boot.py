@@ -27,7 +27,7 @@ from appliance.services import Mount, boot_services, mount_real_flash
 from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
 from appliance.shell.session import serve_console
-from appliance.version import PRODUCT
+from appliance.version import PRODUCT, read_stamp
 
 HALTED = "error: the box has stopped, see the message above; nothing was done"
 
@@ -257,8 +257,18 @@ def run(
     return 0
 
 
+FAIL_AT_START_RC = 3
+
+
 def main() -> int:
     """Entry point in the guest (`IPVA_PLATFORM=vm`) and for `python -m appliance`."""
+    stamp = read_stamp()
+    if stamp.fail_at_start:
+        # test firmware: die before anything is opened, so it never confirms itself and
+        # the bootcode has to bring the old firmware back (tests/vm/test_update_vm.py)
+        print(f"IPVA {stamp.version}: built with --fail-at-start: exiting before the box is up",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return FAIL_AT_START_RC
     return run(detect_platform())
 
 

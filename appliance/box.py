@@ -64,7 +64,7 @@ from appliance.hal.block import BlockDevice
 from appliance.hal.types import DiskRole, RestartKind
 from appliance.modcmd import CommandTable
 from appliance.services.trace import TraceBuffer
-from appliance.version import BUILD, FIRMWARE_VERSION, PRODUCT
+from appliance.version import PRODUCT, read_stamp
 
 if TYPE_CHECKING:
     from appliance.flash import Flash, Vars
@@ -114,8 +114,9 @@ class Box:
         self.events: Events = trace.events
         self.services: tuple[Service, ...] = tuple(services)
         self.commands = CommandTable(c for s in self.services for c in s.commands())
-        self.version = FIRMWARE_VERSION
-        self.build = BUILD
+        stamp = read_stamp()  # the running image's own version (after an update: the new one)
+        self.version = stamp.version
+        self.build = stamp.build
         self.bootcode_build: int = platform.bootcode_build
         self.booted_at = time.monotonic()
         self.saved = saved if saved is not None else Config.factory()

@@ -37,6 +37,7 @@ GUEST_PACKAGES = (
     "python3-werkzeug",  # requests, routing, streamed multipart parsing
     "python3-jinja2",  # the admin pages' templates
     "python3-markupsafe",  # jinja2's escaping (one small C extension)
+    "ca-certificates",  # Mozilla's CAs: HTTPS update servers (payload.py bundles them)
 )
 
 
@@ -54,14 +55,18 @@ class Deb:
         return d
 
 
-def _candidate_version(package: str) -> str:
-    out = run(["apt-cache", "policy", package], capture=True).stdout.decode()
-    m = re.search(r"Candidate:\s*(\S+)", out)
-    if not m or m[1] == "(none)":
+def _candidate_versions(packages: list[str]) -> dict[str, str]:
+    """Each package's candidate version, from one `apt-cache policy` run (a run per
+    package took a second each: most of a build's package step when all are cached)."""
+    out = run(["apt-cache", "policy", *packages], capture=True).stdout.decode()
+    found = dict(re.findall(r"^(\S+):\n\s+Installed:.*\n\s+Candidate:\s*(\S+)", out, re.M))
+    missing = [p for p in packages if found.get(p, "(none)") == "(none)"]
+    if missing:
         raise ToolError(
-            f"Debian package {package} not available: run `apt-get update` (bookworm sources)"
+            f"Debian package {', '.join(missing)} not available: run `apt-get update` "
+            "(bookworm sources)"
         )
-    return m[1]
+    return found
 
 
 def resolve_kernel_package() -> str:
@@ -92,8 +97,9 @@ def fetch_debs(
     cache.mkdir(parents=True, exist_ok=True)
     names = packages or [resolve_kernel_package(), *GUEST_PACKAGES]
     debs = []
+    versions = _candidate_versions(names)
     for i, name in enumerate(names, 1):
-        version = _candidate_version(name)
+        version = versions[name]
         # apt names files with the epoch's ':' escaped as %3a; pure-Python packages are
         # architecture "all"
         stem = f"{name}_{version.replace(':', '%3a')}"

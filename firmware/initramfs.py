@@ -38,6 +38,8 @@ def make_initramfs_tree(debroot: Path, tree: Path, bootcode_version: str) -> lis
         (tree / link).symlink_to(target)
     shutil.copy2(BOOTCODE_DIR / "init", tree / "init")
     (tree / "init").chmod(0o755)
+    # the boot-control record's reader and writer, sourced by /init
+    shutil.copy2(BOOTCODE_DIR / "bootctl.sh", tree / "etc/bootctl.sh")
     shutil.copy2(BOOTCODE_DIR / "udhcpc.script", tree / "etc/udhcpc.script")
     (tree / "etc/udhcpc.script").chmod(0o755)
     (tree / "etc/bootcode-version").write_text(bootcode_version + "\n")

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
+from appliance.version import STAMP_NAME, Stamp
 from firmware.run import run
 
 PYVER = "3.11"
@@ -43,6 +44,12 @@ DEB_PYTHON = ("cheroot", "jaraco", "more_itertools", "werkzeug", "jinja2", "mark
 # jQuery is a separate Debian package we do not carry), cheroot's command line
 DEB_PYTHON_DROP = {"test", "testing.py", "debug", "cli.py", "__main__.py"}
 BINARIES = ("usr/bin/openssl",)  # run once per box: the self-signed certificate
+# Debian's CA certificates (ca-certificates) as one bundle where the guest's OpenSSL looks
+# by default (OPENSSLDIR /usr/lib/ssl): `mod cmd UP0 prot https://…` and UP1 verify servers.
+# The package's postinst (update-ca-certificates) would build /etc/ssl/certs/ca-certificates.crt
+# the same way: every certificate of the mozilla directory, in name order.
+CA_CERTS_DIR = "usr/share/ca-certificates/mozilla"
+CA_BUNDLE = "usr/lib/ssl/cert.pem"
 
 
 # Runs in a fresh, isolated interpreter with a fixed hash seed: marshal output depends on
@@ -102,8 +109,17 @@ def _copy_lib(root: Path, name: str, dest: Path) -> None:
     raise FileNotFoundError(f"{name} not in the unpacked Debian packages")
 
 
-def make_payload_tree(debroot: Path, repo: Path, tree: Path) -> None:
-    """Lay out the payload root in `tree` from the unpacked .debs and this repo."""
+def _ca_bundle(debroot: Path, out: Path) -> None:
+    certs = sorted((debroot / CA_CERTS_DIR).glob("*.crt"))
+    if not certs:
+        raise FileNotFoundError(f"no CA certificates in {debroot / CA_CERTS_DIR}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(b"".join(c.read_bytes().rstrip(b"\n") + b"\n" for c in certs))
+
+
+def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> None:
+    """Lay out the payload root in `tree` from the unpacked .debs and this repo; `stamp`
+    (version, build) goes next to appliance/version.pyc, where the runtime reads it."""
     if tree.exists():
         shutil.rmtree(tree)
     (tree / "usr/bin").mkdir(parents=True)
@@ -124,8 +140,10 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path) -> None:
     for binary in BINARIES:
         (tree / binary).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(debroot / binary, tree / binary)
+    _ca_bundle(debroot, tree / CA_BUNDLE)
     app = tree / "usr/lib/ipva"
     _compile_tree(repo / "appliance", app / "appliance", "/usr/lib/ipva/appliance")
+    (app / "appliance" / STAMP_NAME).write_text(stamp.to_json() + "\n")
     for dep in PURE_DEPS:
         spec = importlib.util.find_spec(dep)
         if spec is None or not spec.submodule_search_locations:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.version import BUILD, FIRMWARE_VERSION
+from appliance.version import BUILD, FIRMWARE_VERSION, Stamp
 
 ALL_TARGETS = ("vmware", "proxmox", "hyperv", "libvirt")
 INNOVAPHONE_OUI = "00:90:33"
@@ -47,6 +47,13 @@ class BuildSettings:
         default=7,
         metadata={"help": "VMware hardware version (7: vSphere 4.0 to 8, Workstation 6.5+)."},
     )
+    # a firmware whose runtime exits at start, before it confirms itself: for the update's
+    # fallback tests only, so the option is hidden and never on by default
+    fail_at_start: bool = field(
+        default=False,
+        metadata={"help": "Test only: the firmware exits at start (fallback tests).",
+                  "hidden": True},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not 64 <= self.flash_mib <= 512:
@@ -81,3 +88,8 @@ class BuildSettings:
         d["out_dir"], d["cache_dir"] = Path(d["out_dir"]), Path(d["cache_dir"])
         d["targets"] = tuple(d["targets"])
         return cls(**d)
+
+    @property
+    def stamp(self) -> Stamp:
+        """What the payload carries about itself (appliance.version.read_stamp reads it)."""
+        return Stamp(self.version, self.build, self.fail_at_start)

@@ -99,7 +99,7 @@ def build(
         make_initramfs_tree(debroot, work / "initramfs", bootcode_version)
         make_cpio_zstd(work / "initramfs", work / "initrd.zst", epoch)
     with timed("Making the firmware payload (CPython + runtime)"):
-        make_payload_tree(debroot, REPO, work / "payload")
+        make_payload_tree(debroot, REPO, work / "payload", settings.stamp)
         make_squashfs(work / "payload", work / "payload.squashfs", epoch)
     with timed("Packing ipva.bin"):
         ipvabin.write_firmware(

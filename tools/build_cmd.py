@@ -29,7 +29,8 @@ def _settings_options(fn: click.decorators.FC) -> click.decorators.FC:
         flag, typ = _SPECIAL.get(f.name, (f"--{f.name.replace('_', '-')}", None))
         help_text = f.metadata.get("help", "")
         if f.type in ("bool",) or isinstance(f.default, bool):
-            fn = click.option(flag, f.name, is_flag=True, default=f.default, help=help_text)(fn)
+            fn = click.option(flag, f.name, is_flag=True, default=f.default, help=help_text,
+                              hidden=f.metadata.get("hidden", False))(fn)  # fmt: skip
             continue
         default = ",".join(f.default) if f.name == "targets" else f.default
         if typ is None:

@@ -118,6 +118,9 @@ class HostedPlatform:
     def running_slot(self) -> int:
         return self._slot
 
+    def boot_note(self) -> str:
+        return ""  # no slot is checked here; a give-up shows in the record (failed)
+
     def disk_lines(self) -> list[str]:
         return []
 

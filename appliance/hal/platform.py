@@ -88,6 +88,10 @@ class Platform(Protocol):
     def boot_files(self) -> BootFiles: ...
     def running_slot(self) -> int: ...
 
+    # the bootcode's line when it started another slot than the record chose ("firmware B
+    # (IPVA2.BIN 16r1sr2) did not start (…): starting A (IPVA.BIN 16r1sr1)"), else ""
+    def boot_note(self) -> str: ...
+
     # --- life cycle
     def restart(self, kind: RestartKind) -> None: ...  # the VM reboots and never returns
 

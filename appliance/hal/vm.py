@@ -309,6 +309,9 @@ class VmPlatform:
         # /init says which slot it checked and started (a bootcode from before slots: A)
         return 1 if os.environ.get("IPVA_SLOT") == "1" else 0
 
+    def boot_note(self) -> str:
+        return os.environ.get("IPVA_BOOT_NOTE", "")
+
     def restart(self, kind: RestartKind) -> None:
         """reset: orderly restart; reboot: the same here — the box's 'trap' is the caller's."""
         os.sync()

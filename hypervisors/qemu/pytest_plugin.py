@@ -12,6 +12,9 @@ Fixtures:
                 keyword arguments; `images=[…]` (or `disks=[…]`, a list) boots other image
                 files instead of dist/disks, `disks=3` is the profile's disk count. Every
                 machine is stopped at teardown.
+  ipva_firmware (session) factory: `ipva_firmware("16r1sr2", 1601002)` → the path of an
+                ipva.bin of that version and build (`fail_at_start=True`: one whose runtime
+                exits at start), built once per session (cached in .cache/firmware/).
 Tests using them are marked `vm`. On failure each machine's console tail is added to the
 report, with the path of the full console log.
 """
@@ -51,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"ipva_machine", "ipva_dist"} & set(getattr(item, "fixturenames", ())):
+        if {"ipva_machine", "ipva_dist", "ipva_firmware"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.vm)
 
 
@@ -64,23 +67,30 @@ def _newest_source(root: Path) -> float:
     return newest
 
 
-def build_dist(root: Path) -> Path:
-    """Run `ipva build` in `root` unless dist/ipva.bin is newer than the sources.
+def _build_unless_fresh(root: Path, out: Path, args: list[str]) -> None:
+    """`ipva build --out OUT ARGS` in `root` unless OUT/ipva.bin is newer than the sources.
 
-    A lock file serialises concurrent sessions (pytest-xdist workers)."""
-    dist = root / "dist"
-    dist.mkdir(exist_ok=True)
-    with (dist / ".build.lock").open("w") as lock:
+    One lock file for every build of the tree: they share .cache/work (and pytest-xdist
+    workers or a second session may build at the same time)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (root / ".cache").mkdir(exist_ok=True)
+    with (root / ".cache" / "build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         # ipva.bin carries SOURCE_DATE_EPOCH as its mtime: judge by the newest file written
-        built = [p.stat().st_mtime for p in dist.iterdir() if p.is_file() and p.name[0] != "."]
-        if not (dist / "ipva.bin").exists() or max(built) < _newest_source(root):
+        built = [p.stat().st_mtime for p in out.iterdir() if p.is_file() and p.name[0] != "."]
+        if not (out / "ipva.bin").exists() or max(built) < _newest_source(root):
             subprocess.run(
-                [sys.executable, "-m", "tools.cli", "build"],
+                [sys.executable, "-m", "tools.cli", "build", "--out", str(out), *args],
                 cwd=root,
                 check=True,
                 stdin=subprocess.DEVNULL,
             )
+
+
+def build_dist(root: Path) -> Path:
+    """Run `ipva build` in `root` unless dist/ipva.bin is newer than the sources."""
+    dist = root / "dist"
+    _build_unless_fresh(root, dist, [])
     return dist
 
 
@@ -92,6 +102,23 @@ def ipva_dist(request: pytest.FixtureRequest) -> Path:
     if missing:
         pytest.fail(f"ipva_dist: {dist} lacks {', '.join(missing)}", pytrace=False)
     return dist
+
+
+@pytest.fixture(scope="session")
+def ipva_firmware(request: pytest.FixtureRequest, ipva_dist: Path) -> Callable[..., Path]:
+    """Factory: `ipva_firmware("16r1sr2", 1601002, fail_at_start=False)` → an ipva.bin
+    built from the same sources with that identity (for update tests), once per session
+    and kept in .cache/firmware/ while the sources do not change."""
+    root = Path(request.config.rootpath)
+
+    def factory(version: str, build: int, *, fail_at_start: bool = False) -> Path:
+        name = f"{version}-{build}" + ("-fail-at-start" if fail_at_start else "")
+        out = root / ".cache" / "firmware" / name
+        args = ["--targets", "none", "--version", version, "--build", str(build)]
+        _build_unless_fresh(root, out, args + (["--fail-at-start"] if fail_at_start else []))
+        return out / "ipva.bin"
+
+    return factory
 
 
 @pytest.fixture

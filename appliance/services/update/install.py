@@ -92,9 +92,11 @@ class Installer:
         *,
         source: str,
         before_write: Callable[[], None] = lambda: None,
+        step: Callable[[str], None] = lambda _what: None,
     ) -> Installed:
         """`before_write` runs once the image is received and verified, before the boot
-        disk is touched: the last moment to abandon (it raises), e.g. for a restart."""
+        disk is touched: the last moment to abandon (it raises), e.g. for a restart.
+        `step` hears each stage that touches the boot disk as it begins (the trace)."""
         target = self.target_slot
         name = SLOT_NAMES[target]
         check = ImageVerifier(source=source, max_size=MAX_IMAGE)
@@ -117,6 +119,7 @@ class Installer:
                     f"{slot_name(target)} can take {room}; nothing was written"
                 )
             before_write()
+            step(f"{info.version} build {info.build} verified: writing slot {slot_name(target)}")
             try:
                 self.files.replace(name, _chunks(spool))
             except OSError as e:
@@ -124,7 +127,9 @@ class Installer:
                     f"writing slot {slot_name(target)} failed: {e}; the running firmware "
                     "still starts"
                 ) from e
+        step(f"checking slot {slot_name(target)} as the disk holds it")
         self._check_slot(target, info)
+        step(f"switching the boot-control record to slot {slot_name(target)}")
         try:
             record = write_boot_control(self.boot_disk, self.record().with_trial(target))
         except OSError as e:

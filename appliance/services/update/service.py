@@ -135,7 +135,13 @@ class UpdateService(BaseService):
 
     def _report_boot(self, box: Box, inst: Installer) -> None:
         record = inst.record()
-        if record.state is SlotState.TRIAL and record.active == inst.running_slot:
+        note = box.platform.boot_note()
+        if note:
+            # the bootcode left the slot the record chose (it failed its check or used up
+            # its tries): that is the last update's outcome, shown by version and UP0 info
+            box.trace(f"UP0: {note}", Tag.UPDATE)
+            self._remember(box, note)
+        elif record.state is SlotState.TRIAL and record.active == inst.running_slot:
             try:
                 inst.confirm()
             except OSError as e:
@@ -199,7 +205,10 @@ class UpdateService(BaseService):
         box.trace(f"UP0: receiving firmware from {source}", Tag.UPDATE)
         try:
             done = inst.install(
-                self._until_stopped(chunks), source=source, before_write=self._enter_write
+                self._until_stopped(chunks),
+                source=source,
+                before_write=self._enter_write,
+                step=lambda what: box.trace(f"UP0: {what}", Tag.UPDATE),
             )
         except UpdateError as e:
             box.trace(f"UP0: update from {source} failed: {e}", Tag.UPDATE)

@@ -1,0 +1,469 @@
+"""Firmware updates under QEMU between real, different images, from a real HTTP server.
+
+The guest reaches the host's 127.0.0.1 as 10.0.2.2 (QEMU user networking), so a plain
+`http.server` on the host is the update server. The images are `ipva build` outputs of the
+same sources with another version (16r1sr2) and a test firmware that exits at start
+(`--fail-at-start`), built once per session (the `ipva_firmware` fixture).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import random
+import re
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from appliance.hal.block import FileBlockDevice
+from appliance.hal.bootctl import SLOT_NAMES, BootControl, SlotState, decide, read_boot_control
+from appliance.services.update.image import HEADER_SIZE, parse_header
+from hypervisors.qemu.errors import GuestHalted
+from hypervisors.qemu.machine import Machine
+from hypervisors.qemu.timeouts import BOOT_TIMEOUT, retry
+from images.bootdisk import read_boot_file, write_boot_file
+
+pytestmark = pytest.mark.vm
+
+GUEST_HOST = "10.0.2.2"  # the host, as QEMU user networking shows it to the guest
+SR1 = ("16r1sr1", 1601001)
+SR2 = ("16r1sr2", 1601002)
+FAILING = ("16r1sr3", 1601003)  # the --fail-at-start image
+UPDATE_TIMEOUT = 300.0  # download, slot write and check under TCG, then the reset
+NO_REBOOT_WATCH_S = 12  # longer than /init's restart delay and a SYSLINUX round trip
+
+
+@dataclass
+class FirmwareServer:
+    """Files over HTTP for the guest; counts the requests. `hold_at` (bytes) stops the next
+    download there until `release` is set, so a power cut can land mid-download."""
+
+    port: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)
+    hits: list[str] = field(default_factory=list)
+    hold_at: int | None = None
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    sent: threading.Event = field(default_factory=threading.Event)  # a file went out whole
+
+    def url(self, path: str) -> str:
+        return f"http://{GUEST_HOST}:{self.port}{path}"
+
+
+@contextlib.contextmanager
+def firmware_server() -> Iterator[FirmwareServer]:
+    srv = FirmwareServer()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            srv.hits.append(self.path)
+            body = srv.files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            hold, srv.hold_at = srv.hold_at, None
+            for at in range(0, len(body), 1 << 16):
+                if hold is not None and at >= hold:
+                    srv.held.set()
+                    srv.release.wait(60)
+                    return
+                try:
+                    self.wfile.write(body[at : at + (1 << 16)])
+                except OSError:  # the guest went away (a power cut)
+                    return
+            srv.sent.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    srv.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def wait_text(box: Machine, pattern: str, since: int, timeout: float) -> re.Match[str]:
+    """`pattern` in the console after index `since` (trace lines come at any time, also
+    inside a command's answer, so this does not use the machine's cursor)."""
+    regex = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while True:
+        m = regex.search(box.console_log, since)
+        if m:
+            return m
+        if time.monotonic() > deadline:
+            tail = "\n".join(box.last_lines(30))
+            raise AssertionError(f"no /{pattern}/ on the console within {timeout:g}s:\n{tail}")
+        if not box.is_running():
+            raise AssertionError(f"QEMU stopped while waiting for /{pattern}/")
+        time.sleep(0.05)
+
+
+def prompt_of_boot_at(box: Machine, start: int) -> None:
+    """Wait for the prompt of the boot whose bootcode banner is at `start`."""
+    while box.wait_for_console(r"IPVA bootcode", BOOT_TIMEOUT).start() < start:
+        pass
+    box.wait_for_prompt()
+
+
+def reset_and_boot(box: Machine, since: int) -> int:
+    """After an update's reset final: wait for the next boot's prompt; returns where that
+    boot starts in the console log."""
+    start = wait_text(box, r"IPVA bootcode", since, UPDATE_TIMEOUT).start()
+    prompt_of_boot_at(box, start)
+    return start
+
+
+def command_until(box: Machine, line: str, text: str, timeout: float = 60) -> str:
+    """Run `line` until its answer contains `text`; that answer."""
+
+    def attempt(last_try: bool) -> str | None:
+        answer = box.command(line)
+        return answer if text in answer or last_try else None
+
+    answer = retry(attempt, timeout, f"{text!r} in the answer to {line!r}")
+    assert text in answer, answer
+    return answer
+
+
+def saved_name(box: Machine) -> str:
+    m = re.search(r"SYS0 /name (\S+)", box.command("config show saved"))
+    return m[1] if m else ""
+
+
+@pytest.fixture(scope="module")
+def images(ipva_dist: Path, ipva_firmware) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    return {
+        "sr1": (ipva_dist / "ipva.bin").read_bytes(),
+        "sr2": ipva_firmware(*SR2).read_bytes(),
+        "fail": ipva_firmware(*FAILING, fail_at_start=True).read_bytes(),
+    }
+
+
+def test_update_up_down_by_up0_and_up1_and_a_firmware_that_fails_at_start(
+    ipva_machine, images: dict[str, bytes]
+) -> None:
+    with firmware_server() as srv:
+        srv.files = {
+            "/ipva.bin": images["sr2"],
+            "/sr1/ipva.bin": images["sr1"],
+            "/fail/ipva.bin": images["fail"],
+        }
+        box = ipva_machine("vmware")
+        box.wait_for_prompt()
+        box.command("config change SYS0 /name keepme")
+        box.command("config write")
+
+        # UP0 prot up to 16r1sr2: the box resets into it by itself, the config kept
+        mark = len(box.console_log)
+        answer = box.command(f"mod cmd UP0 prot {srv.url('/ipva.bin')} reset 2")
+        assert "UP0: fetching" in answer, answer
+        wait_text(box, r"written to slot B \(IPVA2\.BIN\)", mark, UPDATE_TIMEOUT)
+        boot = reset_and_boot(box, mark)
+        log = box.console_log[boot:]
+        assert "16r1sr2 build 1601002 in slot B (IPVA2.BIN) started and is confirmed" in log
+        version = box.command("version")
+        assert version.startswith("16r1sr2 IPVA[1601002]"), version
+        assert "slot B (IPVA2.BIN): 16r1sr2 build 1601002, running" in version
+        assert "slot A (IPVA.BIN): 16r1sr1 build 1601001, previous firmware" in version
+        info = box.command("mod cmd UP0 info")
+        assert '<running version="16r1sr2" build="1601002" slot="B"/>' in info, info
+        assert 'id="A" file="IPVA.BIN" firmware="16r1sr1 build 1601001"' in info
+        assert saved_name(box) == "keepme"
+
+        # the same serial again: nothing fetched, nothing written
+        again = box.command(f"mod cmd UP0 prot {srv.url('/ipva.bin')} reset 2")
+        assert "serial 2 is installed already" in again, again
+        assert srv.hits == ["/ipva.bin"]
+
+        # and back down to 16r1sr1 (into slot A, as the running firmware is B)
+        mark = len(box.console_log)
+        box.command(f"mod cmd UP0 prot {srv.url('/sr1/ipva.bin')} reset 3")
+        reset_and_boot(box, mark)
+        version = box.command("version")
+        assert version.startswith("16r1sr1 IPVA[1601001]"), version
+        assert "slot A (IPVA.BIN): 16r1sr1 build 1601001, running" in version
+        assert saved_name(box) == "keepme"
+
+        # UP1: the box polls a script from the server, which updates it once and changes
+        # a config value; after the reset the script's check serial stops it
+        srv.files["/up1/update-ipva.htm"] = (
+            "mod cmd UP1 check reset 77\r\n"
+            "config change SYS0 /name polled\r\n"
+            "config write\r\n"
+            f"mod cmd UP0 prot {srv.url('/ipva.bin')} ser 77\r\n"
+        ).encode()
+        mark = len(box.console_log)
+        box.command(f"config change UP1 /url {srv.url('/up1/')} /poll 0")
+        box.command("config write")
+        box.command("config activate")
+        reset_and_boot(box, mark)
+        assert box.command("version").startswith("16r1sr2 IPVA[1601002]")
+        assert saved_name(box) == "polled"
+        # the poll at this boot finds serial 77 done and stops at the check line
+        up1 = command_until(box, "mod cmd UP1 info", "up to date")
+        assert 'check="77"' in up1
+        assert srv.hits.count("/up1/update-ipva.htm") == 2, srv.hits  # once per boot
+        assert srv.hits.count("/ipva.bin") == 2, srv.hits  # UP0 once, the script once
+
+        # a firmware that dies at start: its trial starts run out and the box comes back
+        # on 16r1sr2 by itself, saying so on the console and in the trace
+        mark = len(box.console_log)
+        box.command(f"mod cmd UP0 prot {srv.url('/fail/ipva.bin')} reset 9")
+        note = ("firmware A (IPVA.BIN 16r1sr3) did not start (no good start in its tries): "
+                "starting B (IPVA2.BIN 16r1sr2)")  # fmt: skip
+        at = wait_text(box, re.escape(note), mark, 3 * UPDATE_TIMEOUT).start()
+        boot = box.console_log.rfind("IPVA bootcode", 0, at)
+        prompt_of_boot_at(box, boot)
+        log = box.console_log[boot:]
+        assert f"UP0: {note}" in log  # the runtime's boot trace
+        assert box.console_log[mark:].count("built with --fail-at-start") == 2  # two tries
+        version = box.command("version")
+        assert version.startswith("16r1sr2 IPVA[1601002]"), version
+        assert "slot A (IPVA.BIN): 16r1sr3 build 1601003, did not start" in version
+        assert note in box.command("mod cmd UP0 info")
+        assert saved_name(box) == "polled"
+
+
+# --- the bootcode's check of both slots -----------------------------------------------------
+
+
+def raw_copies(dist: Path, where: Path) -> list[Path]:
+    """The four disks as raw files the machine writes directly (sparse copies), so the
+    test can read and change the boot disk between power-ons."""
+    where.mkdir(parents=True, exist_ok=True)
+    disks = []
+    for role in ("boot", "cf", "flash", "dump"):
+        disks.append(where / f"{role}.img")
+        subprocess.run(
+            ["cp", "--sparse=always", str(dist / "disks" / f"{role}.img"), str(disks[-1])],
+            check=True,
+        )
+    return disks
+
+
+def boot_record(boot: Path) -> BootControl | None:
+    with FileBlockDevice(boot, readonly=True) as dev:
+        return read_boot_control(dev)
+
+
+def flipped(image: bytes, at: int = -100) -> bytes:
+    damaged = bytearray(image)
+    damaged[at] ^= 0x01
+    return bytes(damaged)
+
+
+def assert_stopped_for_good(box: Machine) -> None:
+    """The message stays: no SYSLINUX banner again (no reboot loop), QEMU still running."""
+    banners = box.console_log.count("SYSLINUX")
+    time.sleep(NO_REBOOT_WATCH_S)
+    assert box.is_running()
+    assert box.console_log.count("SYSLINUX") == banners
+
+
+def test_a_slot_that_fails_its_check_gives_way_and_both_bad_stop_with_the_seed_message(
+    ipva_machine, ipva_dist: Path, images: dict[str, bytes], tmp_path: Path
+) -> None:
+    disks = raw_copies(ipva_dist, tmp_path / "disks")
+    boot = disks[0]
+    write_boot_file(boot, "IPVA.BIN", flipped(images["sr1"]))
+    write_boot_file(boot, "IPVA2.BIN", images["sr2"])
+    box = ipva_machine("vmware", disks=disks, disk_mode="direct")
+    box.wait_for_prompt()
+    note = ("firmware A (IPVA.BIN 16r1sr1) did not start (bad checksum): "
+            "starting B (IPVA2.BIN 16r1sr2)")  # fmt: skip
+    assert note in box.console_log
+    assert f"UP0: {note}" in box.console_log
+    assert box.command("version").startswith("16r1sr2 IPVA[1601002]")
+    box.power_cut()
+    # the record now says B is the good slot; with B damaged too nothing can start: the
+    # seed's message for IPVA.BIN, and the box stays stopped
+    record = boot_record(boot)
+    assert record is not None and (record.active, record.good, record.failed) == (1, 1, 0)
+    write_boot_file(boot, "IPVA2.BIN", flipped(images["sr2"]))
+    box.start()
+    with pytest.raises(GuestHalted) as halted:
+        box.wait_for_prompt()
+    assert halted.value.message == "checksum wrong! Loading failed for image=IPVA    BIN"
+    assert_stopped_for_good(box)
+
+
+# --- power cuts during updates --------------------------------------------------------------
+
+PHASES = ("download", "slot write", "slot check", "record flip", "first start")
+CUTS_PER_PHASE = 3
+# the console lines that open each stage of an update (install.py's steps, the reset)
+STAGE_LINES = (
+    ("download", "UP0: receiving firmware from"),
+    ("slot write", "verified: writing slot"),
+    ("slot check", "UP0: checking slot"),
+    ("record flip", "UP0: switching the boot-control record"),
+    ("before reset", "written to slot"),
+    ("first start", "IPVA bootcode"),
+    ("confirmed", "started and is confirmed"),
+)
+RECORD_AREA = (8 * 512, 2 * 512)  # the boot-control record's two copies (LBA 8, 9)
+
+
+@dataclass
+class Cut:
+    planned: str
+    phase: str  # the stage the console had reached at the kill
+    reached: str  # the last console line then
+    record: str  # the boot-control record on the disk after the kill
+    came_up: str  # the version that ran after the next power-on
+
+
+def stage_at_kill(text: str) -> str:
+    """The last update stage whose opening line the console shows (`text`: since the
+    update started, up to the kill)."""
+    best, at = "none", -1
+    for stage, line in STAGE_LINES:
+        i = text.rfind(line)
+        if i > at:
+            best, at = stage, i
+    return best
+
+
+def running_version(box: Machine) -> str:
+    return box.command("version").split()[0]
+
+
+def record_bytes(boot: Path) -> bytes:
+    with open(boot, "rb") as f:
+        f.seek(RECORD_AREA[0])
+        return f.read(RECORD_AREA[1])
+
+
+def slot_version(boot: Path, slot: int) -> str:
+    head = read_boot_file(boot, SLOT_NAMES[slot])[:HEADER_SIZE]
+    return parse_header(head).version
+
+
+def test_power_cuts_during_updates_always_leave_a_box_that_boots_and_updates(
+    ipva_machine, ipva_dist: Path, images: dict[str, bytes], tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("IPVA_CUT_SEED", str(time.time_ns() % 100000)))
+    rng = random.Random(seed)
+    print(f"power cuts: seed {seed} (IPVA_CUT_SEED={seed} repeats them)")
+    plan = [p for p in PHASES for _ in range(CUTS_PER_PHASE)]
+    plan.remove("record flip")
+    rng.shuffle(plan)
+    plan.insert(0, "record flip")  # goes through every stage first: their durations
+    disks = raw_copies(ipva_dist, tmp_path / "disks")
+    boot = disks[0]
+    # stage durations (s) as this machine runs them; measured on the way, these are guesses
+    took = {"slot write": 2.0, "slot check": 2.0, "first start": 15.0}
+    cuts: list[Cut] = []
+    with firmware_server() as srv:
+        srv.files = {"/16r1sr1/ipva.bin": images["sr1"], "/16r1sr2/ipva.bin": images["sr2"]}
+        box = ipva_machine("vmware", disks=disks, disk_mode="direct")
+        box.wait_for_prompt()
+        box.command("config change SYS0 /name cutbox")
+        box.command("config change IP0 RT0 /dest 10.9.0.0 /mask 255.255.0.0 /gateway 10.0.2.2")
+        box.command("config write")
+        saved = box.command("config show saved")
+        assert "/name cutbox" in saved and "/dest 10.9.0.0" in saved
+
+        for n, planned in enumerate(plan):
+            old = running_version(box)
+            new = "16r1sr2" if old == "16r1sr1" else "16r1sr1"
+            before = record_bytes(boot)
+            srv.held.clear()
+            srv.release.clear()
+            if planned == "download":
+                srv.hold_at = rng.randrange(1, len(images["sr2"]) >> 16) << 16
+            mark = len(box.console_log)
+            box.command(f"mod cmd UP0 prot {srv.url(f'/{new}/ipva.bin')} reset {1000 + n}")
+            if planned == "download":
+                assert srv.held.wait(UPDATE_TIMEOUT), "the download did not start"
+            elif planned == "slot write":
+                wait_text(box, STAGE_LINES[1][1], mark, UPDATE_TIMEOUT)
+                time.sleep(rng.uniform(0, 0.8 * took["slot write"]))
+            elif planned == "slot check":
+                wait_text(box, STAGE_LINES[2][1], mark, UPDATE_TIMEOUT)
+                time.sleep(rng.uniform(0, 0.8 * took["slot check"]))
+            elif planned == "record flip":
+                # the moment the record changes on the disk: the power goes right then
+                wait_text(box, STAGE_LINES[1][1], mark, UPDATE_TIMEOUT)
+                t0 = time.monotonic()
+                wait_text(box, STAGE_LINES[2][1], mark, UPDATE_TIMEOUT)
+                t1 = time.monotonic()
+                while record_bytes(boot) == before:
+                    assert time.monotonic() - t1 < UPDATE_TIMEOUT, "the record never changed"
+                    time.sleep(0.002)
+                if n == 0:
+                    took["slot write"], took["slot check"] = t1 - t0, time.monotonic() - t1
+            else:  # first start: the new firmware's boot, before it has confirmed itself
+                wait_text(box, r"IPVA bootcode", mark, UPDATE_TIMEOUT)
+                time.sleep(rng.uniform(0, 0.8 * took["first start"]))
+            box.power_cut()
+            srv.release.set()
+            text = box.console_log[mark:]
+            phase = "download" if srv.held.is_set() else stage_at_kill(text)
+            record = boot_record(boot)
+            decision = decide(record)
+            expect = slot_version(boot, decision.slot)
+            # power on: a good firmware starts, the saved config is intact
+            boot_at = len(box.console_log)
+            box.start()
+            wait_text(box, r"IPVA bootcode", boot_at, BOOT_TIMEOUT)
+            t0 = time.monotonic()
+            box.wait_for_prompt()
+            took["first start"] = time.monotonic() - t0
+            came_up = running_version(box)
+            cut = Cut(planned, phase, text.strip().splitlines()[-1][:100], str(record), came_up)
+            cuts.append(cut)
+            print(f"cut {n + 1:2}: {cut}")
+            assert came_up == expect, cut
+            assert came_up in (old, new), cut
+            assert box.command("config show saved") == saved, cut
+            if record is not None and record.state is SlotState.TRIAL:
+                assert "started and is confirmed" in box.console_log[boot_at:], cut
+
+        # after all that, an update runs through: download, slot, reset, confirmed
+        old = running_version(box)
+        new = "16r1sr2" if old == "16r1sr1" else "16r1sr1"
+        mark = len(box.console_log)
+        box.command(f"mod cmd UP0 prot {srv.url(f'/{new}/ipva.bin')} reset 2000")
+        start = reset_and_boot(box, mark)
+        assert "started and is confirmed" in box.console_log[start:]
+        assert running_version(box) == new
+        assert box.command("config show saved") == saved
+    covered = {c.phase for c in cuts}
+    print("phases the cuts landed in:", sorted(covered))
+    assert set(PHASES) <= covered, cuts
+
+
+def test_the_payload_carries_debians_ca_bundle_for_https_updates(
+    ipva_dist: Path, tmp_path: Path
+) -> None:
+    """HTTPS update servers are verified against Mozilla's CAs (ca-certificates, in
+    debs.json) at OpenSSL's default path in the guest."""
+    payload = tmp_path / "payload.sqfs"
+    payload.write_bytes((ipva_dist / "ipva.bin").read_bytes()[HEADER_SIZE:])
+    pem = subprocess.run(
+        ["unsquashfs", "-cat", str(payload), "usr/lib/ssl/cert.pem"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    context = ssl.create_default_context(cadata=pem.decode())
+    assert context.cert_store_stats()["x509_ca"] >= 100
+    assert '"ca-certificates"' in (ipva_dist / "debs.json").read_text()
