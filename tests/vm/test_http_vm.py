@@ -2,7 +2,8 @@
 
 HTTP and HTTPS on 127.0.0.1 reach the guest's 80 and 443 on ETH0; the certificate is the
 box's own, made on the first boot and the same after `reset`. A firmware upload (the dist's
-own ipva.bin, `PUT /ipva.bin`) goes into slot B of the 128 MiB guest's boot disk.
+16r1sr2 build, `PUT /ipva.bin`) goes into slot B of the 128 MiB guest's boot disk, the reset
+starts it with the config kept and it confirms itself (the downgrade is in test_update_vm.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ def peer_certificate(url: str) -> bytes:
 
 
 @pytest.mark.timeout(900)
-def test_http_and_https_through_forwarded_ports(ipva_machine, ipva_dist: Path) -> None:
+def test_http_and_https_through_forwarded_ports(
+    ipva_machine,
+    ipva_dist: Path,
+    ipva_firmware,  # type: ignore[no-untyped-def]
+) -> None:
     box = ipva_machine("vmware", ram_mib=128)
     box.wait_for_prompt()
     log = box.console_log
@@ -61,13 +66,13 @@ def test_http_and_https_through_forwarded_ports(ipva_machine, ipva_dist: Path) -
     assert ":".join(fingerprint[i : i + 2] for i in range(0, 64, 2)) in log
 
     # the whole image through the guest's HTTP stack into slot B (tmpfs spool, /boot rw)
-    image = (ipva_dist / "ipva.bin").read_bytes()
+    image = ipva_firmware("16r1sr2", 1601002).read_bytes()
     r = authed(box.http_url, "PUT", "/ipva.bin", image, timeout=300)
     assert r.status == 200 and "written to slot B (IPVA2.BIN)" in r.text, r.text
     fw = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml", timeout=30).body)
     slot_b = fw.find("firmware/slot[@id='B']")
     assert slot_b is not None and slot_b.get("state") == "trial", ET.tostring(fw)
-    assert slot_b.get("version") == "16r1sr1"
+    assert slot_b.get("version") == "16r1sr2"
     r = authed(box.http_url, "PUT", "/ipva.bin", image[:-1], timeout=300)
     assert r.status == 400 and "truncated" in r.text and "nothing was written" in r.text
 
@@ -79,3 +84,10 @@ def test_http_and_https_through_forwarded_ports(ipva_machine, ipva_dist: Path) -
     page = authed(box.https_url, "GET", "/general/info")
     assert page.status == 200 and "vmbox" in page.text and "10.0.2.15/24" in page.text
     assert authed(box.http_url, "GET", "/!mod%20cmd%20HTTP0%20info").text.count("<listener") == 2
+    # the reset started the uploaded firmware, which confirmed itself once up
+    fw = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml", timeout=30).body)
+    assert fw.get("version", "").startswith("16r1sr2 IPVA[1601002]"), fw.get("version")
+    running = fw.find("firmware")
+    assert running is not None and running.get("running") == "B", ET.tostring(fw)
+    slot_b = fw.find("firmware/slot[@id='B']")
+    assert slot_b is not None and slot_b.get("state") == "confirmed", ET.tostring(fw)
