@@ -144,6 +144,13 @@ def command_until(box: Machine, line: str, text: str, timeout: float = 60) -> st
     return answer
 
 
+def start_update(box: Machine, line: str) -> str:
+    """Type a `UP0 prot … <reset final>` line and wait for its first answer, not the prompt:
+    the prompt can be followed by the reset's output before the harness sees it at the end."""
+    box.send_line(line)
+    return box.wait_for_console(r"UP0: fetching[^\n]*", 60).group(0)
+
+
 def saved_name(box: Machine) -> str:
     m = re.search(r"SYS0 /name (\S+)", box.command("config show saved"))
     return m[1] if m else ""
@@ -174,7 +181,7 @@ def test_update_up_down_by_up0_and_up1_and_a_firmware_that_fails_at_start(
 
         # UP0 prot up to 16r1sr2: the box resets into it by itself, the config kept
         mark = len(box.console_log)
-        answer = box.command(f"mod cmd UP0 prot {srv.url('/ipva.bin')} reset 2")
+        answer = start_update(box, f"mod cmd UP0 prot {srv.url('/ipva.bin')} reset 2")
         assert "UP0: fetching" in answer, answer
         wait_text(box, r"written to slot B \(IPVA2\.BIN\)", mark, UPDATE_TIMEOUT)
         boot = reset_and_boot(box, mark)
@@ -196,7 +203,7 @@ def test_update_up_down_by_up0_and_up1_and_a_firmware_that_fails_at_start(
 
         # and back down to 16r1sr1 (into slot A, as the running firmware is B)
         mark = len(box.console_log)
-        box.command(f"mod cmd UP0 prot {srv.url('/sr1/ipva.bin')} reset 3")
+        start_update(box, f"mod cmd UP0 prot {srv.url('/sr1/ipva.bin')} reset 3")
         reset_and_boot(box, mark)
         version = box.command("version")
         assert version.startswith("16r1sr1 IPVA[1601001]"), version
@@ -227,7 +234,7 @@ def test_update_up_down_by_up0_and_up1_and_a_firmware_that_fails_at_start(
         # a firmware that dies at start: its trial starts run out and the box comes back
         # on 16r1sr2 by itself, saying so on the console and in the trace
         mark = len(box.console_log)
-        box.command(f"mod cmd UP0 prot {srv.url('/fail/ipva.bin')} reset 9")
+        start_update(box, f"mod cmd UP0 prot {srv.url('/fail/ipva.bin')} reset 9")
         note = ("firmware A (IPVA.BIN 16r1sr3) did not start (no good start in its tries): "
                 "starting B (IPVA2.BIN 16r1sr2)")  # fmt: skip
         at = wait_text(box, re.escape(note), mark, 3 * UPDATE_TIMEOUT).start()
@@ -392,7 +399,7 @@ def test_power_cuts_during_updates_always_leave_a_box_that_boots_and_updates(
             if planned == "download":
                 srv.hold_at = rng.randrange(1, len(images["sr2"]) >> 16) << 16
             mark = len(box.console_log)
-            box.command(f"mod cmd UP0 prot {srv.url(f'/{new}/ipva.bin')} reset {1000 + n}")
+            start_update(box, f"mod cmd UP0 prot {srv.url(f'/{new}/ipva.bin')} reset {1000 + n}")
             if planned == "download":
                 assert srv.held.wait(UPDATE_TIMEOUT), "the download did not start"
             elif planned == "slot write":
@@ -443,7 +450,7 @@ def test_power_cuts_during_updates_always_leave_a_box_that_boots_and_updates(
         old = running_version(box)
         new = "16r1sr2" if old == "16r1sr1" else "16r1sr1"
         mark = len(box.console_log)
-        box.command(f"mod cmd UP0 prot {srv.url(f'/{new}/ipva.bin')} reset 2000")
+        start_update(box, f"mod cmd UP0 prot {srv.url(f'/{new}/ipva.bin')} reset 2000")
         start = reset_and_boot(box, mark)
         assert "started and is confirmed" in box.console_log[start:]
         assert running_version(box) == new
