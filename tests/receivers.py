@@ -181,3 +181,64 @@ def http_receiver() -> Iterator[HttpReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class FirmwareServer:
+    """Files over HTTP for the update tests (hosted and VM); counts the requests. `hold_at`
+    (bytes) stops the next download there until `release` is set, so a power cut can land
+    mid-download."""
+
+    host: str = "127.0.0.1"  # the name the client uses for this host (10.0.2.2 in a guest)
+    port: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)
+    hits: list[str] = field(default_factory=list)
+    hold_at: int | None = None
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    sent: threading.Event = field(default_factory=threading.Event)  # a file went out whole
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+
+@contextlib.contextmanager
+def firmware_server(host: str = "127.0.0.1") -> Iterator[FirmwareServer]:
+    srv = FirmwareServer(host)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            srv.hits.append(self.path)
+            body = srv.files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            hold, srv.hold_at = srv.hold_at, None
+            for at in range(0, len(body), 1 << 16):
+                if hold is not None and at >= hold:
+                    srv.held.set()
+                    srv.release.wait(60)
+                    return
+                try:
+                    self.wfile.write(body[at : at + (1 << 16)])
+                except OSError:  # the guest went away (a power cut)
+                    return
+            srv.sent.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    srv.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.release.set()
+        server.shutdown()
+        server.server_close()

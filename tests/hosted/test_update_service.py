@@ -5,9 +5,7 @@ a script once per check serial; bad downloads change nothing."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,40 +19,22 @@ from appliance.hal.bootfiles import ImageBootFiles
 from appliance.hal.hosted import HostedPlatform
 from firmware import ipvabin
 from images.bootdisk import make_boot_disk
+from tests.receivers import FirmwareServer, firmware_server
 
 
 def image(version: str, build: int) -> bytes:
     return ipvabin.pack(hashlib.sha256(version.encode()).digest() * 4000, version, build)
 
 
-class Files(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    hits: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        type(self).hits.append(self.path)
-        body = type(self).files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+@pytest.fixture
+def files() -> Iterator[FirmwareServer]:
+    with firmware_server() as srv:
+        yield srv
 
 
 @pytest.fixture
-def server() -> Iterator[str]:
-    Files.files, Files.hits = {}, []
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+def server(files: FirmwareServer) -> str:
+    return files.url("")
 
 
 @pytest.fixture
@@ -96,10 +76,10 @@ def record(directory: Path):  # type: ignore[no-untyped-def]
 
 
 def test_prot_installs_once_per_serial_and_the_next_boot_confirms(
-    box_dir: Path, server: str
+    box_dir: Path, server: str, files: FirmwareServer
 ) -> None:
     new = image("16r1sr2", 1601002)
-    Files.files["/fw/ipva.bin"] = new
+    files.files["/fw/ipva.bin"] = new
     box = Box(box_dir)
     try:
         answer = box(f"mod cmd UP0 prot {server}/fw/ipva.bin ser 2")
@@ -112,7 +92,7 @@ def test_prot_installs_once_per_serial_and_the_next_boot_confirms(
         time.sleep(0.2)  # the worker stores UPDATE/PROT right after the install
         again = box(f"mod cmd UP0 prot {server}/fw/ipva.bin ser 2")
         assert "serial 2 is installed already" in again
-        assert Files.hits == ["/fw/ipva.bin"]
+        assert files.hits == ["/fw/ipva.bin"]
         info = box("mod cmd UP0 info")
         assert 'id="B" file="IPVA2.BIN" firmware="16r1sr2 build 1601002"' in info
         assert "starts at the next reset (2 tries)" in info
@@ -132,8 +112,10 @@ def test_prot_installs_once_per_serial_and_the_next_boot_confirms(
         box.close()
 
 
-def test_a_firmware_that_never_confirms_falls_back_by_itself(box_dir: Path, server: str) -> None:
-    Files.files["/ipva.bin"] = image("16r1sr2", 1601002)
+def test_a_firmware_that_never_confirms_falls_back_by_itself(
+    box_dir: Path, server: str, files: FirmwareServer
+) -> None:
+    files.files["/ipva.bin"] = image("16r1sr2", 1601002)
     box = Box(box_dir)
     try:
         box(f"mod cmd UP0 prot {server}/ipva.bin ser 7")
@@ -165,10 +147,10 @@ def test_a_firmware_that_never_confirms_falls_back_by_itself(box_dir: Path, serv
     ],
 )
 def test_a_bad_download_changes_nothing(
-    box_dir: Path, server: str, path: str, body: bytes | None, message: str
+    box_dir: Path, server: str, files: FirmwareServer, path: str, body: bytes | None, message: str
 ) -> None:
     if body is not None:
-        Files.files[path] = body
+        files.files[path] = body
     before = (box_dir / "boot.img").read_bytes()
     box = Box(box_dir)
     try:
@@ -193,8 +175,10 @@ def test_an_unreachable_server(box_dir: Path) -> None:
         box.close()
 
 
-def test_up1_runs_the_script_once_per_check_serial(box_dir: Path, server: str) -> None:
-    Files.files["/up/update-ipva.htm"] = (
+def test_up1_runs_the_script_once_per_check_serial(
+    box_dir: Path, server: str, files: FirmwareServer
+) -> None:
+    files.files["/up/update-ipva.htm"] = (
         b"mod cmd UP1 check ser 5\nconfig change SYS0 /name branch-7\nconfig write\n"
     )
     box = Box(box_dir)
@@ -207,14 +191,14 @@ def test_up1_runs_the_script_once_per_check_serial(box_dir: Path, server: str) -
         box("config write")
     finally:
         box.close()
-    hits = len(Files.hits)
-    Files.files["/up/update-ipva.htm"] = (
+    hits = len(files.hits)
+    files.files["/up/update-ipva.htm"] = (
         b"mod cmd UP1 check ser 5\nconfig change SYS0 /name other\nconfig write\n"
     )
     box = Box(box_dir)  # the saved UP1 /url polls at start; serial 5 is done: nothing runs
     try:
         deadline = time.monotonic() + 30
-        while len(Files.hits) == hits:
+        while len(files.hits) == hits:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         time.sleep(0.3)

@@ -8,17 +8,13 @@ same sources with another version (16r1sr2) and a test firmware that exits at st
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import os
 import random
 import re
 import ssl
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,6 +26,7 @@ from hypervisors.qemu.errors import GuestHalted
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.timeouts import BOOT_TIMEOUT, retry
 from images.bootdisk import read_boot_file, write_boot_file
+from tests.receivers import firmware_server
 
 pytestmark = pytest.mark.vm
 
@@ -39,65 +36,6 @@ SR2 = ("16r1sr2", 1601002)
 FAILING = ("16r1sr3", 1601003)  # the --fail-at-start image
 UPDATE_TIMEOUT = 300.0  # download, slot write and check under TCG, then the reset
 NO_REBOOT_WATCH_S = 12  # longer than /init's restart delay and a SYSLINUX round trip
-
-
-@dataclass
-class FirmwareServer:
-    """Files over HTTP for the guest; counts the requests. `hold_at` (bytes) stops the next
-    download there until `release` is set, so a power cut can land mid-download."""
-
-    port: int = 0
-    files: dict[str, bytes] = field(default_factory=dict)
-    hits: list[str] = field(default_factory=list)
-    hold_at: int | None = None
-    held: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-    sent: threading.Event = field(default_factory=threading.Event)  # a file went out whole
-
-    def url(self, path: str) -> str:
-        return f"http://{GUEST_HOST}:{self.port}{path}"
-
-
-@contextlib.contextmanager
-def firmware_server() -> Iterator[FirmwareServer]:
-    srv = FirmwareServer()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            srv.hits.append(self.path)
-            body = srv.files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            hold, srv.hold_at = srv.hold_at, None
-            for at in range(0, len(body), 1 << 16):
-                if hold is not None and at >= hold:
-                    srv.held.set()
-                    srv.release.wait(60)
-                    return
-                try:
-                    self.wfile.write(body[at : at + (1 << 16)])
-                except OSError:  # the guest went away (a power cut)
-                    return
-            srv.sent.set()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    srv.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.release.set()
-        server.shutdown()
-        server.server_close()
 
 
 def wait_text(box: Machine, pattern: str, since: int, timeout: float) -> re.Match[str]:
@@ -168,7 +106,7 @@ def images(ipva_dist: Path, ipva_firmware) -> dict[str, bytes]:  # type: ignore[
 def test_update_up_down_by_up0_and_up1_and_a_firmware_that_fails_at_start(
     ipva_machine, images: dict[str, bytes]
 ) -> None:
-    with firmware_server() as srv:
+    with firmware_server(GUEST_HOST) as srv:
         srv.files = {
             "/ipva.bin": images["sr2"],
             "/sr1/ipva.bin": images["sr1"],
@@ -380,7 +318,7 @@ def test_power_cuts_during_updates_always_leave_a_box_that_boots_and_updates(
     # stage durations (s) as this machine runs them; measured on the way, these are guesses
     took = {"slot write": 2.0, "slot check": 2.0, "first start": 15.0}
     cuts: list[Cut] = []
-    with firmware_server() as srv:
+    with firmware_server(GUEST_HOST) as srv:
         srv.files = {"/16r1sr1/ipva.bin": images["sr1"], "/16r1sr2/ipva.bin": images["sr2"]}
         box = ipva_machine("vmware", disks=disks, disk_mode="direct")
         box.wait_for_prompt()
