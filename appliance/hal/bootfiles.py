@@ -5,7 +5,8 @@ a write remounts it read-write for just that long, goes through the kernel's vfa
 is fsynced before the partition is read-only again. Hosted, the boot disk is `boot.img` in
 the hosted directory and mtools writes into it, as the builder does. Either way FAT itself is
 not ours: the kernel or mtools keeps it. Reading back for the check after a write drops the
-cached pages first, so what is checked is what the disk holds.
+cached pages first, so what is checked is what the disk holds; neither a write nor a read
+leaves the file in the page cache (a 128 MiB guest has no room for it beside the runtime).
 """
 
 from __future__ import annotations
@@ -76,17 +77,25 @@ class MountedBootFiles:
 
     def read(self, name: str) -> Iterator[bytes]:
         with open(self.mountpoint / name, "rb") as f:
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)  # read the disk
-            yield from iter(lambda: f.read(CHUNK), b"")
+            fd = f.fileno()
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # read the disk
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # and keep no copy
+                yield chunk
 
     def replace(self, name: str, chunks: Iterable[bytes]) -> None:
         path = self.mountpoint / name
         with self._writable():
             with open(path, "wb") as f:
+                fd = f.fileno()
                 for chunk in chunks:
                     f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
+                    # each piece on the disk and out of the page cache before the next: a
+                    # small guest's RAM holds the spool already (services/update/spool.py)
+                    f.flush()
+                    os.fdatasync(fd)
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.fsync(fd)
 
     def remove(self, name: str) -> None:
         with self._writable():

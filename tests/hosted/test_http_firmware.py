@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import os
 import socket
 import sys
 import tempfile
@@ -268,6 +269,9 @@ BAD_IMAGES = [
     ("header only", SR2[:HEADER_SIZE], "truncated: 4096 bytes"),
     ("corrupt", _corrupt(), "checksum wrong! Loading failed for image=IPVA    BIN"),
     ("foreign", b"\x7fELF" + bytes(200_000), "not an IPVA firmware image (no IPVABIN magic)"),
+    # refused at its first bytes, 24 MB still to come: the box reads them away so that the
+    # client gets the answer (a closed connection would reset the client's send)
+    ("foreign large", b"\x7fELF" + bytes(24 << 20), "not an IPVA firmware image"),
     ("oversize", _oversize_header() + bytes(100_000), "more than the 33554432 a firmware slot"),
     ("trailing", SR2 + b"extra", "trailing data after the"),
     ("empty", b"", "0 bytes, too short for a header"),
@@ -333,19 +337,20 @@ _HOOKED: list[bool] = []
 
 
 def _audit(event: str, args: tuple) -> None:
-    """Files made in the watched directory: os.open's event (mode None) — a TemporaryFile
-    raises it once, then once more for the io object wrapped around the descriptor."""
-    if event == "open" and _WATCHED and isinstance(args[0], str) and args[1] is None:
-        if args[0].startswith(_WATCHED[0]):
-            _OPENS.append(args[0])
+    """Files opened in the watched directory (the open event, any mode)."""
+    if event == "open" and _WATCHED and isinstance(args[0], (str, os.PathLike)):
+        path = os.fspath(args[0])
+        if isinstance(path, str) and path.startswith(_WATCHED[0]):
+            _OPENS.append(path)
 
 
 @pytest.mark.parametrize("way", ["put", "form"])
 def test_the_image_is_spooled_once(
     box: HostedHttpBox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
-    """Temp files are RAM in the guest (tmpfs): the installer's spool must be the only one.
-    Werkzeug's own form parsing would spool the file first (a second copy)."""
+    """Temp files are RAM in the guest (tmpfs): the installer's spool (one directory of
+    pieces) must be the only one. Werkzeug's own form parsing would spool the file first (a
+    second copy)."""
     if not _HOOKED:
         sys.addaudithook(_audit)  # process-wide, for good; inert unless a directory is watched
         _HOOKED.append(True)
@@ -362,7 +367,9 @@ def test_the_image_is_spooled_once(
     finally:
         _WATCHED.clear()
     assert r.status == 200 and "written to slot B" in r.text, r.text
-    assert len(_OPENS) == 1, _OPENS  # the installer's spool, nothing else
+    spools = {Path(p).relative_to(spool).parts[0] for p in _OPENS}
+    assert len(spools) == 1 and spools.pop().startswith("ipva-update-"), _OPENS
+    assert len(_OPENS) > 3, _OPENS  # its pieces (1 MiB each) were seen
 
 
 class _Slow(http.server.BaseHTTPRequestHandler):
@@ -470,3 +477,34 @@ def test_the_form_parser_never_holds_the_file(monkeypatch: pytest.MonkeyPatch) -
     assert got == size and f.fields == {"reset": "yes"}
     assert digest.hexdigest() == hashlib.sha256(piece * (size // CHUNK)).hexdigest()
     assert peak < 1 << 20, peak  # < 1 MiB for an 8 MiB file
+
+
+@pytest.mark.parametrize("way", ["put", "form"])
+def test_a_refused_upload_is_read_away_in_chunks_not_at_once(
+    box: HostedHttpBox, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """cheroot reads the rest of a body the app left in one read (all of it in RAM): the
+    app reads a refused image's rest itself, a chunk at a time, and the client still gets
+    the answer."""
+    import cheroot.server
+
+    from appliance.services.http.firmware import CHUNK
+
+    reads: list[int] = []
+    real = cheroot.server.KnownLengthRFile.read
+
+    def read(self: cheroot.server.KnownLengthRFile, size: int | None = None) -> bytes:
+        data = real(self, size)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(cheroot.server.KnownLengthRFile, "read", read)
+    image = b"\x7fELF" + bytes(12 << 20)
+    if way == "put":
+        r = authed(box.http_url, "PUT", "/ipva.bin", image, timeout=60)
+    else:
+        body, hdr = form(image)
+        r = authed(box.http_url, "POST", "/maintenance/upload/firmware", body, headers=hdr,
+                   timeout=60)  # fmt: skip
+    assert r.status == 400 and "not an IPVA firmware image" in r.text, r.text
+    assert sum(reads) >= len(image) and max(reads) <= CHUNK, max(reads)

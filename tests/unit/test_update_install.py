@@ -138,3 +138,38 @@ def test_a_slot_that_reads_back_wrong_is_not_activated(boot: Path) -> None:
     with pytest.raises(UpdateError, match="slot B .IPVA2.BIN. reads back wrong"):
         inst.install(chunked(image()), source="upload")
     assert read_boot_control(dev) == before
+
+
+def test_an_image_the_ram_cannot_hold_beside_the_box_is_refused_at_its_header(
+    boot: Path,
+) -> None:
+    from appliance.services.update.install import RAM_RESERVE
+
+    new = image(size=1_000_000)
+    before = boot.read_bytes()
+    fed: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for piece in chunked(new):
+            fed.append(len(piece))
+            yield piece
+
+    inst, _dev = installer(boot)
+    inst.memory_free = lambda: RAM_RESERVE + len(new) - 1
+    with pytest.raises(UpdateError) as e:
+        inst.install(chunks(), source="upload")
+    assert str(e.value).startswith("upload: not enough free memory to receive it: the image ")
+    assert "give the VM more memory (the appliance ships with 256 MiB); nothing was written" in (
+        str(e.value)
+    )
+    assert len(fed) == 1  # decided on the header, not after the whole image
+    assert boot.read_bytes() == before
+    inst.memory_free = lambda: RAM_RESERVE + len(new)  # just enough
+    assert inst.install(chunked(new), source="upload").slot == 1
+
+
+def test_the_shipped_ram_in_the_message_is_the_packages_default() -> None:
+    from appliance.services.update.install import SHIPPED_RAM_MIB
+    from firmware.settings import BuildSettings
+
+    assert BuildSettings().ram_mib == SHIPPED_RAM_MIB

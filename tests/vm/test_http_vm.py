@@ -2,7 +2,7 @@
 
 HTTP and HTTPS on 127.0.0.1 reach the guest's 80 and 443 on ETH0; the certificate is the
 box's own, made on the first boot and the same after `reset`. A firmware upload (the dist's
-16r1sr2 build, `PUT /ipva.bin`) goes into slot B of the 128 MiB guest's boot disk, the reset
+16r1sr2 build, `PUT /ipva.bin`) goes into slot B of the boot disk, the reset
 starts it with the config kept and it confirms itself (the downgrade is in test_update_vm.py).
 """
 
@@ -38,7 +38,7 @@ def test_http_and_https_through_forwarded_ports(
     ipva_dist: Path,
     ipva_firmware,  # type: ignore[no-untyped-def]
 ) -> None:
-    box = ipva_machine("vmware", ram_mib=128)
+    box = ipva_machine("vmware")  # 256 MiB as shipped (test_hardware: 128 MiB refuses updates)
     box.wait_for_prompt()
     log = box.console_log
     assert "HTTP0: web admin on 0.0.0.0:443 (https, TLS 1.2/1.3), 0.0.0.0:80 (http)" in log

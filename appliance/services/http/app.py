@@ -286,9 +286,11 @@ class AdminApp:
                 411,
             )
         source = f"ipva.bin ({request.method} from {request.remote_addr} by {user})"
+        body = firmware.body_chunks(request.stream, length)
         try:
-            done = self.box.install_firmware(firmware.body_chunks(request.stream, length), source)
+            done = self.box.install_firmware(body, source)
         except FirmwareRefused as e:
+            firmware.discard(body)  # refused before its end (a foreign header, no room …)
             return _text(f"error: {e}", 400)
         if not firmware.wants_reset(request.args.get("reset")):
             return _text(f"{done}; {firmware.RESET_HINT}")
@@ -298,15 +300,15 @@ class AdminApp:
     def firmware_form(self, request: Request, user: str) -> Response:
         """The Upload page's firmware form: its file part streams into the installer."""
         status: BoxStatus | None = None
+        body = firmware.body_chunks(request.stream, request.content_length or 0)
         try:
             boundary = firmware.form_boundary(request.content_type or "")
-            form = firmware.FirmwareForm(
-                firmware.body_chunks(request.stream, request.content_length or 0), boundary
-            )
+            form = firmware.FirmwareForm(body, boundary)
             name = form.open()
             source = f"{name} (upload from {request.remote_addr} by {user})"
             done = self.box.install_firmware(form.chunks(), source)
         except (firmware.FormError, firmware.UploadBroken, FirmwareRefused) as e:
+            firmware.discard(body)
             result = (False, str(e))
         else:
             # the checkbox may follow the file in the form: known once the file is read

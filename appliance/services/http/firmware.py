@@ -66,6 +66,18 @@ def body_chunks(stream: IO[bytes], length: int) -> Iterator[bytes]:
         yield chunk
 
 
+def discard(body: Iterator[bytes]) -> None:
+    """Reads what is left of a refused upload's body in CHUNK pieces. The client, still
+    sending, must get the answer, and cheroot would read the rest itself, but in one read:
+    the whole rest of the image in RAM at once, which a 128 MiB guest refusing an image
+    for want of memory cannot spare."""
+    try:
+        for _ in body:
+            pass
+    except UploadBroken:
+        pass
+
+
 def form_boundary(content_type: str) -> bytes:
     kind, options = parse_options_header(content_type)
     boundary = options.get("boundary", "")
@@ -156,6 +168,7 @@ __all__ = [
     "FormError",
     "UploadBroken",
     "body_chunks",
+    "discard",
     "form_boundary",
     "wants_reset",
 ]

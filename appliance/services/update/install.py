@@ -2,8 +2,8 @@
 
 The order is what makes an update unable to brick the box:
 
-1. the image streams into a spool file (the temp dir; tmpfs in the VM: one copy in RAM,
-   never two) while
+1. the image streams into the spool (spool.py: pieces in the temp dir, RAM in the VM; one
+   copy, never two, and given back piece by piece as step 3 writes it) while
    `ImageVerifier` checks it; a foreign, truncated, oversize or corrupt image is refused
    here, and the boot disk has not been touched;
 2. it must fit: the other slot's old file plus the partition's free space;
@@ -18,11 +18,9 @@ The order is what makes an update unable to brick the box:
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from appliance.hal.block import BlockDevice
 from appliance.hal.bootctl import (
@@ -33,10 +31,17 @@ from appliance.hal.bootctl import (
     read_boot_control,
     write_boot_control,
 )
-from appliance.hal.bootfiles import CHUNK, BootFiles, BootFilesError
+from appliance.hal.bootfiles import BootFiles, BootFilesError
 from appliance.services.update.image import FirmwareError, FirmwareInfo, ImageVerifier
+from appliance.services.update.spool import Spool
 
-MAX_IMAGE = 32 << 20  # far above today's ~7 MB; refuses absurd uploads before spooling them
+MAX_IMAGE = 32 << 20  # far above today's ~10 MB; refuses absurd uploads before spooling them
+# RAM the box keeps for itself beside a spooled image (the guest has no swap): its code's
+# pages and the page cache the slot write goes through. A 128 MiB guest (~20 MiB available,
+# ~10 with the image spooled) thrashed until the whole box stalled mid-update; twice that
+# is kept, so it refuses and runs on. 256 MiB (the shipped size) has ~145 MiB available.
+RAM_RESERVE = 24 << 20
+SHIPPED_RAM_MIB = 256  # what the packages configure (firmware/settings.py)
 
 
 class UpdateError(Exception):
@@ -56,13 +61,12 @@ class Installed:
         )
 
 
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f}"
+
+
 def slot_name(slot: int) -> str:
     return f"{SLOT_LETTERS[slot]} ({SLOT_NAMES[slot]})"
-
-
-def _chunks(f: BinaryIO) -> Iterator[bytes]:
-    f.seek(0)
-    return iter(lambda: f.read(CHUNK), b"")
 
 
 class Installer:
@@ -72,11 +76,15 @@ class Installer:
         boot_disk: BlockDevice,
         running_slot: int,
         spool_dir: Path | None = None,
+        memory_free: Callable[[], int | None] = lambda: None,
     ) -> None:
+        """`memory_free`: what the spool can take (the VM's MemAvailable; None: unbounded,
+        the hosted spool is on the host's disk)."""
         self.files = files
         self.boot_disk = boot_disk
         self.running_slot = running_slot
         self.spool_dir = spool_dir
+        self.memory_free = memory_free
 
     @property
     def target_slot(self) -> int:
@@ -100,10 +108,14 @@ class Installer:
         target = self.target_slot
         name = SLOT_NAMES[target]
         check = ImageVerifier(source=source, max_size=MAX_IMAGE)
-        with tempfile.TemporaryFile(dir=self.spool_dir, prefix="ipva-update-") as spool:
+        with Spool(self.spool_dir) as spool:
             try:
+                sized = False
                 for chunk in chunks:
                     check.feed(chunk)
+                    if not sized and check.info is not None:
+                        self._check_ram(check.info, source)  # as soon as the header says
+                        sized = True
                     spool.write(chunk)
                 info = check.finish()
             except FirmwareError as e:
@@ -121,7 +133,7 @@ class Installer:
             before_write()
             step(f"{info.version} build {info.build} verified: writing slot {slot_name(target)}")
             try:
-                self.files.replace(name, _chunks(spool))
+                self.files.replace(name, spool.drain())
             except OSError as e:
                 raise UpdateError(
                     f"writing slot {slot_name(target)} failed: {e}; the running firmware "
@@ -137,6 +149,17 @@ class Installer:
                 f"boot-control record not written: {e}; the running firmware still starts"
             ) from e
         return Installed(target, info, record)
+
+    def _check_ram(self, info: FirmwareInfo, source: str) -> None:
+        free = self.memory_free()
+        if free is not None and info.total_size + RAM_RESERVE > free:
+            raise UpdateError(
+                f"{source}: not enough free memory to receive it: the image needs "
+                f"{_mib(info.total_size)} MiB of RAM until it is written and the box keeps "
+                f"{_mib(RAM_RESERVE)} MiB for itself, {_mib(free)} MiB are free; give the VM "
+                f"more memory (the appliance ships with {SHIPPED_RAM_MIB} MiB); nothing was "
+                "written"
+            )
 
     def _check_slot(self, slot: int, want: FirmwareInfo) -> None:
         check = ImageVerifier(source=f"slot {slot_name(slot)}")

@@ -128,7 +128,11 @@ class UpdateService(BaseService):
             self._why_not = str(e)
             return
         self._installer = Installer(
-            files, box.disks[DiskRole.BOOT], box.platform.running_slot(), None
+            files,
+            box.disks[DiskRole.BOOT],
+            box.platform.running_slot(),
+            None,
+            memory_free=box.platform.memory_free,
         )
         self._report_boot(box, self._installer)
         self._start_poller(box)
