@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-PIECE = 1 << 20  # as hal.bootfiles writes: one piece, one write and sync
+from appliance.hal.bootfiles import CHUNK
+
+PIECE = CHUNK  # what hal.bootfiles writes and syncs at a time: a piece goes as it is written
 
 
 class Spool:
