@@ -9,6 +9,8 @@ SYSLINUX + kernel" on this machine, whatever its speed today.
 
 Boot kinds (all on the vmware profile, 256 MiB):
     floor     the floor above
+    kernel    the box's own kernel (firmware/kernel.py) with the floor's marker-only /init:
+              the kernel's share of the gain
     empty     the shipped disks with a formatted, empty flash (every `reset` of a new box)
     profile   as empty, with `initcall_debug ipva.bootprof` on the kernel command line: /init
               copies the kernel log (its own step marks included) to the serial console
@@ -40,6 +42,7 @@ from pathlib import Path
 from appliance.flash import mount_flash
 from appliance.hal.block import FileBlockDevice
 from bench.flash import fill_flash
+from firmware.debs import fetch_debs, resolve_kernel_package
 from firmware.initramfs import make_cpio_zstd
 from firmware.run import run
 from hypervisors.qemu.machine import Machine
@@ -54,7 +57,7 @@ from images.bootdisk import (
 from tools.build import REPO, source_date_epoch
 
 RUNS = 3
-KINDS = ("floor", "empty", "profile", "full64")
+KINDS = ("floor", "kernel", "empty", "profile", "full64")
 FLOOR_KERNEL_ARGS = "console=tty0 console=ttyS0,115200n8 quiet loglevel=3 panic=10"
 PROFILE_ARGS = "initcall_debug log_buf_len=1M ipva.bootprof"
 GUEST_RAM = 215810048  # what the 256 MiB guest reports (mem(…)): sizes FLASHDIR as in the box
@@ -176,10 +179,18 @@ def _with_kernel_args(boot_img: Path, out: Path, args: str) -> Path:
     return out
 
 
-def floor_disks(dist: Path, work: Path) -> list[Path]:
-    """The shipped kernel, a marker-only initramfs, on a boot disk made the same way."""
-    boot = dist / "disks" / "boot.img"
-    tree = work / "floor-root"
+def debian_kernel(work: Path) -> Path:
+    """Debian's packaged kernel (the generic amd64 flavour the box ran before it had its own):
+    the floor stays the same yardstick whatever kernel the box ships."""
+    (deb,) = fetch_debs(REPO / ".cache", [resolve_kernel_package()])
+    run(["dpkg-deb", "-x", deb.path, work / "debian-kernel"])
+    (kernel,) = (work / "debian-kernel/boot").glob("vmlinuz-*")
+    return kernel
+
+
+def marker_disks(dist: Path, work: Path, kernel: Path, name: str) -> list[Path]:
+    """A kernel and a marker-only initramfs on a boot disk made the same way as the box's."""
+    tree = work / f"{name}-root"
     (tree / "bin").mkdir(parents=True)
     debroot = next((REPO / ".cache" / "work").glob("debroot-*"))
     shutil.copy2(debroot / "bin/busybox", tree / "bin/busybox")
@@ -189,15 +200,26 @@ def floor_disks(dist: Path, work: Path) -> list[Path]:
     (tree / "proc").mkdir()
     (tree / "init").write_text(FLOOR_INIT)
     (tree / "init").chmod(0o755)
-    make_cpio_zstd(tree, work / "floor.zst", source_date_epoch())
-    kernel = work / "vmlinuz"
-    kernel.write_bytes(read_boot_file(boot, "VMLINUZ"))
+    make_cpio_zstd(tree, work / f"{name}.zst", source_date_epoch())
     made = make_boot_disk(
-        work / "floor-made.img", {"VMLINUZ": kernel, "INITRD.ZST": work / "floor.zst"},
+        work / f"{name}-made.img", {"VMLINUZ": kernel, "INITRD.ZST": work / f"{name}.zst"},
         source_date_epoch(),
     )  # fmt: skip
-    floor_boot = _with_kernel_args(made, work / "floor-boot.img", FLOOR_KERNEL_ARGS)
-    return [floor_boot, *dist_disks(dist)[1:]]
+    boot = _with_kernel_args(made, work / f"{name}-boot.img", FLOOR_KERNEL_ARGS)
+    return [boot, *dist_disks(dist)[1:]]
+
+
+def floor_disks(dist: Path, work: Path) -> list[Path]:
+    """The floor: Debian's kernel, a marker-only initramfs."""
+    return marker_disks(dist, work, debian_kernel(work), "floor")
+
+
+def kernel_disks(dist: Path, work: Path) -> list[Path]:
+    """The box's own kernel (dist/'s boot disk) with the floor's marker-only initramfs: what
+    the kernel alone costs, beside the floor."""
+    kernel = work / "box-vmlinuz"
+    kernel.write_bytes(read_boot_file(dist / "disks" / "boot.img", "VMLINUZ"))
+    return marker_disks(dist, work, kernel, "kernel")
 
 
 def _flash_image(path: Path, size: int, *, fill: bool, ram: int, reset_all: bool = False) -> Path:
@@ -300,14 +322,17 @@ def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print
     floor = floor_t[0] if floor_t else float("nan")
     print_(f"boot, median of {runs} boots each, interleaved (QEMU start = 0; TCG)")
     print_(head)
-    if floor_t:
-        clock = [_floor_clock(b) for b in floors]
-        sysl = _at(floors, r"^SYSLINUX ")
-        print_(_row("floor: marker-only /init up", floor_t, floor))
-        print_(_row("  floor: SeaBIOS (→ SYSLINUX)", _med(sysl), floor))
-        load = _diff(_diff(_at(floors, FLOOR_MARKER), sysl), clock)
-        print_(_row("  floor: SYSLINUX load + decompression", _med(load), floor))
-        print_(_row("  floor: kernel clock at /init", _med(clock), floor))
+    for kind, label in (("floor", "floor (Debian's kernel)"), ("kernel", "the box's kernel")):
+        boots = results.get(kind)
+        if not boots:
+            continue
+        clock = [_floor_clock(b) for b in boots]
+        sysl = _at(boots, r"^SYSLINUX ")
+        print_(_row(f"{label}: marker-only /init up", _med(_at(boots, FLOOR_MARKER)), floor))
+        print_(_row(f"  {kind}: SeaBIOS (→ SYSLINUX)", _med(sysl), floor))
+        load = _diff(_diff(_at(boots, FLOOR_MARKER), sysl), clock)
+        print_(_row(f"  {kind}: SYSLINUX load + decompression", _med(load), floor))
+        print_(_row(f"  {kind}: kernel clock at /init", _med(clock), floor))
     for kind in ("empty", "baseline", "full64", "full512"):
         boots = results.get(kind)
         if not boots:
@@ -322,7 +347,11 @@ def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print
         steps = [runtime_steps(b, i) for b, i in zip(boots, init, strict=True) if i is not None]
         for name, _r, _l in RUNTIME_STEPS[1:]:
             print_(_row(f"  runtime: {name}", _med(s.get(name) for s in steps), floor))
-    ready = {k: _med(_at(v, re.escape(PROMPT))) for k, v in results.items() if k != "floor"}
+    ready = {
+        k: _med(_at(v, re.escape(PROMPT)))
+        for k, v in results.items()
+        if k not in ("floor", "kernel")
+    }
     if results.get("profile"):
         prof = [profile_steps(b) for b in results["profile"]]
         names = list(dict.fromkeys(k for s, _c in prof for k in s))
@@ -374,6 +403,8 @@ def bench(
         empty = _flash_image(work / "empty.img", flash_bytes, fill=False, ram=GUEST_RAM)
         if "floor" in kinds:
             setups["floor"] = (floor_disks(dist, work), FLOOR_MARKER, {})
+        if "kernel" in kinds:
+            setups["kernel"] = (kernel_disks(dist, work), FLOOR_MARKER, {})
         if "empty" in kinds:
             setups["empty"] = (box_disks(dist, empty), PROMPT, {})
         if "profile" in kinds:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from firmware.run import ToolError, run
 
-# The kernel meta-package names the ABI package; we resolve it (the cloud kernel lacks
-# pcnet32 and tulip, so it is the generic amd64 flavour).
+# Debian's packaged kernel: not in the guest (firmware/kernel.py builds the box's own from
+# Debian's source), but the floor bench/boot.py measures the box against. The meta-package
+# names the ABI package; the generic amd64 flavour, as the box used to run.
 KERNEL_META = "linux-image-amd64"
 GUEST_PACKAGES = (
     "busybox-static",
@@ -69,12 +70,21 @@ def _candidate_versions(packages: list[str]) -> dict[str, str]:
     return found
 
 
-def resolve_kernel_package() -> str:
-    out = run(["apt-cache", "depends", KERNEL_META], capture=True).stdout.decode()
-    m = re.search(r"Depends:\s*(linux-image-\S+-amd64)", out)
+def candidate_version(package: str) -> str:
+    return _candidate_versions([package])[package]
+
+
+def resolve_dependency(meta: str, pattern: str) -> str:
+    """The package a meta-package depends on whose name matches pattern (a regex)."""
+    out = run(["apt-cache", "depends", meta], capture=True).stdout.decode()
+    m = re.search(rf"Depends:\s*({pattern})\s*$", out, re.M)
     if not m:
-        raise ToolError(f"cannot resolve {KERNEL_META}: run `apt-get update`")
+        raise ToolError(f"cannot resolve {meta}: run `apt-get update`")
     return m[1]
+
+
+def resolve_kernel_package() -> str:
+    return resolve_dependency(KERNEL_META, r"linux-image-\S+-amd64")
 
 
 def _sha256(path: Path) -> str:
@@ -95,7 +105,7 @@ def fetch_debs(
     `note` hears one line per package (downloaded or cached), for progress output."""
     cache = cache_dir / "debs"
     cache.mkdir(parents=True, exist_ok=True)
-    names = packages or [resolve_kernel_package(), *GUEST_PACKAGES]
+    names = packages or list(GUEST_PACKAGES)
     debs = []
     versions = _candidate_versions(names)
     for i, name in enumerate(names, 1):

@@ -1,4 +1,5 @@
-"""The bootcode's initramfs: busybox, the kernel modules, /init. Small on purpose.
+"""The bootcode's initramfs: busybox, /init and its scripts. Small on purpose: the kernel
+has every driver built in (firmware/kernel.py), so there are no modules to carry or load.
 
 Python and the runtime are not here: they come from IPVA.BIN's payload, which /init checks
 first. /usr, /lib64 and the libc directory are links into the payload's mount point /fw.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from firmware.kernel import install_modules
 from firmware.payload import set_tree_mtime
 from firmware.run import run
 
@@ -21,8 +21,8 @@ LINKS_INTO_PAYLOAD = {
 }
 
 
-def make_initramfs_tree(debroot: Path, tree: Path, bootcode_version: str) -> list[str]:
-    """Lay out the initramfs root; returns the kernel modules included."""
+def make_initramfs_tree(debroot: Path, tree: Path, bootcode_version: str) -> None:
+    """Lay out the initramfs root."""
     if tree.exists():
         shutil.rmtree(tree)
     for d in ("bin", "etc", "proc", "sys", "dev", "run", "tmp", "boot", "fw", "lib", "root"):
@@ -43,8 +43,6 @@ def make_initramfs_tree(debroot: Path, tree: Path, bootcode_version: str) -> lis
     shutil.copy2(BOOTCODE_DIR / "udhcpc.script", tree / "etc/udhcpc.script")
     (tree / "etc/udhcpc.script").chmod(0o755)
     (tree / "etc/bootcode-version").write_text(bootcode_version + "\n")
-    _kver, modules = install_modules(debroot, tree, busybox)
-    return modules
 
 
 def make_cpio_zstd(tree: Path, out: Path, epoch: int, level: int = 19) -> None:

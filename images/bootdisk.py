@@ -25,9 +25,7 @@ DISK_ID = "0x49505641"  # "IPVA": fixed, for reproducible builds
 VOLUME_ID = "49505641"
 VOLUME_LABEL = BOOT_LABEL.decode()  # how the runtime recognises the boot disk
 MBR_BIN_CANDIDATES = ("/usr/lib/syslinux/mbr/mbr.bin", "/usr/share/syslinux/mbr.bin")
-# cryptomgr.notests: the kernel's crypto self-tests took ~1 s of a TCG boot (bench/boot.py);
-# the box's own check, IPVA.BIN's SHA-256 in /init, runs in busybox, not in the kernel.
-KERNEL_ARGS = "console=tty0 console=ttyS0,115200n8 quiet loglevel=3 panic=10 cryptomgr.notests"
+KERNEL_ARGS = "console=tty0 console=ttyS0,115200n8 quiet loglevel=3 panic=10"
 
 SYSLINUX_CFG = f"""\
 SERIAL 0 115200

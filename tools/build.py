@@ -22,6 +22,7 @@ from pathlib import Path
 from firmware import debs as debs_mod
 from firmware import ipvabin
 from firmware.initramfs import make_cpio_zstd, make_initramfs_tree
+from firmware.kernel import build_kernel
 from firmware.payload import make_payload_tree, make_squashfs
 from firmware.settings import BuildSettings
 from hypervisors.registry import get_target
@@ -86,16 +87,12 @@ def build(
     with timed("Fetching Debian packages"):
         debs = debs_mod.fetch_debs(cache, note=note)
         debroot = _debroot_for(debs, cache)
-        debs_mod.write_manifest(debs, out / "debs.json")
+    with timed("Building the kernel (cached after the first build)"):
+        kernel = build_kernel(cache, epoch, note=note)
+        # the kernel's source package went into the build as much as the guest's packages
+        debs_mod.write_manifest([*debs, kernel.source], out / "debs.json")
     bootcode_version = f"{settings.version} build {settings.build}"
-    with timed("Making the bootcode (kernel + initramfs)"):
-        kernels = sorted((debroot / "boot").glob("vmlinuz-*"))
-        if len(kernels) != 1:
-            raise FileNotFoundError(
-                f"expected one vmlinuz-* in the kernel package, found {len(kernels)}: "
-                f"delete {cache / 'work'} and build again"
-            )
-        kernel = kernels[0]
+    with timed("Making the bootcode (initramfs)"):
         make_initramfs_tree(debroot, work / "initramfs", bootcode_version)
         make_cpio_zstd(work / "initramfs", work / "initrd.zst", epoch)
     with timed("Making the firmware payload (CPython + runtime)"):
@@ -107,7 +104,11 @@ def build(
         )
         result.artifacts.append(out / "ipva.bin")
     with timed("Making the disks"):
-        files = {"VMLINUZ": kernel, "INITRD.ZST": work / "initrd.zst", "IPVA.BIN": out / "ipva.bin"}
+        files = {
+            "VMLINUZ": kernel.image,
+            "INITRD.ZST": work / "initrd.zst",
+            "IPVA.BIN": out / "ipva.bin",
+        }
         make_boot_disk(disks / "boot.img", files, epoch, BOOT_DISK_MIB)
         make_blank_disk(disks / "cf.img", CF_DISK_BYTES)
         make_blank_disk(disks / "flash.img", settings.flash_disk_bytes)

@@ -55,6 +55,15 @@ def wait_for_vga(machine: Machine, tmp_path: Path, *texts: str) -> str:
     return screen
 
 
+def type_on_keyboard(machine: Machine, text: str) -> None:
+    """Key presses on the VM's PS/2 keyboard (QMP send-key): lower-case letters, digits,
+    space and newline."""
+    names = {" ": "spc", "\n": "ret"}
+    for ch in text:
+        key = names.get(ch, ch)
+        machine.qmp("send-key", keys=[{"type": "qcode", "data": key}])
+
+
 def broken_disks(ipva_dist: Path, tmp_path: Path) -> list[Path]:
     disks = [ipva_dist / "disks" / f"{r}.img" for r in ("boot", "cf", "flash", "dump")]
     boot = tmp_path / "boot.img"
@@ -80,6 +89,10 @@ def test_boots_to_prompt_with_address_then_reset(ipva_machine, tmp_path: Path) -
     assert len(TRACE_LINE.findall(log)) >= 4
     # the same trace and the prompt are on the VGA console too
     wait_for_vga(box, tmp_path, "10.0.2.15", "IPVA>")
+    # an admin at the hypervisor's console types there: the PS/2 keyboard reaches tty1's
+    # shell (the kernel's i8042/atkbd), and the answer appears on that screen only
+    type_on_keyboard(box, "version\n")
+    wait_for_vga(box, tmp_path, "IPVA> version", "slot A (IPVA.BIN)")
     assert "16r1sr1" in box.command("version")
     banners = box.console_log.count("SYSLINUX")
     box.send_line("reset")

@@ -1,0 +1,65 @@
+"""The box's kernel configuration: one declaration of the drivers, checked after Kconfig ran."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.hal.nics import SUPPORTED_NICS
+from firmware.kernel import (
+    DRIVERS,
+    build_env,
+    check_config,
+    config_fragment,
+    parse_config,
+)
+from firmware.run import ToolError
+
+
+def test_every_driver_is_built_in_and_nothing_is_a_module() -> None:
+    fragment = parse_config(config_fragment())
+    assert all(fragment[d.option] == "y" for d in DRIVERS)
+    assert fragment["MODULES"] == "n"
+
+
+def test_every_supported_nic_has_its_driver_in_the_kernel() -> None:
+    # the NIC table and the kernel's driver list are two views of one decision
+    built = {d.name for d in DRIVERS}
+    assert {m.driver for m in SUPPORTED_NICS.values()} <= built
+
+
+def test_a_config_with_everything_as_asked_passes() -> None:
+    check_config(config_fragment() + "CONFIG_SOMETHING_ELSE=y\n")
+
+
+def test_a_dropped_driver_fails_the_build_with_its_name() -> None:
+    text = config_fragment().replace("CONFIG_PCNET32=y\n", "# CONFIG_PCNET32 is not set\n")
+    with pytest.raises(ToolError, match=r"CONFIG_PCNET32=n \(asked y\)"):
+        check_config(text)
+
+
+def test_an_option_kconfig_left_out_counts_as_not_taken() -> None:
+    # Kconfig writes nothing at all for a symbol whose menu is off
+    text = config_fragment().replace("CONFIG_TULIP=y\n", "")
+    with pytest.raises(ToolError, match=r"CONFIG_TULIP=\(absent\)"):
+        check_config(text)
+
+
+def test_a_value_other_than_asked_fails() -> None:
+    text = config_fragment().replace("CONFIG_NR_CPUS=8\n", "CONFIG_NR_CPUS=64\n")
+    with pytest.raises(ToolError, match=r"CONFIG_NR_CPUS=64 \(asked 8\)"):
+        check_config(text)
+
+
+def test_an_option_asked_off_may_be_absent() -> None:
+    check_config(config_fragment().replace("CONFIG_IPV6=n\n", ""))
+
+
+def test_parse_reads_values_and_unset_lines() -> None:
+    text = 'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x y"\n# a comment\n'
+    assert parse_config(text) == {"A": "y", "B": "n", "C": '"x y"'}
+
+
+def test_build_inputs_that_vary_between_machines_are_pinned() -> None:
+    assert build_env(1700000000) == build_env(1700000000)
+    assert build_env(1700000000)["KBUILD_BUILD_TIMESTAMP"] == "Tue Nov 14 22:13:20 UTC 2023"
+    assert {"KBUILD_BUILD_USER", "KBUILD_BUILD_HOST", "KBUILD_BUILD_VERSION"} <= set(build_env(0))
