@@ -55,6 +55,11 @@ class Deb:
         del d["path"]
         return d
 
+    @classmethod
+    def from_manifest_entry(cls, entry: dict[str, str]) -> Deb:
+        """manifest_entry() read back (the file's name only: the .deb need not be here)."""
+        return cls(entry["package"], entry["version"], entry["sha256"], Path(entry["file"]))
+
 
 def _candidate_versions(packages: list[str]) -> dict[str, str]:
     """Each package's candidate version, from one `apt-cache policy` run (a run per

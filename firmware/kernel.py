@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware.debs import Deb, candidate_version, fetch_debs, resolve_dependency
-from firmware.run import ToolError, run
+from firmware.run import ToolError, run, user_cache_dir
 
 # The meta-package that names the current source package (linux-source-6.1 in bookworm)
 KERNEL_SOURCE_META = "linux-source"
@@ -172,18 +172,13 @@ def check_config(text: str) -> None:
         raise ToolError("kernel configuration did not take: " + ", ".join(wrong))
 
 
-def user_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ipva"
-
-
 @dataclass(frozen=True)
 class Kernel:
-    """A built kernel in the cache: the bzImage, its .config, the source it came from."""
+    """A built kernel in the cache (beside it there: its .config): the bzImage and the source
+    package it came from."""
 
     image: Path
-    config: Path
     source: Deb
-    key: str
 
 
 def _compiler() -> str:
@@ -217,10 +212,9 @@ def build_kernel(
     root = user_cache_dir() / "kernel"
     done = root / key
     if (done / "source.json").exists():
-        entry = json.loads((done / "source.json").read_text())
-        source = Deb(entry["package"], entry["version"], entry["sha256"], Path(entry["file"]))
+        source = Deb.from_manifest_entry(json.loads((done / "source.json").read_text()))
         note(f"kernel {source.version} ({key}): cached in {done}")
-        return Kernel(done / "bzImage", done / "config", source, key)
+        return Kernel(done / "bzImage", source)
     (deb,) = fetch_debs(deb_cache, [package], note=note)
     t0 = time.monotonic()
     note(f"kernel {version}: building from {package} (once per source and configuration; "
@@ -257,4 +251,4 @@ def build_kernel(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     note(f"kernel {version}: built in {(time.monotonic() - t0) / 60:.1f} min, cached in {done}")
-    return Kernel(done / "bzImage", done / "config", deb, key)
+    return Kernel(done / "bzImage", deb)

@@ -41,6 +41,12 @@ TOOL_PACKAGES = {
 }
 
 
+def user_cache_dir() -> Path:
+    """The per-user cache outside any checkout ($XDG_CACHE_HOME/ipva, else ~/.cache/ipva):
+    what outlives a clean clone (the KVM probe, the box's kernel)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ipva"
+
+
 class ToolError(RuntimeError):
     """A host tool was missing or failed; str() is the one-line diagnosis."""
 

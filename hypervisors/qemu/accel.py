@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from firmware.run import run
+from firmware.run import run, user_cache_dir
 from hypervisors.qemu.timeouts import KVM_PROBE_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,8 @@ def probe_boot(accel: str, qemu: str = QEMU, timeout: float = KVM_PROBE_TIMEOUT)
 
 
 def _cache_file(qemu: str) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ipva"
     key = f"{qemu_version(qemu)}|{platform.release()}|{shutil.which(qemu)}"
-    return base / f"kvm-probe-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return user_cache_dir() / f"kvm-probe-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 _chosen: dict[str, str] = {}

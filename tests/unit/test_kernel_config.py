@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from appliance.hal.nics import SUPPORTED_NICS
+from firmware.debs import Deb
 from firmware.kernel import (
     DRIVERS,
     build_env,
@@ -63,3 +66,10 @@ def test_build_inputs_that_vary_between_machines_are_pinned() -> None:
     assert build_env(1700000000) == build_env(1700000000)
     assert build_env(1700000000)["KBUILD_BUILD_TIMESTAMP"] == "Tue Nov 14 22:13:20 UTC 2023"
     assert {"KBUILD_BUILD_USER", "KBUILD_BUILD_HOST", "KBUILD_BUILD_VERSION"} <= set(build_env(0))
+
+
+def test_the_cached_source_entry_reads_back_as_written() -> None:
+    # the kernel cache's source.json is Deb.manifest_entry(); a warm build reads it back
+    deb = Deb("linux-source-6.1", "6.1.192-3", "ab" * 32, Path("/c/linux-source-6.1_all.deb"))
+    again = Deb.from_manifest_entry(deb.manifest_entry())
+    assert again.manifest_entry() == deb.manifest_entry()

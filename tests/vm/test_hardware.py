@@ -180,7 +180,7 @@ def test_128_mib(ipva_machine: Factory, ipva_dist: Path) -> None:
     assert f"fdir: segments=901->{granted}({granted * 64 / 1024:.1f}MB)" in log
     assert "only the first" not in log and "vCPUs" not in log
     # half the shipped RAM still holds a firmware image beside the box (the box's own kernel
-    # leaves ~60 MiB free where Debian's left ~20): the upload is taken and written
+    # leaves ~72 MiB free where Debian's left ~20): the upload is taken and written
     image = (ipva_dist / "ipva.bin").read_bytes()
     r = authed(m.http_url, "PUT", "/ipva.bin", image, timeout=300)
     assert r.status == 200, r.text
