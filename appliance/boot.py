@@ -21,12 +21,12 @@ from contextlib import AbstractContextManager, contextmanager
 from appliance.box import Box, close_disks
 from appliance.events import Event, RestartRequested, acting
 from appliance.hal.platform import Platform, detect_platform
-from appliance.hal.types import Console, DiskRole, HaltError
+from appliance.hal.types import DiskRole, HaltError
 from appliance.service import BoxRestarting, Service
 from appliance.services import Mount, boot_services, mount_real_flash
 from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
-from appliance.shell.session import serve_console
+from appliance.shell.session import PromptLine, serve_console
 from appliance.version import PRODUCT, read_stamp
 
 HALTED = "error: the box has stopped, see the message above; nothing was done"
@@ -98,6 +98,8 @@ class Runtime:
         self.platform = platform
         self.consoles = platform.consoles()
         self.newline = newline if newline is not None else platform.newline
+        # each console's output: the sessions' and the trace's, the prompt kept last
+        self.screens = [PromptLine(console, self.newline) for console in self.consoles]
         self.mount = mount or mount_real_flash
         self.box: Box | None = None
         self.shell: Shell | None = None
@@ -114,10 +116,11 @@ class Runtime:
         self._last_line = time.monotonic()  # idle_for(): the update's ireset waits for it
 
     def mirror(self, line: str) -> None:
-        """A trace line to every console, as the box shows its trace."""
-        data = line.encode("ascii", "backslashreplace") + self.newline
-        for console in self.consoles:
-            console.write(data)
+        """A trace line to every console, as the box shows its trace (under a prompt that
+        waits for input, which is drawn again: shell.session.PromptLine)."""
+        data = line.encode("ascii", "backslashreplace")
+        for screen in self.screens:
+            screen.trace(data)
 
     def boot(self) -> bool:
         trace = TraceBuffer(self.mirror)  # a new buffer each boot, as the box's RAM
@@ -210,11 +213,11 @@ class Runtime:
         threads = [
             threading.Thread(
                 target=self._serve,
-                args=(console, ctrl_d_ends),
-                name=f"console-{console.name}",
+                args=(screen, ctrl_d_ends),
+                name=f"console-{screen.console.name}",
                 daemon=True,  # a console blocked in read must not keep the process alive
             )
-            for console in self.consoles
+            for screen in self.screens
         ]
         self._serving = len(threads)
         if not threads:
@@ -223,10 +226,13 @@ class Runtime:
             t.start()
         self.stopped.wait()
 
-    def _serve(self, console: Console, ctrl_d_ends: bool) -> None:
+    def _serve(self, screen: PromptLine, ctrl_d_ends: bool) -> None:
+        console = screen.console
         try:
             with acting(f"console {console.name}"):  # who typed a line, for the log
-                serve_console(console, self, newline=self.newline, ctrl_d_ends=ctrl_d_ends)
+                serve_console(
+                    console, self, newline=self.newline, ctrl_d_ends=ctrl_d_ends, screen=screen
+                )
         finally:  # count it off; the last console to end stops the run
             with self._lock:
                 self._serving -= 1

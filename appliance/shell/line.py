@@ -42,6 +42,11 @@ class EndOfInput:
 Event = Echo | Line | Cancel | EndOfInput
 
 
+def _shown(c: int) -> int:
+    """How a typed byte is echoed: text as it is, anything else as `?`."""
+    return c if 0x20 <= c < 0x7F or c == TAB else ord("?")
+
+
 class LineEditor:
     def __init__(
         self,
@@ -81,8 +86,9 @@ class LineEditor:
                 del self.buf[-1]
                 yield Echo(b"\b \b")
         elif b == CTRL_U:
-            yield Echo(b"\b \b" * len(self.buf))
-            self._clear()
+            erase = b"\b \b" * len(self.buf)
+            self._clear()  # first: what shown() says is on screen after the echo
+            yield Echo(erase)
         elif b == CTRL_C:
             self._clear()
             yield Echo(b"^C" + self.newline)
@@ -94,12 +100,16 @@ class LineEditor:
         else:
             yield from self._insert(b)
 
+    def shown(self) -> bytes:
+        """The line being typed as its echo shows it (a redraw under a trace line)."""
+        return bytes(_shown(c) for c in self.buf)
+
     def _insert(self, b: int) -> Iterator[Event]:
         if len(self.buf) >= self.max_line:
             self.overlong = True  # keep reading to the line end, then refuse the line
             return
         self.buf.append(b)
-        yield Echo(bytes([b]) if 0x20 <= b < 0x7F or b == TAB else b"?")
+        yield Echo(bytes([_shown(b)]))
 
     def _escape_byte(self, b: int) -> Iterator[Event]:
         assert self._escape is not None
