@@ -15,7 +15,6 @@ import contextlib
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -130,6 +129,8 @@ class ImageBootFiles:
             yield data[i : i + CHUNK]
 
     def replace(self, name: str, chunks: Iterable[bytes]) -> None:
+        import tempfile  # an update only (with shutil, lzma …: not on the boot's path)
+
         with tempfile.NamedTemporaryFile(dir=self.image.parent, prefix=f".{name}.") as spool:
             for chunk in chunks:
                 spool.write(chunk)

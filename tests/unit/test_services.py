@@ -3,6 +3,8 @@ ring buffer, the event hook, activation asking the services, XML escaping, the b
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -137,6 +139,21 @@ def test_xml_answers_escape_what_they_carry() -> None:
     assert element.get("brand") == nasty and element.get("vendor") == "V&V"
     assert xmltext.element("eth", {"a": "1"}) == '<eth a="1"/>'  # the box's own shape
     assert xmltext.info("x", {"q": '"'}) == '<info><x q="&quot;"/></info>'
+    # everything an attribute in double quotes needs, and nothing more (as saxutils did)
+    assert xmltext.attr("a<b>&c\"d'e\nf\rg\th") == "a&lt;b&gt;&amp;c&quot;d'e&#10;f&#13;g&#9;h"
+
+
+def test_the_boot_imports_no_http_client_stack() -> None:
+    """urllib.request, http.client, email and ssl cost a third of a second of the boot
+    under emulation: only an update, an HTTP log target and the web admin (in its own
+    thread) import them. A fresh interpreter, as the box's."""
+    code = (
+        "import sys, appliance.boot; "
+        "print(sorted(m for m in ('urllib.request', 'http.client', 'email.parser', 'ssl', "
+        "'xml.sax.saxutils', 'tempfile', 'cheroot', 'werkzeug', 'jinja2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 @pytest.mark.parametrize(

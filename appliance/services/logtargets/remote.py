@@ -6,7 +6,6 @@ delivered, try again later". Connections are opened on first use and after a fai
 
 from __future__ import annotations
 
-import http.client
 import socket
 import urllib.parse
 
@@ -87,6 +86,10 @@ class HttpTarget:
         return "POST", self.path, line.encode("utf-8")
 
     def send(self, record: LogRecord) -> None:
+        # here, not with the module: http.client (with email and ssl) costs a tenth of a
+        # second of the boot under emulation, and only an HTTP log target needs it
+        import http.client
+
         method, url, body = self.request_of(record)
         conn = http.client.HTTPConnection(self.addr, self.port, timeout=TIMEOUT_S)
         try:

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import datetime
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
@@ -267,7 +265,7 @@ class UpdateService(BaseService):
                 self._install(self.installer(), chunks, url)
         except (UpdateError, ModCmdError, BoxRestarting):
             return  # traced (and remembered)
-        except (OSError, urllib.error.URLError, ValueError) as e:
+        except (OSError, ValueError) as e:  # urllib's URLError is an OSError
             box.trace(f"UP0: {url}: {describe_fetch_error(e)}; nothing was written", Tag.UPDATE)
             self._remember(box, f"update from {url} failed: {describe_fetch_error(e)}")
             return
@@ -331,7 +329,7 @@ class UpdateService(BaseService):
         url = script_url(base, box_type=PRODUCT, mac=mac, hw_id=box.hw)
         try:
             text = fetch_text(url, SCRIPT_MAX)
-        except (OSError, urllib.error.URLError, ValueError) as e:
+        except (OSError, ValueError) as e:  # urllib's URLError is an OSError
             self.last_poll = f"{self.clock():%Y-%m-%d %H:%M} {url}: {describe_fetch_error(e)}"
             box.trace(f"UP1: {url}: {describe_fetch_error(e)}", Tag.UPDATE)
             return
@@ -551,6 +549,9 @@ class UpdateService(BaseService):
 
 
 # --- HTTP(S) fetches --------------------------------------------------------------------------
+# urllib.request is imported where a fetch starts, not with the service: it brings
+# http.client, email and ssl, a fifth of a second of the boot under emulation, for the
+# UP0/UP1 fetches only.
 
 
 class _Fetch:
@@ -561,6 +562,8 @@ class _Fetch:
         self._resp: IO[bytes] | None = None
 
     def __enter__(self) -> Iterator[bytes]:
+        import urllib.request
+
         resp: IO[bytes] = urllib.request.urlopen(self.url, timeout=FETCH_TIMEOUT_S)
         self._resp = resp
         return iter(lambda: resp.read(1 << 16), b"")
@@ -575,6 +578,8 @@ def fetch(url: str) -> _Fetch:
 
 
 def fetch_text(url: str, limit: int) -> str:
+    import urllib.request
+
     with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as resp:
         data = resp.read(limit + 1)
     if len(data) > limit:
@@ -583,6 +588,8 @@ def fetch_text(url: str, limit: int) -> str:
 
 
 def describe_fetch_error(e: BaseException) -> str:
+    import urllib.error
+
     if isinstance(e, urllib.error.HTTPError):
         return f"the server answered {e.code} {e.reason}"
     if isinstance(e, urllib.error.URLError):

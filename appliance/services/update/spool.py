@@ -11,7 +11,6 @@ thrashed and stalled mid-update).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +22,8 @@ PIECE = CHUNK  # what hal.bootfiles writes and syncs at a time: a piece goes as 
 
 class Spool:
     def __init__(self, directory: Path | None = None, piece: int = PIECE) -> None:
+        import tempfile  # an update only (with shutil, lzma …: not on the boot's path)
+
         self._dir = tempfile.TemporaryDirectory(dir=directory, prefix="ipva-update-")
         self._piece = piece
         self._pieces: list[Path] = []
