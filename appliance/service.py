@@ -11,7 +11,10 @@ __init__.py: `boot_services()`); nothing registers itself by being imported. A s
     probe(platform, trace)             before the disks are opened: hardware checks and their
                                        boot-trace lines; may raise HaltError to stop the boot
     start(box)                         the box exists (disks, trace, saved config as far as
-                                       loaded by earlier services): bring the service up
+                                       loaded by earlier services): bring the service up;
+                                       slow work the prompt need not wait for may go on
+                                       in a thread of the service's own (the web admin's),
+                                       which stop() ends
     apply(box, activation) -> list[str]
                                        `config activate` moved these changes to the active
                                        config: apply what this service can apply live and

@@ -161,8 +161,8 @@ def _machine(
     )
 
 
-def _say_urls(box: Machine) -> None:
-    click.echo(f"[ipva: web admin {box.http_url} and {box.https_url}]\r", err=True)
+def _say_urls(box: Machine, when: str = "") -> None:
+    click.echo(f"[ipva: web admin {box.http_url} and {box.https_url}{when}]\r", err=True)
 
 
 def _share(box: Machine, dist: Path) -> ConsoleRelay:
@@ -193,9 +193,9 @@ def run_headless(
     ):
         try:
             box.start()
-            _say_urls(box)
             click.echo(f"[ipva: console also at {relay.url} (ipva console --vm)]", err=True)
-            box.wait_for_prompt(timeout)
+            box.wait_for_prompt(timeout)  # and for the web admin, which follows the prompt
+            _say_urls(box)
             for line in sys.stdin:
                 box.send_line(line.rstrip("\r\n"))
                 box.wait_for_prompt(timeout)
@@ -216,7 +216,7 @@ def run_interactive(
         _share(box, dist) as relay,
     ):
         box.start()
-        _say_urls(box)
+        _say_urls(box, " once the console says HTTP0: web admin on")
         accel = box.launcher.argv[box.launcher.argv.index("-accel") + 1] if box.launcher else "?"
         click.echo(
             f"[ipva: {profile} profile, {accel}; Ctrl-] powers off and leaves; "

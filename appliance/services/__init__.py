@@ -14,7 +14,9 @@
     network      probe: ETH0/ETH1 (NIC unavailable! stops the VM); start: addresses from
                  IP0/DHCP0; mod cmd ETH0, ETH1
     http         start: the web admin on HTTP0's ports (HTTPS with the box's certificate),
-                 the factory-password warning; activate rebinds; mod cmd HTTP0
+                 the factory-password warning, in a thread of its own: the prompt does
+                 not wait for it (services/http/__init__.py); activate rebinds;
+                 mod cmd HTTP0
     update       start: a new firmware on trial confirms itself (the box is up now), the
                  UP1 poller; mod cmd UP0, UP1 (services/update/)
 
@@ -22,7 +24,9 @@ Probes run first, in this order, before the disks are opened; then the starts, i
 order (the flash before the config it holds, the config before what reads it; logging
 before the crash report it sends; the network after them, then the web admin, which
 shows the addresses, then the update service, which confirms a new firmware once all
-that is up). A new service is one more entry here; see appliance/service.py.
+that is up; the web admin's own start is not waited for, as a web admin that fails has
+never stopped the boot: the console works without it).
+A new service is one more entry here; see appliance/service.py.
 """
 
 from __future__ import annotations

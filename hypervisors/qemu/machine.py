@@ -43,6 +43,14 @@ DEFAULT_FATAL = (
     r"checksum wrong!|Loading failed for image|NIC unavailable!|Kernel panic|"
     r"Missing operating system|the box stops here|disk missing: "
 )
+# The web admin comes up after the prompt, in the background; its last boot-trace line
+# says it is up (or why not): appliance/services/http/__init__.py. After a boot's first
+# prompt wait_for_prompt() waits for it too, so http_url answers once it returns.
+WEB_ADMIN_LINE = (
+    r"HTTP0: (?:web admin on |/port and /https-port are 0|no listener could be opened"
+    r"|the web admin did not start)[^\n]*\n"
+)
+BOOT_BANNER = "IPVA bootcode"  # the bootcode's first line: where a boot's output starts
 TAIL_LINES = 15
 Pattern = str | re.Pattern[str]
 
@@ -236,13 +244,23 @@ class Machine:
         Match positions index `console_log`; the cursor moves past the match.
         """
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        what = what or f"console /{regex.pattern}/"
+        match = self._wait_for_text(
+            lambda text: regex.search(text, self._cursor),
+            timeout,
+            what or f"console /{regex.pattern}/",
+        )
+        self._cursor = match.end()
+        return match
+
+    def _wait_for_text(
+        self, find: Callable[[str], re.Match[str] | None], timeout: float, what: str
+    ) -> re.Match[str]:
+        """Until `find(console_log)` finds something (the one wait loop of the console)."""
 
         def attempt(last_try: bool) -> re.Match[str] | None:
             text = self.console_log
-            match = regex.search(text, self._cursor)
+            match = find(text)
             if match:
-                self._cursor = match.end()
                 return match
             if last_try:
                 raise WaitTimeout(what, timeout, self.last_lines())
@@ -253,8 +271,36 @@ class Machine:
 
         return retry(attempt, timeout, what, interval=0)
 
-    def wait_for_prompt(self, timeout: float = BOOT_TIMEOUT) -> re.Match[str]:
-        """Wait for the shell prompt; a fatal boot message (checksum…) fails at once."""
+    def wait_for_prompt(
+        self, timeout: float = BOOT_TIMEOUT, *, web_admin: bool = True
+    ) -> re.Match[str]:
+        """Wait for the shell prompt; a fatal boot message (checksum…) fails at once. At a
+        boot's prompt (`web_admin`) also for the web admin's line (it comes after the
+        prompt), then for the prompt drawn again under it: the box is up, http_url
+        answers, and no boot line can land in the next command's answer."""
+        match = self._wait_for_prompt(timeout)
+        if not web_admin:
+            return match
+        text = self.console_log
+        boot = text.rfind(BOOT_BANNER, 0, match.start())
+        if boot < 0 or re.search(WEB_ADMIN_LINE, text[boot:]):
+            return match  # not a boot's output, or the web admin is up already
+        up = self.wait_for_web_admin(timeout)
+        self._cursor = max(self._cursor, up.end() - 1)  # the prompt pattern starts at "\n"
+        return self._wait_for_prompt(timeout)  # drawn again under the web admin's lines
+
+    def wait_for_web_admin(self, timeout: float = BOOT_TIMEOUT) -> re.Match[str]:
+        """Wait for the web admin's line of the latest boot the console has shown
+        (`HTTP0: web admin on …`, or why it is off), before or after its prompt. Does not
+        move the cursor: the line comes whenever the web admin is up."""
+        regex = re.compile(WEB_ADMIN_LINE)
+        return self._wait_for_text(
+            lambda text: regex.search(text, max(text.rfind(BOOT_BANNER), 0)),
+            timeout,
+            "the web admin's line (HTTP0: web admin on …)",
+        )
+
+    def _wait_for_prompt(self, timeout: float) -> re.Match[str]:
         if self.fatal is None:
             return self.wait_for_console(self.prompt, timeout, what="the shell prompt")
         either = re.compile(f"(?P<prompt>{self.prompt.pattern})|(?P<fatal>{self.fatal.pattern})")

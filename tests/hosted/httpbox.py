@@ -65,12 +65,15 @@ class _Sink(io.RawIOBase):
 
 class HostedHttpBox:
     """The runtime on image files in `directory`, its web admin on 127.0.0.1 (free ports,
-    new ones after each reset), its console captured."""
+    new ones after each reset), its console captured. The web admin comes up after the
+    boot, in a thread of its own: the box is made once it is up (`wait=False`: at once),
+    and `http_url`/`https_url` wait for it after a reset (HttpService.wait_started)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, platform: HostedPlatform | None = None, *,
+                 wait: bool = True) -> None:  # fmt: skip
         self.directory = directory
         self.console = _Sink()
-        platform = HostedPlatform(
+        platform = platform or HostedPlatform(
             directory,
             stdin=io.BytesIO(b""),
             stdout=self.console,  # type: ignore[arg-type]
@@ -79,6 +82,8 @@ class HostedHttpBox:
         )
         self.runtime = Runtime(platform, newline=b"\n")
         assert self.runtime.boot(), self.console.text()
+        if wait:
+            self.started_service()
 
     @property
     def service(self) -> HttpService:
@@ -86,13 +91,19 @@ class HostedHttpBox:
         assert box is not None, "the box is restarting"
         return next(s for s in box.services if isinstance(s, HttpService))
 
+    def started_service(self) -> HttpService:
+        """The HTTP service, once its start is done (up, or traced why not)."""
+        service = self.service
+        assert service.wait_started(), "the web admin did not finish its start"
+        return service
+
     @property
     def http_url(self) -> str:
-        return self.service.urls()["http"]
+        return self.started_service().urls()["http"]
 
     @property
     def https_url(self) -> str:
-        return self.service.urls()["https"]
+        return self.started_service().urls()["https"]
 
     def console_line(self, line: str) -> str:
         """One line as typed on the console; a reset is carried out before this returns."""

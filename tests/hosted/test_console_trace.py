@@ -33,7 +33,9 @@ class Served:
         self.console = _Sink()
         read, self.write = os.pipe()
         platform = HostedPlatform(
-            directory, stdin=io.FileIO(read, "rb"), stdout=self.console  # type: ignore[arg-type]
+            directory,
+            stdin=io.FileIO(read, "rb"),
+            stdout=self.console,  # type: ignore[arg-type]
         )
         self.runtime = Runtime(platform, newline=b"\n")
         assert self.runtime.boot(), self.console.text()

@@ -557,12 +557,13 @@ def test_a_web_admin_that_cannot_start_leaves_the_console_working(
 ) -> None:
     from appliance.services.http import HttpListeners
 
-    def broken(self: object, admin: object, config: object) -> None:
+    def broken(self: object, admin: object, config: object, warning: str = "") -> None:
         raise ModuleNotFoundError("No module named 'concurrent'")
 
     monkeypatch.setattr(HttpListeners, "start", broken)
     b = HostedHttpBox(tmp_path / "box")
     try:
+        assert b.service.wait_started()  # in its own thread, after the boot
         assert "HTTP0: the web admin did not start (ModuleNotFoundError" in b.console.text()
         assert b.console_line("version").startswith("16r1sr1")
         assert b.service.urls() == {}

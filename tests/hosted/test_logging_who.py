@@ -62,6 +62,7 @@ def test_console_and_web_changes_logins_and_lockout_are_logged_with_who(
         box = runtime.box
         assert box is not None
         service = next(s for s in box.services if isinstance(s, HttpService))
+        assert service.wait_started()  # the web admin comes up after the prompt
         url = service.urls()["http"]
         assert authed(url, "GET", "/!version", password="wrong").status == 401
         arrived(listener, "failed login as admin from 127.0.0.1: wrong user or password")

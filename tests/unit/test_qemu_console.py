@@ -124,6 +124,38 @@ def test_command_returns_output_between_echo_and_prompt(tmp_path: Path) -> None:
     assert machine.console_log.endswith("nothing\nipva> ")
 
 
+def test_a_boots_prompt_wait_waits_for_the_web_admin_line_after_it(tmp_path: Path) -> None:
+    """The web admin comes up after the prompt; its line comes under it and the prompt is
+    drawn again: wait_for_prompt returns at that prompt, so http_url answers then."""
+    machine = fake_machine(tmp_path)
+    console = machine.launcher.console  # type: ignore[union-attr]
+    console._feed(b"IPVA bootcode 16r1sr1 build 1601001\r\n0:0000:030:4 - ETH0 IP address\r\n"
+                  b"IPVA> ")  # fmt: skip
+    up = b"\r\n0:0000:051:4 - HTTP0: web admin on 0.0.0.0:443 (https, TLS 1.2/1.3)\r\nIPVA> "
+    threading.Timer(0.3, console._feed, [up]).start()
+    started = time.monotonic()
+    match = machine.wait_for_prompt(5)
+    assert time.monotonic() - started >= 0.25  # not at the first prompt
+    assert match.end() == len(machine.console_log)
+    assert machine.command("version") == ""  # no boot line in the answer
+    assert machine.wait_for_web_admin(1).group(0).startswith("HTTP0: web admin on 0.0.0.0:443")
+    # the line before the prompt (web admin off, or quick): no wait
+    early = fake_machine(tmp_path / "early")
+    early.launcher.console._feed(  # type: ignore[union-attr]
+        b"IPVA bootcode 16r1sr1\r\n0:0000:051:4 - HTTP0: /port and /https-port are 0: no web "
+        b"admin, console only\r\nIPVA> "
+    )
+    started = time.monotonic()
+    assert early.wait_for_prompt(5).end() == len(early.console_log)
+    assert time.monotonic() - started < 0.25
+    # a prompt that is not a boot's (no banner before it) waits for nothing more
+    other = fake_machine(tmp_path / "other")
+    other.launcher.console._feed(b"boot\r\nipva> ")  # type: ignore[union-attr]
+    assert other.wait_for_prompt(1)
+    with pytest.raises(WaitTimeout, match="web admin"):
+        other.wait_for_web_admin(0.3)
+
+
 def test_fatal_boot_message_stops_the_prompt_wait_at_once(tmp_path: Path) -> None:
     machine = fake_machine(tmp_path)
     machine.launcher.console._feed(  # type: ignore[union-attr]

@@ -8,6 +8,16 @@ changed HTTP0 rebinds at once (after the answer to that request has gone out); a
 cannot be bound is traced and the box runs on without it; 0 turns a listener off. The
 HTTP stack (cheroot, Werkzeug, Jinja2) is imported only when a listener is on.
 
+The web admin starts in a thread of its own (`http-start`), off the boot's path: the box
+reaches its prompt while the HTTP stack is imported and, on a fresh flash, the certificate
+is made. Its last boot-trace line says it is up (`HTTP0: web admin on …`), or why not
+(`HTTP0: /port and /https-port are 0: …`, `HTTP0: no listener could be opened: …`,
+`HTTP0: the web admin did not start (…)`): what tests and tools wait for before they use
+HTTP (`wait_started()` hosted; the harness waits for the line). A stop (reset, close) while
+it starts ends the start at its next step and never leaves a listener behind; a `config
+activate` of HTTP0 meanwhile rebinds once it is up. The certificate is read, made and
+stored under the runtime's lock (the flash is the console's too).
+
 Until ADMIN0 /pwd is changed, the boot trace, General/Info and box_info.xml say that the
 factory password is in use.
 """
@@ -15,13 +25,14 @@ factory password is in use.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from appliance.config import Activation, Config
 from appliance.hal.cf import CfVolume
 from appliance.modcmd import Command
-from appliance.service import BaseService, CommandRunner
+from appliance.service import BaseService, BoxRestarting, CommandRunner
 from appliance.services.http.boxadmin import BoxAdmin
 from appliance.services.http.host import AdminBox
 from appliance.services.http.listen import Bind
@@ -38,6 +49,15 @@ FACTORY_PASSWORD_WARNING = (
     "change it in Administration/Admin or with config change ADMIN0 /pwd <password>, "
     "config activate, config write"
 )
+# the trace lines that end a start (the harness waits for one: hypervisors/qemu/machine.py)
+UP_PREFIX = "HTTP0: web admin on "
+NO_PORTS = "HTTP0: /port and /https-port are 0: no web admin, console only"
+NO_LISTENER = "HTTP0: no listener could be opened: no web admin, console only"
+START_TIMEOUT_S = 60  # wait_started(): imports + a new certificate under TCG take seconds
+
+
+class StartCancelled(Exception):
+    """The box stops while its web admin starts: the start ends, nothing is left bound."""
 
 
 def https_redirect(https_port: int) -> Callable[[Any], Any]:
@@ -59,8 +79,18 @@ def https_redirect(https_port: int) -> Callable[[Any], Any]:
 class HttpListeners:
     """The listeners of one box: start on a config, rebind to a changed one, stop."""
 
-    def __init__(self, listen: Callable[[int, bool], tuple[str, int] | None]) -> None:
+    def __init__(
+        self,
+        listen: Callable[[int, bool], tuple[str, int] | None],
+        locked: Callable[[], AbstractContextManager[object]],
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """`locked`: the runtime's lock, held while the certificate is read, made and
+        stored (VARS is the console's too); `cancelled`: the box is stopping (a start then
+        ends with StartCancelled before the next step, listeners stopped)."""
         self.listen = listen
+        self.locked = locked
+        self.cancelled = cancelled
         self.listeners: list[Listener] = []
         self.app: AdminApp | None = None
         self.certificate: Certificate | None = None
@@ -80,36 +110,54 @@ class HttpListeners:
         secure = self.listen(int(config.value("HTTP0", "https-port")), True)
         return (Bind(*plain) if plain else None, Bind(*secure) if secure else None)
 
-    def start(self, admin: AdminBox, config: Config) -> None:
+    def _check(self) -> None:
+        if self.cancelled():
+            raise StartCancelled("the box is stopping")
+
+    def start(self, admin: AdminBox, config: Config, warning: str = "") -> None:
+        """Listen as `config` says; the last line traced says how it went. `warning` is
+        traced just before the `web admin on` line when a listener is up (the factory
+        password's), so that line ends the start. StartCancelled: the box is stopping
+        (stop() the listeners)."""
         http, https = self.binds(config)
         self._bound = (http, https, bool(config.value("HTTP0", "https-only")))
         if http is None and https is None:
-            admin.trace("HTTP0: /port and /https-port are 0: no web admin, console only")
+            admin.trace(NO_PORTS)
             return
         from appliance.services.http.app import AdminApp
         from appliance.services.http.cert import CertError, load_or_make
 
+        self._check()
         self.app = AdminApp(admin)
         cert = None
         if https is not None:
             try:
-                cert, note = load_or_make(admin.vars(), str(config.value("SYS0", "name")))
+                with self.locked():
+                    self._check()
+                    cert, note = load_or_make(admin.vars(), str(config.value("SYS0", "name")))
                 if note:
                     admin.trace(note)
             except CertError as e:
                 admin.trace(f"HTTPS: no certificate, HTTPS is off: {e}")
         self.certificate = cert
+        self._check()
         secure = self._listen(admin, https, self.app, cert) if cert is not None else None
         plain_app: Any = self.app
         if secure is not None and config.value("HTTP0", "https-only"):
             plain_app = https_redirect(secure.port)(self.app)  # the port really bound
+        self._check()
         self._listen(admin, http, plain_app, None)
-        if self.listeners:
-            where = ", ".join(
-                f"{x.bind.host}:{x.port} ({'https, TLS 1.2/1.3' if x.https else 'http'})"
-                for x in self.listeners
-            )
-            admin.trace(f"HTTP0: web admin on {where}")
+        self._check()
+        if not self.listeners:
+            admin.trace(NO_LISTENER)
+            return
+        if warning:
+            admin.trace(warning)
+        where = ", ".join(
+            f"{x.bind.host}:{x.port} ({'https, TLS 1.2/1.3' if x.https else 'http'})"
+            for x in self.listeners
+        )
+        admin.trace(f"{UP_PREFIX}{where}")
 
     def _listen(
         self, admin: AdminBox, bind: Bind | None, app: Any, cert: Certificate | None
@@ -157,44 +205,114 @@ class HttpService(BaseService):
         self.listeners: HttpListeners | None = None
         self.admin: BoxAdmin | None = None
         self._lock = threading.Lock()  # start/rebind/stop one at a time
+        self._stopping = threading.Event()  # stop() was called: a start under way ends
+        self._started = threading.Event()  # the start thread is done (up or not)
+        self._starter: threading.Thread | None = None
+        self._wanted: Config | None = None  # the newest active config: what to listen as
 
     def start(self, box: Box) -> None:
+        """Starts the web admin in the `http-start` thread and returns: the boot goes on
+        to its prompt meanwhile (see the module's docstring). With both ports off there
+        is nothing to start: that line is traced at once, in its place in the boot."""
         if self.runner is None:
+            self._started.set()
             return
         self.admin = BoxAdmin(box, self.runner, self.cf_volume)
-        with self._lock:
-            self.listeners = HttpListeners(box.platform.http_listen)
-            try:
-                self.listeners.start(self.admin, box.active)
-            except Exception as e:  # the web admin must never take the box down with it
-                self.listeners.stop()
-                box.trace(
-                    f"HTTP0: the web admin did not start ({type(e).__name__}: {e}); "
-                    "the console works, please report this",
-                    Tag.HTTP,
-                )
-                return
-        if self.listeners.listeners and not box.active.value("ADMIN0", "pwd"):
-            box.trace(FACTORY_PASSWORD_WARNING, Tag.HTTP)
+        self.listeners = HttpListeners(
+            box.platform.http_listen, self._box_locked, self._stopping.is_set
+        )
+        self._wanted = box.active
+        if self.listeners.binds(box.active) == (None, None):  # nothing to import or make
+            self.listeners.start(self.admin, box.active)  # traces NO_PORTS, at once
+            self._started.set()
+            return
+        self._starter = threading.Thread(
+            target=self._start, args=(box,), name="http-start", daemon=True
+        )
+        self._starter.start()
+
+    def _start(self, box: Box) -> None:
+        config: Config | None = None
+        try:
+            with self._lock:
+                if self.listeners is None or self.admin is None or self._wanted is None:
+                    return  # stopped before this thread ran
+                config = self._wanted
+                warning = "" if config.value("ADMIN0", "pwd") else FACTORY_PASSWORD_WARNING
+                try:
+                    self.listeners.start(self.admin, config, warning)
+                except (StartCancelled, BoxRestarting):
+                    self.listeners.stop()  # the box goes down: nothing stays bound
+                except Exception as e:  # the web admin must never take the box down with it
+                    self.listeners.stop()
+                    box.trace(
+                        f"HTTP0: the web admin did not start ({type(e).__name__}: {e}); "
+                        "the console works, please report this",
+                        Tag.HTTP,
+                    )
+        finally:
+            self._started.set()
+        if self._wanted is not config:  # config activate changed HTTP0 meanwhile
+            self._rebind()
+
+    @contextmanager
+    def _box_locked(self) -> Iterator[None]:
+        """The runtime's lock for the start thread. A reset's re-boot holds it (with the
+        restart flag up) until this new box is booted: wait for that, unless this box is
+        stopping itself (then BoxRestarting ends the start)."""
+        assert self.runner is not None
+        with ExitStack() as stack:
+            while True:
+                try:
+                    stack.enter_context(self.runner.locked())
+                    break
+                except BoxRestarting:
+                    if self._stopping.wait(0.05):
+                        raise
+            yield
+
+    def wait_started(self, timeout: float = START_TIMEOUT_S) -> bool:
+        """Whether the start is done (its last trace line written) within `timeout`."""
+        return self._started.wait(timeout)
 
     def apply(self, box: Box, activation: Activation) -> list[str]:
         """A changed HTTP0 rebinds; in a thread, since the request that activated it may
-        be served by the very listener that goes (its answer goes out first)."""
+        be served by the very listener that goes (its answer goes out first). While the
+        web admin still starts, the rebind waits for it."""
         if self.listeners is not None and any(a.startswith("HTTP0") for a in activation.applied):
-            config = box.active
-            threading.Thread(target=self._rebind, args=(config,), daemon=True).start()
+            self._wanted = box.active
+            threading.Thread(target=self._rebind, name="http-rebind", daemon=True).start()
         return []
 
-    def _rebind(self, config: Config) -> None:
+    def _rebind(self) -> None:
+        """Listen as the newest active config says (two quick activates: the last wins)."""
         with self._lock:
-            if self.listeners is not None and self.admin is not None:
-                self.listeners.rebind(self.admin, config)
+            if self._stopping.is_set() or not self._started.is_set():
+                return  # the start, still under way, rebinds when it is done
+            if self.listeners is None or self.admin is None or self._wanted is None:
+                return
+            try:
+                self.listeners.rebind(self.admin, self._wanted)
+            except (StartCancelled, BoxRestarting):
+                self.listeners.stop()
+            except Exception as e:  # as at the start: the console goes on without it
+                self.listeners.stop()
+                self.admin.trace(
+                    f"HTTP0: the web admin did not start ({type(e).__name__}: {e}); "
+                    "the console works, please report this"
+                )
 
     def stop(self) -> None:
+        """Ends a start still under way at its next step (an import or a certificate in
+        progress finishes first), then stops the listeners; never waits for the runtime's
+        lock (the start gives up on it once this is set)."""
+        self._stopping.set()
         with self._lock:
             if self.listeners is not None:
                 self.listeners.stop()
             self.listeners = None
+        if self._starter is not None and self._starter is not threading.current_thread():
+            self._starter.join(START_TIMEOUT_S)  # only its last check is left by now
 
     def urls(self, host: str = "127.0.0.1") -> dict[str, str]:
         return self.listeners.urls(host) if self.listeners is not None else {}
