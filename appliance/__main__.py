@@ -2,6 +2,10 @@
 
 `python -m appliance died RC`: what the bootcode runs when the runtime process ended with
 status RC (appliance.services.crashwatch.main: a crash dump saying so).
+
+The platform is detected, and its clock's measurement started, before the runtime is
+imported: the calibration waits about two RTC seconds, which the imports fill (under
+emulation they take seconds), so the boot does not wait for it later.
 """
 
 import sys
@@ -11,6 +15,11 @@ if sys.argv[1:2] == ["died"]:
 
     sys.exit(died(sys.argv[1:]))
 
-from appliance import boot  # noqa: E402 - the died path must not boot anything
+from appliance.hal.platform import detect_platform  # noqa: E402 - after the died path
 
-sys.exit(boot.main())
+platform = detect_platform()
+platform.begin_clock()
+
+from appliance import boot  # noqa: E402 - imported while the clock is measured
+
+sys.exit(boot.main(platform))

@@ -266,8 +266,9 @@ def run(
 FAIL_AT_START_RC = 3
 
 
-def main() -> int:
-    """Entry point in the guest (`IPVA_PLATFORM=vm`) and for `python -m appliance`."""
+def main(platform: Platform | None = None) -> int:
+    """Entry point in the guest (`IPVA_PLATFORM=vm`) and for `python -m appliance`;
+    `platform` as detected there (its clock measured while this module was imported)."""
     stamp = read_stamp()
     if stamp.fail_at_start:
         # test firmware: die before anything is opened, so it never confirms itself and
@@ -275,7 +276,7 @@ def main() -> int:
         print(f"IPVA {stamp.version}: built with --fail-at-start: exiting before the box is up",
               file=sys.stderr, flush=True)  # fmt: skip
         return FAIL_AT_START_RC
-    return run(detect_platform())
+    return run(platform or detect_platform())
 
 
 if __name__ == "__main__":

@@ -13,15 +13,17 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from appliance.hal.block import BlockDevice
-from appliance.hal.bootfiles import BootFiles
-from appliance.hal.cf import CfBackend
-from appliance.hal.cpu import CpuInfo
-from appliance.hal.nics import PciNic, Port
-from appliance.hal.timekeeping import Policy, Timekeeping
 from appliance.hal.types import Console, DiskRole, MemoryInfo, RestartKind
+
+if TYPE_CHECKING:  # for the interface only: detect_platform() is the process's first import
+    from appliance.hal.block import BlockDevice
+    from appliance.hal.bootfiles import BootFiles
+    from appliance.hal.cf import CfBackend
+    from appliance.hal.cpu import CpuInfo
+    from appliance.hal.nics import PciNic, Port
+    from appliance.hal.timekeeping import Policy, Timekeeping
 
 
 class Platform(Protocol):

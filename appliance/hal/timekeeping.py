@@ -11,8 +11,12 @@ from the DMI (SMBIOS type 1) vendor in /sys/class/dmi/id:
 A clocksource counter is made the kernel's current clocksource and read through
 CLOCK_MONOTONIC_RAW (no NTP slewing: the counter itself).
 
-At boot the counter is calibrated against the RTC (CMOS clock, /sys/class/rtc/rtc0): count
-across one RTC second. Outcomes, as on the box and beyond it:
+At boot the counter is calibrated against the RTC (CMOS clock, rtc0): count across one RTC
+second, from one turn of its seconds to the next. The turns come from the RTC's update
+interrupt (/dev/rtc0 with RTC_UIE_ON: each read returns at the next one), so the two seconds
+of waiting cost no CPU and the runtime's imports run meanwhile (appliance/__main__.py starts
+the measurement first); without an interrupt the seconds in sysfs are polled. Outcomes, as
+on the box and beyond it:
   - no counter                → `perfcounter-not enabled!!!`
   - counter does not advance  → `perfcounter-not running!!!` naming it (the seed's ESX 6.5
                                 case: "the IPVA boots up properly but the clock does not run")
@@ -22,10 +26,14 @@ across one RTC second. Outcomes, as on the box and beyond it:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
+import fcntl
+import os
+import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +48,10 @@ RTC_EDGE_TIMEOUT_S = 1.5
 RATE_TOLERANCE = 0.25  # TCG and busy hosts stretch seconds; a stopped clock is far off
 CLOCKSOURCE = Path("/sys/devices/system/clocksource/clocksource0")
 RTC_SECONDS = Path("/sys/class/rtc/rtc0/since_epoch")
+RTC_DEVICE = Path("/dev/rtc0")
+RTC_UIE_ON, RTC_UIE_OFF = 0x7003, 0x7004  # linux/rtc.h: _IO('p', 0x03), _IO('p', 0x04)
+EDGES_INTERRUPT = "update interrupt"
+EDGES_POLLED = "polled"
 DMI = Path("/sys/class/dmi/id")
 RDPMC_SYSCTL = Path("/sys/bus/event_source/devices/cpu/rdpmc")
 
@@ -91,6 +103,7 @@ class Counter:
 class Calibration:
     ticks: int  # counter ticks in one RTC second
     rate: float  # ticks / nominal ticks; 1.0 is perfect
+    edges: str = EDGES_POLLED  # how the RTC's seconds were seen to turn (mod cmd TIME0 info)
 
     @property
     def stopped(self) -> bool:
@@ -203,13 +216,16 @@ def read_rtc_seconds(path: Path = RTC_SECONDS) -> int | None:
         return None
 
 
-def calibrate(
-    counter: Counter,
+# an edge waiter: blocks until the RTC's seconds turn; False when none came in time
+NextEdge = Callable[[], bool]
+
+
+def polled_edges(
     rtc: Callable[[], int | None] = read_rtc_seconds,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
-) -> Calibration | None:
-    """Counter ticks across one RTC second (two RTC edges); None if there is no RTC."""
+) -> NextEdge:
+    """Edges by polling the RTC's seconds every 2 ms (where there is no update interrupt)."""
 
     def next_edge() -> bool:
         start = rtc()
@@ -222,13 +238,54 @@ def calibrate(
             sleep(0.002)
         return False
 
-    if not next_edge():
-        return None
-    c0 = counter.read()
-    if not next_edge():
-        return None
-    ticks = counter.read() - c0
-    return Calibration(ticks, ticks / counter.hz)
+    return next_edge
+
+
+@contextlib.contextmanager
+def rtc_edges(device: Path = RTC_DEVICE) -> Iterator[tuple[NextEdge, str]]:
+    """The RTC's edges from its update interrupt if the device has one, else polled; with
+    which of the two it is."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        yield polled_edges(), EDGES_POLLED
+        return
+    try:
+        try:
+            fcntl.ioctl(fd, RTC_UIE_ON)
+        except OSError:  # no interrupt (no IRQ for the RTC, an RTC without updates)
+            yield polled_edges(), EDGES_POLLED
+            return
+
+        def next_edge() -> bool:
+            ready, _, _ = select.select([fd], [], [], RTC_EDGE_TIMEOUT_S)
+            if not ready:
+                return False
+            os.read(fd, 8)  # the interrupt count and kind: the edge is what matters
+            return True
+
+        try:
+            yield next_edge, EDGES_INTERRUPT
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(fd, RTC_UIE_OFF)
+    finally:
+        os.close(fd)
+
+
+def calibrate(
+    counter: Counter,
+    edges: Callable[[], contextlib.AbstractContextManager[tuple[NextEdge, str]]] = rtc_edges,
+) -> Calibration | None:
+    """Counter ticks across one RTC second (two RTC edges); None if there is no RTC."""
+    with edges() as (next_edge, how):
+        if not next_edge():
+            return None
+        c0 = counter.read()
+        if not next_edge():
+            return None
+        ticks = counter.read() - c0
+    return Calibration(ticks, ticks / counter.hz, how)
 
 
 # --- the boot step ---------------------------------------------------------------------
@@ -245,7 +302,7 @@ def read_dmi(name: str, base: Path = DMI) -> str:
 class ClockMeasurement:
     """What the boot decides on: the platform's counter (or why there is none) and the
     calibrations. Measuring takes about two RTC seconds, mostly waiting for RTC edges, and
-    needs no config: VmPlatform.begin_clock runs it while the flash mounts."""
+    needs no config: VmPlatform.begin_clock runs it while the runtime is imported."""
 
     hypervisor: Hypervisor
     counter: Counter | None

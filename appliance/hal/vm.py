@@ -17,11 +17,10 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.bootfiles import BootFiles, MountedBootFiles
-from appliance.hal.cf import CfBackend, VmCfBackend
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
 from appliance.hal.cpu import trace_lines as cpu_trace_lines
 from appliance.hal.disks import (
@@ -53,6 +52,9 @@ from appliance.hal.types import (
     Unavailable,
 )
 from appliance.version import BUILD, PRODUCT
+
+if TYPE_CHECKING:
+    from appliance.hal.cf import CfBackend
 
 BOOT_MOUNT = Path("/boot")  # where /init mounted the boot partition (read-only)
 
@@ -217,6 +219,10 @@ class VmPlatform:
         """The kernel's vfat on the CF disk's device node (busybox mount, mkdosfs)."""
         if not isinstance(dev, FileBlockDevice):
             raise Unavailable("CF0: the CF disk is not a device here")
+        # here, not with the module: hal.vm is imported before the clock's calibration
+        # starts (appliance/__main__.py), and hal.cf brings construct
+        from appliance.hal.cf import VmCfBackend
+
         return VmCfBackend(str(dev.path))
 
     # --- NICs --------------------------------------------------------------------------
@@ -288,7 +294,10 @@ class VmPlatform:
     # --- clock -------------------------------------------------------------------------
     def begin_clock(self) -> None:
         """Probe and calibrate the counter on a thread: about two RTC seconds, nearly all
-        of it waiting for RTC edges, which the flash mount and the config load fill."""
+        of it waiting for RTC edges (no CPU: hal.timekeeping.rtc_edges). Called first
+        thing (appliance/__main__.py), so the runtime's imports fill the wait; the
+        timekeeping service's probe calls it again (no-op, or a new measurement for a
+        re-boot in the same process)."""
         if self._clock_job is None:
             flags = self.cpu().flags
             self._clock_job = _Job(lambda: measure_clock(flags), "clock-calibration")

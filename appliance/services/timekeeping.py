@@ -28,7 +28,9 @@ class TimekeepingService(BaseService):
         self.clock: Timekeeping | None = None
 
     def probe(self, platform: Platform, trace: TraceFn) -> None:
-        platform.begin_clock()  # measures while the flash mounts; start() takes the result
+        # begun already before the runtime's imports (appliance/__main__.py); start()
+        # takes the result
+        platform.begin_clock()
 
     def start(self, box: Box) -> None:
         policy = Policy(str(box.active.value("TIME0", "perfcounter")))
@@ -57,6 +59,7 @@ class TimekeepingService(BaseService):
                 "kind": "primary" if tk.primary else "fallback",
                 "policy": str(tk.policy),
                 "rate": f"{cal.rate * 100:.1f}%" if cal is not None else "not calibrated",
+                "rtc": cal.edges if cal is not None else "none",
                 "uptime-ms": str(tk.now_ns() // 1_000_000),
             },
         )

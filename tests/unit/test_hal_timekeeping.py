@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from appliance.hal import timekeeping as tk
@@ -12,6 +16,8 @@ from appliance.hal.timekeeping import (
     TimekeepingHalt,
     calibrate,
     detect_hypervisor,
+    polled_edges,
+    rtc_edges,
     start_timekeeping,
 )
 
@@ -42,15 +48,29 @@ class FakeRtc:
         return self.calls // self.per
 
 
+def polled(rtc: Callable[[], int | None]):  # type: ignore[no-untyped-def]
+    """calibrate()'s edges from a fake RTC's seconds, polled without sleeping."""
+    return lambda: contextlib.nullcontext((polled_edges(rtc, sleep=lambda s: None), "polled"))
+
+
 def test_calibration_counts_one_rtc_second() -> None:
     rtc = FakeRtc()
     running = Counter("fake", lambda: rtc.calls * 200_000_000, 1e9)
-    cal = calibrate(running, rtc, sleep=lambda s: None)
+    cal = calibrate(running, polled(rtc))
     assert cal is not None and cal.ticks == 1_000_000_000 and not cal.stopped
+    assert cal.edges == "polled"
     stopped = Counter("stuck", lambda: 42, 1e9)
-    cal = calibrate(stopped, FakeRtc(), sleep=lambda s: None)
+    cal = calibrate(stopped, polled(FakeRtc()))
     assert cal is not None and cal.stopped
-    assert calibrate(running, lambda: None, sleep=lambda s: None) is None  # no RTC
+    assert calibrate(running, polled(lambda: None)) is None  # no RTC
+
+
+def test_without_an_update_interrupt_the_rtc_is_polled(tmp_path: Path) -> None:
+    """No RTC device, or one that refuses RTC_UIE_ON (here /dev/null: not an RTC): the
+    seconds are polled. The interrupt itself is seen in the VM (tests/vm/test_boot.py)."""
+    for device in (tmp_path / "rtc0", Path("/dev/null")):
+        with rtc_edges(device) as (next_edge, how):
+            assert how == "polled" and callable(next_edge)
 
 
 def _start(policy: Policy, hv: Hypervisor, probe_result: tuple, cal: tk.Calibration | None):  # type: ignore[no-untyped-def]
