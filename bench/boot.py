@@ -15,7 +15,9 @@ Boot kinds (all on the vmware profile, 256 MiB):
     profile   as empty, with `initcall_debug ipva.bootprof` on the kernel command line: /init
               copies the kernel log (its own step marks included) to the serial console
               before starting the runtime, and the host polls the vCPU for long mode (the
-              kernel's decompressor starting). Used for the breakdown, not for the ratios.
+              kernel's decompressor starting), and the runtime runs with
+              PYTHONPROFILEIMPORTTIME (its imports timed on the console: the slowest are
+              listed). Used for the breakdown, not for the ratios.
     full64    a full 64 MiB flash (~80 B FLASHDIR items)
     full512   a full 512 MiB flash, 3 GiB RAM (not in the default set: slow under TCG)
     baseline  as empty, but the dist/ of another build (IPVA_BENCH_BOOT_BASELINE=DIR): a
@@ -83,6 +85,7 @@ RUNTIME_STEPS = (
     ("prompt", re.escape(PROMPT), False),
 )
 _DMESG = re.compile(r"^bootprof \[\s*(\d+\.\d+)\] (.*)$")
+_IMPORT = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")  # -X importtime
 _INITCALL = re.compile(r"initcall (\S+?)(?:\+0x\S+)?(?: \[(\S+)\])? returned \S+ after (\d+) usecs")
 
 
@@ -98,6 +101,16 @@ class Boot:
         if not hits:
             return None
         return hits[-1] if last else hits[0]
+
+    def imports(self) -> list[tuple[str, int, int]]:
+        """The runtime's imports as -X importtime printed them: (module indented by its
+        nesting, self µs, cumulative µs)."""
+        out = []
+        for _t, line in self.lines:
+            m = _IMPORT.match(line)
+            if m:
+                out.append((m[3] + m[4], int(m[1]), int(m[2])))
+        return out
 
     def dmesg(self) -> list[tuple[float, str]]:
         out = []
@@ -366,6 +379,7 @@ def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print
         print_("slowest initcalls (median ms over the profile boots; [module] = loaded by /init)")
         for name, us in top:
             print_(f"  {statistics.median(us) / 1000:>8.1f}  {name}")
+        _print_imports([b.imports() for b in results["profile"]], print_)
     empty = ready.get("empty")
     print_("")
     if floor_t and empty:
@@ -376,6 +390,25 @@ def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print
     spread = [f"{k} {(hi - lo) / med * 100:.0f}%" for k, (med, lo, hi) in
               [("floor", floor_t), *ready.items()] if med]  # type: ignore[misc]  # fmt: skip
     print_(f"noise, (max - min) / median: {', '.join(spread)}")
+
+
+def _print_imports(boots: list[list[tuple[str, int, int]]], print_: Callable[[str], None]) -> None:
+    """The runtime's slowest imports by cumulative time (what an import and everything it
+    pulls in cost), median over the profile boots; and all imports' own time summed."""
+    if not any(boots):
+        return
+    cumulative: dict[str, list[int]] = {}
+    for imports in boots:
+        for name, _own, cum in imports:
+            cumulative.setdefault(name, []).append(cum)
+    total = statistics.median(sum(own for _n, own, _c in imports) for imports in boots if imports)
+    count = statistics.median(len(i) for i in boots if i)
+    print_(f"runtime imports: {count:.0f} modules, {total / 1e6:.2f} s of their own "
+           "(median; printing them slows the profile boots)")  # fmt: skip
+    top = sorted(cumulative.items(), key=lambda kv: -statistics.median(kv[1]))[:25]
+    print_("slowest imports (cumulative ms, median over the profile boots; indent = nesting)")
+    for name, us in top:
+        print_(f"  {statistics.median(us) / 1000:>8.1f}  {name}")
 
 
 def _floor_clock(b: Boot) -> float | None:

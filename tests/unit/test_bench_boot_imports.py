@@ -1,0 +1,33 @@
+"""The boot bench's import table reads what `-X importtime` prints on the console."""
+
+from __future__ import annotations
+
+from bench.boot import Boot, _print_imports
+
+CONSOLE = [
+    "import time: self [us] | cumulative | imported package",
+    "import time:       120 |        120 |   _hashlib",
+    "import time:        30 |        150 | hashlib",
+    "0:0000:030:4 - QEMU Virtual CPU version 2.5+",
+    "import time:      1000 |       1000 | appliance.boot",
+]
+
+
+def test_imports_are_read_from_the_console_with_their_nesting() -> None:
+    boot = Boot(lines=[(1.0, line) for line in CONSOLE])
+    assert boot.imports() == [
+        ("  _hashlib", 120, 120),
+        ("hashlib", 30, 150),
+        ("appliance.boot", 1000, 1000),
+    ]
+    out: list[str] = []
+    _print_imports([boot.imports(), boot.imports()], out.append)
+    assert out[0].startswith("runtime imports: 3 modules, 0.00 s")
+    assert [line.split()[-1] for line in out[2:]] == ["appliance.boot", "hashlib", "_hashlib"]
+    assert out[2].split()[0] == "1.0"
+
+
+def test_no_import_lines_no_table() -> None:
+    out: list[str] = []
+    _print_imports([Boot().imports()], out.append)
+    assert out == []
