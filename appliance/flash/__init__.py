@@ -42,13 +42,22 @@ class Flash:
     flashdir: FlashDir
 
 
-def mount_flash(dev: BlockDevice, *, ram_bytes: int, trace: Trace, readonly: bool = False) -> Flash:
+def mount_flash(
+    dev: BlockDevice,
+    *,
+    ram_bytes: int,
+    trace: Trace,
+    readonly: bool = False,
+    defer_ldap: bool = False,
+) -> Flash:
     """Mount the flash disk: format it if blank, else rebuild the state by scanning.
 
     Raises WrongDiskError for a disk that is neither blank nor ours. Damage found while
-    scanning does not fail the mount; it is reported through `trace`.
+    scanning does not fail the mount; it is reported through `trace`. `defer_ldap`: the
+    FLASHDIR0 segments are read by `flashman.finish_mount()` (or the first use that needs
+    them), not now: the box's boot (flashman.py).
     """
-    fm = FlashMan(dev, ram_bytes=ram_bytes, trace=trace, readonly=readonly)
+    fm = FlashMan(dev, ram_bytes=ram_bytes, trace=trace, readonly=readonly, defer_ldap=defer_ldap)
     return Flash(fm, Vars(fm), FlashDir(fm, trace))
 
 

@@ -39,8 +39,8 @@ class FlashDir:
         o = fm.owners[OWNER_LDAP]
         trace("start flashdir FLASHDIR0")
         trace(f"fdir: segments={o.configured}->{o.maximum}({o.maximum * SEG / MiB:.1f}MB)")
-        if len(o.segs) > o.maximum:
-            trace(f"fdir: holds {len(o.segs)} segments, more than granted; it cannot grow")
+        if fm.mounted:  # else finish_mount() says it, once LDAP is replayed
+            fm.check_ldap_size()
 
     def get(self, item_id: int) -> str | None:
         v = self._fm.get(OWNER_LDAP, _key(item_id))

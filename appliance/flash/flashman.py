@@ -23,6 +23,12 @@ grouped into transactions. The rules (DESIGN.md "Flash"):
   record by record as before, with the same result (tested both ways).
 - The mount builds the values; the key -> segment map that only writes need (compaction)
   is built on first use, like the live byte count.
+- The box's mount can leave the LDAP owner for later (`defer_ldap`): the headers and VARS
+  (the config the boot needs) are read at once, and FLASHDIR0's segments, most of a full
+  flash, by `finish_mount()` (the flash service calls it on a thread of its own, after the
+  prompt's path). Until then every write and every read of LDAP first finishes the mount
+  itself (or waits for the thread doing it), so nothing is written on a half-known flash
+  and nobody reads a half-loaded directory; damage in LDAP is traced when it is found.
 
 The pieces: limits.py (sizes and how the area is shared out, the errors), segments.py (the
 in-memory segments and owner logs), replay.py (the mount: reading, seal or scan, replaying
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from appliance.flash.format import (
@@ -49,6 +56,7 @@ from appliance.flash.format import (
     SEAL_RESERVE,
     Header,
     Record,
+    SegmentIndex,
     SegmentScan,
     build_header,
     build_record,
@@ -109,7 +117,9 @@ class FlashMan:
         trace: Trace = _ignore,
         readonly: bool = False,
         format_all: bool = False,
+        defer_ldap: bool = False,
     ) -> None:
+        """`defer_ldap`: leave the LDAP owner's segments for finish_mount() (see above)."""
         self.dev = dev
         self.ram_bytes = ram_bytes
         self.trace = trace
@@ -125,6 +135,12 @@ class FlashMan:
         self._free: list[tuple[int, int]] = []
         self.epoch = 0
         self.next_seq = 1
+        # the LDAP segments still to read and replay, with the scans already made (a
+        # damaged header recovered as LDAP); None: the mount is complete
+        self._deferred: tuple[list[Segment], dict[int, SegmentIndex]] | None = None
+        self._deferred_error: Exception | None = None  # finish_mount() failed: why
+        self._mount_lock = threading.Lock()  # one finish_mount(); the others wait for it
+        self._defer_ldap = defer_ldap
         if format_all:  # `reset all` on a disk that would not mount (e.g. WrongDiskError)
             area = min(self.dev.size, MAX_AREA) // SEG
             if area < MIN_SEGMENTS:
@@ -197,12 +213,58 @@ class FlashMan:
                 seg.erase_count = max_ec
                 damaged.add(seg.index)
                 wanted.append(seg)
+        later: list[Segment] = []
+        if self._defer_ldap:  # a damaged header's owner is known only once it is read
+            later = [s for s in wanted if s.owner == OWNER_LDAP and s.index not in damaged]
+            wanted = [s for s in wanted if s.owner != OWNER_LDAP or s.index in damaged]
         scans, recovered = read_and_scan(self.dev, wanted, damaged, self.epoch, self._report)
         self.next_seq = max(self.next_seq, recovered + 1)
-        self._free = rebuild(
-            self.segments, self.owners, scans, self._scan, self._report, self.trace
-        )
         self._set_limits()
+        if later:  # else there is nothing left to defer: one rebuild of everything
+            ldap = {i: ix for i, ix in scans.items() if self.segments[i].owner == OWNER_LDAP}
+            self._deferred = (later, ldap)
+            scans = {i: ix for i, ix in scans.items() if i not in ldap}
+            owners = {OWNER_VARS: self.owners[OWNER_VARS]}
+        else:
+            owners = self.owners
+        self._free = rebuild(self.segments, owners, scans, self._scan, self._report, self.trace)
+
+    @property
+    def mounted(self) -> bool:
+        """Every owner's log is replayed (False while finish_mount() is still to come)."""
+        return self._deferred is None
+
+    def finish_mount(self) -> None:
+        """Read and replay the LDAP segments a deferred mount left; returns at once when
+        there are none. Raises FlashError when that failed (then, and on every later
+        write or LDAP read: the flash stays read-only as far as it is known)."""
+        with self._mount_lock:
+            if self._deferred is not None and self._deferred_error is None:
+                later, scans = self._deferred
+                try:
+                    more, _ = read_and_scan(self.dev, later, set(), self.epoch, self._report)
+                    scans.update(more)
+                    self._free = rebuild(
+                        self.segments, {OWNER_LDAP: self.owners[OWNER_LDAP]}, scans,
+                        self._scan, self._report, self.trace,
+                    )  # fmt: skip
+                except Exception as e:  # a read error: VARS stays usable, writes do not
+                    self._deferred_error = e
+                else:
+                    self._deferred = None
+                    self.check_ldap_size()
+            if self._deferred_error is not None:
+                raise FlashError(
+                    f"FLASHDIR0 could not be read ({self._deferred_error}); "
+                    "no flash writes until the box restarts"
+                )
+
+    def check_ldap_size(self) -> None:
+        """Trace it when LDAP holds more segments than granted (the box has less RAM than
+        when they were written): FlashDir at its start, or finish_mount() when deferred."""
+        o = self.owners[OWNER_LDAP]
+        if len(o.segs) > o.maximum:
+            self.trace(f"fdir: holds {len(o.segs)} segments, more than granted; it cannot grow")
 
     def _report(self, line: str) -> None:
         self.damage.append(line)
@@ -257,6 +319,7 @@ class FlashMan:
 
     def reset_all(self) -> None:
         """`reset all`: format the whole disk (up to 512 MiB). Everything is lost, by design."""
+        self.finish_mount()
         area = min(self.dev.size, MAX_AREA) // SEG
         parsed = [parse_header(self.dev.read(i * SEG, HEADER_AREA)) for i in range(area)]
         for s in self.segments:  # keep what the mount knew, e.g. of damaged headers
@@ -267,6 +330,7 @@ class FlashMan:
 
     def reset_owner(self, owner: int) -> None:
         """`reset vars` / `reset ldap`: drop all of one owner's data in one commit."""
+        self.finish_mount()
         o = self.owners[owner]
         if not o.segs and not o.values:
             return
@@ -340,6 +404,7 @@ class FlashMan:
         """Write all updates of one owner as ONE transaction (None deletes a key)."""
         if self.readonly:
             raise FlashError("flash is open read-only")
+        self.finish_mount()
         o = self.owners[owner]
         entries: list[tuple[int, bytes, bytes]] = []
         grow = 0
@@ -454,16 +519,22 @@ class FlashMan:
     # ---- reading -------------------------------------------------------------------
 
     def get(self, owner: int, key: bytes) -> bytes | None:
+        if owner == OWNER_LDAP:
+            self.finish_mount()
         return self.owners[owner].values.get(key)
 
     def values(self, owner: int) -> dict[bytes, bytes]:
+        if owner == OWNER_LDAP:
+            self.finish_mount()
         return self.owners[owner].values
 
     def info(self) -> str:
         """`mod cmd FLASHMAN0 info`, in the seed's format (info.py)."""
+        self.finish_mount()
         return format_info(len(self.segments), self.owners)
 
     def segment_table(self) -> Iterator[Segment]:
+        self.finish_mount()
         return iter(self.segments)
 
     def _scan(self, seg: Segment) -> SegmentScan:

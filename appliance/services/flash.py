@@ -4,14 +4,20 @@
 A flash that does not mount (a wrong or damaged disk) does not stop the boot: the box runs
 with the factory config and `config write` refused, and keeps the device in
 `box.flash_device` so `mod cmd FLASHMAN0 reset all` can format it.
+
+The boot reads the headers and VARS (the config) at once; FLASHDIR0, most of a full flash,
+is read on a thread of its own (`flash-ldap`), so a full flash does not hold up the prompt.
+A write or a FLASHDIR0 read before it is done waits for it (FlashMan.finish_mount); damage
+it finds is traced as it is found; stop() waits for it before the disks close.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from appliance.flash import Flash, FlashDirError, format_flash, mount_flash
+from appliance.flash import Flash, FlashDirError, FlashError, format_flash, mount_flash
 from appliance.hal.block import BlockDevice
 from appliance.modcmd import Command, ModCmdError
 from appliance.service import BaseService
@@ -25,7 +31,7 @@ Mount = Callable[[BlockDevice, int, Callable[[str], None]], Flash]
 
 
 def mount_real_flash(dev: BlockDevice, ram_bytes: int, trace: Callable[[str], None]) -> Flash:
-    return mount_flash(dev, ram_bytes=ram_bytes, trace=trace)
+    return mount_flash(dev, ram_bytes=ram_bytes, trace=trace, defer_ldap=True)
 
 
 class FlashService(BaseService):
@@ -33,9 +39,11 @@ class FlashService(BaseService):
 
     def __init__(self, mount: Mount = mount_real_flash) -> None:
         self.mount = mount
+        self._finisher: threading.Thread | None = None
 
     def start(self, box: Box) -> None:
-        """Mount into box.flash, or leave it None and say why (the box boots on)."""
+        """Mount into box.flash, or leave it None and say why (the box boots on); the
+        rest of a deferred mount (FLASHDIR0) on a thread."""
         dev = box.flash_device
         if dev is None:
             return
@@ -43,8 +51,28 @@ class FlashService(BaseService):
             box.flash = self.mount(dev, box.ram_bytes, lambda s: box.trace(s, Tag.FLASH))
         except ImportError as e:
             box.trace(f"flash: FLASHMAN could not be loaded ({e}); config write is off", Tag.FLASH)
+            return
         except Exception as e:  # FlashError, WrongDiskError …: say it, boot on without flash
             box.trace(f"flash: {e}; config write is off until the flash disk is fixed", Tag.FLASH)
+            return
+        if not box.flash.flashman.mounted:
+            self._finisher = threading.Thread(
+                target=self._finish, args=(box, box.flash), name="flash-ldap", daemon=True
+            )
+            self._finisher.start()
+
+    @staticmethod
+    def _finish(box: Box, flash: Flash) -> None:
+        try:
+            flash.flashman.finish_mount()
+        except FlashError as e:  # a read error: said once here, then by every write
+            box.trace(f"flash: {e}", Tag.FLASH)
+
+    def stop(self) -> None:
+        """The disks close next: the FLASHDIR0 read must be done by then."""
+        if self._finisher is not None:
+            self._finisher.join()
+            self._finisher = None
 
     def commands(self) -> list[Command]:
         return [
