@@ -140,7 +140,6 @@ class FlashMan:
         self._deferred: tuple[list[Segment], dict[int, SegmentIndex]] | None = None
         self._deferred_error: Exception | None = None  # finish_mount() failed: why
         self._mount_lock = threading.Lock()  # one finish_mount(); the others wait for it
-        self._defer_ldap = defer_ldap
         if format_all:  # `reset all` on a disk that would not mount (e.g. WrongDiskError)
             area = min(self.dev.size, MAX_AREA) // SEG
             if area < MIN_SEGMENTS:
@@ -148,7 +147,7 @@ class FlashMan:
             self.trace(f"flashman: formatting {area} segments")
             self._format(area, [parse_header(dev.read(i * SEG, HEADER_AREA)) for i in range(area)])
             return
-        self._mount()
+        self._mount(defer_ldap)
 
     # ---- device access -------------------------------------------------------------
 
@@ -165,7 +164,7 @@ class FlashMan:
 
     # ---- mount ---------------------------------------------------------------------
 
-    def _mount(self) -> None:
+    def _mount(self, defer_ldap: bool) -> None:
         dev_segments = min(self.dev.size, MAX_AREA) // SEG
         if dev_segments < MIN_SEGMENTS:
             raise FlashError(
@@ -214,7 +213,7 @@ class FlashMan:
                 damaged.add(seg.index)
                 wanted.append(seg)
         later: list[Segment] = []
-        if self._defer_ldap:  # a damaged header's owner is known only once it is read
+        if defer_ldap:  # a damaged header's owner is known only once it is read
             later = [s for s in wanted if s.owner == OWNER_LDAP and s.index not in damaged]
             wanted = [s for s in wanted if s.owner != OWNER_LDAP or s.index in damaged]
         scans, recovered = read_and_scan(self.dev, wanted, damaged, self.epoch, self._report)

@@ -36,7 +36,6 @@ from appliance.service import BaseService, BoxRestarting, CommandRunner
 from appliance.services.http.boxadmin import BoxAdmin
 from appliance.services.http.host import AdminBox
 from appliance.services.http.listen import Bind
-from appliance.services.trace import Tag
 
 if TYPE_CHECKING:  # the HTTP stack is imported only when a listener is on (RAM)
     from appliance.box import Box
@@ -226,12 +225,10 @@ class HttpService(BaseService):
             self.listeners.start(self.admin, box.active)  # traces NO_PORTS, at once
             self._started.set()
             return
-        self._starter = threading.Thread(
-            target=self._start, args=(box,), name="http-start", daemon=True
-        )
+        self._starter = threading.Thread(target=self._start, name="http-start", daemon=True)
         self._starter.start()
 
-    def _start(self, box: Box) -> None:
+    def _start(self) -> None:
         config: Config | None = None
         try:
             with self._lock:
@@ -239,17 +236,8 @@ class HttpService(BaseService):
                     return  # stopped before this thread ran
                 config = self._wanted
                 warning = "" if config.value("ADMIN0", "pwd") else FACTORY_PASSWORD_WARNING
-                try:
-                    self.listeners.start(self.admin, config, warning)
-                except (StartCancelled, BoxRestarting):
-                    self.listeners.stop()  # the box goes down: nothing stays bound
-                except Exception as e:  # the web admin must never take the box down with it
-                    self.listeners.stop()
-                    box.trace(
-                        f"HTTP0: the web admin did not start ({type(e).__name__}: {e}); "
-                        "the console works, please report this",
-                        Tag.HTTP,
-                    )
+                listeners, admin = self.listeners, self.admin
+                self._guarded(listeners, admin, lambda: listeners.start(admin, config, warning))
         finally:
             self._started.set()
         if self._wanted is not config:  # config activate changed HTTP0 meanwhile
@@ -291,16 +279,23 @@ class HttpService(BaseService):
                 return  # the start, still under way, rebinds when it is done
             if self.listeners is None or self.admin is None or self._wanted is None:
                 return
-            try:
-                self.listeners.rebind(self.admin, self._wanted)
-            except (StartCancelled, BoxRestarting):
-                self.listeners.stop()
-            except Exception as e:  # as at the start: the console goes on without it
-                self.listeners.stop()
-                self.admin.trace(
-                    f"HTTP0: the web admin did not start ({type(e).__name__}: {e}); "
-                    "the console works, please report this"
-                )
+            listeners, admin, config = self.listeners, self.admin, self._wanted
+            self._guarded(listeners, admin, lambda: listeners.rebind(admin, config))
+
+    @staticmethod
+    def _guarded(listeners: HttpListeners, admin: AdminBox, listen: Callable[[], object]) -> None:
+        """A start or rebind of the listeners: when it fails nothing stays bound, and the
+        web admin never takes the box down with it (the console goes on without it)."""
+        try:
+            listen()
+        except (StartCancelled, BoxRestarting):
+            listeners.stop()  # the box goes down
+        except Exception as e:
+            listeners.stop()
+            admin.trace(
+                f"HTTP0: the web admin did not start ({type(e).__name__}: {e}); "
+                "the console works, please report this"
+            )
 
     def stop(self) -> None:
         """Ends a start still under way at its next step (an import or a certificate in
