@@ -22,6 +22,7 @@ Boot kinds (all on the vmware profile, 256 MiB):
     full512   a full 512 MiB flash, 3 GiB RAM (not in the default set: slow under TCG)
     baseline  as empty, but the dist/ of another build (IPVA_BENCH_BOOT_BASELINE=DIR): a
               change against its parent in one run
+    baseline512  with a baseline and full512: the other build on the same full 512 MiB flash
 
 Phases come from three clocks: host time of console lines (QEMU start = 0), the kernel's
 printk clock (aligned to the host at the "IPVA bootcode" line) and the host's poll of the
@@ -346,7 +347,7 @@ def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print
         load = _diff(_diff(_at(boots, FLOOR_MARKER), sysl), clock)
         print_(_row(f"  {kind}: SYSLINUX load + decompression", _med(load), floor))
         print_(_row(f"  {kind}: kernel clock at /init", _med(clock), floor))
-    for kind in ("empty", "baseline", "full64", "full512"):
+    for kind in ("empty", "baseline", "full64", "full512", "baseline512"):
         boots = results.get(kind)
         if not boots:
             continue
@@ -387,6 +388,9 @@ def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print
     for kind in ("baseline", "full64", "full512"):
         if ready.get(kind) and empty:
             print_(f"{kind} ready / empty ready: {ready[kind][0] / empty[0]:.2f}")  # type: ignore[index]
+    if ready.get("full512") and ready.get("baseline512"):
+        print_(f"full512 ready / baseline512 ready: "
+               f"{ready['full512'][0] / ready['baseline512'][0]:.2f}")  # type: ignore[index]  # fmt: skip
     spread = [f"{k} {(hi - lo) / med * 100:.0f}%" for k, (med, lo, hi) in
               [("floor", floor_t), *ready.items()] if med]  # type: ignore[misc]  # fmt: skip
     print_(f"noise, (max - min) / median: {', '.join(spread)}")
@@ -456,6 +460,10 @@ def bench(
             big = _flash_image(work / "full512.img", 512 << 20, fill=True, ram=3 << 30,
                                reset_all=True)  # fmt: skip
             setups["full512"] = (box_disks(dist, big), PROMPT, {"ram_mib": 3072})
+            if baseline is not None:
+                kinds.append("baseline512")
+                setups["baseline512"] = (box_disks(baseline, big), PROMPT, {"ram_mib": 3072})
+                results["baseline512"] = []
         for i in range(runs):  # interleaved, so drift on a shared machine hits every kind
             for kind in kinds:
                 disks, until, opts = setups[kind]

@@ -21,7 +21,7 @@ from httpbox import _Sink
 from appliance.boot import Runtime
 from appliance.flash import mount_flash
 from appliance.flash.format import OWNER_LDAP
-from appliance.hal.block import BlockDevice, FileBlockDevice
+from appliance.hal.block import BlockDevice, FileBlockDevice, strided_by_reads
 from appliance.hal.hosted import HostedPlatform
 from appliance.hal.types import DiskRole
 from appliance.services.flash import FlashService
@@ -45,6 +45,9 @@ class HeldDevice:
             self._held.set()
             assert self._gate.wait(WAIT_S), "the test never opened the gate"
         return self._dev.read(offset, length)
+
+    def read_strided(self, offset: int, stride: int, length: int, count: int) -> list[bytes]:
+        return strided_by_reads(self.read, offset, stride, length, count)
 
     def write(self, offset: int, data: bytes) -> None:
         self._dev.write(offset, data)

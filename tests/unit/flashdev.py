@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 
-from appliance.hal.block import SECTOR, MemoryBlockDevice
+from appliance.hal.block import SECTOR, MemoryBlockDevice, strided_by_reads
 
 
 class PowerCut(Exception):
@@ -49,6 +49,9 @@ class CutDevice:
         if offset < 0 or offset + length > len(self.volatile):
             raise ValueError(f"read {offset}+{length} outside device")
         return bytes(self.volatile[offset : offset + length])
+
+    def read_strided(self, offset: int, stride: int, length: int, count: int) -> list[bytes]:
+        return strided_by_reads(self.read, offset, stride, length, count)
 
     def write(self, offset: int, data: bytes) -> None:
         if self.dead:
