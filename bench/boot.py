@@ -81,7 +81,12 @@ RUNTIME_STEPS = (
     ("disks opened", r" - disk dump: ", False),
     ("flash mounted", r" - fdir: segments=", False),
     ("version, crash record, config", r" - config: \d+ saved", False),
-    ("timekeeping", r" - (time: |perfcounter)", True),
+    # the decision's lines, not the calibration's (traced when it is in, maybe later)
+    (
+        "timekeeping",
+        r" - (perfcounter|time: (VMware|Hyper-V|KVM/QEMU|unknown)|time: warning: policy)",
+        True,
+    ),
     ("network up (DHCP)", r" - ETH0 IP address", False),
     ("prompt", re.escape(PROMPT), False),
 )

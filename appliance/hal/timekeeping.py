@@ -11,12 +11,14 @@ from the DMI (SMBIOS type 1) vendor in /sys/class/dmi/id:
 A clocksource counter is made the kernel's current clocksource and read through
 CLOCK_MONOTONIC_RAW (no NTP slewing: the counter itself).
 
-At boot the counter is calibrated against the RTC (CMOS clock, rtc0): count across one RTC
-second, from one turn of its seconds to the next. The turns come from the RTC's update
-interrupt (/dev/rtc0 with RTC_UIE_ON: each read returns at the next one), so the two seconds
-of waiting cost no CPU and the runtime's imports run meanwhile (appliance/__main__.py starts
-the measurement first); without an interrupt the seconds in sysfs are polled. Outcomes, as
-on the box and beyond it:
+The boot decides on the probe alone, within milliseconds: is there a counter, and does it
+move at all (ADVANCE_CHECK_S). Its calibration against the RTC (CMOS clock, rtc0) follows on
+the measuring thread without holding up the prompt, and the trace gives its rate when it is
+in: counter ticks across one RTC second, from one turn of its seconds to the next. The turns
+come from the RTC's update interrupt (/dev/rtc0 with RTC_UIE_ON: each read returns at the
+next one), so the one to two seconds of waiting cost no CPU (appliance/__main__.py starts the
+measurement before the runtime's imports); without an interrupt the seconds in sysfs are
+polled. Outcomes, as on the box and beyond it:
   - no counter                → `perfcounter-not enabled!!!`
   - counter does not advance  → `perfcounter-not running!!!` naming it (the seed's ESX 6.5
                                 case: "the IPVA boots up properly but the clock does not run")
@@ -32,6 +34,7 @@ import enum
 import fcntl
 import os
 import select
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,6 +48,7 @@ NOT_RUNNING = "perfcounter-not running!!!"
 VMWARE_REAL_NS = 0x10001  # elapsed real time in ns (0x10000 is the host TSC)
 VMWARE_HOST_TSC = 0x10000
 RTC_EDGE_TIMEOUT_S = 1.5
+ADVANCE_CHECK_S = 0.02  # a counter that stands still this long does not run
 RATE_TOLERANCE = 0.25  # TCG and busy hosts stretch seconds; a stopped clock is far off
 CLOCKSOURCE = Path("/sys/devices/system/clocksource/clocksource0")
 RTC_SECONDS = Path("/sys/class/rtc/rtc0/since_epoch")
@@ -116,11 +120,21 @@ class Timekeeping:
     policy: Policy
     counter: Counter
     primary: bool  # the platform's own counter (False: fallback)
-    calibration: Calibration | None
+    calibration: Calibration | None  # None: not calibrated (yet, or there is no RTC)
     lines: list[str] = field(default_factory=list)  # what the boot trace showed
+    calibrating: bool = True  # calibrated() is still to come
 
     def now_ns(self) -> int:
         return int(self.counter.read() * 1e9 / self.counter.hz)
+
+    def calibrated(self, cal: Calibration | None, trace: Callable[[str], None]) -> None:
+        """The counter's calibration is in (on the measuring thread, or at once if it was
+        in before the boot decided): keep it and trace what it says."""
+        self.calibration = cal
+        self.calibrating = False
+        for line in calibrated_lines(self.counter, cal):
+            self.lines.append(line)
+            trace(line)
 
 
 # --- probes ----------------------------------------------------------------------------
@@ -298,51 +312,126 @@ def read_dmi(name: str, base: Path = DMI) -> str:
         return ""
 
 
+def advances(counter: Counter, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Whether the counter moves at all within ADVANCE_CHECK_S: the seed's "the clock does
+    not run" (ESX 6.5) is a counter that stands still, which needs no RTC second to see."""
+    first = counter.read()
+    sleep(ADVANCE_CHECK_S)
+    return counter.read() != first
+
+
 @dataclass
-class ClockMeasurement:
-    """What the boot decides on: the platform's counter (or why there is none) and the
-    calibrations. Measuring takes about two RTC seconds, mostly waiting for RTC edges, and
-    needs no config: VmPlatform.begin_clock runs it while the runtime is imported."""
+class ClockProbe:
+    """What the boot decides on, known within milliseconds: the platform's counter (or why
+    there is none), whether it runs, and the kernel's clocksource to fall back to. Needs
+    no config: VmPlatform.begin_clock probes while the runtime is imported."""
 
     hypervisor: Hypervisor
     counter: Counter | None
     why: str
-    calibration: Calibration | None
-    # the kernel's clocksource and its calibration, measured when the primary failed
-    fallback: Counter | None = None
-    fallback_calibration: Calibration | None = None
+    running: bool  # the counter advanced (False when there is none)
+    fallback: Counter
+    fallback_running: bool
 
     @property
     def problem(self) -> tuple[str, str] | None:
         if self.counter is None:
             return NOT_ENABLED, self.why
-        if self.calibration is not None and self.calibration.stopped:
-            return NOT_RUNNING, (f"{self.counter.name} did not advance in one RTC second: "
-                                 "the clock does not run")  # fmt: skip
+        if not self.running:
+            ms = ADVANCE_CHECK_S * 1000
+            return (
+                NOT_RUNNING,
+                f"{self.counter.name} did not advance in {ms:.0f} ms: the clock does not run",
+            )
         return None
 
+    @property
+    def keeping(self) -> Counter:
+        """The counter the box keeps time with unless the policy stops it: the one to
+        calibrate."""
+        return self.counter if self.counter is not None and self.problem is None else self.fallback
 
-def measure_clock(
+
+def probe_clock(
     cpu_flags: frozenset[str],
     *,
     hv: Hypervisor | None = None,
     sources: list[str] | None = None,
     primary_probe: Callable[..., tuple[Counter | None, str]] = probe_primary,
-    calibrate_fn: Callable[[Counter], Calibration | None] = calibrate,
-    with_fallback: bool = True,
-) -> ClockMeasurement:
-    """Probe and calibrate the counter; with_fallback: the kernel's clocksource too when
-    the counter is missing or stopped (the fallback policy keeps time from it)."""
+    advances_fn: Callable[[Counter], bool] = advances,
+) -> ClockProbe:
     if hv is None:
         hv = detect_hypervisor(read_dmi("sys_vendor"), read_dmi("product_name"), cpu_flags)
     sources = available_clocksources() if sources is None else sources
     counter, why = primary_probe(hv, cpu_flags, sources)
-    cal = calibrate_fn(counter) if counter is not None else None
-    m = ClockMeasurement(hv, counter, why, cal)
-    if with_fallback and m.problem is not None:
-        m.fallback = Counter(f"clocksource {current_clocksource()}", _monotonic_raw, 1e9)
-        m.fallback_calibration = calibrate_fn(m.fallback)
-    return m
+    running = counter is not None and advances_fn(counter)
+    if counter is not None and running:
+        return ClockProbe(hv, counter, why, True, counter, True)
+    fallback = Counter(f"clocksource {current_clocksource()}", _monotonic_raw, 1e9)
+    return ClockProbe(hv, counter, why, running, fallback, advances_fn(fallback))
+
+
+class ClockJob:
+    """probe_clock() and then the calibration of the counter it chose, on a daemon thread
+    of its own: probe() waits for the first (milliseconds), when_calibrated() hands on the
+    second (one to two RTC seconds later) without waiting for it."""
+
+    def __init__(self, cpu_flags: frozenset[str]) -> None:
+        self._flags = cpu_flags
+        self._probed = threading.Event()
+        self._probe: ClockProbe | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()  # between the thread's result and when_calibrated()
+        self._done = False
+        self._cal: Calibration | None = None
+        self._then: Callable[[Calibration | None], None] | None = None
+        threading.Thread(target=self._run, name="clock-calibration", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            probe = self._probe = probe_clock(self._flags)
+        except BaseException as e:  # handed to whoever calls probe()
+            self._error = e
+            return
+        finally:
+            self._probed.set()
+        try:
+            cal = calibrate(probe.keeping)
+        except OSError:  # the RTC failed mid-way: as without one
+            cal = None
+        with self._lock:
+            self._done, self._cal, then = True, cal, self._then
+        if then is not None:
+            then(cal)
+
+    def probe(self) -> ClockProbe:
+        self._probed.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._probe is not None
+        return self._probe
+
+    def when_calibrated(self, then: Callable[[Calibration | None], None]) -> None:
+        """`then(calibration)` now if it is in, else on the job's thread when it is."""
+        with self._lock:
+            if not self._done:
+                self._then = then
+                return
+        then(self._cal)
+
+
+def calibrated_lines(counter: Counter, cal: Calibration | None) -> list[str]:
+    """What the trace says once the counter's calibration against the RTC is in (after
+    the boot's decision, which does not wait for it)."""
+    if cal is None:
+        return [f"time: {counter.name} not calibrated: no RTC"]
+    lines = [f"time: {counter.name} runs at {cal.rate * 100:.1f}% of nominal against the RTC"]
+    if cal.stopped:
+        lines.append(f"time: warning: {counter.name} did not advance in one RTC second: "
+                     "the clock does not run")  # fmt: skip
+    elif abs(cal.rate - 1) > RATE_TOLERANCE:
+        lines.append(f"time: warning: {counter.name} runs at {cal.rate * 100:.0f}% of the RTC")
+    return lines
 
 
 def start_timekeeping(
@@ -350,51 +439,37 @@ def start_timekeeping(
     cpu_flags: frozenset[str],
     trace: Callable[[str], None],
     *,
-    measurement: ClockMeasurement | None = None,
+    probe: ClockProbe | None = None,
     hv: Hypervisor | None = None,
     sources: list[str] | None = None,
     primary_probe: Callable[..., tuple[Counter | None, str]] = probe_primary,
-    calibrate_fn: Callable[[Counter], Calibration | None] = calibrate,
+    advances_fn: Callable[[Counter], bool] = advances,
 ) -> Timekeeping:
-    """Decide on `measurement` (measured here if not given), trace; raise TimekeepingHalt
-    under the strict policy."""
+    """Decide on `probe` (probed here if not given), trace; raise TimekeepingHalt under the
+    strict policy. The calibration comes later: Timekeeping.calibrated()."""
     lines: list[str] = []
 
     def say(text: str) -> None:
         lines.append(text)
         trace(text)
 
-    m = measurement
-    if m is None:
-        m = measure_clock(cpu_flags, hv=hv, sources=sources, primary_probe=primary_probe,
-                          calibrate_fn=calibrate_fn, with_fallback=False)  # fmt: skip
-    hv = m.hypervisor
-    effective = policy.resolve(hv)
-    problem = m.problem
+    p = probe
+    if p is None:
+        p = probe_clock(cpu_flags, hv=hv, sources=sources, primary_probe=primary_probe,
+                        advances_fn=advances_fn)  # fmt: skip
+    effective = policy.resolve(p.hypervisor)
+    problem = p.problem
     if problem is None:
-        counter, cal = m.counter, m.calibration
-        assert counter is not None
-        rate = (
-            f"{cal.rate * 100:.1f}% of nominal against the RTC"
-            if cal is not None
-            else "not calibrated (no RTC)"
-        )
-        say(f"time: {hv} {counter.name}, {rate}")
-        if cal is not None and abs(cal.rate - 1) > RATE_TOLERANCE:
-            say(f"time: warning: {counter.name} runs at {cal.rate * 100:.0f}% of the RTC")
-        return Timekeeping(hv, effective, counter, True, cal, lines)
+        assert p.counter is not None
+        say(f"time: {p.hypervisor} {p.counter.name}")
+        return Timekeeping(p.hypervisor, effective, p.counter, True, None, lines)
     say(problem[0])
-    say(f"time: {hv}: {problem[1]}")
+    say(f"time: {p.hypervisor}: {problem[1]}")
     if effective is Policy.STRICT:
         say("time: policy strict: the box stops here (TIME0 /perfcounter)")
         raise TimekeepingHalt(problem[0])
-    fallback, cal = m.fallback, m.fallback_calibration
-    if fallback is None:  # the fallback must run too, else there is no time at all
-        fallback = Counter(f"clocksource {current_clocksource()}", _monotonic_raw, 1e9)
-        cal = calibrate_fn(fallback)
-    if cal is not None and cal.stopped:
-        say(f"time: {fallback.name} does not advance either: the box stops here")
+    if not p.fallback_running:
+        say(f"time: {p.fallback.name} does not advance either: the box stops here")
         raise TimekeepingHalt(problem[0])
-    rate = f"{cal.rate * 100:.1f}% against the RTC" if cal is not None else "no RTC"
-    say(f"time: warning: policy fallback: keeping time from the kernel's {fallback.name} ({rate})")
-    return Timekeeping(hv, effective, fallback, False, cal, lines)
+    say(f"time: warning: policy fallback: keeping time from the kernel's {p.fallback.name}")
+    return Timekeeping(p.hypervisor, effective, p.fallback, False, None, lines)

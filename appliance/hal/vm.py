@@ -17,7 +17,7 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.bootfiles import BootFiles, MountedBootFiles
@@ -34,13 +34,7 @@ from appliance.hal.disks import (
 )
 from appliance.hal.memory import read_memory_info
 from appliance.hal.nics import PciNic, Port, assign_ports, read_link_state, scan_pci_nics
-from appliance.hal.timekeeping import (
-    ClockMeasurement,
-    Policy,
-    Timekeeping,
-    measure_clock,
-    start_timekeeping,
-)
+from appliance.hal.timekeeping import ClockJob, Policy, Timekeeping, start_timekeeping
 from appliance.hal.types import (
     Console,
     DiskRole,
@@ -109,33 +103,6 @@ class TtyConsole:
             view = view[os.write(self._fd, view) :]
 
 
-T = TypeVar("T")
-
-
-class _Job(Generic[T]):
-    """A function run on a daemon thread; result() waits, then returns or raises its outcome."""
-
-    def __init__(self, fn: Callable[[], T], name: str) -> None:
-        self._fn = fn
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn()
-        except BaseException as e:  # handed to whoever calls result()
-            self._error = e
-
-    def result(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
-
-
 @dataclass
 class VmPlatform:
     name: str = "vm"
@@ -154,7 +121,7 @@ class VmPlatform:
     # waited for, else it stays a zombie; a reaper thread each does that
     dhcp_clients: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _reapers: dict[str, threading.Thread] = field(default_factory=dict)
-    _clock_job: _Job[ClockMeasurement] | None = None
+    _clock_job: ClockJob | None = None
 
     # --- CPU and memory ----------------------------------------------------------------
     def cpu(self) -> CpuInfo:
@@ -293,22 +260,24 @@ class VmPlatform:
 
     # --- clock -------------------------------------------------------------------------
     def begin_clock(self) -> None:
-        """Probe and calibrate the counter on a thread: about two RTC seconds, nearly all
-        of it waiting for RTC edges (no CPU: hal.timekeeping.rtc_edges). Called first
-        thing (appliance/__main__.py), so the runtime's imports fill the wait; the
+        """Probe the counter and calibrate it on a thread (hal.timekeeping.ClockJob): the
+        calibration is one to two RTC seconds of waiting for RTC edges (no CPU). Called
+        first thing (appliance/__main__.py), so the runtime's imports overlap it; the
         timekeeping service's probe calls it again (no-op, or a new measurement for a
         re-boot in the same process)."""
         if self._clock_job is None:
-            flags = self.cpu().flags
-            self._clock_job = _Job(lambda: measure_clock(flags), "clock-calibration")
+            self._clock_job = ClockJob(self.cpu().flags)
 
     def start_clock(self, policy: Policy, trace: Callable[[str], None]) -> Timekeeping:
         """The box's timekeeping from the perf counter (hal.timekeeping); TIME0 /perfcounter
-        decides what happens when there is none."""
+        decides what happens when there is none. Waits for the probe only: the counter's
+        calibration is traced when it is in, before or after the prompt."""
         self.begin_clock()
         assert self._clock_job is not None
         job, self._clock_job = self._clock_job, None
-        return start_timekeeping(policy, self.cpu().flags, trace, measurement=job.result())
+        tk = start_timekeeping(policy, self.cpu().flags, trace, probe=job.probe())
+        job.when_calibrated(lambda cal: tk.calibrated(cal, trace))
+        return tk
 
     # --- life cycle --------------------------------------------------------------------
     def boot_files(self) -> BootFiles:

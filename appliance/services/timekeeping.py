@@ -1,5 +1,6 @@
 """The timekeeping service (TIME0): the box's clock from the platform (`Platform.start_clock`:
-the VM's perf counter, calibrated, hal.timekeeping), `mod cmd TIME0 info`.
+the VM's perf counter, hal.timekeeping), `mod cmd TIME0 info` (its rate against the RTC
+reads `calibrating` until the calibration, which the boot does not wait for, is in).
 
 TIME0 /perfcounter is the policy for a missing counter; under `strict` the boot stops
 (TimekeepingHalt). Hosted runs on the host's clock: there is nothing to start.
@@ -51,6 +52,7 @@ class TimekeepingService(BaseService):
         if tk is None:
             return "timekeeping: not started on this platform"
         cal = tk.calibration
+        pending = "calibrating" if tk.calibrating else None
         return xmltext.info(
             "time",
             {
@@ -58,8 +60,10 @@ class TimekeepingService(BaseService):
                 "counter": tk.counter.name,
                 "kind": "primary" if tk.primary else "fallback",
                 "policy": str(tk.policy),
-                "rate": f"{cal.rate * 100:.1f}%" if cal is not None else "not calibrated",
-                "rtc": cal.edges if cal is not None else "none",
+                "rate": f"{cal.rate * 100:.1f}%"
+                if cal is not None
+                else pending or "not calibrated",
+                "rtc": cal.edges if cal is not None else pending or "none",
                 "uptime-ms": str(tk.now_ns() // 1_000_000),
             },
         )

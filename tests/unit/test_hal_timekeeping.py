@@ -73,44 +73,65 @@ def test_without_an_update_interrupt_the_rtc_is_polled(tmp_path: Path) -> None:
             assert how == "polled" and callable(next_edge)
 
 
-def _start(policy: Policy, hv: Hypervisor, probe_result: tuple, cal: tk.Calibration | None):  # type: ignore[no-untyped-def]
+def _start(policy: Policy, hv: Hypervisor, probe_result: tuple, running: bool = True):  # type: ignore[no-untyped-def]
     lines: list[str] = []
     result = start_timekeeping(
         policy, frozenset(), lines.append, hv=hv, sources=["tsc", "hpet"],
         primary_probe=lambda *a: probe_result,
-        calibrate_fn=lambda c: cal if c is probe_result[0] else tk.Calibration(10**9, 1.0),
+        advances_fn=lambda c: running if c is probe_result[0] else True,
     )  # fmt: skip
     return result, lines
 
 
 def test_missing_counter_strict_stops_with_the_seed_message() -> None:
     with pytest.raises(TimekeepingHalt) as e:
-        _start(Policy.AUTO, Hypervisor.VMWARE, (None, "RDPMC 0x10001 faulted (SIGILL)"), None)
+        _start(Policy.AUTO, Hypervisor.VMWARE, (None, "RDPMC 0x10001 faulted (SIGILL)"))
     assert str(e.value) == "perfcounter-not enabled!!!" and e.value.shown
 
 
 def test_missing_counter_fallback_warns_and_goes_on() -> None:
-    result, lines = _start(Policy.FALLBACK, Hypervisor.VMWARE, (None, "faulted"), None)
+    result, lines = _start(Policy.FALLBACK, Hypervisor.VMWARE, (None, "faulted"))
     assert lines[0] == "perfcounter-not enabled!!!"
     assert "policy fallback" in lines[-1] and not result.primary
+    assert result.counter.name.startswith("clocksource ")
 
 
 def test_counter_that_does_not_run_is_named() -> None:
     counter = Counter("VMware pseudo perfctr 0x10001", lambda: 5, 1e9)
-    stopped = tk.Calibration(0, 0.0)
     with pytest.raises(TimekeepingHalt):
-        _start(Policy.STRICT, Hypervisor.VMWARE, (counter, "ok"), stopped)
-    result, lines = _start(Policy.FALLBACK, Hypervisor.VMWARE, (counter, "ok"), stopped)
+        _start(Policy.STRICT, Hypervisor.VMWARE, (counter, "ok"), running=False)
+    result, lines = _start(Policy.FALLBACK, Hypervisor.VMWARE, (counter, "ok"), running=False)
     assert lines[0] == "perfcounter-not running!!!"
-    assert "VMware pseudo perfctr 0x10001 did not advance" in lines[1]
+    assert "VMware pseudo perfctr 0x10001 did not advance in 20 ms" in lines[1]
+    assert not result.primary and result.counter is not counter
 
 
-def test_good_counter() -> None:
+def test_a_counter_that_stands_still_is_seen_at_once() -> None:
+    """The seed's ESX 6.5 case without waiting for an RTC second."""
+    ticks = iter(range(100))
+    assert tk.advances(Counter("moving", lambda: next(ticks), 1e9), sleep=lambda s: None)
+    assert not tk.advances(Counter("stuck", lambda: 42, 1e9), sleep=lambda s: None)
+
+
+def test_good_counter_decided_then_calibrated() -> None:
     counter = Counter("clocksource kvm-clock", lambda: 5, 1e9)
-    result, lines = _start(Policy.AUTO, Hypervisor.KVM, (counter, "ok"), tk.Calibration(10**9, 1.0))
-    assert result.primary and lines == [
-        "time: KVM/QEMU clocksource kvm-clock, 100.0% of nominal against the RTC"
-    ]
+    result, lines = _start(Policy.AUTO, Hypervisor.KVM, (counter, "ok"))
+    assert result.primary and lines == ["time: KVM/QEMU clocksource kvm-clock"]
+    assert result.calibrating and result.calibration is None
+    result.calibrated(tk.Calibration(10**9, 1.0, "update interrupt"), lines.append)
+    assert lines[1:] == ["time: clocksource kvm-clock runs at 100.0% of nominal against the RTC"]
+    assert not result.calibrating and result.calibration is not None
+    assert result.lines == lines
+
+
+def test_calibration_findings_are_traced() -> None:
+    c = Counter("clocksource tsc", lambda: 5, 1e9)
+    assert tk.calibrated_lines(c, None) == ["time: clocksource tsc not calibrated: no RTC"]
+    slow = tk.calibrated_lines(c, tk.Calibration(5 * 10**8, 0.5))
+    assert slow[1] == "time: warning: clocksource tsc runs at 50% of the RTC"
+    stopped = tk.calibrated_lines(c, tk.Calibration(0, 0.0))
+    assert "did not advance in one RTC second" in stopped[1]
+    assert len(tk.calibrated_lines(c, tk.Calibration(10**9, 1.1))) == 1  # within tolerance
 
 
 def test_kvm_without_kvmclock_or_invariant_tsc_has_no_primary(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -118,29 +139,56 @@ def test_kvm_without_kvmclock_or_invariant_tsc_has_no_primary(tmp_path) -> None:
     assert counter is None and "no kvm-clock" in why and "no invariant TSC" in why
 
 
-def test_measured_ahead_then_decided_without_measuring_again() -> None:
-    """VmPlatform.begin_clock measures while the flash mounts: the later decision uses
-    that measurement (fallback calibrated too) and calibrates nothing itself."""
-    calls: list[str] = []
-
-    def cal(c: Counter) -> tk.Calibration:
-        calls.append(c.name)
-        return tk.Calibration(10**9, 1.0)
-
-    m = tk.measure_clock(
+def test_probed_ahead_then_decided_without_probing_again() -> None:
+    """VmPlatform.begin_clock probes while the runtime is imported: the later decision
+    uses that probe (the fallback's too) and probes nothing itself."""
+    p = tk.probe_clock(
         frozenset(), hv=Hypervisor.KVM, sources=["tsc"],
-        primary_probe=lambda *a: (None, "no kvm-clock"), calibrate_fn=cal,
+        primary_probe=lambda *a: (None, "no kvm-clock"), advances_fn=lambda c: True,
     )  # fmt: skip
-    assert m.problem is not None and m.fallback is not None and len(calls) == 1
+    assert p.problem is not None and p.keeping is p.fallback
     lines: list[str] = []
 
-    def no_calibration(c: Counter) -> tk.Calibration:
-        raise AssertionError("calibrated again")
+    def no_probe(*a: object) -> tuple[None, str]:
+        raise AssertionError("probed again")
 
     result = start_timekeeping(
-        Policy.FALLBACK, frozenset(), lines.append, measurement=m, calibrate_fn=no_calibration
+        Policy.FALLBACK, frozenset(), lines.append, probe=p, primary_probe=no_probe
     )
-    assert not result.primary and result.calibration is m.fallback_calibration
+    assert not result.primary and result.counter is p.fallback
     assert lines[0] == "perfcounter-not enabled!!!" and "policy fallback" in lines[-1]
-    with pytest.raises(TimekeepingHalt):  # the same measurement under strict stops the box
-        start_timekeeping(Policy.STRICT, frozenset(), lines.append, measurement=m)
+    with pytest.raises(TimekeepingHalt):  # the same probe under strict stops the box
+        start_timekeeping(Policy.STRICT, frozenset(), lines.append, probe=p)
+
+
+def test_the_job_hands_on_the_calibration_whenever_it_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ClockJob: probe() comes before the calibration; when_calibrated() registered before
+    the calibration is in is called on the job's thread, registered after it at once."""
+    import threading
+
+    gate = threading.Event()
+    counter = Counter("clocksource kvm-clock", lambda: 5, 1e9)
+    probe = tk.ClockProbe(Hypervisor.KVM, counter, "ok", True, counter, True)
+    monkeypatch.setattr(tk, "probe_clock", lambda flags: probe)
+
+    def slow_calibrate(c: Counter) -> tk.Calibration:
+        assert gate.wait(10)
+        return tk.Calibration(10**9, 1.0, "update interrupt")
+
+    monkeypatch.setattr(tk, "calibrate", slow_calibrate)
+    job = tk.ClockJob(frozenset())
+    assert job.probe() is probe  # while the calibration still waits
+    got: list[tuple[str, tk.Calibration | None]] = []
+    done = threading.Event()
+    job.when_calibrated(
+        lambda cal: (got.append((threading.current_thread().name, cal)), done.set())
+    )
+    assert got == []
+    gate.set()
+    assert done.wait(10)
+    assert got[0][0] == "clock-calibration" and got[0][1] is not None
+    later: list[tk.Calibration | None] = []
+    job.when_calibrated(later.append)  # already in: called at once
+    assert later == [got[0][1]]

@@ -74,3 +74,39 @@ def test_udhcpc_is_kept_and_reaped(monkeypatch: pytest.MonkeyPatch, tmp_path: An
     assert started[0][:3] == ["udhcpc", "-i", "eth0"]
     platform._reapers["eth0"].join(timeout=30)
     assert platform.dhcp_clients["eth0"].returncode == 0  # waited for: no zombie left
+
+
+def test_the_box_decides_on_the_clock_without_waiting_for_its_calibration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """start_clock() returns on the probe; the calibration's line follows when it is in."""
+    import threading
+
+    from appliance.hal import timekeeping as tk
+
+    counter = tk.Counter("clocksource kvm-clock", lambda: 5, 1e9)
+    probe = tk.ClockProbe(tk.Hypervisor.KVM, counter, "ok", True, counter, True)
+    monkeypatch.setattr(tk, "probe_clock", lambda flags: probe)  # no writes to the host's sysfs
+    gate = threading.Event()
+
+    def calibrate(c: tk.Counter) -> tk.Calibration:
+        assert gate.wait(10), "start_clock waited for the calibration"
+        return tk.Calibration(10**9, 1.0, "update interrupt")
+
+    monkeypatch.setattr(tk, "calibrate", calibrate)
+    platform = vm.VmPlatform()
+    platform.begin_clock()
+    lines: list[str] = []
+    traced = threading.Event()
+
+    def trace(line: str) -> None:
+        lines.append(line)
+        if "against the RTC" in line:
+            traced.set()
+
+    clock = platform.start_clock(tk.Policy.AUTO, trace)
+    assert lines == ["time: KVM/QEMU clocksource kvm-clock"] and clock.calibrating
+    gate.set()
+    assert traced.wait(10)
+    assert lines[1] == "time: clocksource kvm-clock runs at 100.0% of nominal against the RTC"
+    assert clock.calibration is not None and clock.calibration.edges == "update interrupt"
