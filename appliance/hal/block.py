@@ -83,23 +83,29 @@ class FileBlockDevice:
         end = offset + (count - 1) * stride + length
         if offset < 0 or end > self._size:
             raise ValueError(f"read {offset}..{end} outside {self.path} ({self._size} bytes)")
-        if offset % DIRECT_ALIGN or stride % DIRECT_ALIGN or stride < length:
-            return strided_by_reads(self.read, offset, stride, length, count)
+        if not (offset % DIRECT_ALIGN or stride % DIRECT_ALIGN or stride < length):
+            items = self._read_direct(offset, stride, length, count)
+            if items is not None:
+                return items
+        return strided_by_reads(self.read, offset, stride, length, count)
+
+    def _read_direct(self, offset: int, stride: int, length: int, count: int) -> list[bytes] | None:
+        """The items through a descriptor of its own opened O_DIRECT; None where the file
+        system refuses that (tmpfs at the open, some others at the read)."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECT)
         except OSError:  # EINVAL: the file system has no O_DIRECT
-            return strided_by_reads(self.read, offset, stride, length, count)
+            return None
         try:
-            return self._read_direct(fd, offset, stride, length, count)
+            return self._read_chunks(fd, offset, stride, length, count)
         except OSError as e:
             if e.errno != errno.EINVAL:  # an I/O error is the disk's, not O_DIRECT's
                 raise
+            return None
         finally:
             os.close(fd)
-        # opened, but this file system will not read it directly
-        return strided_by_reads(self.read, offset, stride, length, count)
 
-    def _read_direct(
+    def _read_chunks(
         self, fd: int, offset: int, stride: int, length: int, count: int
     ) -> list[bytes]:
         per_chunk = max(1, STRIDED_CHUNK // stride)  # whole items in each request

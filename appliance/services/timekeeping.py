@@ -52,7 +52,12 @@ class TimekeepingService(BaseService):
         if tk is None:
             return "timekeeping: not started on this platform"
         cal = tk.calibration
-        pending = "calibrating" if tk.calibrating else None
+        if cal is not None:
+            rate, rtc = f"{cal.rate * 100:.1f}%", cal.edges
+        elif tk.calibrating:
+            rate = rtc = "calibrating"
+        else:
+            rate, rtc = "not calibrated", "none"
         return xmltext.info(
             "time",
             {
@@ -60,10 +65,8 @@ class TimekeepingService(BaseService):
                 "counter": tk.counter.name,
                 "kind": "primary" if tk.primary else "fallback",
                 "policy": str(tk.policy),
-                "rate": f"{cal.rate * 100:.1f}%"
-                if cal is not None
-                else pending or "not calibrated",
-                "rtc": cal.edges if cal is not None else pending or "none",
+                "rate": rate,
+                "rtc": rtc,
                 "uptime-ms": str(tk.now_ns() // 1_000_000),
             },
         )

@@ -192,3 +192,19 @@ def test_the_job_hands_on_the_calibration_whenever_it_comes(
     later: list[tk.Calibration | None] = []
     job.when_calibrated(later.append)  # already in: called at once
     assert later == [got[0][1]]
+
+
+def test_time0_info_says_calibrating_until_the_calibration_is_in() -> None:
+    from appliance.services.timekeeping import TimekeepingService
+
+    service = TimekeepingService()
+    counter = Counter("clocksource tsc", lambda: 5, 1e9)
+    service.clock = tk.Timekeeping(Hypervisor.KVM, Policy.FALLBACK, counter, False, None)
+    info = service.info(None, [])  # type: ignore[arg-type]  # TIME0 info reads no box
+    assert 'rate="calibrating"' in info and 'rtc="calibrating"' in info
+    service.clock.calibrated(tk.Calibration(10**9, 1.0, "update interrupt"), lambda line: None)
+    info = service.info(None, [])  # type: ignore[arg-type]
+    assert 'rate="100.0%"' in info and 'rtc="update interrupt"' in info
+    service.clock.calibrated(None, lambda line: None)  # no RTC
+    info = service.info(None, [])  # type: ignore[arg-type]
+    assert 'rate="not calibrated"' in info and 'rtc="none"' in info
