@@ -24,9 +24,9 @@ from appliance.hal.platform import Platform, detect_platform
 from appliance.hal.types import DiskRole, HaltError
 from appliance.service import BoxRestarting, Service
 from appliance.services import Mount, boot_services, mount_real_flash
-from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
 from appliance.shell.session import PromptLine, serve_console
+from appliance.trace import TraceBuffer
 from appliance.version import PRODUCT, read_stamp
 
 HALTED = "error: the box has stopped, see the message above; nothing was done"

@@ -21,7 +21,7 @@ from appliance.flash import Flash, FlashDirError, FlashError, format_flash, moun
 from appliance.hal.block import BlockDevice
 from appliance.modcmd import Command, ModCmdError
 from appliance.service import BaseService
-from appliance.services.trace import Tag
+from appliance.trace import Tag
 
 if TYPE_CHECKING:
     from appliance.box import Box

@@ -35,7 +35,7 @@ from appliance.service import BaseService
 if TYPE_CHECKING:
     from appliance.box import Box
     from appliance.hal.platform import Platform
-    from appliance.services.trace import TraceFn
+    from appliance.trace import TraceFn
 
 WATCH_INTERVAL_S = 1.0
 NIC_UNAVAILABLE = "NIC unavailable!"
