@@ -25,9 +25,9 @@ from appliance.hal.types import DiskRole, HaltError, RestartKind
 from appliance.owner import BoxOwner, BoxRestarting, LoopExecutor
 from appliance.service import Service
 from appliance.services import Mount, boot_services, mount_real_flash
-from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
 from appliance.shell.session import PromptLine, serve_console
+from appliance.trace import TraceBuffer
 from appliance.version import PRODUCT, read_stamp
 
 HALTED = "error: the box has stopped, see the message above; nothing was done"

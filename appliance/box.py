@@ -71,7 +71,7 @@ from appliance.hal.block import BlockDevice
 from appliance.hal.types import DiskRole, RestartKind
 from appliance.modcmd import CommandTable
 from appliance.owner import BoxOwner
-from appliance.services.trace import TraceBuffer
+from appliance.trace import TraceBuffer
 from appliance.version import PRODUCT, read_stamp
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from appliance.config import Activation
     from appliance.hal.platform import Platform
     from appliance.modcmd import Command
-    from appliance.services.trace import TraceFn
+    from appliance.trace import TraceFn
 
 
 class Service(Protocol):

@@ -22,7 +22,7 @@ from appliance.hal.block import BlockDevice
 from appliance.modcmd import Command, ModCmdError
 from appliance.owner import join_checked
 from appliance.service import BaseService
-from appliance.services.trace import Tag
+from appliance.trace import Tag
 
 if TYPE_CHECKING:
     from appliance.box import Box

@@ -36,7 +36,7 @@ from appliance.service import BaseService
 if TYPE_CHECKING:
     from appliance.box import Box
     from appliance.hal.platform import Platform
-    from appliance.services.trace import TraceFn
+    from appliance.trace import TraceFn
 
 WATCH_INTERVAL_S = 1.0
 WATCH_JOIN_S = 5.0  # a lease file read is quick: longer than this is a stuck thread

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from appliance.config import Config, RestoreError, activate
 from appliance.errors import BoxError, PartialRestoreError
 from appliance.events import Event
+from appliance.formats.crashdump import format_dump, read_dump
 from appliance.hal.cf import CfVolume
 from appliance.hal.memory import MiB
 from appliance.hal.types import DiskRole
 from appliance.modcmd import ModCmdError
 from appliance.service import CommandRunner
-from appliance.services.crashdump import format_dump, read_dump
 from appliance.services.http.host import (
     Account,
     Address,
@@ -32,9 +32,9 @@ from appliance.services.http.host import (
     RestoreRefused,
     Vars,
 )
-from appliance.services.trace import Tag
 from appliance.services.update.install import UpdateError
 from appliance.services.update.service import UpdateService
+from appliance.trace import Tag
 
 if TYPE_CHECKING:  # appliance.box imports the services package, which imports this
     from appliance.box import Box

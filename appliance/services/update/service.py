@@ -44,7 +44,6 @@ from appliance.hal.types import DiskRole, Unavailable
 from appliance.modcmd import Command, ModCmdError
 from appliance.owner import BoxRestarting, join_checked
 from appliance.service import BaseService, CommandRunner
-from appliance.services.trace import Tag
 from appliance.services.update.image import FirmwareInfo
 from appliance.services.update.install import Installed, Installer, UpdateError, slot_name
 from appliance.services.update.script import (
@@ -56,6 +55,7 @@ from appliance.services.update.script import (
     run_script,
     script_url,
 )
+from appliance.trace import Tag
 from appliance.version import PRODUCT
 from appliance.xmltext import element
 
