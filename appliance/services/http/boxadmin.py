@@ -18,10 +18,12 @@ from appliance.hal.memory import MiB
 from appliance.hal.types import DiskRole
 from appliance.modcmd import ModCmdError
 from appliance.service import CommandRunner
+from appliance.services.alarms.service import AlarmService
 from appliance.services.crashdump import format_dump, read_dump
 from appliance.services.http.host import (
     Account,
     Address,
+    Alarms,
     BoxStatus,
     Firmware,
     FirmwareRefused,
@@ -77,7 +79,16 @@ class BoxAdmin:
                 unwritten=box.unwritten(),
                 factory_password=not box.active.value("ADMIN0", "pwd"),
                 firmware=firmware,
+                alarms=self._alarm_count(box),
             )
+
+    @staticmethod
+    def _alarm_count(box: Box) -> int:
+        alarms = box.service(AlarmService)
+        return alarms.active_count() if alarms is not None else 0
+
+    def alarms(self) -> Alarms | None:
+        return self.box.service(AlarmService)
 
     def running(self) -> Config:
         with self.runner.locked():
