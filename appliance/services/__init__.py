@@ -67,7 +67,7 @@ def boot_services(
         ConfigService(),
         cf,
         LoggingService(cf.volume),
-        AlarmService(runner, cf.volume),
+        AlarmService(cf.volume),
         CrashDumpService(),
         TimekeepingService(),
         NetworkService(),

@@ -17,7 +17,7 @@ from appliance.services.alarms.forward import syslog_record
 from appliance.services.alarms.mail import Mailer, MailSettings
 from appliance.services.alarms.queues import MemoryQueue, PersistentQueue
 from appliance.services.alarms.service import entries_of
-from appliance.services.trace import Tag, format_trace
+from appliance.trace import Tag, format_trace
 
 
 def entry(seq: int, code: codes.Code = codes.TEST, text: str = "t") -> Entry:

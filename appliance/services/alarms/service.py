@@ -7,8 +7,8 @@ start (flash damage, no CF card) into typed entries (codes.py), and hands each o
     the memory queue       ALARM0 /mem newest entries (events too)
     the persistent queue   ALARM0 /flash newest alarms and faults, on the flash (queues.py);
                            written before raise() returns (a reboot's fault is on the flash
-                           before the box goes down), under the runtime's lock as any
-                           flash commit
+                           before the box goes down), a VARS commit on the box's owner
+                           (box.owner.call: at once when raised there, else as a job)
     the forward server     ALARM0 /addr … (forward.py): its own queue and thread
     the mailer             MAIL0 (mail.py): alarms and faults, its own queue and thread
     catch trace            ALARM0 /catch codes stop the trace buffer (TRACE clear restarts)
@@ -26,12 +26,12 @@ from __future__ import annotations
 import re
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from appliance.config.schema import MODULES
+from appliance.errors import BoxError
 from appliance.events import (
     AddressChanged,
     ConfigWritten,
@@ -46,7 +46,8 @@ from appliance.events import (
 from appliance.hal.cf import CfVolume
 from appliance.hal.types import DiskRole
 from appliance.modcmd import Command, ModCmdError
-from appliance.service import BaseService, BoxRestarting, CommandRunner
+from appliance.owner import BoxRestarting
+from appliance.service import BaseService
 from appliance.services.alarms import codes
 from appliance.services.alarms.codes import Code, Severity
 from appliance.services.alarms.entry import Entry
@@ -54,7 +55,7 @@ from appliance.services.alarms.forward import Forwarder, HttpForward, SyslogForw
 from appliance.services.alarms.mail import Mailer, MailSettings
 from appliance.services.alarms.queues import MemoryQueue, PersistentQueue, last_seq, persisted
 from appliance.services.alarms.receiver import CfFull, Receiver
-from appliance.services.trace import Tag, format_trace
+from appliance.trace import Tag, format_trace
 
 if TYPE_CHECKING:
     from appliance.box import Box
@@ -147,19 +148,28 @@ def catch_codes(text: str) -> frozenset[int]:
     return frozenset(int(c) for c in text.split(",") if c)
 
 
+class BoxVars:
+    """The box's VARS for the persistent queue, on the owner thread (its callers are)."""
+
+    def __init__(self, box: Box) -> None:
+        self.box = box
+
+    def get(self, key: str) -> bytes | None:
+        return self.box.get_var(key)
+
+    def keys(self) -> list[str]:
+        return self.box.flash.vars.keys() if self.box.flash is not None else []
+
+    def commit(self, updates: Mapping[str, bytes | None]) -> None:
+        self.box.commit_vars(updates)
+
+
 class AlarmService(BaseService):
     name = "alarms"
     config_modules: tuple[str, ...] = MODULES_OWNED
 
-    def __init__(
-        self,
-        runner: CommandRunner | None = None,
-        cf_volume: Callable[[], CfVolume | None] = lambda: None,
-    ) -> None:
-        """`runner`: the runtime's lock is held for each flash write (None: a unit test's
-        box, whose one thread is the only writer); `cf_volume`: the CF card for the log
-        lines other boxes send (the CF service's)."""
-        self.runner = runner
+    def __init__(self, cf_volume: Callable[[], CfVolume | None] = lambda: None) -> None:
+        """`cf_volume`: the CF card for the log lines other boxes send (the CF service's)."""
         self.cf_volume = cf_volume
         self.box: Box | None = None
         self.memory = MemoryQueue()
@@ -183,7 +193,7 @@ class AlarmService(BaseService):
         alarm = _values(box, "ALARM0")
         self.memory.resize(int(alarm["mem"]))
         self.receiver.collected.resize(int(alarm["mem"]))
-        vars = box.flash.vars if box.flash is not None else None
+        vars = BoxVars(box) if box.flash is not None else None
         self.persistent = PersistentQueue(vars, int(alarm["flash"]))
         kept = self.persistent.load(lambda text: box.trace(text))
         for entry in kept:
@@ -298,22 +308,17 @@ class AlarmService(BaseService):
             box.trace.stop()
         return entry
 
-    @contextmanager
-    def _flash_locked(self) -> Iterator[None]:
-        if self.runner is None:
-            yield
-        else:
-            with self.runner.locked():
-                yield
-
     def _flash_write(self, write: Callable[[], None]) -> None:
+        """A persistent-queue write, on the box's owner; one that fails (no room, the box
+        going down) leaves the entry in RAM only, counted as lost."""
+        if self.box is None:
+            return
         try:
-            with self._flash_locked():
-                write()
-        except (BoxRestarting, Exception) as e:  # FlashError, OSError: the entry stays in RAM
+            self.box.owner.call(write)
+        except (BoxError, BoxRestarting) as e:
             with self._lock:
                 self.lost += 1
-            if self.box is not None and not isinstance(e, BoxRestarting):
+            if isinstance(e, BoxError):
                 self.box.trace(f"ALARM0: entry not kept on the flash: {e}")
 
     # -- what the console and the web admin read -----------------------------------------
