@@ -18,8 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.hosted.alarmbox import cf_image, info, lines, port_of
 from tests.hosted.httpbox import HostedHttpBox
-from tests.hosted.test_alarms import cf_image, info, lines, port_of
 from tests.receivers import free_port, rsyslog, wait_for
 
 
