@@ -19,7 +19,7 @@ import pytest
 
 from tests.hosted.alarmbox import cf_image, events, info, lines, port_of
 from tests.hosted.httpbox import HostedHttpBox, authed, request
-from tests.receivers import wait_for
+from tests.receivers import free_port, wait_for
 
 
 @pytest.fixture
@@ -238,5 +238,42 @@ def test_catch_trace_stops_the_buffer_until_it_is_emptied(tmp_path: Path):
         box.console_line("mod cmd ALARM0 test again")
         trace = authed(box.http_url, "GET", "/log.txt").text
         assert "trace stopped at event 99 test: again" in trace
+    finally:
+        box.close()
+
+
+def test_a_log_target_that_is_down_is_an_alarm_until_it_takes_records_again(tmp_path: Path):
+    cf_image(tmp_path / "l")
+    box = HostedHttpBox(tmp_path / "l")
+    port = free_port()  # nothing listens there yet
+    try:
+        lines(box, f"config change LOG0 /type tcp /addr 127.0.0.1 /port {port}",
+              "config activate")  # fmt: skip
+
+        def shown(state: str) -> str:
+            out = box.console_line("mod cmd ALARM0 show alarm")
+            return out if f"alarm {state} 60 log-unreachable LOG0" in out else ""
+
+        assert "does not take records" in wait_for(lambda: shown("raised"), what="the alarm")
+        assert (
+            ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml").body).get("alarms")
+            == "1"
+        )
+        with socket.create_server(("127.0.0.1", port)) as server:
+            server.settimeout(0.2)
+            received = bytearray()
+
+            def taken() -> bool:  # the retry (after 5 s) connects and sends the records
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    return bool(shown("cleared"))
+                with conn:
+                    conn.settimeout(1)
+                    received.extend(conn.recv(65536))
+                return bool(shown("cleared"))
+
+            assert wait_for(taken, what="the alarm cleared")
+        assert "takes records again" in shown("cleared")
     finally:
         box.close()

@@ -157,3 +157,34 @@ def test_box_events_become_entries() -> None:
     for line, code in up0:
         assert [r.code for r in entries_of(Traced(format_trace(line, Tag.UPDATE)))] == [code]
     assert entries_of(Traced(format_trace("UP0: receiving firmware", Tag.UPDATE))) == []
+
+
+def test_a_watched_log_target_says_when_it_goes_down_and_comes_back() -> None:
+    from appliance.events import LogTargetChanged
+    from appliance.services.logtargets.sender import LogRecord, Rejected
+    from appliance.services.logtargets.service import WatchedTarget
+
+    outcomes: list[Exception | None] = [OSError("refused"), OSError("again"), Rejected("4xx"),
+                                        None]  # fmt: skip
+    changes: list[tuple[bool, str]] = []
+
+    class Flaky:
+        name = "tcp 127.0.0.1:9"
+
+        def send(self, record: LogRecord) -> None:
+            outcome = outcomes.pop(0)
+            if outcome is not None:
+                raise outcome
+
+        def close(self) -> None:
+            pass
+
+    w = WatchedTarget(Flaky(), lambda up, error: changes.append((up, error)))
+    record = LogRecord(0, "box-a", "x")
+    for expected in (OSError, OSError, Rejected):
+        with pytest.raises(expected):
+            w.send(record)
+    w.send(record)
+    assert changes == [(False, "refused"), (True, "")]  # a refusal is an answer: up
+    down = entries_of(LogTargetChanged("LOG1", "tcp 127.0.0.1:9", False, "refused"))[0]
+    assert (down.code, down.src, down.cleared) == (codes.LOG_UNREACHABLE, "LOG1", False)

@@ -40,6 +40,7 @@ from appliance.events import (
     LinkChanged,
     LoginFailed,
     LoginSucceeded,
+    LogTargetChanged,
     RestartRequested,
     Traced,
 )
@@ -123,6 +124,10 @@ def entries_of(event: Event) -> list[Raise]:
             Raise(codes.DHCP_LOST, event.port, text, cleared=True),
             Raise(codes.DHCP_FALLBACK, event.port, text, cleared=not fallback),
         ]
+    if isinstance(event, LogTargetChanged):
+        what = "takes records again" if event.up else f"does not take records: {event.error}"
+        return [Raise(codes.LOG_UNREACHABLE, event.module, f"{event.target} {what}",
+                      cleared=event.up)]  # fmt: skip
     if isinstance(event, Traced) and event.line.startswith(UPDATE_PREFIX):
         text = event.line[len(UPDATE_PREFIX) :]
         for pattern, code in UPDATE_LINES:
