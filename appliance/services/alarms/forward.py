@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from appliance.config.types import DIGEST_REALM
 from appliance.services.alarms.codes import Severity
 from appliance.services.alarms.entry import Entry
+from appliance.services.alarms.worker import QueueWorker
 
 STANDARD_PATH = "/ALARM0/event"  # ours: the real box's path is not public
 QUEUE_SIZE = 100
@@ -184,7 +183,7 @@ class ForwardStats:
     up: bool = True
 
 
-class Forwarder:
+class Forwarder(QueueWorker):
     """A destination behind a bounded queue and its thread. `on_state(up, error)` is called
     (from the thread) when the destination stops or starts taking entries."""
 
@@ -195,47 +194,28 @@ class Forwarder:
         queue_size: int = QUEUE_SIZE,
         retry_s: float = RETRY_S,
     ) -> None:
+        super().__init__("alarm-forward", queue_size, STOP_JOIN_S)
         self.dest = dest
         self.on_state = on_state
         self.retry_s = retry_s
-        self.stats = ForwardStats()
-        self._queue: queue.Queue[Entry | None] = queue.Queue(queue_size)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="alarm-forward", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def put(self, entry: Entry) -> bool:
-        if self._stop.is_set():
-            return False
-        try:
-            self._queue.put_nowait(entry)
-            return True
-        except queue.Full:
-            with self._lock:
-                self.stats.dropped += 1
-            return False
+        self._stats = ForwardStats()
 
     @property
-    def queued(self) -> int:
-        return self._queue.qsize()
+    def stats(self) -> ForwardStats:
+        with self._lock:
+            return replace(self._stats, dropped=self._stats.dropped + self.full_drops)
 
     def _run(self) -> None:
-        while True:
-            entry = self._queue.get()
+        while (entry := self._take()) is not None:
             try:
-                if entry is None or self._stop.is_set():
-                    return
                 self._deliver(entry)
             finally:
-                self._queue.task_done()
+                self._done()
 
     def _set_up(self, up: bool, error: str) -> None:
         with self._lock:
-            changed = self.stats.up != up
-            self.stats.up = up
+            changed = self._stats.up != up
+            self._stats.up = up
         if changed and not self._stop.is_set():
             self.on_state(up, error)
 
@@ -245,41 +225,26 @@ class Forwarder:
                 self.dest.send(entry)
             except Refused as e:
                 with self._lock:
-                    self.stats.dropped += 1
-                    self.stats.last_error = str(e)
+                    self._stats.dropped += 1
+                    self._stats.last_error = str(e)
                 return
             except OSError as e:
+                error = str(e) or type(e).__name__
                 with self._lock:
-                    self.stats.failures += 1
-                    self.stats.last_error = str(e) or type(e).__name__
-                self._set_up(False, self.stats.last_error)
+                    self._stats.failures += 1
+                    self._stats.last_error = error
+                self._set_up(False, error)
                 self._stop.wait(self.retry_s)
                 continue
             with self._lock:
-                self.stats.sent += 1
+                self._stats.sent += 1
             self._set_up(True, "")
             return
 
-    def drain(self, timeout: float) -> bool:
-        """True once every queued entry is delivered (tests, and a short wait at stop)."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
     def stop(self) -> bool:
         """Stop and join the thread (a request under way ends by its timeout); True if it
-        ended. Nothing is sent after this returns True."""
-        self._stop.set()
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass
-        if self._thread.is_alive():
-            self._thread.join(STOP_JOIN_S)
-        ended = not self._thread.is_alive()
+        ended, and then the destination is closed. Nothing is sent after that."""
+        ended = super().stop()
         if ended:
             self.dest.close()
         return ended

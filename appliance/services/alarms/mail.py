@@ -13,13 +13,12 @@ bounded and counts what it drops).
 from __future__ import annotations
 
 import collections
-import queue
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from appliance.services.alarms.entry import Entry
+from appliance.services.alarms.worker import QueueWorker
 
 QUEUE_SIZE = 100
 BATCH = 50
@@ -93,7 +92,7 @@ def send_mail(settings: MailSettings, message: bytes) -> bool:
     return tls
 
 
-class Mailer:
+class Mailer(QueueWorker):
     """The bounded queue and its thread (start()/stop(): the owner starts and joins it)."""
 
     def __init__(
@@ -103,28 +102,18 @@ class Mailer:
         clock: Callable[[], float] = time.monotonic,
         send: Callable[[MailSettings, bytes], bool] = send_mail,
     ) -> None:
+        super().__init__("alarm-mail", QUEUE_SIZE, STOP_JOIN_S)
         self.settings = settings
         self.host = host
         self.clock = clock
         self._send = send
-        self.stats = MailStats()
-        self._queue: queue.Queue[Entry | None] = queue.Queue(QUEUE_SIZE)
+        self._stats = MailStats()
         self._sent_at: collections.deque[float] = collections.deque()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="alarm-mail", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def put(self, entry: Entry) -> None:
-        if self._stop.is_set():
-            return
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            with self._lock:
-                self.stats.dropped += 1
+    @property
+    def stats(self) -> MailStats:
+        with self._lock:
+            return replace(self._stats, dropped=self._stats.dropped + self.full_drops)
 
     def _wait_for_rate(self) -> bool:
         """Until the rate allows one more mail; False if stopped meanwhile."""
@@ -138,39 +127,28 @@ class Mailer:
         return False
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None or self._stop.is_set() or not self._wait_for_rate():
-                return
+        while (first := self._take()) is not None:
             batch = [first]
-            while len(batch) < BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    return
-                batch.append(more)
-            self._sent_at.append(self.clock())  # a failed attempt uses the rate too
             try:
-                tls = self._send(self.settings, compose(self.settings, batch, self.host()))
-            except Exception as e:  # smtplib.SMTPException, OSError, ssl.SSLError: not sent
-                with self._lock:
-                    self.stats.failures += 1
-                    self.stats.dropped += len(batch)
-                    self.stats.last_error = f"{type(e).__name__}: {e}"
-                continue
-            with self._lock:
-                self.stats.mails += 1
-                self.stats.entries += len(batch)
-                self.stats.tls = tls
+                if not self._wait_for_rate():
+                    return
+                while len(batch) < BATCH and (more := self._take(block=False)) is not None:
+                    batch.append(more)
+                self._mail(batch)
+            finally:
+                self._done(len(batch))
 
-    def stop(self) -> bool:
-        self._stop.set()
+    def _mail(self, batch: list[Entry]) -> None:
+        self._sent_at.append(self.clock())  # a failed attempt uses the rate too
         try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass
-        if self._thread.is_alive():
-            self._thread.join(STOP_JOIN_S)
-        return not self._thread.is_alive()
+            tls = self._send(self.settings, compose(self.settings, batch, self.host()))
+        except Exception as e:  # smtplib.SMTPException, OSError, ssl.SSLError: not sent
+            with self._lock:
+                self._stats.failures += 1
+                self._stats.dropped += len(batch)
+                self._stats.last_error = f"{type(e).__name__}: {e}"
+            return
+        with self._lock:
+            self._stats.mails += 1
+            self._stats.entries += len(batch)
+            self._stats.tls = tls
