@@ -14,12 +14,13 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.hosted.alarmbox import cf_image, events, info, lines, port_of
 from tests.hosted.httpbox import HostedHttpBox, authed, request
-from tests.receivers import free_port, wait_for
+from tests.receivers import free_port, http_receiver, wait_for
 
 
 @pytest.fixture
@@ -275,5 +276,51 @@ def test_a_log_target_that_is_down_is_an_alarm_until_it_takes_records_again(tmp_
 
             assert wait_for(taken, what="the alarm cleared")
         assert "takes records again" in shown("cleared")
+    finally:
+        box.close()
+
+
+def test_external_post_and_get_reach_a_plain_http_server(tmp_path: Path):
+    box = HostedHttpBox(tmp_path / "x")
+    try:
+        with http_receiver() as http:
+            lines(box, "config change SYS0 /name box-x",
+                  f"config change ALARM0 /addr 127.0.0.1 /port {http.port} /method post "
+                  "/path /in/alarms", "config activate")  # fmt: skip
+            box.console_line("mod cmd ALARM0 test posted")
+
+            def posted() -> list[ET.Element]:
+                return [ET.fromstring(r.body) for r in http.requests
+                        if r.method == "POST" and r.path == "/in/alarms"
+                        and b">posted<" in r.body]  # fmt: skip
+
+            e = wait_for(posted, what="the POST")[0]
+            assert (e.tag, e.get("host"), e.get("code"), e.get("severity")) == (
+                "event", "box-x", "99", "fault",
+            )  # fmt: skip
+            lines(box, "config change ALARM0 /method get /path /in?key=1", "config activate")
+            box.console_line("mod cmd ALARM0 test as query")
+
+            def got() -> list[dict[str, list[str]]]:
+                return [parse_qs(urlsplit(r.path).query) for r in http.requests
+                        if r.method == "GET" and "as+query" in r.path]  # fmt: skip
+
+            q = wait_for(got, what="the GET")[0]
+            assert q["key"] == ["1"] and q["text"] == ["as query"] and q["host"] == ["box-x"]
+            assert (q["code"], q["name"], q["severity"]) == (["99"], ["test"], ["fault"])
+    finally:
+        box.close()
+
+
+def test_the_events_page_clears_the_queues(tmp_path: Path):
+    box = HostedHttpBox(tmp_path / "k")
+    try:
+        box.console_line("mod cmd ALARM0 test to-clear")
+        assert "to-clear" in authed(box.http_url, "GET", "/maintenance/events").text
+        r = authed(box.http_url, "POST", "/maintenance/events", b"action=clear",
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+        assert r.status == 200 and "events cleared (" in r.text and "to-clear" not in r.text
+        box.console_line("reset")  # gone from the flash too
+        assert "to-clear" not in box.console_line("mod cmd ALARM0 show")
     finally:
         box.close()
