@@ -19,7 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.hosted.alarmbox import cf_image, events, info, lines, port_of
-from tests.hosted.httpbox import HostedHttpBox, authed, request
+from tests.hosted.httpbox import (
+    HostedHttpBox,
+    authed,
+    firmware_image,
+    request,
+    with_boot_disk,
+)
 from tests.receivers import free_port, http_receiver, wait_for
 
 
@@ -322,5 +328,27 @@ def test_the_events_page_clears_the_queues(tmp_path: Path):
         assert r.status == 200 and "events cleared (" in r.text and "to-clear" not in r.text
         box.console_line("reset")  # gone from the flash too
         assert "to-clear" not in box.console_line("mod cmd ALARM0 show")
+    finally:
+        box.close()
+
+
+def test_firmware_updates_done_and_failed_are_entries(tmp_path: Path):
+    box = HostedHttpBox(with_boot_disk(tmp_path / "up"))
+    try:
+        sr2 = firmware_image("16r1sr2", 1601002)
+        r = authed(box.http_url, "PUT", "/ipva.bin", sr2[:-1000])  # truncated
+        assert r.status == 400
+        shown = box.console_line("mod cmd ALARM0 show fault")
+        assert "fault 21 update-failed UP0: update from ipva.bin (PUT from 127.0.0.1" in shown
+        assert authed(box.http_url, "PUT", "/ipva.bin", sr2).status == 200
+        box.console_line("reset")  # the hosted boot plays the bootcode: slot B on trial
+
+        def done() -> str:
+            out = box.console_line("mod cmd ALARM0 show event")
+            return out if "event 20 update-done UP0" in out else ""
+
+        assert "UP0: firmware 16r1sr2 build 1601002 in slot B (IPVA2.BIN) started and" in wait_for(
+            done, what="the update's entry"
+        )
     finally:
         box.close()

@@ -132,7 +132,7 @@ def entries_of(event: Event) -> list[Raise]:
         text = event.line[len(UPDATE_PREFIX) :]
         for pattern, code in UPDATE_LINES:
             if pattern.match(text):
-                return [Raise(code, text[:3], text)]
+                return [Raise(code, text[:3], text[5:])]  # "UP0: …": UP0 is the source
     return []
 
 
