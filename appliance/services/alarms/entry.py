@@ -63,7 +63,7 @@ class Entry:
     def line(self) -> str:
         """One console line: `12 2026-12-07 05:40:01 alarm raised 40 link-down ETH0: …`."""
         state = f" {self.state}" if self.state else ""
-        where = f" from {self.host}" + (f" ({self.addr})" if self.addr else "") if self.addr else ""
+        where = f" from {self.host} ({self.addr})" if self.addr else ""  # a collected one
         return (
             f"{self.seq} {self.stamp()} {self.severity.value}{state} {self.code} {self.name} "
             f"{self.src}: {self.text}{where}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from appliance.services.alarms.codes import Severity
@@ -125,9 +125,3 @@ class PersistentQueue:
 
 def last_seq(entries: Iterable[Entry]) -> int:
     return max((e.seq for e in entries), default=0)
-
-
-def by_severity(entries: Iterable[Entry]) -> Iterator[tuple[Severity, int]]:
-    counts = collections.Counter(e.severity for e in entries)
-    for s in Severity:
-        yield s, counts[s]
