@@ -18,6 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from appliance.flash import mount_flash
+from appliance.flash.format import OWNER_VARS, SEGMENT_SIZE
+from appliance.hal.block import MemoryBlockDevice
 from appliance.services.alarms.forward import TIMEOUT_S
 from tests.hosted.alarmbox import cf_image, events, info, lines, port_of
 from tests.hosted.httpbox import (
@@ -352,5 +355,28 @@ def test_firmware_updates_done_and_failed_are_entries(tmp_path: Path):
         assert "UP0: firmware 16r1sr2 build 1601002 in slot B (IPVA2.BIN) started and" in wait_for(
             done, what="the update's entry"
         )
+    finally:
+        box.close()
+
+
+def test_damage_the_flash_mount_finds_is_a_fault(tmp_path: Path):
+    box = HostedHttpBox(tmp_path / "d")
+    try:
+        lines(box, "config change SYS0 /name kept", "config write")
+    finally:
+        box.close()
+    image = tmp_path / "d" / "flash.img"
+    data = bytearray(image.read_bytes())
+    dev = MemoryBlockDevice(0)
+    dev.data = bytearray(data)
+    flash = mount_flash(dev, ram_bytes=256 << 20, trace=lambda _line: None, readonly=True)
+    seg = flash.flashman.owners[OWNER_VARS].segs[0].index
+    data[seg * SEGMENT_SIZE + 4] ^= 0xFF  # the first header copy of a VARS segment
+    image.write_bytes(data)
+    box = HostedHttpBox(tmp_path / "d")
+    try:
+        shown = box.console_line("mod cmd ALARM0 show fault")
+        assert f"fault 10 flash-damage FLASHMAN0: flashman: segment {seg}: one header" in shown
+        assert "config change SYS0 /name kept" in box.console_line("config show")
     finally:
         box.close()
