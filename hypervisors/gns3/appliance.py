@@ -74,7 +74,7 @@ def make_appliance(
     }
     return {
         "appliance_id": appliance_id(name),
-        "name": f"IPVA ({name})",
+        "name": name,  # GNS3 names nodes <name>-1 …: a valid host name (RFC 1123)
         "category": "guest",
         "description": (
             "An open re-creation of the innovaphone Virtual Appliance (IPVA): a virtual "
