@@ -179,3 +179,18 @@ def test_python_m_appliance_hosted_subprocess(tmp_path: Path) -> None:
     ).stdout.decode()
     run(SEED)
     assert show(run("config show\n")) == SEED_SHOW
+
+
+def test_consoles_print_utf8(tmp_path: Path) -> None:
+    """The trace and the shell's answers reach the console as UTF-8 (`…`, not `\\u2026`)."""
+    from appliance import boot
+    from appliance.hal.hosted import HostedPlatform
+
+    out = io.BytesIO()
+    runtime = boot.Runtime(HostedPlatform(tmp_path, stdin=io.BytesIO(), stdout=out))
+    runtime.mirror("0:0000:030:4 - ETH0 waiting for a DHCP server …")
+    assert "ETH0 waiting for a DHCP server …\n".encode() in out.getvalue()
+    raw = io.BytesIO()
+    assert run_hosted(tmp_path, io.BytesIO(b"config change IP0\n"), raw) == 0
+    assert "e.g. config change IP0 ETH0 /…\n".encode() in raw.getvalue()
+    assert b"\\u2026" not in out.getvalue() + raw.getvalue()
