@@ -1,5 +1,6 @@
-"""GNS3's own code on our appliance file; runs in the gns3-server venv (tests/gns3server_env.py),
-never in the product's: `python gns3node.py check FILE [IMAGES]` or `… command FILE IMAGES WORKDIR kvm|tcg`.
+"""GNS3's own code on our appliance file; runs in gns3-server's venv (tests/gns3server_env.py),
+never in the product's: `python gns3node.py check FILE [IMAGES]`, or
+`python gns3node.py command FILE IMAGES WORKDIR kvm|tcg`.
 
 `check`: the appliance file as gns3-server loads and installs it — its Appliance schema
 (`gns3server.schemas.Appliance`), each image's size and md5sum as its image check computes

@@ -21,10 +21,10 @@ from appliance.config.store import (
     RestoreError,
     commit_changes,
     load_from_vars,
-    saved_objects,
     make_backup,
     parse_backup,
     parse_line,
+    saved_objects,
 )
 
 __all__ = [

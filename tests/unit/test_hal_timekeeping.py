@@ -157,9 +157,7 @@ def test_probed_ahead_then_decided_without_probing_again() -> None:
     )
     assert not result.primary and result.counter is p.fallback
     # off VMware one line says what is missing and what the box falls back to
-    assert lines == [
-        "time: KVM/QEMU: no kvm-clock: keeping time from the kernel's clocksource tsc"
-    ]
+    assert lines == ["time: KVM/QEMU: no kvm-clock: keeping time from the kernel's clocksource tsc"]
     with pytest.raises(TimekeepingHalt):  # the same probe under strict stops the box
         start_timekeeping(Policy.STRICT, frozenset(), lines.append, probe=p)
 
