@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.version import FIRMWARE_VERSION
 from firmware.settings import BuildSettings
 from hypervisors.registry import get_target
 
@@ -36,7 +37,7 @@ def test_gns3_server_accepts_the_appliance_and_its_images(gns3_dir: Path) -> Non
     assert (t["adapter_type"], t["adapters"], t["ram"], t["cpus"]) == ("vmxnet3", 2, 256, 1)
     assert [t[f"hd{x}_disk_interface"] for x in "abcd"] == ["ide"] * 4
     assert [t[f"hd{x}_disk_image"] for x in "abcd"] == [
-        f"ipva-qemu-disk{n}-16r1sr1.vmdk" for n in range(1, 5)
+        f"ipva-qemu-disk{n}-{FIRMWARE_VERSION}.vmdk" for n in range(1, 5)
     ]
     assert t["console_type"] == "telnet" and t["platform"] == "x86_64"
     assert "fallback to static address 192.168.0.1/24" in t["usage"]
@@ -45,16 +46,16 @@ def test_gns3_server_accepts_the_appliance_and_its_images(gns3_dir: Path) -> Non
 def test_a_changed_image_is_refused_as_gns3_checks_it(gns3_dir: Path, tmp_path: Path) -> None:
     for f in gns3_dir.iterdir():
         (tmp_path / f.name).write_bytes(f.read_bytes())
-    changed = tmp_path / "ipva-qemu-disk2-16r1sr1.vmdk"
+    changed = tmp_path / f"ipva-qemu-disk2-{FIRMWARE_VERSION}.vmdk"
     with changed.open("ab") as fh:
         fh.write(b"\0")
-    (tmp_path / "ipva-qemu-disk4-16r1sr1.vmdk").unlink()
+    (tmp_path / f"ipva-qemu-disk4-{FIRMWARE_VERSION}.vmdk").unlink()
     rc, answer, _ = run_node_script("check", tmp_path / "ipva.gns3a", tmp_path)
     assert rc == 1
     assert answer["problems"] == [
         f"{changed.name}: size {changed.stat().st_size} != filesize",
         f"{changed.name}: md5sum differs",
-        "ipva-qemu-disk4-16r1sr1.vmdk: missing",
+        f"ipva-qemu-disk4-{FIRMWARE_VERSION}.vmdk: missing",
     ]
 
 

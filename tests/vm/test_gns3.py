@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.version import FIRMWARE_VERSION
 from hypervisors.qemu.accel import choose_accel
 from hypervisors.qemu.console import ConsoleReader
 from hypervisors.qemu.timeouts import BOOT_TIMEOUT, COMMAND_TIMEOUT, SOCKET_TIMEOUT, retry
@@ -120,7 +121,7 @@ def test_the_web_admin_answers_on_the_fallback_address(node: Node) -> None:
                 raise
             return None
 
-    assert "16r1sr1" in retry(page, COMMAND_TIMEOUT, what=f"{url} via 192.168.0.1")
+    assert FIRMWARE_VERSION in retry(page, COMMAND_TIMEOUT, what=f"{url} via 192.168.0.1")
 
 
 def test_the_console_prints_utf8(node: Node) -> None:
