@@ -18,7 +18,6 @@ the browser's stored login.
 
 from __future__ import annotations
 
-import ipaddress
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -30,13 +29,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from appliance.config import ConfigError, GrammarError, quote, split_words
-from appliance.config.store import parse_line
+from appliance.config import ConfigError, GrammarError, quote
 from appliance.config.types import FACTORY_PASSWORD, check_password
 from appliance.events import acting
 from appliance.owner import BoxRestarting
 from appliance.services.http import auth, drive, firmware
 from appliance.services.http.host import AdminBox, BoxStatus, FirmwareRefused, RestoreRefused
+from appliance.services.http.ipform import ip_changes, ip_values
 from appliance.services.http.logins import Logins
 
 HERE = Path(__file__).parent
@@ -392,25 +391,19 @@ class AdminApp:
         return self.render("info.html", request, user)
 
     def ip_page(self, request: Request, user: str | None) -> Response:
+        """Configuration/IP: the form from the running config's values; a submitted form
+        is one job on the box (ipform.py): all its changes or none, then activated."""
         messages: list[str] = []
         errors: list[str] = []
         form = request.form if request.method == "POST" else None
         action = form.get("action", "") if form else ""
         if form is not None and action == "apply":
-            lines, problems = ip_lines(self.box.running().lines(), form)
-            errors += problems
+            ops, errors = ip_changes(self.box.running(), form)
             if not errors:
-                errors += self.check_lines(lines)
-            if not errors:
-                for line in lines:
-                    answer = self.box.execute(line)
-                    if answer.startswith("error:"):
-                        errors.append(answer)
-                        break
-                    if answer:
-                        messages.append(answer)
-                if not errors:
-                    messages.append(self.box.execute("config activate"))
+                try:
+                    messages += [m for m in self.box.apply_changes(ops) if m]
+                except (ConfigError, GrammarError) as e:
+                    errors.append(f"error: {e}")
         elif form is not None and action == "write":
             answer = self.box.execute("config write")
             (errors if answer.startswith("error:") else messages).append(answer)
@@ -419,20 +412,10 @@ class AdminApp:
             request,
             user,
             status=400 if errors else 200,
-            ip=ip_values(self.box.running().lines()),
+            ip=ip_values(self.box.running()),
             messages=messages,
             errors=errors,
         )
-
-    def check_lines(self, lines: list[str]) -> list[str]:
-        """All the lines of one form, tried on a copy first: all are taken or none."""
-        config = self.box.running()
-        for line in lines:
-            try:
-                config = parse_line(config, line)
-            except (ConfigError, GrammarError) as e:
-                return [f"error: {e}"]
-        return []
 
     def upload_page(self, request: Request, user: str | None) -> Response:
         result = None
@@ -508,76 +491,3 @@ class AdminApp:
                 "reset.html", request, user, box_status=before, answer=answer, resetting=True
             )
         return self.render("reset.html", request, user, answer=None, resetting=False)
-
-
-# -- Configuration/IP: form <-> config lines ------------------------------------------
-
-
-def ip_values(lines: list[str]) -> dict[str, str]:
-    """The form's fields from the running config's `config show` lines."""
-    values = {"dhcp": "client", "dhcp_if": "ETH0"}
-    for line in lines:
-        words = [w.text for w in split_words(line)]
-        module = words[2]
-        sub = words[3] if len(words) > 3 and not words[3].startswith("/") else ""
-        rest = words[4:] if sub else words[3:]
-        pairs = dict(zip(rest[0::2], rest[1::2], strict=False))  # no flags in these modules
-        if module == "IP0" and sub in ("ETH0", "ETH1"):
-            values[f"{sub.lower()}_addr"] = pairs.get("/addr", "")
-            values[f"{sub.lower()}_mask"] = pairs.get("/mask", "")
-        elif module == "IP0" and sub == "RT0" and pairs.get("/dest", "0.0.0.0") == "0.0.0.0":
-            values["gateway"] = pairs.get("/gateway", "")
-        elif module == "DHCP0":
-            values["dhcp"] = pairs.get("/mode", "client")
-            values["dhcp_if"] = pairs.get("/interface", "ETH0")
-        elif module == "DNS0":
-            values["dns1"] = pairs.get("/server1", "")
-            values["dns2"] = pairs.get("/server2", "")
-    return values
-
-
-def ip_lines(current: list[str], form: Any) -> tuple[list[str], list[str]]:
-    """The `config` lines a submitted Configuration/IP form stands for, or what is wrong."""
-    now = ip_values(current)
-    lines: list[str] = []
-    errors: list[str] = []
-
-    def field(name: str, what: str) -> str:
-        value = form.get(name, "").strip()
-        if value:
-            try:
-                ipaddress.IPv4Address(value)
-            except ValueError:
-                errors.append(f"{what}: {value!r} is not an IPv4 address like 192.168.0.10")
-        return value
-
-    dhcp = form.get("dhcp", "client")
-    if dhcp not in ("client", "off"):
-        errors.append("DHCP: choose client or off")
-    dhcp_if = form.get("dhcp_if", "ETH0")
-    if dhcp_if not in ("ETH0", "ETH1"):
-        errors.append("DHCP interface: ETH0 or ETH1")
-    for port in ("eth0", "eth1"):
-        addr = field(f"{port}_addr", f"{port.upper()} address")
-        mask = field(f"{port}_mask", f"{port.upper()} mask")
-        if addr and not mask:
-            errors.append(f"{port.upper()}: give a mask with the address (e.g. 255.255.255.0)")
-        if addr:
-            lines.append(f"config change IP0 {port.upper()} /addr {addr} /mask {mask}")
-        elif now.get(f"{port}_addr") or now.get(f"{port}_mask"):
-            lines.append(f"config rem IP0 {port.upper()} /addr /mask")
-    gateway = field("gateway", "Gateway")
-    if gateway:
-        lines.append(f"config change IP0 RT0 /dest 0.0.0.0 /mask 0.0.0.0 /gateway {gateway}")
-    elif now.get("gateway"):
-        lines.append("config rem IP0 RT0")
-    dns = [field("dns1", "DNS server 1"), field("dns2", "DNS server 2")]
-    if any(dns) or now.get("dns1") or now.get("dns2"):
-        lines.append(
-            f"config change DNS0 /server1 {dns[0] or '0.0.0.0'} /server2 {dns[1] or '0.0.0.0'}"
-        )
-    if dhcp == "off":
-        lines.append("config change DHCP0 /mode off")
-    else:
-        lines.append(f"config change DHCP0 /mode client /interface {dhcp_if}")
-    return lines, errors

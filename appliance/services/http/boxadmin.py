@@ -10,10 +10,10 @@ login page, the trace buffer, the firmware slots (the update service's cache).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from appliance.config import Config, RestoreError, activate
+from appliance.config import Config, Op, RestoreError, activate, apply_op
 from appliance.errors import BoxError, PartialRestoreError
 from appliance.events import Event
 from appliance.formats.crashdump import format_dump, read_dump
@@ -137,6 +137,21 @@ class BoxAdmin:
     # -- acting -------------------------------------------------------------------------
     def execute(self, line: str) -> str:
         return self.runner.execute(line)
+
+    def apply_changes(self, ops: Sequence[Op]) -> list[str]:
+        """One form's config requests as one job: tried together on a copy of the running
+        config first (ConfigError: none is taken), then made and activated, with no other
+        line in between; the answers as the console gives them."""
+
+        def job() -> list[str]:
+            box = self.box
+            config = box.running
+            for op in ops:
+                config, _ = apply_op(config, op)  # raises before anything changed
+            answers = [box.change(op) for op in ops]
+            return [*answers, self.runner.execute("config activate")]  # on the owner: inline
+
+        return self.box.owner.call(job)
 
     def restore_text(self, text: str) -> str:
         try:

@@ -8,11 +8,11 @@ owner thread, so a browser, a script and the serial console take turns on one bo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from appliance.config import Config
+from appliance.config import Config, Op
 from appliance.events import Event
 from appliance.hal.cf import CfVolume
 
@@ -116,6 +116,10 @@ class AdminBox(Protocol):
     def account(self) -> Account: ...  # from the active config
 
     def execute(self, line: str) -> str: ...  # one console line, the console's answer
+
+    # config requests of one form, as one job: all taken (their answers, then config
+    # activate's) or none (ConfigError / GrammarError)
+    def apply_changes(self, ops: Sequence[Op]) -> list[str]: ...
 
     def backup_text(self) -> str: ...  # the saved config as cfg.txt
 
