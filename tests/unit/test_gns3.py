@@ -82,3 +82,15 @@ def test_the_node_gns3_builds_has_the_box_hardware(gns3_dir: Path, tmp_path: Pat
     serial = argv[argv.index("-serial") + 1]
     assert serial == f"telnet:127.0.0.1:{answer['console_port']},server,nowait"
     assert "-enable-kvm" not in argv  # GNS3's switch, set from the suite's KVM probe
+
+
+def test_rebuilds_are_byte_identical(gns3_dir: Path, tmp_path: Path) -> None:
+    """Same sources, same bytes: the appliance file's md5sums stay true for a rebuild."""
+    (tmp_path / "raw").mkdir()
+    disks = _make_disks(tmp_path / "raw")
+    get_target("gns3").make(BuildSettings(out_dir=tmp_path / "again"), disks)
+    again = tmp_path / "again" / "gns3"
+    names = sorted(p.name for p in gns3_dir.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in again.iterdir() if p.is_file())
+    for name in names:
+        assert (gns3_dir / name).read_bytes() == (again / name).read_bytes(), name
