@@ -9,6 +9,9 @@ URLs (as on the box, see shared/reference/box-network-admin.md):
     /maintenance/upload/firmware   the Upload page's firmware form (multipart, streamed)
     /log.txt, /crash_dump.txt the trace buffer, the post-mortem record
     /DRIVE/CF0/…              the compact flash's files, read-only (drive.py)
+    /ALARM0/event, /LOG0/log  POST: another box's alarm/event or log line (the Standard
+                              method; ALARM0 /auth: only with the admin login)
+    /ALARM0/events.xml        the alarms and events as XML (mod cmd ALARM0 xml)
     /general/info …           the admin pages (PAGES), server-rendered HTML
 Everything but General/Info, box_info.xml and the style sheet needs the admin login (see
 auth.py). Requests that change something are refused when a browser says they come from
@@ -33,10 +36,16 @@ from appliance.config import ConfigError, GrammarError, quote
 from appliance.config.types import FACTORY_PASSWORD, check_password
 from appliance.events import acting
 from appliance.owner import BoxRestarting
+from appliance.services.alarms.codes import Severity
+from appliance.services.alarms.entry import EntryError
+from appliance.services.alarms.forward import STANDARD_PATH as ALARM_PATH
+from appliance.services.alarms.receiver import MAX_BODY as INCOMING_MAX
+from appliance.services.alarms.receiver import LogLineError
 from appliance.services.http import auth, drive, firmware
 from appliance.services.http.host import AdminBox, BoxStatus, FirmwareRefused, RestoreRefused
 from appliance.services.http.ipform import ip_changes, ip_values
 from appliance.services.http.logins import Logins
+from appliance.services.logtargets.remote import STANDARD_PATH as LOG_PATH
 
 HERE = Path(__file__).parent
 MAX_BODY = 4 << 20  # a backup (config + FLASHDIR items) or a form; larger is a 413
@@ -60,6 +69,7 @@ PAGES = (
     Page("/maintenance/upload", "Maintenance", "Upload"),
     Page("/maintenance/download", "Maintenance", "Download"),
     Page("/maintenance/diagnostics/tracing", "Maintenance", "Diagnostics/Tracing"),
+    Page("/maintenance/events", "Maintenance", "Events"),
     Page("/administration/compact-flash", "Administration", "Compact Flash"),
     Page("/administration/admin", "Administration", "Admin"),
     Page("/reset", "Reset", "Reset"),
@@ -88,6 +98,7 @@ def box_info_xml(status: BoxStatus) -> bytes:
         attrs["reset-required"] = "true"
     if status.factory_password:
         attrs["default-password"] = "true"
+    attrs["alarms"] = str(status.alarms)  # active alarms (ALARM0)
     sys = ET.Element("sys", attrs)
     for a in status.addresses:
         ET.SubElement(sys, "eth", {"name": a.port, "addr": a.addr, "mode": a.mode, "mac": a.mac})
@@ -147,6 +158,9 @@ class AdminApp:
                 Rule("/log.txt", endpoint="log"),
                 Rule("/crash_dump.txt", endpoint="crash_dump"),
                 Rule("/static/style.css", endpoint="style"),
+                Rule(ALARM_PATH, endpoint="incoming", methods=["POST"]),
+                Rule(LOG_PATH, endpoint="incoming", methods=["POST"]),
+                Rule("/ALARM0/events.xml", endpoint="events_xml"),
                 Rule(drive.PREFIX, endpoint="drive", methods=drive.METHODS),
                 Rule(f"{drive.PREFIX}/<path:sub>", endpoint="drive", methods=drive.METHODS),
                 *(Rule(p.path, endpoint="page", methods=["GET", "POST"]) for p in PAGES),
@@ -202,6 +216,8 @@ class AdminApp:
             )
         if endpoint == "box_info":
             return Response(box_info_xml(self.box.status()), content_type="text/xml")
+        if endpoint == "incoming":
+            return self.incoming(request)
         if endpoint == "page" and _PAGE[path.rstrip("/") or "/"].public:
             return self.page(request, None)
         handlers: dict[str, Callable[[Request, str], Response]] = {
@@ -212,6 +228,7 @@ class AdminApp:
             "drive": drive.CfDrive(self.box.cf_volume).serve,
             "firmware": self.firmware_put,
             "firmware_form": self.firmware_form,
+            "events_xml": self.events_xml,
         }
         return self.guarded(request, handlers[endpoint])
 
@@ -274,6 +291,58 @@ class AdminApp:
         body = request.get_data(cache=False)  # bounded by max_content_length
         ok, message = self.restore(body)
         return _text(message if ok else f"error: {message}", 200 if ok else 400)
+
+    # -- alarms and events (services/alarms) ----------------------------------------------
+    def incoming(self, request: Request) -> Response:
+        """Another box's entry or log line (Standard method); with ALARM0 /auth on only
+        with the admin login, and a refusal is counted."""
+        alarms = self.box.alarms()
+        if alarms is None:
+            return _text("error: this box takes no alarms or log lines", 503)
+        if not alarms.auth:
+            return self._take(request, "")
+        response = self.guarded(request, self._take)
+        if response.status_code in (401, 429):
+            alarms.refused()
+        return response
+
+    def _take(self, request: Request, user: str) -> Response:
+        alarms = self.box.alarms()
+        assert alarms is not None  # incoming() checked it
+        body = request.get_data(cache=False)
+        if len(body) > INCOMING_MAX:
+            return _text(f"error: one entry or line is at most {INCOMING_MAX} bytes", 413)
+        client = request.remote_addr or "?"
+        try:
+            if request.path.rstrip("/") == ALARM_PATH:
+                entry = alarms.take_entry(body, client)
+                return _text(f"ok {entry.seq}")
+            return _text(f"ok {alarms.take_log_line(body, client)}")
+        except (EntryError, LogLineError) as e:
+            return _text(f"error: {e}", 400)
+        except OSError as e:  # CF0 not mounted or full: the sender retries
+            return _text(f"error: {e}", 503, {"Retry-After": "5"})
+
+    def events_xml(self, request: Request, user: str) -> Response:
+        alarms = self.box.alarms()
+        if alarms is None:
+            return _text("error: this box has no alarm service", 503)
+        severity = _severity(request.args.get("severity", ""))
+        body = alarms.xml(severity).encode("utf-8")
+        return Response(body, content_type="text/xml; charset=utf-8")
+
+    def events_page(self, request: Request, user: str | None) -> Response:
+        alarms = self.box.alarms()
+        answer = None
+        if request.method == "POST" and request.form.get("action") == "clear":
+            answer = self.box.execute("mod cmd ALARM0 clear")
+        severity = _severity(request.args.get("severity", ""))
+        own = alarms.own(severity) if alarms is not None else []
+        collected = alarms.collected(severity) if alarms is not None else []
+        return self.render(
+            "events.html", request, user, answer=answer, severity=severity,
+            severities=list(Severity), own=own, collected=collected,
+        )  # fmt: skip
 
     # -- firmware (firmware.py streams the body into the update service) ----------------
     def firmware_put(self, request: Request, user: str) -> Response:
@@ -378,6 +447,7 @@ class AdminApp:
             "/maintenance/upload": self.upload_page,
             "/maintenance/download": self.simple_page("download.html"),
             "/maintenance/diagnostics/tracing": self.tracing_page,
+            "/maintenance/events": self.events_page,
             "/administration/compact-flash": self.cf_page,
             "/administration/admin": self.admin_page,
             "/reset": self.reset_page,
@@ -491,3 +561,8 @@ class AdminApp:
                 "reset.html", request, user, box_status=before, answer=answer, resetting=True
             )
         return self.render("reset.html", request, user, answer=None, resetting=False)
+
+
+def _severity(word: str) -> Severity | None:
+    """The page's and the XML's filter: event|alarm|fault, anything else all."""
+    return Severity(word) if word in {s.value for s in Severity} else None

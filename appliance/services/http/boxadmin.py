@@ -22,9 +22,11 @@ from appliance.hal.memory import MiB
 from appliance.hal.types import DiskRole
 from appliance.modcmd import ModCmdError
 from appliance.service import CommandRunner
+from appliance.services.alarms.service import AlarmService
 from appliance.services.http.host import (
     Account,
     Address,
+    Alarms,
     BoxStatus,
     Firmware,
     FirmwareRefused,
@@ -83,7 +85,16 @@ class BoxAdmin:
             unwritten=box.unwritten(),
             factory_password=not box.active.value("ADMIN0", "pwd"),
             firmware=firmware,
+            alarms=self._alarm_count(box),
         )
+
+    @staticmethod
+    def _alarm_count(box: Box) -> int:
+        alarms = box.service(AlarmService)
+        return alarms.active_count() if alarms is not None else 0
+
+    def alarms(self) -> Alarms | None:
+        return self.box.service(AlarmService)
 
     def public_status(self) -> BoxStatus:
         """What the login page shows, read without the owner (a flood of unauthenticated

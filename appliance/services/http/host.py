@@ -15,6 +15,8 @@ from typing import Protocol
 from appliance.config import Config, Op
 from appliance.events import Event
 from appliance.hal.cf import CfVolume
+from appliance.services.alarms.codes import Severity
+from appliance.services.alarms.entry import Entry
 
 
 class Vars(Protocol):
@@ -79,6 +81,7 @@ class BoxStatus:
     unwritten: int  # changes not yet written with config write
     factory_password: bool  # ADMIN0 still has the documented factory password
     firmware: Firmware
+    alarms: int = 0  # active alarms (ALARM0)
 
     @property
     def mac(self) -> str:
@@ -104,6 +107,24 @@ class RestoreRefused(Exception):
 class FirmwareRefused(Exception):
     """A firmware upload was not installed; the message says why. The boot disk (slots and
     boot-control record) is unchanged."""
+
+
+class Alarms(Protocol):
+    """The alarm service (appliance.services.alarms.service.AlarmService)."""
+
+    auth: bool  # ALARM0 /auth: incoming entries and log lines need the admin login
+
+    def own(self, severity: Severity | None = None) -> list[Entry]: ...  # newest first
+
+    def collected(self, severity: Severity | None = None) -> list[Entry]: ...
+
+    def xml(self, severity: Severity | None = None) -> str: ...
+
+    def take_entry(self, body: bytes, client: str) -> Entry: ...  # EntryError
+
+    def take_log_line(self, body: bytes, client: str) -> str: ...  # LogLineError, OSError
+
+    def refused(self) -> None: ...  # an incoming request without the login
 
 
 class AdminBox(Protocol):
@@ -139,3 +160,5 @@ class AdminBox(Protocol):
     # a firmware image, in chunks as they arrive, into the slot that does not run: the
     # describing sentence, or FirmwareRefused; BoxRestarting when the box goes down
     def install_firmware(self, chunks: Iterable[bytes], source: str) -> str: ...
+
+    def alarms(self) -> Alarms | None: ...  # None: no alarm service
