@@ -77,6 +77,14 @@ declare(
     )
 )
 
+# The box as it leaves the factory (GNS3's usage notes for the real IPVA): ETH0 a DHCP client
+# (DHCP0's defaults; services.network falls back to 192.168.0.1/24 when no server answers),
+# ETH1 static 192.168.1.1/24. A box with no saved config starts from this; a saved config
+# (even one without ETH1) replaces it whole.
+FACTORY_OBJECTS: Mapping[tuple[str, str], Mapping[str, Any]] = {
+    ("IP0", "ETH1"): {"addr": "192.168.1.1", "mask": "255.255.255.0"},
+}
+
 declare(
     Module(
         "DHCP0",
