@@ -120,9 +120,10 @@ def test_scripts_and_read_only_commands_keep_working(box: HostedHttpBox) -> None
     # a script (no browser header) changes the box by GET, as on a real box
     assert change(box, {"User-Agent": "curl/7.88.1"}).status == 200
     assert change(box, {"User-Agent": CHROME_UA, csrf.SCRIPT_HEADER: "1"}).status == 200
-    # the admin typed it into the address bar (the browser says so over HTTPS)
+    # typed into the address bar, or a link opened from a mail program: the same to the box
     typed = {"User-Agent": CHROME_UA, "Sec-Fetch-Site": "none", "Sec-Fetch-User": "?1"}
-    assert change(box, typed, box.https_url).status == 200
+    assert change(box, typed, box.https_url).status == 403
+    assert authed(box.https_url, "GET", "/!config%20show", headers=typed).status == 200
     assert box.console_line("config show") == "config change SYS0 /name forged"
     box.console_line("config change SYS0 /name IPVA")
 
@@ -302,3 +303,43 @@ def test_counts_out_of_order_are_taken_once() -> None:
     assert nonces.count_ok(n, 100)
     assert not nonces.count_ok(n, 100 - auth.REPLAY_WINDOW)  # too old to tell: refused
     assert nonces.count_ok(n, 100 - auth.REPLAY_WINDOW + 1)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "read_only"),
+    [
+        ("GET", "/!config%20show", True), ("GET", "/!config%20show%20saved", True),
+        ("GET", "/!version", True), ("HEAD", "/!help", True),
+        ("GET", "/!mod%20cmd%20UP0%20info", True), ("GET", "/!mod%20cmd%20TRACE%20show", True),
+        ("GET", "/!config%20write", False), ("GET", "/!reset", False),
+        ("GET", "/!mod%20cmd%20UP0%20prot%20http://x/%20ser%201", False),
+        ("GET", "/!mod%20cmd%20TRACE%20clear", False), ("GET", "/!config", False),
+        ("GET", '/!config%20show%20"', False), ("POST", "/!version", False),
+        ("GET", "/cfg.txt", True), ("PUT", "/cfg.txt", False), ("GET", "/reset", True),
+        ("POST", "/reset", False),
+    ],
+)  # fmt: skip
+def test_which_requests_only_read(method: str, path: str, read_only: bool) -> None:
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    request = Request(EnvironBuilder(path=path, method=method).get_environ())
+    assert csrf.is_read_only(request) is read_only
+
+
+def test_an_older_unsalted_verifier_still_logs_in(box: HostedHttpBox) -> None:
+    """Values stored before the salt (realm IPVA) keep working until the next change."""
+    md5, sha = (digest_secret(USER, "Old-pw1", a) for a in ("MD5", "SHA-256"))
+    box.console_line(f"config change ADMIN0 /pwd digest${USER}${md5}${sha}")
+    box.console_line("config activate")
+    try:
+        assert challenge_for(box.http_url)["realm"] == "IPVA"
+        assert authed(box.http_url, "GET", "/!version", password="Old-pw1").status == 200
+        box.console_line("config change ADMIN0 /pwd New-pw2")
+        box.console_line("config activate")
+        realm = challenge_for(box.http_url)["realm"]
+        assert re.fullmatch(r"IPVA-[0-9a-f]{12}", realm), realm
+        assert authed(box.http_url, "GET", "/!version", password="New-pw2").status == 200
+    finally:
+        box.console_line(f"config change ADMIN0 /pwd {PASSWORD}")
+        box.console_line("config activate")

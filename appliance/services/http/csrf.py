@@ -13,9 +13,9 @@ forgery (CSRF) and DNS rebinding. README.md ("Scripting the box") tells users th
      it is an HMAC of the session cookie (SameSite=Strict, HttpOnly), which a foreign page
      can neither read nor guess;
    - or the `X-IPVA-Script` header: a foreign page cannot send a custom header without a
-     CORS preflight, and the box answers none;
-   - or `Sec-Fetch-Site: none`: the admin typed the URL (browsers send it over HTTPS and to
-     localhost only; over plain HTTP they send no Sec-Fetch-* at all).
+     CORS preflight, and the box answers none.
+   A URL typed into the address bar is no proof: `Sec-Fetch-Site: none` is sent for a link
+   opened from a mail or chat program too, and plain HTTP carries no Sec-Fetch-* at all.
    A request is from a browser when it carries anything browsers always send and scripts
    do not: a User-Agent starting with `Mozilla/` (every browser's does, and a page cannot
    change it), Origin, Referer, Cookie, a Sec-Fetch-* header, Upgrade-Insecure-Requests.
@@ -46,8 +46,9 @@ READ_ONLY_LINES = frozenset({"help", "?", "version"})
 # what a refused browser request is told, and what to do instead
 REFUSED = (
     "error: refused: a request that changes the box came from a browser without the "
-    "page's token (another site's page cannot send it); use the box's own pages, or the "
-    "console, or a script (curl, urllib …) or send the header X-IPVA-Script: 1"
+    "page's token (another site's page cannot send it; a page from before a reset has an "
+    "old one: reload it); use the box's own pages, the console, or a script (curl, urllib "
+    "…), or send the header X-IPVA-Script: 1"
 )
 FOREIGN = "error: refused, the request came from another site's page ({})"
 
@@ -136,7 +137,6 @@ def refusal(request: Request, sessions: Sessions) -> str | None:
         return FOREIGN.format(f"Sec-Fetch-Site: {site[:20]}")
     if not is_browser(request):
         return None
-    typed = site == "none" and request.method == "GET"
-    if SCRIPT_HEADER in request.headers or typed or sessions.token_ok(request):
+    if SCRIPT_HEADER in request.headers or sessions.token_ok(request):
         return None
     return REFUSED
