@@ -247,9 +247,13 @@ def digest_secret(user: str, clear: str, algorithm: str, realm: str = DIGEST_REA
     return h(f"{user}:{realm}:{clear}".encode()).hexdigest()
 
 
-def stored_password(user: str, clear: str, salt: str | None = None) -> str:
-    """What ADMIN0 /pwd keeps for `clear` when the admin user is `user` (a new salt)."""
-    salt = salt or os.urandom(SALT_HEX // 2).hex()
+def stored_password(user: str, clear: str, salted: bool = True) -> str:
+    """What ADMIN0 /pwd keeps for `clear` when the admin user is `user` (a new salt);
+    unsalted: the secrets for the realm IPVA (a password at another box, ALARM0 /pwd)."""
+    if not salted:
+        md5, sha = (digest_secret(user, clear, a) for a in ("MD5", "SHA-256"))
+        return f"digest${user}${md5}${sha}"
+    salt = os.urandom(SALT_HEX // 2).hex()
     realm = f"{DIGEST_REALM}-{salt}"
     md5, sha = (digest_secret(user, clear, a, realm) for a in ("MD5", "SHA-256"))
     return f"digest${user}${salt}${md5}${sha}"
@@ -298,6 +302,7 @@ class Password(ValueType):
     text. `user_arg` names the argument of the same object that holds the user name."""
 
     user_arg: str = "user"
+    salted: bool = True  # False: a password at another box, whose realm is not known here
 
     def parse(self, text: str) -> str | ClearPassword:
         if re.fullmatch(_DIGEST_RE, text) or re.fullmatch(_SALTED_RE, text):
@@ -308,7 +313,7 @@ class Password(ValueType):
 
     def complete(self, value: Any, effective: Mapping[str, Any]) -> Any:
         if isinstance(value, ClearPassword):
-            return stored_password(str(effective[self.user_arg]), value.text)
+            return stored_password(str(effective[self.user_arg]), value.text, self.salted)
         return value
 
     def describe(self) -> str:

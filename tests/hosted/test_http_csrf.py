@@ -24,7 +24,7 @@ from httpbox import (
     request,
 )
 
-from appliance.config.types import check_password, digest_secret, stored_password
+from appliance.config.types import check_password, digest_secret, password_realm, stored_password
 from appliance.services.http import auth, csrf
 
 CURL = shutil.which("curl")
@@ -343,3 +343,24 @@ def test_an_older_unsalted_verifier_still_logs_in(box: HostedHttpBox) -> None:
     finally:
         box.console_line(f"config change ADMIN0 /pwd {PASSWORD}")
         box.console_line("config activate")
+
+
+def test_a_box_forwarding_alarms_logs_in_to_a_salted_receiver() -> None:
+    """ALARM0 /pwd given the receiver's own ADMIN0 /pwd value answers its salted realm;
+    a password typed on the sender (realm IPVA) is refused with what to do."""
+    from appliance.services.alarms.forward import Refused, digest_authorization
+    from appliance.services.http.host import Account
+
+    receiver = stored_password(USER, "Recv-pw1")
+    nonces = auth.Nonces()
+    realm = password_realm(receiver)
+    challenge = {"realm": realm, "nonce": nonces.make(), "algorithm": "SHA-256"}
+    header = digest_authorization(receiver, "POST", "/ALARM0/event", challenge)
+    verdict = auth.check_authorization(
+        header, method="POST", uri="/ALARM0/event", https=False,
+        account=Account(USER, receiver), nonces=nonces,
+    )  # fmt: skip
+    assert verdict is not None and verdict.ok, verdict
+    typed = stored_password(USER, "Recv-pw1", salted=False)
+    with pytest.raises(Refused, match="receiver's ADMIN0 /pwd value"):
+        digest_authorization(typed, "POST", "/ALARM0/event", challenge)
