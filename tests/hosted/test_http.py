@@ -104,7 +104,7 @@ def test_every_other_page_needs_the_login(box: HostedHttpBox, path: str) -> None
     r = request(box.http_url, "GET", path)
     assert r.status == 401
     offered = r.challenges()
-    assert [c.split(",")[2].strip() for c in offered] == ["algorithm=SHA-256", "algorithm=MD5"]
+    assert [c.split(",")[2].strip() for c in offered] == ["algorithm=MD5", "algorithm=SHA-256"]
     assert not any(c.startswith("Basic") for c in offered)  # not over plain HTTP
     ok = authed(box.http_url, "GET", path)
     assert ok.status == 200, ok.text
