@@ -119,6 +119,16 @@ class LogTargetChanged:
 
 
 @dataclass(frozen=True)
+class FlashReady:
+    """A deferred flash mount is complete (FLASHDIR0 read after the prompt): writes no
+    longer wait for it. `damage`: what that read found (trace lines), `ok`: False when it
+    failed (writes are refused, said by the flash service)."""
+
+    ok: bool
+    damage: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Traced:
     line: str  # the whole trace line, `0:0000:030:4 - …`
 
@@ -134,6 +144,7 @@ Event = (
     | LoginSucceeded
     | LoginFailed
     | LogTargetChanged
+    | FlashReady
     | Traced
 )
 Subscriber = Callable[[Event], None]

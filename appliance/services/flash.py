@@ -8,7 +8,9 @@ with the factory config and `config write` refused, and keeps the device in
 The boot reads the headers and VARS (the config) at once; FLASHDIR0, most of a full flash,
 is read on a thread of its own (`flash-ldap`), so a full flash does not hold up the prompt.
 A write or a FLASHDIR0 read before it is done waits for it (FlashMan.finish_mount); damage
-it finds is traced as it is found; stop() waits for it before the disks close.
+it finds is traced as it is found; its end is an events.FlashReady (on the box's owner), for
+what would rather not make the console wait (the alarm queue's writes); stop() waits for it
+before the disks close.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from appliance.events import FlashReady
 from appliance.flash import Flash, FlashDirError, FlashError, format_flash, mount_flash
 from appliance.hal.block import BlockDevice
 from appliance.modcmd import Command, ModCmdError
@@ -68,10 +71,16 @@ class FlashService(BaseService):
 
     @staticmethod
     def _finish(box: Box, flash: Flash) -> None:
+        before = len(flash.flashman.damage)
+        ok = True
         try:
             flash.flashman.finish_mount()
         except FlashError as e:  # a read error: said once here, then by every write
             box.trace(f"flash: {e}", Tag.FLASH)
+            ok = False
+        ready = FlashReady(ok, tuple(flash.flashman.damage[before:]))
+        # what waited for the whole flash (the alarm queue's writes) goes on, as a job
+        box.owner.post(lambda: box.events.emit(ready))
 
     def stop(self) -> None:
         """The disks close next: the FLASHDIR0 read must be done by then (it is a finite

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_the_boot_does_not_wait_for_flashdir(box: tuple[Runtime, HeldFlash]) -> 
         "mod cmd FLASHDIR0 show 2999")))  # fmt: skip
     reader.start()
     reader.join(0.5)
-    assert reader.is_alive(), "FLASHDIR0 answered before it was read"
+    assert reader.is_alive(), f"FLASHDIR0 answered before it was read: {answer}"
     platform.gate.set()
     reader.join(WAIT_S)
     assert answer == ["mod cmd FLASHDIR0 add-item 2999 (cn=user2999)"]
@@ -145,3 +146,33 @@ def test_a_reset_waits_for_the_flashdir_read(box: tuple[Runtime, HeldFlash]) -> 
     assert old.flash is not None and old.flash.flashman.mounted  # read to the end first
     assert runtime.box is not old and runtime.box is not None
     assert runtime.execute("mod cmd FLASHDIR0 show 7") == "mod cmd FLASHDIR0 add-item 7 (cn=user7)"
+
+
+def test_an_alarm_of_the_boot_waits_for_flashdir_in_ram_not_on_the_console(
+    box: tuple[Runtime, HeldFlash],
+) -> None:
+    """The boot raises an alarm that the flash keeps (CF0 not mounted): while FLASHDIR0 is
+    still read, the console answers at once, and the alarm is written when the read ends
+    (events.FlashReady), so it survives the next reset."""
+    runtime, platform = box
+    assert platform.held.wait(WAIT_S)
+    box_ = runtime.box
+    assert box_ is not None and box_.flash is not None
+    assert not box_.flash.flashman.mounted
+    assert "FULLBOX" in runtime.execute("config show")  # the console does not wait
+
+    def kept() -> set[str]:
+        return runtime.executor.call(
+            lambda: {k for k in box_.flash.vars.keys() if k.startswith("EVENT:")}  # type: ignore[union-attr]
+        )
+
+    before = kept()  # the first boot's (its flash was blank: written at once)
+    time.sleep(0.3)
+    assert kept() == before, "written while FLASHDIR0 was still read"
+    platform.gate.set()
+    deadline = time.monotonic() + WAIT_S
+    while not kept() - before:
+        assert time.monotonic() < deadline, "the alarm never reached the flash"
+        time.sleep(0.05)
+    (new,) = kept() - before
+    assert "CF0 not mounted" in (box_.flash.vars.get(new) or b"").decode()

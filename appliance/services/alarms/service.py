@@ -37,6 +37,7 @@ from appliance.events import (
     ConfigWritten,
     Crashed,
     Event,
+    FlashReady,
     LinkChanged,
     LoginFailed,
     LoginSucceeded,
@@ -179,6 +180,7 @@ class AlarmService(BaseService):
         self.box: Box | None = None
         self.memory = MemoryQueue()
         self.persistent = PersistentQueue(None)
+        self._deferred: list[Callable[[], None]] = []  # flash writes waiting for FlashReady
         self.receiver = Receiver(cf_volume, self.memory.size)
         self.forwarder: Forwarder | None = None
         self.mailer: Mailer | None = None
@@ -278,6 +280,13 @@ class AlarmService(BaseService):
 
     # -- entries --------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
+        if isinstance(event, FlashReady):  # on the owner (the flash service posts it)
+            deferred, self._deferred = self._deferred, []
+            for write in deferred:
+                self._flash_write(write)
+            for line in event.damage:  # found by the read after the prompt
+                self.raise_(codes.FLASH_DAMAGE, "FLASHMAN0", line)
+            return
         raised = entries_of(event)
         box = self.box
         if raised and box is not None and not box.owner.in_owner():
@@ -325,8 +334,14 @@ class AlarmService(BaseService):
 
     def _flash_write(self, write: Callable[[], None]) -> None:
         """A persistent-queue write, on the box's owner; one that fails (no room, the box
-        going down) leaves the entry in RAM only, counted as lost."""
+        going down) leaves the entry in RAM only, counted as lost. While a full flash is
+        still being read after the prompt (a deferred mount) the write waits in RAM for
+        events.FlashReady: a commit now would make the owner, so the console, wait."""
         if self.box is None:
+            return
+        flash = self.box.flash
+        if flash is not None and not flash.flashman.mounted:
+            self._deferred.append(write)
             return
         try:
             self.box.owner.call(write)
