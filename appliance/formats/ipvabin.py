@@ -186,6 +186,11 @@ def _signature(line: str, source: str) -> Signature:
 def check_signature(block: bytes, info: FirmwareInfo, keyring: Keyring, *, source: str) -> str:
     """The keyring's name of the key that signed this header; SignatureError saying why
     the image is not to be trusted otherwise."""
+    if not keyring.keys:
+        raise SignatureError(
+            f"{source}: refused: this box has no keyring to check signatures with (its boot "
+            "disk is from before signed firmware); give it a boot disk of a current build"
+        )
     if not info.key_id:
         raise SignatureError(
             f"{source}: not signed: this box takes only images signed with a key of its "

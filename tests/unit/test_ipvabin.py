@@ -266,3 +266,8 @@ def test_stream_verifier_truncated_and_damaged(firmware: Path) -> None:
     bad.feed(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(ipvabin.ChecksumError, match="checksum wrong! Loading failed"):
         bad.finish()
+
+
+def test_a_box_without_a_keyring_refuses_everything_saying_why(firmware: Path) -> None:
+    with pytest.raises(ipvabin.SignatureError, match="no keyring to check signatures with"):
+        ipvabin.verify(firmware, Keyring(()))
