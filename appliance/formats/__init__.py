@@ -1,3 +1,10 @@
-"""Binary formats the box and the builder share, one module each: construct declarations
-beside their spec notes. Leaves: they import nothing of the runtime (DESIGN: leaves stay
-leaves), so firmware/ and the decoder tools use them without pulling in the services."""
+"""Binary formats the box writes and tools read, one module per format, each declared once with
+construct beside its spec notes. Leaves: they import nothing of the runtime (a block device is
+only an annotation), so `ipva dump show` or the image builder reads them without loading the
+box's services.
+
+    crc        crc32_trailed(): a construct followed by the CRC-32 of its bytes
+    crashdump  the crash dump disk (IDE 1:1): dump slot, fault area, trace mirror, text form
+    ipvabin    the firmware image (ipva.bin / IPVA.BIN): header, signature, streaming check
+    signify    Ed25519 keys and signatures in OpenBSD signify's files (the firmware's keyring)
+"""

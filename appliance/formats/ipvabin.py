@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import zlib
 from dataclasses import dataclass
 
 from construct import (
@@ -80,8 +79,7 @@ HeaderFields = Struct(
     "payload_sha256" / PaddedString(64, "ascii"),
 )
 Header = Struct(
-    "fields" / RawCopy(HeaderFields),
-    "header_crc32" / Checksum(Int32ul, lambda data: zlib.crc32(data), this.fields.data),
+    "checked" / crc32_trailed(HeaderFields),  # .body.value: the fields; .crc32: header_crc32
     Padding(SIGNATURE_OFFSET - SIGNED_SIZE - 4),
     "signature" / PaddedString(128, "ascii"),
 )
@@ -145,7 +143,7 @@ def build_header(version: str, build: int, payload: bytes, key: SecretKey | None
         "payload_length": len(payload),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
     }
-    unsigned = Header.build({"fields": {"value": fields}, "signature": ""})
+    unsigned = Header.build({"checked": {"body": {"value": fields}}, "signature": ""})
     signature = key.sign(unsigned[:SIGNED_SIZE]).to_b64() if key else ""
     return sign_header(unsigned, signature).ljust(HEADER_SIZE, b"\0")
 
@@ -171,7 +169,7 @@ def parse_header(block: bytes, *, source: str = "ipva.bin") -> FirmwareInfo:
         h = Header.parse(block[: Header.sizeof()])
     except ConstructError as exc:
         raise NotFirmwareError(f"{source}: damaged header: {exc}") from exc
-    v = h.fields.value
+    v = h.checked.body.value
     key_id = _signature(h.signature, source).key_id if h.signature else ""
     return FirmwareInfo(v.version, v.build, v.payload_length, v.payload_sha256, key_id)
 
