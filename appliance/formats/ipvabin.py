@@ -41,7 +41,6 @@ import hashlib
 from dataclasses import dataclass
 
 from construct import (
-    Checksum,
     Const,
     ConstructError,
     Int16ul,
@@ -50,11 +49,10 @@ from construct import (
     OneOf,
     PaddedString,
     Padding,
-    RawCopy,
     Struct,
-    this,
 )
 
+from appliance.formats.crc import crc32_trailed
 from appliance.formats.signify import Keyring, SecretKey, Signature, SignifyError
 from appliance.version import FirmwareVersion
 

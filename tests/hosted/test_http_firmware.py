@@ -257,7 +257,8 @@ def test_a_body_without_content_length_is_411(box: HostedHttpBox) -> None:
 def _oversize_header() -> bytes:
     fields = {"flags": 0, "build": 1601009, "version": "16r1sr9", "header_version": 2,
               "payload_length": MAX_IMAGE, "payload_sha256": "0" * 64}  # fmt: skip
-    return Header.build({"checked": {"body": {"value": fields}}, "signature": ""}).ljust(HEADER_SIZE, b"\0")
+    header = Header.build({"checked": {"body": {"value": fields}}, "signature": ""})
+    return header.ljust(HEADER_SIZE, b"\0")
 
 
 def _corrupt() -> bytes:
