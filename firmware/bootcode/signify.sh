@@ -28,10 +28,10 @@ check_signature() {
     for pub in "$KEYRING"/*.pub; do
         [ -r "$pub" ] || continue
         [ "$(keynum "$(tail -n 1 "$pub")")" = "$want" ] || continue
-        printf 'untrusted comment: ipva.bin header\n%s\n' "$sig" > /tmp/header.sig
-        head -c 112 "$1" > /tmp/header
+        printf 'untrusted comment: ipva.bin header\n%s\n' "$sig" > "${TMPDIR:-/tmp}/header.sig"
+        head -c 112 "$1" > "${TMPDIR:-/tmp}/header"
         WHY="signature wrong (changed after it was signed)"
-        signify -V -q -p "$pub" -x /tmp/header.sig -m /tmp/header 2>/dev/null
+        signify -V -q -p "$pub" -x "${TMPDIR:-/tmp}/header.sig" -m "${TMPDIR:-/tmp}/header" 2>/dev/null
         return
     done
     return 1

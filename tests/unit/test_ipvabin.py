@@ -271,3 +271,19 @@ def test_stream_verifier_truncated_and_damaged(firmware: Path) -> None:
 def test_a_box_without_a_keyring_refuses_everything_saying_why(firmware: Path) -> None:
     with pytest.raises(ipvabin.SignatureError, match="no keyring to check signatures with"):
         ipvabin.verify(firmware, Keyring(()))
+
+
+def test_the_signing_key_setting_round_trips_and_a_bad_key_stops_the_build(
+    tmp_path: Path,
+) -> None:
+    from firmware.settings import BuildSettings
+
+    settings = BuildSettings(signing_key=tmp_path / "release.sec")
+    assert BuildSettings.from_json(settings.to_json()) == settings
+    assert BuildSettings.from_json(BuildSettings().to_json()).signing_key is None
+    (tmp_path / "release.sec").write_text("not a key\n")
+    out = CliRunner().invoke(
+        main, ["build", "--signing-key", str(tmp_path / "release.sec"), "--out", str(tmp_path)]
+    )
+    assert out.exit_code != 0 and "not a signify file" in out.output
+    assert not (tmp_path / "ipva.bin").exists()
