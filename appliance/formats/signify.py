@@ -24,7 +24,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from construct import Bytes, Const, ConstructError, Int32ub, Struct
 
@@ -57,14 +57,13 @@ SecretKeyRecord = Struct(
     "keynum" / Bytes(8),
     "seckey" / Bytes(64),
 )
-SIGNATURE_B64_LEN = 100  # base64 of a SignatureRecord (74 bytes)
 
 
 class SignifyError(Exception):
     """A key or signature file that cannot be used; the message says which and why."""
 
 
-def _record(raw: bytes, kind: Struct, what: str) -> object:
+def _record(raw: bytes, kind: Struct, what: str) -> Any:  # a construct Container
     try:
         return kind.parse(raw)
     except ConstructError as e:
@@ -100,7 +99,7 @@ class PublicKey:
     def parse(cls, text: str, *, name: str, what: str = "public key") -> PublicKey:
         _comment, raw = _decode(text, what)
         r = _record(raw, PublicKeyRecord, what)
-        return cls(r.keynum, r.pubkey, name)  # type: ignore[attr-defined]
+        return cls(r.keynum, r.pubkey, name)
 
     def to_text(self, comment: str) -> str:
         return _encode(
@@ -135,16 +134,12 @@ class Signature:
         except binascii.Error as e:
             raise SignifyError(f"{what}: bad base64 ({e})") from e
         r = _record(raw, SignatureRecord, what)
-        return cls(r.keynum, r.sig)  # type: ignore[attr-defined]
+        return cls(r.keynum, r.sig)
 
     def to_b64(self) -> str:
         return base64.b64encode(
             SignatureRecord.build({"keynum": self.keynum, "sig": self.sig})
         ).decode()
-
-    def to_text(self, comment: str) -> str:
-        """A signature file as `signify -V -x FILE` reads it."""
-        return f"{COMMENT}{comment}\n{self.to_b64()}\n"
 
 
 @dataclass(frozen=True)
@@ -160,15 +155,15 @@ class SecretKey:
     def parse(cls, text: str, what: str = "secret key") -> SecretKey:
         _comment, raw = _decode(text, what)
         r = _record(raw, SecretKeyRecord, what)
-        if r.kdfrounds != 0:  # type: ignore[attr-defined]
+        if r.kdfrounds != 0:
             raise SignifyError(
                 f"{what}: protected by a passphrase; make the key with `signify-openbsd -G -n` "
                 "(and keep the file itself safe)"
             )
-        seckey: bytes = r.seckey  # type: ignore[attr-defined]
-        if hashlib.sha512(seckey).digest()[:8] != r.checksum:  # type: ignore[attr-defined]
+        seckey: bytes = r.seckey
+        if hashlib.sha512(seckey).digest()[:8] != r.checksum:
             raise SignifyError(f"{what}: checksum wrong: the file is damaged")
-        key = cls(r.keynum, seckey[:32])  # type: ignore[attr-defined]
+        key = cls(r.keynum, seckey[:32])
         if key.public().pubkey != seckey[32:]:
             raise SignifyError(f"{what}: its public half does not match its secret half")
         return key

@@ -287,3 +287,20 @@ def test_the_signing_key_setting_round_trips_and_a_bad_key_stops_the_build(
     )
     assert out.exit_code != 0 and "not a signify file" in out.output
     assert not (tmp_path / "ipva.bin").exists()
+
+
+def test_run_hosted_gives_a_new_state_the_builds_keyring(tmp_path: Path) -> None:
+    from tools.run_cmd import _hosted_keyring
+
+    dist = tmp_path / "dist"
+    (dist / "keyring").mkdir(parents=True)
+    (dist / "keyring/development.pub").write_text(ipvabin.DEVELOPMENT_PUBLIC.read_text())
+    _hosted_keyring(tmp_path / "state", dist)
+    assert (tmp_path / "state/keyring/development.pub").read_text() == (
+        ipvabin.DEVELOPMENT_PUBLIC.read_text()
+    )
+    # a state with its own keyring keeps it
+    (tmp_path / "state/keyring/development.pub").unlink()
+    (tmp_path / "state/keyring/mine.pub").write_text(TEST_KEY.public().to_text("mine"))
+    _hosted_keyring(tmp_path / "state", dist)
+    assert [p.name for p in (tmp_path / "state/keyring").iterdir()] == ["mine.pub"]
