@@ -161,9 +161,11 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
         if name.endswith(".py"):
             _compile_tree(dist / name, app, "/usr/lib/ipva")
             continue
+        tests = {p.name for p in (dist / name).rglob("test_*.py")}  # ecdsa ships its own
         _compile_tree(
-            dist / name, app / name, f"/usr/lib/ipva/{name}", DEB_PYTHON_DROP, nested=True
-        )
+            dist / name, app / name, f"/usr/lib/ipva/{name}", DEB_PYTHON_DROP | tests,
+            nested=True,
+        )  # fmt: skip
 
 
 def set_tree_mtime(tree: Path, epoch: int) -> None:
