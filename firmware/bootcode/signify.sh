@@ -20,6 +20,8 @@ keynum() {
 # check_signature FILE: 0 if a key of the keyring signed FILE's header. Otherwise WHY says
 # why not: not signed, signed with a key the keyring lacks, or changed after signing.
 check_signature() {
+    # local: /init's check_slot keeps its own `want` (the digest) across this call
+    local sig want pub err
     sig=$(dd if="$1" bs=128 skip=1 count=1 2>/dev/null | tr -d '\000')
     WHY="not signed"
     [ -n "$sig" ] || return 1
@@ -30,9 +32,13 @@ check_signature() {
         [ "$(keynum "$(tail -n 1 "$pub")")" = "$want" ] || continue
         printf 'untrusted comment: ipva.bin header\n%s\n' "$sig" > "${TMPDIR:-/tmp}/header.sig"
         head -c 112 "$1" > "${TMPDIR:-/tmp}/header"
-        WHY="signature wrong (changed after it was signed)"
-        signify -V -q -p "$pub" -x "${TMPDIR:-/tmp}/header.sig" -m "${TMPDIR:-/tmp}/header" 2>/dev/null
-        return
+        err=$(signify -V -q -p "$pub" -x "${TMPDIR:-/tmp}/header.sig" \
+            -m "${TMPDIR:-/tmp}/header" 2>&1) && return 0
+        case $err in
+        *"verification failed"*) WHY="signature wrong (changed after it was signed)" ;;
+        *) WHY="signature not checked: $(echo "$err" | head -n 1)" ;;  # signify did not run
+        esac
+        return 1
     done
     return 1
 }

@@ -57,13 +57,15 @@ def _check(signify_dir: Path, tmp_path: Path, image: bytes) -> tuple[int, str]:
     fw.write_bytes(image)
     prog = (
         f'. "{SIGNIFY_SH}"\nSIGNIFY_DIR="{signify_dir}" KEYRING="{ring}"\n'
-        f'check_signature "{fw}"; rc=$?\necho "$rc|$WHY"\n'
+        # /init's check_slot holds the digest in `want` across the call
+        f'want=digest; check_signature "{fw}"; rc=$?\necho "$rc|$WHY|$want"\n'
     )
     out = subprocess.run(
         [bb, "sh", "-c", prog], capture_output=True, text=True, check=True,
         env={"PATH": str(bindir), "TMPDIR": str(tmp_path)}, cwd=tmp_path,
     ).stdout.strip().splitlines()[-1]  # fmt: skip
-    rc, _, why = out.partition("|")
+    rc, why, want = out.split("|")
+    assert want == "digest", "check_signature changed its caller's variables"
     return int(rc), why
 
 
