@@ -111,6 +111,7 @@ class FirmwareInfo:
     payload_sha256: str
     key_id: str = ""  # the signing key's number (hex) from the signature; "": unsigned
     signer: str = ""  # the keyring's name for that key, once the signature checked out
+    refused: str = ""  # why the keyring refused it, where that was checked and it failed
 
     @property
     def total_size(self) -> int:
@@ -123,6 +124,8 @@ class FirmwareInfo:
     def signed_text(self) -> str:
         """How the box and `ipva fw` name the signature: `signed (release)`, `signed with
         the DEVELOPMENT key`, `signed by key 0123…`, `unsigned`."""
+        if self.refused:
+            return f"refused by the keyring: {self.refused}"
         if self.development:
             return "signed with the DEVELOPMENT key (public: anyone can sign for it)"
         if self.signer:

@@ -247,10 +247,13 @@ def test_up1_script_cannot_install_what_the_keyring_did_not_sign(
 def test_a_development_build_says_so(tmp_path: Path) -> None:
     """Signed with the public development key: the trace and `version` say so at start."""
     key = ipvabin.load_signing_key(None)
-    fw = tmp_path / "IPVA.BIN"
+    fw, other = tmp_path / "IPVA.BIN", tmp_path / "IPVA2.BIN"
     fw.write_bytes(ipvabin.pack(payload("16r1sr1"), "16r1sr1", 1601001, key.secret))
-    make_boot_disk(tmp_path / "boot.img", {"IPVA.BIN": fw}, 1700000000, 32)
+    # slot B: put on the disk by hand, signed with a key the keyring lacks
+    other.write_bytes(ipvabin.pack(payload("16r1sr2"), "16r1sr2", 1601002, TEST_KEY))
+    make_boot_disk(tmp_path / "boot.img", {"IPVA.BIN": fw, "IPVA2.BIN": other}, 1700000000, 32)
     fw.unlink()
+    other.unlink()
     install_keyring(tmp_path, key.secret, "development")
     box = Box(tmp_path)
     try:
@@ -258,6 +261,11 @@ def test_a_development_build_says_so(tmp_path: Path) -> None:
         assert f"UP0: firmware in slot A (IPVA.BIN) is {dev}" in box.trace()
         assert f"slot A (IPVA.BIN): 16r1sr1 build 1601001, running, {dev}" in box("version")
         assert f'signed="{dev}"' in box("mod cmd UP0 info")
+        assert (
+            f"slot B (IPVA2.BIN): 16r1sr2 build 1601002, previous firmware (the fallback if the "
+            f"running one fails its check), refused by the keyring: signed with key "
+            f"{TEST_KEY.keynum.hex()}, which this box does not trust"
+        ) in box("version")
     finally:
         box.close()
 

@@ -206,10 +206,11 @@ class Installer:
         if not verify:
             key = self.keyring.find(bytes.fromhex(info.key_id)) if info.key_id else None
             return dataclasses.replace(info, signer=key.name) if key else info
+        source = f"slot {slot_name(slot)}"
         try:
-            signer = check_signature(head, info, self.keyring, source=f"slot {slot_name(slot)}")
-        except SignatureError:
-            return info
+            signer = check_signature(head, info, self.keyring, source=source)
+        except SignatureError as e:
+            return dataclasses.replace(info, refused=str(e).removeprefix(f"{source}: "))
         return dataclasses.replace(info, signer=signer)
 
     def confirm(self) -> BootControl | None:
