@@ -98,7 +98,8 @@ def test_browser_sets_a_static_address_writes_and_resets(
     d.find_element(By.ID, "apply").click()
     wait_text("main", "needs reset", By.TAG_NAME)
     d.find_element(By.ID, "write").click()
-    wait_text("main", "config written to flash (3 objects)", By.TAG_NAME)
+    # ETH0, the route, DHCP0, and ETH1's factory setting (192.168.1.1/24)
+    wait_text("main", "config written to flash (4 objects)", By.TAG_NAME)
 
     before = box.runtime.box
     d.get(f"{box.http_url}/reset")  # same origin: the browser reuses the login
@@ -110,6 +111,7 @@ def test_browser_sets_a_static_address_writes_and_resets(
     assert box.runtime.box is not before, "the box did not reset"
     assert box.console_line("config show") == (
         "config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0\n"
+        "config change IP0 ETH1 /addr 192.168.1.1 /mask 255.255.255.0\n"
         "config change IP0 RT0 /gateway 192.168.0.1\n"
         "config change DHCP0 /mode off"
     )

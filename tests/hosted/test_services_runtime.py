@@ -26,8 +26,8 @@ def test_help_mod_lists_every_service_module_hosted_too(tmp_path: Path) -> None:
     t = hosted(tmp_path, "help mod\n")
     # the same list the VM shows (tests/vm/test_hardware.py compares it there)
     assert help_mod_modules(t) == [
-        "CF0", "CFG0", "CPU", "DUMP", "ETH0", "ETH1", "FLASHDIR0", "FLASHMAN0", "HTTP0", "LOG0",
-        "LOG1", "MEM", "TIME0", "TRACE", "UP0", "UP1",
+        "ALARM0", "CF0", "CFG0", "CPU", "DUMP", "ETH0", "ETH1", "FLASHDIR0", "FLASHMAN0", "HTTP0",
+        "LOG0", "LOG1", "MEM", "TIME0", "TRACE", "UP0", "UP1",
     ]  # fmt: skip
 
 
@@ -65,7 +65,8 @@ def test_box_events_on_a_real_boot(tmp_path: Path) -> None:
         box.request_reset()
     finally:
         box.close()
-    assert seen == [ConfigWritten(0, "write"), RestartRequested("reset")]
+    # the factory settings (ETH1's address) are what a new box writes
+    assert seen == [ConfigWritten(1, "write"), RestartRequested("reset")]
 
 
 def test_a_reset_requested_outside_a_console_line_is_carried_out(tmp_path: Path) -> None:
