@@ -12,6 +12,7 @@ trace say so wherever such an image shows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.formats.ipvabin import (
@@ -44,12 +45,12 @@ DEVELOPMENT_SECRET = KEYS_DIR / f"{DEVELOPMENT_KEY}.sec"
 DEVELOPMENT_PUBLIC = KEYS_DIR / f"{DEVELOPMENT_KEY}.pub"
 
 
+@dataclass(frozen=True)
 class SigningKey:
     """A secret key and the name its public half has in a box's keyring."""
 
-    def __init__(self, secret: SecretKey, name: str) -> None:
-        self.secret = secret
-        self.name = name
+    secret: SecretKey
+    name: str
 
     def public(self) -> PublicKey:
         return self.secret.public(self.name)
