@@ -39,6 +39,13 @@ GUEST_PACKAGES = (
     "python3-jinja2",  # the admin pages' templates
     "python3-markupsafe",  # jinja2's escaping (one small C extension)
     "ca-certificates",  # Mozilla's CAs: HTTPS update servers (payload.py bundles them)
+    # signed firmware: the bootcode checks a slot with signify (and its libraries, carried in
+    # the initramfs), the runtime checks uploads with python3-ecdsa's Ed25519
+    "signify-openbsd",
+    "libbsd0",
+    "libmd0",
+    "python3-ecdsa",
+    "python3-six",  # ecdsa needs it
 )
 
 

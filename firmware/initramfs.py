@@ -3,6 +3,11 @@ has every driver built in (firmware/kernel.py), so there are no modules to carry
 
 Python and the runtime are not here: they come from IPVA.BIN's payload, which /init checks
 first. /usr, /lib64 and the libc directory are links into the payload's mount point /fw.
+
+The check's keyring (/etc/ipva/keyring/<name>.pub, signify public keys) and signify itself
+are here: a slot is trusted only by what the boot disk carries, never by what the image
+brings. signify is Debian's (dynamically linked): it runs from /lib/signify with its own
+libc, libbsd and libmd through their loader, before any payload is mounted.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from firmware.payload import set_tree_mtime
+from appliance.formats.signify import PublicKey
+from firmware.payload import copy_lib, set_tree_mtime
 from firmware.run import run
 
 BOOTCODE_DIR = Path(__file__).parent / "bootcode"
@@ -19,10 +25,15 @@ LINKS_INTO_PAYLOAD = {
     "lib64": "/fw/lib64",
     "lib/x86_64-linux-gnu": "/fw/lib/x86_64-linux-gnu",
 }
+SIGNIFY_DIR = "lib/signify"  # the verifier and its libraries (run by /etc/signify.sh)
+SIGNIFY_LIBS = ("ld-linux-x86-64.so.2", "libc.so.6", "libbsd.so.0", "libmd.so.0")
+KEYRING_DIR = "etc/ipva/keyring"
 
 
-def make_initramfs_tree(debroot: Path, tree: Path, bootcode_version: str) -> None:
-    """Lay out the initramfs root."""
+def make_initramfs_tree(
+    debroot: Path, tree: Path, bootcode_version: str, keyring: list[PublicKey]
+) -> None:
+    """Lay out the initramfs root; `keyring`: the keys a slot must be signed with."""
     if tree.exists():
         shutil.rmtree(tree)
     for d in ("bin", "etc", "proc", "sys", "dev", "run", "tmp", "boot", "fw", "lib", "root"):
@@ -43,6 +54,16 @@ def make_initramfs_tree(debroot: Path, tree: Path, bootcode_version: str) -> Non
     shutil.copy2(BOOTCODE_DIR / "udhcpc.script", tree / "etc/udhcpc.script")
     (tree / "etc/udhcpc.script").chmod(0o755)
     (tree / "etc/bootcode-version").write_text(bootcode_version + "\n")
+    shutil.copy2(BOOTCODE_DIR / "signify.sh", tree / "etc/signify.sh")
+    signify = tree / SIGNIFY_DIR
+    signify.mkdir(parents=True)
+    shutil.copy2(debroot / "bin/signify-openbsd", signify / "signify-openbsd")
+    for lib in SIGNIFY_LIBS:
+        copy_lib(debroot, lib, signify)
+    (tree / KEYRING_DIR).mkdir(parents=True)
+    for key in keyring:
+        text = key.to_text(f"ipva keyring: {key.name}")
+        (tree / KEYRING_DIR / f"{key.name}.pub").write_text(text)
 
 
 def make_cpio_zstd(tree: Path, out: Path, epoch: int, level: int = 19) -> None:

@@ -39,7 +39,9 @@ LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8",
 PURE_DEPS = ("construct",)  # third-party packages the runtime imports in the guest
 # Python packages taken from the Debian debs (GUEST_PACKAGES in firmware/debs.py), as
 # import names under /usr/lib/python3/dist-packages; the host venv pins the same versions
-DEB_PYTHON = ("cheroot", "jaraco", "more_itertools", "werkzeug", "jinja2", "markupsafe")
+# (a name ending in .py is a single module); ecdsa (with six): the signature on ipva.bin
+DEB_PYTHON = ("cheroot", "jaraco", "more_itertools", "werkzeug", "jinja2", "markupsafe",
+              "ecdsa", "six.py")  # fmt: skip
 # parts of them the box never runs: test suites, werkzeug's interactive debugger (its
 # jQuery is a separate Debian package we do not carry), cheroot's command line
 DEB_PYTHON_DROP = {"test", "testing.py", "debug", "cli.py", "__main__.py"}
@@ -72,12 +74,13 @@ def _compile_tree(
     *,
     nested: bool = False,
 ) -> None:
-    """Copy a Python tree as sourceless .pyc files (legacy layout, next to where .py was).
+    """Copy a Python tree (or one module: into `dst`) as sourceless .pyc files (legacy
+    layout, next to where .py was).
 
     `drop` names top-level entries to leave out, or with `nested` entries at any depth."""
     jobs = []
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
+    for path in [src] if src.is_file() else sorted(src.rglob("*")):
+        rel = Path(path.name) if src.is_file() else path.relative_to(src)
         dropped = set(rel.parts if nested else rel.parts[:1]) & drop
         if dropped or "__pycache__" in rel.parts:
             continue
@@ -97,12 +100,13 @@ def _compile_tree(
     )
 
 
-def _copy_lib(root: Path, name: str, dest: Path) -> None:
+def copy_lib(root: Path, name: str, dest: Path) -> None:
+    """Library `name` of the unpacked packages in `root` into directory `dest`."""
     for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"):
         src = root / d / name
         if src.exists():
             real = src.resolve()
-            out = dest / "lib/x86_64-linux-gnu" / name
+            out = dest / name
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(real, out)
             return
@@ -129,7 +133,7 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
         (debroot / "lib64/ld-linux-x86-64.so.2").resolve(), tree / "lib64/ld-linux-x86-64.so.2"
     )
     for lib in LIBS:
-        _copy_lib(debroot, lib, tree)
+        copy_lib(debroot, lib, tree / "lib/x86_64-linux-gnu")
     stdlib_src = debroot / "usr/lib" / f"python{PYVER}"
     stdlib = tree / "usr/lib" / f"python{PYVER}"
     _compile_tree(stdlib_src, stdlib, f"/usr/lib/python{PYVER}", STDLIB_DROP | {"lib-dynload"})
@@ -152,11 +156,16 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
         _compile_tree(src, app / dep, f"/usr/lib/ipva/{dep}")
     dist = debroot / "usr/lib/python3/dist-packages"
     for name in DEB_PYTHON:
-        if not (dist / name).is_dir():
+        if not (dist / name).exists():
             raise FileNotFoundError(f"{name} not in the unpacked Debian packages ({dist})")
+        if name.endswith(".py"):
+            _compile_tree(dist / name, app, "/usr/lib/ipva")
+            continue
+        tests = {p.name for p in (dist / name).rglob("test_*.py")}  # ecdsa ships its own
         _compile_tree(
-            dist / name, app / name, f"/usr/lib/ipva/{name}", DEB_PYTHON_DROP, nested=True
-        )
+            dist / name, app / name, f"/usr/lib/ipva/{name}", DEB_PYTHON_DROP | tests,
+            nested=True,
+        )  # fmt: skip
 
 
 def set_tree_mtime(tree: Path, epoch: int) -> None:

@@ -47,6 +47,11 @@ class BuildSettings:
         default=7,
         metadata={"help": "VMware hardware version (7: vSphere 4.0 to 8, Workstation 6.5+)."},
     )
+    signing_key: Path | None = field(
+        default=None,
+        metadata={"help": "signify secret key (signify-openbsd -G -n) to sign ipva.bin with; "
+                  "the box trusts only it. Default: the public DEVELOPMENT key."},
+    )  # fmt: skip
     # a firmware whose runtime exits at start, before it confirms itself: for the update's
     # fallback tests only, so the option is hidden and never on by default
     fail_at_start: bool = field(
@@ -79,6 +84,7 @@ class BuildSettings:
     def to_json(self) -> str:
         d: dict[str, Any] = dataclasses.asdict(self)
         d["out_dir"], d["cache_dir"] = str(self.out_dir), str(self.cache_dir)
+        d["signing_key"] = str(self.signing_key) if self.signing_key else None
         d["targets"] = list(self.targets)
         return json.dumps(d, sort_keys=True)
 
@@ -86,6 +92,7 @@ class BuildSettings:
     def from_json(cls, text: str) -> BuildSettings:
         d = json.loads(text)
         d["out_dir"], d["cache_dir"] = Path(d["out_dir"]), Path(d["cache_dir"])
+        d["signing_key"] = Path(d["signing_key"]) if d.get("signing_key") else None
         d["targets"] = tuple(d["targets"])
         return cls(**d)
 

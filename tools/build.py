@@ -67,6 +67,10 @@ def build(
 ) -> BuildResult:
     """Run every step; `step` wraps each (timing, output), `note` hears progress lines."""
     result = BuildResult()
+    # the key first: a key that cannot be used stops the build before it has done anything
+    key = ipvabin.load_signing_key(settings.signing_key)
+    if key.development:
+        note("signing with the DEVELOPMENT key (public: --signing-key FILE for a release)")
     epoch = source_date_epoch()
     out, cache = settings.out_dir, settings.cache_dir
     work = cache / "work"
@@ -93,15 +97,22 @@ def build(
         debs_mod.write_manifest([*debs, kernel.source], out / "debs.json")
     bootcode_version = f"{settings.version} build {settings.build}"
     with timed("Making the bootcode (initramfs)"):
-        make_initramfs_tree(debroot, work / "initramfs", bootcode_version)
+        # the keyring: the signing key's public half, so the box takes only what it signed
+        make_initramfs_tree(debroot, work / "initramfs", bootcode_version, [key.public()])
         make_cpio_zstd(work / "initramfs", work / "initrd.zst", epoch)
     with timed("Making the firmware payload (CPython + runtime)"):
         make_payload_tree(debroot, REPO, work / "payload", settings.stamp)
         make_squashfs(work / "payload", work / "payload.squashfs", epoch)
     with timed("Packing ipva.bin"):
         ipvabin.write_firmware(
-            out / "ipva.bin", work / "payload.squashfs", settings.version, settings.build
+            out / "ipva.bin", work / "payload.squashfs", settings.version, settings.build, key
         )
+        # the box's keyring beside the image: `ipva fw verify --keyring dist/keyring` and
+        # `ipva run --hosted` (its DIR/keyring) use it
+        ring = out / "keyring"
+        shutil.rmtree(ring, ignore_errors=True)
+        ring.mkdir()
+        (ring / f"{key.name}.pub").write_text(key.public().to_text(f"ipva keyring: {key.name}"))
         result.artifacts.append(out / "ipva.bin")
     with timed("Making the disks"):
         files = {

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from firmware.ipvabin import FirmwareError
 from firmware.settings import ALL_TARGETS, BuildSettings, parse_size_mib
 from tools.build import build
 
@@ -21,6 +22,7 @@ _SPECIAL = {
     "flash_mib": ("--flash-size", str),
     "ram_mib": ("--ram", str),
     "targets": ("--targets", str),
+    "signing_key": ("--signing-key", click.Path(exists=True, dir_okay=False, path_type=Path)),
 }
 
 
@@ -87,7 +89,10 @@ def build_command(**opts: object) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     t0 = time.monotonic()
-    result = build(settings, _step, note=lambda text: click.echo(f"    {text}"))
+    try:
+        result = build(settings, _step, note=lambda text: click.echo(f"    {text}"))
+    except FirmwareError as exc:  # the signing key
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"\nBuilt in {time.monotonic() - t0:.1f} s into {settings.out_dir}/:")
     sums: dict[str, str] = {}
     for line in (settings.out_dir / "SHA256SUMS").read_text().splitlines():

@@ -14,6 +14,7 @@ shared on a loopback port for `ipva console --vm` (hypervisors.qemu.relay).
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -107,8 +108,10 @@ def run(
     if hosted:
         from appliance.hosted import run_hosted  # lazily: the VM paths do not need it
 
+        state = Path(hosted_dir or dist / "hosted")
+        _hosted_keyring(state, dist)
         result = run_hosted(
-            Path(hosted_dir or dist / "hosted"),
+            state,
             sys.stdin.buffer,
             sys.stdout.buffer,
             http=_bind(http_bind, "--http"),
@@ -163,6 +166,17 @@ def _machine(
 
 def _say_urls(box: Machine, when: str = "") -> None:
     click.echo(f"[ipva: web admin {box.http_url} and {box.https_url}{when}]\r", err=True)
+
+
+def _hosted_keyring(state: Path, dist: Path) -> None:
+    """No bootcode runs hosted: the box's keyring (which images it installs) is
+    STATE/keyring; a state without one gets the build's (dist/keyring)."""
+    ring = state / "keyring"
+    if ring.exists() or not (dist / "keyring").is_dir():
+        return
+    ring.mkdir(parents=True)
+    for pub in sorted((dist / "keyring").glob("*.pub")):
+        shutil.copy2(pub, ring / pub.name)
 
 
 def _share(box: Machine, dist: Path) -> ConsoleRelay:

@@ -5,4 +5,6 @@ box's services.
 
     crc        crc32_trailed(): a construct followed by the CRC-32 of its bytes
     crashdump  the crash dump disk (IDE 1:1): dump slot, fault area, trace mirror, text form
+    ipvabin    the firmware image (ipva.bin / IPVA.BIN): header, signature, streaming check
+    signify    Ed25519 keys and signatures in OpenBSD signify's files (the firmware's keyring)
 """

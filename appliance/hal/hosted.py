@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from appliance.formats.signify import Keyring
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.bootctl import decide, read_boot_control, write_boot_control
 from appliance.hal.bootfiles import BootFiles, ImageBootFiles
@@ -120,6 +121,11 @@ class HostedPlatform:
 
     def boot_note(self) -> str:
         return ""  # no slot is checked here; a give-up shows in the record (failed)
+
+    def keyring(self) -> Keyring:
+        # no bootcode here: the keys are `*.pub` files in DIR/keyring (`ipva run --hosted`
+        # puts the build's there); none: every image is refused, saying so
+        return Keyring.load(self.directory / "keyring")
 
     def disk_lines(self) -> list[str]:
         return []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from appliance.hal.types import Console, DiskRole, MemoryInfo, RestartKind
 
 if TYPE_CHECKING:  # for the interface only: detect_platform() is the process's first import
+    from appliance.formats.signify import Keyring
     from appliance.hal.block import BlockDevice
     from appliance.hal.bootfiles import BootFiles
     from appliance.hal.cf import CfBackend
@@ -95,6 +96,10 @@ class Platform(Protocol):
     # the bootcode's line when it started another slot than the record chose ("firmware B
     # (IPVA2.BIN 16r1sr2) did not start (…): starting A (IPVA.BIN 16r1sr1)"), else ""
     def boot_note(self) -> str: ...
+
+    # the public keys an image must be signed with to be installed: the bootcode's keyring
+    # (it boots only what they signed); SignifyError if a key file there is unreadable
+    def keyring(self) -> Keyring: ...
 
     # --- life cycle
     def restart(self, kind: RestartKind) -> None: ...  # the VM reboots and never returns

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance.formats.signify import Keyring
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.bootfiles import BootFiles, MountedBootFiles
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
@@ -70,6 +71,7 @@ NIC_WAIT_S = 5.0  # a supported NIC whose interface has not appeared yet
 # written by the build into the initramfs (firmware/initramfs.py): "16r1sr1 build 1601001";
 # the runtime runs in that root file system, so it reads the bootcode's own file
 BOOTCODE_VERSION = Path("/etc/bootcode-version")
+KEYRING_DIR = Path("/etc/ipva/keyring")  # in the initramfs: the keys /init checks slots with
 
 
 def read_bootcode_build(path: Path = BOOTCODE_VERSION) -> int:
@@ -301,6 +303,9 @@ class VmPlatform:
 
     def boot_note(self) -> str:
         return os.environ.get("IPVA_BOOT_NOTE", "")
+
+    def keyring(self) -> Keyring:
+        return Keyring.load(KEYRING_DIR)
 
     def restart(self, kind: RestartKind) -> None:
         """reset: orderly restart; reboot: the same here — the box's 'trap' is the caller's."""

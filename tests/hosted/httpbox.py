@@ -22,20 +22,31 @@ from appliance.hal.hosted import HostedPlatform
 from appliance.services.http import HttpService
 from firmware import ipvabin
 from images.bootdisk import make_boot_disk
+from tests.signing import TEST_KEY, install_keyring
 
 USER, PASSWORD = "admin", "ipva"
 
 
 def firmware_image(version: str, build: int, payload_size: int = 128_000) -> bytes:
-    """A real ipva.bin (header, length, SHA-256) around a stand-in payload: hosted, the code
-    that runs is the host's, so only the image's identity and integrity matter."""
-    seed = hashlib.sha256(version.encode()).digest()
-    return ipvabin.pack((seed * (payload_size // 32 + 1))[:payload_size], version, build)
+    """A real ipva.bin (header, length, SHA-256, signed with the test key) around a stand-in
+    payload: hosted, the code that runs is the host's, so only the image's identity,
+    integrity and signature matter."""
+    return ipvabin.pack(stand_in_payload(version, payload_size), version, build, TEST_KEY)
+
+
+def stand_in_payload(version: str, payload_size: int = 128_000) -> bytes:
+    """Bytes that look like a compressed squashfs (uniformly spread, so CR and LF occur every
+    few hundred bytes): werkzeug 2.2's multipart decoder holds a file's data back from its
+    last CR/LF on, so a long run without one after the header's fills the Upload form's
+    buffer (413), which no real image has."""
+    return hashlib.shake_256(version.encode()).digest(payload_size)
 
 
 def with_boot_disk(directory: Path, version: str = "16r1sr1", build: int = 1601001) -> Path:
-    """`directory` with a boot.img whose slot A holds that firmware (as the builder lays it)."""
+    """`directory` with a boot.img whose slot A holds that firmware (as the builder lays it)
+    and a keyring with the test key."""
     directory.mkdir(parents=True, exist_ok=True)
+    install_keyring(directory)
     fw = directory / "IPVA.BIN"
     fw.write_bytes(firmware_image(version, build))
     make_boot_disk(directory / "boot.img", {"IPVA.BIN": fw}, 1700000000, 32)

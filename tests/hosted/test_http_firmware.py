@@ -27,16 +27,18 @@ from httpbox import (
     digest_header,
     firmware_image,
     request,
+    stand_in_payload,
     with_boot_disk,
 )
 from test_http import curl, needs_curl
 
+from appliance.formats.ipvabin import HEADER_SIZE, Header
 from appliance.hal.block import FileBlockDevice
 from appliance.hal.bootctl import BootControl, SlotState, read_boot_control
 from appliance.hal.bootfiles import ImageBootFiles
 from appliance.services.http.firmware import MAX_FORM, MAX_PUT
-from appliance.services.update.image import HEADER_SIZE, Header
 from appliance.services.update.install import MAX_IMAGE
+from tests.signing import signing_cases
 
 SR2 = firmware_image("16r1sr2", 1601002)
 BOUNDARY = "----ipva-fw-test"
@@ -115,7 +117,7 @@ def wait_trace(box: HostedHttpBox, text: str) -> None:
 def test_put_installs_into_the_other_slot_and_a_reset_starts_it(box: HostedHttpBox) -> None:
     assert slots(box)["A"] == {
         "id": "A", "file": "IPVA.BIN", "version": "16r1sr1", "build": "1601001",
-        "state": "confirmed", "running": "true",
+        "state": "confirmed", "running": "true", "signed": "signed (test)",
     }  # fmt: skip
     assert slots(box)["B"]["state"] == "empty" and box_info(box).get("running") == "A"
     r = authed(box.http_url, "PUT", "/ipva.bin", SR2)
@@ -128,7 +130,7 @@ def test_put_installs_into_the_other_slot_and_a_reset_starts_it(box: HostedHttpB
     # visible everywhere: box_info.xml, General/Info, version
     assert slots(box)["B"] == {
         "id": "B", "file": "IPVA2.BIN", "version": "16r1sr2", "build": "1601002",
-        "state": "trial", "running": "false",
+        "state": "trial", "running": "false", "signed": "signed (test)",
     }  # fmt: skip
     assert "into slot B: waiting for a reset" in box_info(box).get("last-update", "")
     info = request(box.http_url, "GET", "/general/info").text
@@ -254,9 +256,10 @@ def test_a_body_without_content_length_is_411(box: HostedHttpBox) -> None:
 
 
 def _oversize_header() -> bytes:
-    fields = {"flags": 0, "build": 1601009, "version": "16r1sr9",
+    fields = {"flags": 0, "build": 1601009, "version": "16r1sr9", "header_version": 2,
               "payload_length": MAX_IMAGE, "payload_sha256": "0" * 64}  # fmt: skip
-    return Header.build({"fields": {"value": fields}}).ljust(HEADER_SIZE, b"\0")
+    header = Header.build({"checked": {"body": {"value": fields}}, "signature": ""})
+    return header.ljust(HEADER_SIZE, b"\0")
 
 
 def _corrupt() -> bytes:
@@ -276,6 +279,8 @@ BAD_IMAGES = [
     ("oversize", _oversize_header() + bytes(100_000), "more than the 33554432 a firmware slot"),
     ("trailing", SR2 + b"extra", "trailing data after the"),
     ("empty", b"", "0 bytes, too short for a header"),
+    # the keyring (the test key) did not sign these: refused at the header, with the reason
+    *signing_cases("16r1sr2", 1601002, stand_in_payload("16r1sr2")),
 ]
 
 

@@ -20,10 +20,15 @@ from appliance.hal.hosted import HostedPlatform
 from firmware import ipvabin
 from images.bootdisk import make_boot_disk
 from tests.receivers import FirmwareServer, firmware_server
+from tests.signing import TEST_KEY, install_keyring, signing_cases
+
+
+def payload(version: str) -> bytes:
+    return hashlib.sha256(version.encode()).digest() * 4000
 
 
 def image(version: str, build: int) -> bytes:
-    return ipvabin.pack(hashlib.sha256(version.encode()).digest() * 4000, version, build)
+    return ipvabin.pack(payload(version), version, build, TEST_KEY)
 
 
 @pytest.fixture
@@ -43,6 +48,7 @@ def box_dir(tmp_path: Path) -> Path:
     fw.write_bytes(image("16r1sr1", 1601001))
     make_boot_disk(tmp_path / "boot.img", {"IPVA.BIN": fw}, 1700000000, 32)
     fw.unlink()
+    install_keyring(tmp_path)
     return tmp_path
 
 
@@ -144,6 +150,11 @@ def test_a_firmware_that_never_confirms_falls_back_by_itself(
         ("/missing.bin", None, "the server answered 404"),
         ("/junk.bin", b"<html>not firmware</html>", "not an IPVA firmware image"),
         ("/short.bin", image("16r1sr2", 1601002)[:-5], "truncated"),
+        # what the keyring (the test key) did not sign
+        *[
+            (f"/{what.replace(' ', '-')}.bin", body, reason)
+            for what, body, reason in signing_cases("16r1sr2", 1601002, payload("16r1sr2"))
+        ],
     ],
 )
 def test_a_bad_download_changes_nothing(
@@ -204,6 +215,57 @@ def test_up1_runs_the_script_once_per_check_serial(
         time.sleep(0.3)
         assert "branch-7" in box("config show saved") and "other" not in box("config show saved")
         assert "up to date" in box("mod cmd UP1 info")
+    finally:
+        box.close()
+
+
+def test_up1_script_cannot_install_what_the_keyring_did_not_sign(
+    box_dir: Path, server: str, files: FirmwareServer
+) -> None:
+    """The update server's script (UP1) installs through UP0 prot: the same check."""
+    before = (box_dir / "boot.img").read_bytes()
+    cases = signing_cases("16r1sr2", 1601002, payload("16r1sr2"))
+    script = "mod cmd UP1 check ser 9\n" + "".join(
+        f"mod cmd UP0 prot {server}/fw{i}.bin reset {i + 1}\n" for i in range(len(cases))
+    )
+    files.files["/up/update-ipva.htm"] = script.encode()
+    box = Box(box_dir)
+    try:
+        for i, (_what, body, _reason) in enumerate(cases):
+            files.files[f"/fw{i}.bin"] = body
+        box(f"config change UP1 /url {server}/up/ /poll 0")
+        box("config activate")
+        for i, (_what, _body, reason) in enumerate(cases):
+            box.wait_for(f"update from {server}/fw{i}.bin failed: ")
+            box.wait_for(reason)
+        assert "nothing was written" in box.trace()
+    finally:
+        box.close()
+    assert (box_dir / "boot.img").read_bytes() == before
+
+
+def test_a_development_build_says_so(tmp_path: Path) -> None:
+    """Signed with the public development key: the trace and `version` say so at start."""
+    key = ipvabin.load_signing_key(None)
+    fw, other = tmp_path / "IPVA.BIN", tmp_path / "IPVA2.BIN"
+    fw.write_bytes(ipvabin.pack(payload("16r1sr1"), "16r1sr1", 1601001, key.secret))
+    # slot B: put on the disk by hand, signed with a key the keyring lacks
+    other.write_bytes(ipvabin.pack(payload("16r1sr2"), "16r1sr2", 1601002, TEST_KEY))
+    make_boot_disk(tmp_path / "boot.img", {"IPVA.BIN": fw, "IPVA2.BIN": other}, 1700000000, 32)
+    fw.unlink()
+    other.unlink()
+    install_keyring(tmp_path, key.secret, "development")
+    box = Box(tmp_path)
+    try:
+        dev = "signed with the DEVELOPMENT key (public: anyone can sign for it)"
+        assert f"UP0: firmware in slot A (IPVA.BIN) is {dev}" in box.trace()
+        assert f"slot A (IPVA.BIN): 16r1sr1 build 1601001, running, {dev}" in box("version")
+        assert f'signed="{dev}"' in box("mod cmd UP0 info")
+        assert (
+            f"slot B (IPVA2.BIN): 16r1sr2 build 1601002, previous firmware (the fallback if the "
+            f"running one fails its check), refused by the keyring: signed with key "
+            f"{TEST_KEY.keynum.hex()}, which this box does not trust"
+        ) in box("version")
     finally:
         box.close()
 

@@ -9,16 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from appliance.formats.signify import Keyring
 from appliance.hal.block import FileBlockDevice
 from appliance.hal.bootctl import Action, SlotState, decide, read_boot_control
 from appliance.hal.bootfiles import ImageBootFiles
 from appliance.services.update.install import Installer, UpdateError
 from firmware import ipvabin
 from images.bootdisk import make_boot_disk
+from tests.signing import TEST_KEY
+
+RING = Keyring((TEST_KEY.public("test"),))
 
 
 def image(version: str = "16r1sr2", build: int = 1601002, size: int = 300_000) -> bytes:
-    return ipvabin.pack(hashlib.sha256(version.encode()).digest() * (size // 32), version, build)
+    payload = hashlib.sha256(version.encode()).digest() * (size // 32)
+    return ipvabin.pack(payload, version, build, TEST_KEY)
 
 
 @pytest.fixture
@@ -36,7 +41,7 @@ def installer(boot: Path, running: int = 0) -> tuple[Installer, FileBlockDevice]
     dev = FileBlockDevice(boot)
     spool = boot.parent / "spool"
     spool.mkdir(exist_ok=True)
-    return Installer(ImageBootFiles(boot), dev, running, spool), dev
+    return Installer(ImageBootFiles(boot), dev, running, RING, spool), dev
 
 
 def chunked(data: bytes, n: int = 65536) -> Iterator[bytes]:
@@ -134,7 +139,7 @@ class FlakyFiles(ImageBootFiles):
 def test_a_slot_that_reads_back_wrong_is_not_activated(boot: Path) -> None:
     dev = FileBlockDevice(boot)
     before = read_boot_control(dev)
-    inst = Installer(FlakyFiles(boot), dev, 0, boot.parent)
+    inst = Installer(FlakyFiles(boot), dev, 0, RING, boot.parent)
     with pytest.raises(UpdateError, match="slot B .IPVA2.BIN. reads back wrong"):
         inst.install(chunked(image()), source="upload")
     assert read_boot_control(dev) == before

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.formats.ipvabin import HEADER_SIZE, parse_header
 from appliance.hal.block import FileBlockDevice
 from appliance.hal.bootctl import SLOT_NAMES, BootControl, SlotState, decide, read_boot_control
-from appliance.services.update.image import HEADER_SIZE, parse_header
 from hypervisors.qemu.errors import GuestHalted
 from hypervisors.qemu.machine import Machine
 from hypervisors.qemu.timeouts import BOOT_TIMEOUT, retry

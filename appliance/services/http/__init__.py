@@ -130,7 +130,9 @@ class HttpListeners:
         if https is not None:
             try:
                 # admin.vars() reads and commits as jobs on the box's owner
-                cert, note = load_or_make(admin.vars(), str(config.value("SYS0", "name")))
+                own = [a.addr.partition("/")[0] for a in admin.status().addresses if a.addr]
+                name = str(config.value("SYS0", "name"))
+                cert, note = load_or_make(admin.vars(), name, own)
                 if note:
                     admin.trace(note)
             except CertError as e:

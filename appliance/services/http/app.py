@@ -139,7 +139,7 @@ def box_info_xml(status: BoxStatus) -> bytes:
     for s in fw.slots:
         ET.SubElement(slots, "slot", {
             "id": s.letter, "file": s.file, "version": s.version, "build": str(s.build or ""),
-            "state": s.state, "running": "true" if s.running else "false",
+            "state": s.state, "running": "true" if s.running else "false", "signed": s.signed,
         })  # fmt: skip
     return ET.tostring(sys, encoding="utf-8", xml_declaration=True) + b"\n"
 

@@ -223,7 +223,9 @@ def _firmware(box: Box) -> Firmware:
         return Firmware((), update.last_result(box), str(e))
     return Firmware(
         tuple(
-            FirmwareSlot(s.letter, s.file, s.version, s.build, s.state, s.running, s.detail)
+            FirmwareSlot(
+                s.letter, s.file, s.version, s.build, s.state, s.running, s.detail, s.signed
+            )
             for s in slots
         ),
         update.last_result(box),

@@ -8,6 +8,11 @@ even under emulation, and taken by every browser and curl.
 The pair lives in VARS (keys CERT_KEY, PRIVATE_KEY), so it survives `reset` and firmware
 updates; a factory reset (`mod cmd CFG0 factory-reset yes`) drops it with the config, and
 the next boot makes a new one. Without a flash the box makes one for this boot only.
+
+Its subjectAltName names the box (SYS0 /name), localhost, 127.0.0.1 and the box's own
+addresses when it was made (kept as SAN_KEY beside it): a browser told to trust it then
+matches it for `https://10.0.2.15/`. When the box has an address the kept certificate does
+not name (a new DHCP lease, a static address), a new one is made, traced.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +34,8 @@ from appliance.services.http.host import Vars
 
 CERT_KEY = "X509:HTTPS.CRT"
 PRIVATE_KEY = "X509:HTTPS.KEY"
-VARS_KEYS = (CERT_KEY, PRIVATE_KEY)  # what a factory reset drops
+SAN_KEY = "X509:HTTPS.SAN"  # the subjectAltName it was made with: "DNS:IPVA, …, IP:10.0.2.15"
+VARS_KEYS = (CERT_KEY, PRIVATE_KEY, SAN_KEY)  # what a factory reset drops
 VALID_DAYS = 7300
 OPENSSL_TIMEOUT_S = 60  # one EC key under TCG takes well under a second
 _B64 = rb"\r?\n[A-Za-z0-9+/=\r\n]+"
@@ -62,6 +68,10 @@ class Certificate:
     cert_pem: bytes
     key_pem: bytes
     kept: bool  # stored on the flash (False: made for this boot only)
+    san: str = ""  # the subjectAltName it was made with ("": not known, made before)
+
+    def names_all(self, addresses: Sequence[str]) -> bool:
+        return all(f"IP:{a}" in self.san.split(", ") for a in addresses)
 
     def fingerprint(self) -> str:
         """SHA-256 of the DER certificate, as browsers show it (AA:BB:…)."""
@@ -80,10 +90,15 @@ def _openssl() -> str:
     return found
 
 
-def make_certificate(name: str, kept: bool = True) -> Certificate:
-    """A new key and self-signed certificate for a box called `name`."""
+def subject_alt_name(cn: str, addresses: Sequence[str]) -> str:
+    ips = ["127.0.0.1", *sorted(set(addresses) - {"127.0.0.1"})]
+    return ", ".join([f"DNS:{cn}", "DNS:localhost", *(f"IP:{a}" for a in ips)])
+
+
+def make_certificate(name: str, kept: bool = True, addresses: Sequence[str] = ()) -> Certificate:
+    """A new key and self-signed certificate for a box called `name` with `addresses`."""
     cn = re.sub(r"[^A-Za-z0-9._-]", "-", name)[:32] or "IPVA"
-    san = f"DNS:{cn}, DNS:localhost, IP:127.0.0.1"
+    san = subject_alt_name(cn, addresses)
     with tempfile.TemporaryDirectory(prefix="ipva-cert-") as tmp:
         d = Path(tmp)
         (d / "req.cnf").write_text(_CONFIG.format(cn=cn, san=san))
@@ -106,30 +121,44 @@ def make_certificate(name: str, kept: bool = True) -> Certificate:
         if done.returncode != 0:
             last = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
             raise CertError(f"openssl failed ({done.returncode}): {' '.join(last)}")
-        return Certificate((d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes(), kept)
+        cert, key = (d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes()
+        return Certificate(cert, key, kept, san)
 
 
 def _valid(cert: bytes | None, key: bytes | None) -> bool:
     return bool(cert and key and _PEM_CERT.search(cert) and _PEM_KEY.search(key))
 
 
-def load_or_make(vars: Vars | None, name: str) -> tuple[Certificate, str]:
-    """The box's certificate and a line for the trace saying where it came from."""
+def load_or_make(
+    vars: Vars | None, name: str, addresses: Sequence[str] = ()
+) -> tuple[Certificate, str]:
+    """The box's certificate and a line for the trace saying where it came from.
+    `addresses`: the box's own IP addresses, which the certificate must name."""
+    renewed = ""
     if vars is not None:
         cert, key = vars.get(CERT_KEY), vars.get(PRIVATE_KEY)
         if _valid(cert, key):
             assert cert is not None and key is not None
-            return Certificate(cert, key, True), ""
-    made = make_certificate(name, kept=vars is not None)
+            kept = Certificate(cert, key, True, (vars.get(SAN_KEY) or b"").decode())
+            if kept.names_all(addresses):
+                return kept, ""
+            renewed = "; the one kept did not name " + ", ".join(
+                a for a in addresses if f"IP:{a}" not in kept.san.split(", ")
+            )
+    made = make_certificate(name, kept=vars is not None, addresses=addresses)
     if vars is None:
         return made, "HTTPS: no flash, the certificate made now lasts until the next boot"
     try:
-        vars.commit({CERT_KEY: made.cert_pem, PRIVATE_KEY: made.key_pem})
+        vars.commit({CERT_KEY: made.cert_pem, PRIVATE_KEY: made.key_pem,
+                     SAN_KEY: made.san.encode()})  # fmt: skip
     except (BoxError, FlashError, OSError) as e:  # not stored: serve with it anyway, say so
         return Certificate(made.cert_pem, made.key_pem, False), (
             f"HTTPS: the new certificate could not be stored ({e}); a new one comes next boot"
         )
-    return made, f"HTTPS: new self-signed certificate made, SHA-256 {made.fingerprint()}"
+    return made, (
+        f"HTTPS: new self-signed certificate made for {made.san}{renewed}, "
+        f"SHA-256 {made.fingerprint()}"
+    )
 
 
 @contextmanager

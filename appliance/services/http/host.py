@@ -46,6 +46,7 @@ class FirmwareSlot:
     state: str  # confirmed, trial, failed, previous, empty (update.service.SlotStatus)
     running: bool
     detail: str  # "starts at the next reset (2 tries)" …
+    signed: str = ""  # "signed (release)", "signed with the DEVELOPMENT key (…)", "unsigned"
 
 
 @dataclass(frozen=True)

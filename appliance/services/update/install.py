@@ -4,8 +4,9 @@ The order is what makes an update unable to brick the box:
 
 1. the image streams into the spool (spool.py: pieces in the temp dir, RAM in the VM; one
    copy, never two, and given back piece by piece as step 3 writes it) while
-   `ImageVerifier` checks it; a foreign, truncated, oversize or corrupt image is refused
-   here, and the boot disk has not been touched;
+   `ImageVerifier` checks it: its signature against the bootcode's keyring as soon as the
+   header is in, then length and digest; an unsigned, foreign-signed, tampered, truncated,
+   oversize or corrupt image is refused here, and the boot disk has not been touched;
 2. it must fit: the other slot's old file plus the partition's free space;
 3. it is written as the other slot's file through the file system (hal.bootfiles) and read
    back from the disk and checked again;
@@ -18,10 +19,21 @@ The order is what makes an update unable to brick the box:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.formats.ipvabin import (
+    HEADER_SIZE,
+    FirmwareError,
+    FirmwareInfo,
+    ImageVerifier,
+    SignatureError,
+    check_signature,
+    parse_header,
+)
+from appliance.formats.signify import Keyring
 from appliance.hal.block import BlockDevice
 from appliance.hal.bootctl import (
     SLOT_LETTERS,
@@ -32,7 +44,6 @@ from appliance.hal.bootctl import (
     write_boot_control,
 )
 from appliance.hal.bootfiles import BootFiles, BootFilesError
-from appliance.services.update.image import FirmwareError, FirmwareInfo, ImageVerifier
 from appliance.services.update.spool import Spool
 
 MAX_IMAGE = 32 << 20  # far above today's ~10 MB; refuses absurd uploads before spooling them
@@ -75,12 +86,15 @@ class Installer:
         files: BootFiles,
         boot_disk: BlockDevice,
         running_slot: int,
+        keyring: Keyring,
         spool_dir: Path | None = None,
         memory_free: Callable[[], int | None] = lambda: None,
     ) -> None:
-        """`memory_free`: what the spool can take (the VM's MemAvailable; None: unbounded,
-        the hosted spool is on the host's disk)."""
+        """`keyring`: the keys an image must be signed with (the bootcode's: what it would
+        not boot is not installed). `memory_free`: what the spool can take (the VM's
+        MemAvailable; None: unbounded, the hosted spool is on the host's disk)."""
         self.files = files
+        self.keyring = keyring
         self.boot_disk = boot_disk
         self.running_slot = running_slot
         self.spool_dir = spool_dir
@@ -107,7 +121,7 @@ class Installer:
         `step` hears each stage that touches the boot disk as it begins (the trace)."""
         target = self.target_slot
         name = SLOT_NAMES[target]
-        check = ImageVerifier(source=source, max_size=MAX_IMAGE)
+        check = ImageVerifier(keyring=self.keyring, source=source, max_size=MAX_IMAGE)
         with Spool(self.spool_dir) as spool:
             try:
                 sized = False
@@ -162,7 +176,7 @@ class Installer:
             )
 
     def _check_slot(self, slot: int, want: FirmwareInfo) -> None:
-        check = ImageVerifier(source=f"slot {slot_name(slot)}")
+        check = ImageVerifier(keyring=self.keyring, source=f"slot {slot_name(slot)}")
         try:
             for chunk in self.files.read(SLOT_NAMES[slot]):
                 check.feed(chunk)
@@ -175,17 +189,29 @@ class Installer:
         if got != want:
             raise UpdateError(f"slot {slot_name(slot)} holds another image; not activated")
 
-    def slot_info(self, slot: int) -> FirmwareInfo | None:
-        """The header of what a slot holds (None: empty or not a firmware image)."""
-        check = ImageVerifier()
+    def slot_info(self, slot: int, *, verify: bool = True) -> FirmwareInfo | None:
+        """The header of what a slot holds (None: empty or not a firmware image), with its
+        signer if the keyring takes its signature (the payload is not read: that is the
+        bootcode's check before it starts the slot). `verify=False`: the signer by its key
+        number only, no Ed25519 — for the running slot, which the bootcode checked."""
+        head = b""
         try:
             for chunk in self.files.read(SLOT_NAMES[slot]):
-                check.feed(chunk)
-                if check.info is not None:
-                    return check.info
+                head += chunk
+                if len(head) >= HEADER_SIZE:
+                    break
+            info = parse_header(head[:HEADER_SIZE], source=f"slot {slot_name(slot)}")
         except (FirmwareError, OSError):
             return None
-        return None
+        if not verify:
+            key = self.keyring.find(bytes.fromhex(info.key_id)) if info.key_id else None
+            return dataclasses.replace(info, signer=key.name) if key else info
+        source = f"slot {slot_name(slot)}"
+        try:
+            signer = check_signature(head, info, self.keyring, source=source)
+        except SignatureError as e:
+            return dataclasses.replace(info, refused=str(e).removeprefix(f"{source}: "))
+        return dataclasses.replace(info, signer=signer)
 
     def confirm(self) -> BootControl | None:
         """The running firmware is up: a trial of this slot becomes its known-good state.

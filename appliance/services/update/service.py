@@ -42,13 +42,14 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from appliance.errors import BoxError
+from appliance.formats.ipvabin import FirmwareInfo
+from appliance.formats.signify import SignifyError
 from appliance.hal.bootctl import NO_SLOT, SLOT_LETTERS, SLOT_NAMES, BootControl, SlotState
 from appliance.hal.nics import read_link_state
 from appliance.hal.types import DiskRole, Unavailable
 from appliance.modcmd import Command, ModCmdError
 from appliance.owner import BoxRestarting, join_checked
 from appliance.service import BaseService, CommandRunner
-from appliance.services.update.image import FirmwareInfo
 from appliance.services.update.install import Installed, Installer, UpdateError, slot_name
 from appliance.services.update.script import (
     Final,
@@ -91,6 +92,7 @@ class SlotStatus:
     state: str
     running: bool
     detail: str  # the sentence `version` and UP0 info show
+    signed: str = ""  # FirmwareInfo.signed_text(): "signed (release)", "… DEVELOPMENT key …"
 
     @property
     def letter(self) -> str:
@@ -139,13 +141,15 @@ class UpdateService(BaseService):
         self._box = box
         try:
             files = box.platform.boot_files()
-        except Unavailable as e:
+            keyring = box.platform.keyring()
+        except (Unavailable, SignifyError) as e:
             self._why_not = str(e)
             return
         self._installer = Installer(
             files,
             box.disks[DiskRole.BOOT],
             box.platform.running_slot(),
+            keyring,
             None,
             memory_free=box.platform.memory_free,
         )
@@ -154,6 +158,15 @@ class UpdateService(BaseService):
 
     def _report_boot(self, box: Box, inst: Installer) -> None:
         record = inst.record()
+        # the bootcode checked the running slot's signature: its key number names the key
+        # here (no Ed25519 on the boot's path)
+        running = inst.slot_info(inst.running_slot, verify=False)
+        if running is not None and (running.development or not running.signer):
+            # a development build (or one from before signatures) says so at every start
+            box.trace(
+                f"UP0: firmware in slot {slot_name(inst.running_slot)} is {running.signed_text()}",
+                Tag.UPDATE,
+            )
         note = box.platform.boot_note()
         if note:
             # the bootcode left the slot the record chose (it failed its check or used up
@@ -494,13 +507,15 @@ class UpdateService(BaseService):
                     state,
                     slot == inst.running_slot,
                     detail,
+                    info.signed_text() if info else "",
                 )
             )
         return out
 
-    def slot_states(self) -> list[tuple[int, str, str]]:
-        """(slot, firmware "16r1sr2 build 1601002" or "empty", state) for both slots."""
-        return [(s.slot, s.firmware, s.detail) for s in self.slot_status()]
+    def slot_states(self) -> list[tuple[int, str, str, str]]:
+        """(slot, firmware "16r1sr2 build 1601002" or "empty", state, signature) for both
+        slots."""
+        return [(s.slot, s.firmware, s.detail, s.signed) for s in self.slot_status()]
 
     def summary(self, box: Box) -> list[str]:
         """Lines for `version`: both slots and the last update."""
@@ -509,8 +524,10 @@ class UpdateService(BaseService):
         except (ModCmdError, OSError) as e:
             return [f"firmware slots: {e}"]
         lines = [
-            f"slot {slot_name(s)}: {fw}" + (f", {state}" if state != fw else "")
-            for s, fw, state in states
+            f"slot {slot_name(s)}: {fw}"
+            + (f", {state}" if state != fw else "")
+            + (f", {signed}" if signed else "")
+            for s, fw, state, signed in states
         ]
         return [*lines, f"last update: {self.last_result(box)}"]
 
@@ -533,9 +550,15 @@ class UpdateService(BaseService):
         slots = "".join(
             element(
                 "slot",
-                {"id": SLOT_LETTERS[s], "file": SLOT_NAMES[s], "firmware": fw, "state": state},
+                {
+                    "id": SLOT_LETTERS[s],
+                    "file": SLOT_NAMES[s],
+                    "firmware": fw,
+                    "state": state,
+                    "signed": signed,
+                },
             )  # fmt: skip
-            for s, fw, state in self.slot_states()
+            for s, fw, state, signed in self.slot_states()
         )
         slot = SLOT_LETTERS[self.installer().running_slot]
         running = element("running", {"version": box.version, "build": str(box.build),
