@@ -1,7 +1,7 @@
 """The GNS3 target checked by gns3-server's own code (its venv: tests/gns3server_env.py):
 the appliance file by its Appliance schema, the images by size and md5sum as its image
 check computes them, the template and node it makes, and the QEMU command line its QEMU node
-builds (booted in tests/vm/test_gns3.py)."""
+builds (booted in tests/vm/test_gns3_vm.py)."""
 
 from __future__ import annotations
 
