@@ -59,7 +59,8 @@ def _rate(port: int, path: str, header: Any = None, n: int = REQUESTS) -> float:
 def measure() -> dict[str, float]:
     """One hosted box, this process: requests/s of each endpoint, then the console's
     latency idle and while LOAD_THREADS web clients keep the box busy."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "hosted"))
+    # the measured checkout's own test helpers (a baseline has its own): it is the cwd
+    sys.path.insert(0, str(Path.cwd() / "tests" / "hosted"))
     from httpbox import HostedHttpBox, challenge_for, digest_header
 
     from appliance.services.http.listen import Bind

@@ -448,7 +448,7 @@ def test_chunked_bodies_have_the_same_limits(box: HostedHttpBox) -> None:
     assert many == one == "413", (many, one, box.service.listeners.listeners[0].last_error)  # type: ignore[union-attr]
     assert anonymous in ("401", "closed"), anonymous
     assert peak.growth < MAX_PEAK_GROWTH, f"peak RSS grew by {peak.growth >> 20} MiB"
-    assert box.console_line("config show saved") == "config change SYS0 /name fuzzbox"
+    assert "config change SYS0 /name fuzzbox" in box.console_line("config show saved").splitlines()
     # a small chunked backup is still taken
     backup = authed(box.http_url, "GET", "/cfg.txt").body
     body = b"".join(chunked(len(backup), 100)).replace(bytes(100), b"")  # sizes only: rebuild
