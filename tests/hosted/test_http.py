@@ -38,6 +38,12 @@ def box(tmp_path: Path) -> Iterator[HostedHttpBox]:
     b.close()
 
 
+def box_sys(box: HostedHttpBox) -> ET.Element:
+    sys = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml").body).find("sys")
+    assert sys is not None
+    return sys
+
+
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
     assert CURL is not None
     return subprocess.run(
@@ -51,8 +57,11 @@ def curl(*args: str) -> subprocess.CompletedProcess[str]:
 def test_box_info_xml_has_the_version_line_update_servers_parse(box: HostedHttpBox) -> None:
     r = request(box.http_url, "GET", "/CMD0/box_info.xml")
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/xml")
-    sys = ET.fromstring(r.body)
-    assert sys.tag == "sys"
+    root = ET.fromstring(r.body)
+    # the update server reads the root's child <sys> ($xml->sys['version']); plugins iter it
+    assert root.tag == "info" and [e.tag for e in root] == ["sys"]
+    sys = root.find("sys")
+    assert sys is not None and list(root.iter("sys")) == [sys]
     # the php-update-server form: label[build], Bootcode[b], HW[h]
     m = re.fullmatch(
         r"(\S+) IPVA\[(\d+)\], Bootcode\[(\d+)\], HW\[([^\]]+)\]", sys.get("version", "")
@@ -66,7 +75,7 @@ def test_box_info_xml_has_the_version_line_update_servers_parse(box: HostedHttpB
 def test_reset_required_after_a_written_address_change(box: HostedHttpBox) -> None:
     box.console_line("config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0")
     box.console_line("config write")
-    sys = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml").body)
+    sys = box_sys(box)
     assert sys.get("reset-required") == "true"
     page = request(box.http_url, "GET", "/general/info").text
     assert "IP0 ETH0 /addr" in page and 'id="reset-required"' in page
@@ -240,7 +249,7 @@ def test_password_change_from_the_ui(box: HostedHttpBox) -> None:
     saved = box.console_line("config show saved")
     assert "S3cure-pw" not in saved and "/pwd digest$admin$" in saved
     assert "S3cure-pw" not in box.console.text()  # nor in the trace
-    sys = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml").body)
+    sys = box_sys(box)
     assert "default-password" not in sys.attrib
     assert 'id="factory-password"' not in request(box.http_url, "GET", "/general/info").text
     wrong = authed(box.http_url, "POST", "/administration/admin", form, headers=hdr,

@@ -3,7 +3,7 @@
 URLs (as on the box, see shared/reference/box-network-admin.md):
     /!<console line>          any console command, answered as text (the console's own
                               interpreter); an `error:` answer is a 400 with that text
-    /CMD0/box_info.xml        status as XML (<sys version="…" …>)
+    /CMD0/box_info.xml        status as XML (<info><sys version="…" …>…</info>)
     /cfg.txt                  GET: the backup; PUT: restore it (`curl --digest -T cfg.txt`)
     /ipva.bin                 PUT/POST: a firmware image into the other slot (firmware.py)
     /maintenance/upload/firmware   the Upload page's firmware form (multipart, streamed)
@@ -75,7 +75,11 @@ def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def box_info_xml(status: BoxStatus) -> bytes:
-    """`/CMD0/box_info.xml`: <sys version="label IPVA[build], Bootcode[b], HW[h]" …>."""
+    """`/CMD0/box_info.xml`: `<info><sys version="label IPVA[build], Bootcode[b], HW[h]" …>`.
+
+    `<sys>` sits inside the root as on the real box: innovaphone's update server reads
+    `$xml->sys['version']` of the root and refuses a document whose root is `<sys>`; the
+    monitoring plugins find it with `root.iter('sys')`."""
     attrs = {
         "version": status.version,
         "name": status.name,
@@ -89,7 +93,8 @@ def box_info_xml(status: BoxStatus) -> bytes:
         attrs["reset-required"] = "true"
     if status.factory_password:
         attrs["default-password"] = "true"
-    sys = ET.Element("sys", attrs)
+    root = ET.Element("info")
+    sys = ET.SubElement(root, "sys", attrs)
     for a in status.addresses:
         ET.SubElement(sys, "eth", {"name": a.port, "addr": a.addr, "mode": a.mode, "mac": a.mac})
     fw = status.firmware
@@ -103,7 +108,7 @@ def box_info_xml(status: BoxStatus) -> bytes:
             "id": s.letter, "file": s.file, "version": s.version, "build": str(s.build or ""),
             "state": s.state, "running": "true" if s.running else "false",
         })  # fmt: skip
-    return ET.tostring(sys, encoding="utf-8", xml_declaration=True) + b"\n"
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
 def _cross_site(request: Request) -> bool:
