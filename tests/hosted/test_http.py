@@ -262,7 +262,7 @@ def test_password_change_from_the_console_and_user_rename(box: HostedHttpBox) ->
     assert authed(box.http_url, "GET", "/!version").status == 200  # not active yet
     box.console_line("config activate")
     assert authed(box.http_url, "GET", "/!version", password="Console-pw").status == 200
-    refused = box.console_line("config change ADMIN0 /user root")
+    refused = box.console_line("config add ADMIN0 /user root")
     assert refused.startswith("error:") and "give the password again" in refused
     box.console_line("config change ADMIN0 /user root /pwd Root-pw")
     box.console_line("config activate")
@@ -402,6 +402,46 @@ def test_upload_form_restores_too(box: HostedHttpBox) -> None:
     assert box.console_line("config show saved") == shown
 
 
+def test_vars_on_the_console_and_through_a_backup(box: HostedHttpBox) -> None:
+    assert box.console_line("vars create UPDATE/CHECK p 42") == ""
+    assert box.console_line("vars create X509/REQUESTRESPONSE/00000 pb 3082ff00") == ""
+    assert box.console_line("vars read UPDATE/CHECK") == "UPDATE/CHECK p 42"
+    assert box.console_line("vars read X509") == "X509/REQUESTRESPONSE/00000 pb 3082ff00"
+    refused = box.console_line("vars create CFG:SYS0 p x")
+    assert refused.startswith("error:") and "the box's own keys" in refused
+    assert "X509:HTTPS.KEY" not in box.console_line("vars read")  # the box's own key stays
+    backup = authed(box.http_url, "GET", "/cfg.txt")
+    assert "vars create UPDATE/CHECK p 42\n" in backup.text and "HTTPS.KEY" not in backup.text
+    assert box.console_line("vars del X509") == ""
+    assert box.console_line("vars read X509").startswith("error: no variable X509")
+    box.console_line("vars create UPDATE/CHECK p 43")
+    r = authed(box.http_url, "PUT", "/cfg.txt", backup.body)
+    assert r.status == 200 and "config restored" in r.text and "skipped" not in r.text
+    assert box.console_line("vars read") == (
+        "UPDATE/CHECK p 42\nX509/REQUESTRESPONSE/00000 pb 3082ff00"
+    )
+
+
+def test_a_real_boxs_backup_restores_the_ipvas_part_and_lists_the_rest(
+    box: HostedHttpBox,
+) -> None:
+    text = (
+        "vars check 5f2a0c17e3b64d89 # 13r3 sr12 IP811[13.6518], Bootcode[13.A206], "
+        "Hardware[103] 1/2 # IP811 #\r\n"
+        "config change SYS0 /name branch7\r\n"
+        "config change PBX0 /name 4711\r\n"
+        "vars create UPDATE/CHECK p d41d8cd98f00b204e9800998ecf8427e\r\n"
+        "mod cmd GW1 trace on\r\n"
+    )
+    r = authed(box.http_url, "PUT", "/cfg.txt", text.encode())
+    assert r.status == 200 and "config restored" in r.text, r.text
+    assert "skipped (modules this box does not have): line 3 (PBX0); line 5 (GW1)" in r.text
+    assert box.console_line("config show saved") == "config change SYS0 /name branch7"
+    assert box.console_line("vars read UPDATE") == (
+        "UPDATE/CHECK p d41d8cd98f00b204e9800998ecf8427e"
+    )
+
+
 HEAD = b"vars check - # 16r1sr1 IPVA[1601001], Bootcode[1601001], HW[IPVA-hosted]\n"
 BAD_UPLOADS = [
     (b"", 400, "empty upload"),
@@ -411,6 +451,8 @@ BAD_UPLOADS = [
     (HEAD.replace(b" - ", b" 00000000000000000000000000000000 ") + b"config change SYS0 /name a\n",
      400, "line 1:"),
     (b"config change SYS0 /name a\n", 400, "line 1: not a backup file"),
+    (HEAD + b"vars create UPDATE/CHECK p 1\nconfig change PBX0 /x 1\nconfig change SYS0 /name -\n"
+     b"vars create UPDATE/PROT pb zz\n", 400, "line 5:"),
 ]  # fmt: skip
 
 

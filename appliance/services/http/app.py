@@ -487,7 +487,7 @@ class AdminApp:
             elif new == FACTORY_PASSWORD:
                 errors.append("choose a password other than the factory one")
             else:
-                for line in (f"config change ADMIN0 /pwd {quote(new)}", "config activate"):
+                for line in (f"config add ADMIN0 /pwd {quote(new)}", "config activate"):
                     answer = self.box.execute(line)
                     if answer.startswith("error:"):
                         errors.append(answer.removeprefix("error: ").replace(new, "***"))
@@ -567,7 +567,7 @@ def ip_lines(current: list[str], form: Any) -> tuple[list[str], list[str]]:
         if addr and not mask:
             errors.append(f"{port.upper()}: give a mask with the address (e.g. 255.255.255.0)")
         if addr:
-            lines.append(f"config change IP0 {port.upper()} /addr {addr} /mask {mask}")
+            lines.append(f"config add IP0 {port.upper()} /addr {addr} /mask {mask}")
         elif now.get(f"{port}_addr") or now.get(f"{port}_mask"):
             lines.append(f"config rem IP0 {port.upper()} /addr /mask")
     gateway = field("gateway", "Gateway")
@@ -578,7 +578,7 @@ def ip_lines(current: list[str], form: Any) -> tuple[list[str], list[str]]:
     dns = [field("dns1", "DNS server 1"), field("dns2", "DNS server 2")]
     if any(dns) or now.get("dns1") or now.get("dns2"):
         lines.append(
-            f"config change DNS0 /server1 {dns[0] or '0.0.0.0'} /server2 {dns[1] or '0.0.0.0'}"
+            f"config add DNS0 /server1 {dns[0] or '0.0.0.0'} /server2 {dns[1] or '0.0.0.0'}"
         )
     if dhcp == "off":
         lines.append("config change DHCP0 /mode off")
