@@ -129,6 +129,38 @@ def test_basic_is_offered_and_taken_over_https_only(box: HostedHttpBox) -> None:
     assert plain.status == 401 and "Basic login only over HTTPS" in plain.text
 
 
+def test_monitoring_reads_cpu_and_memory_as_the_icinga_plugin_does(box: HostedHttpBox) -> None:
+    """check_innovaphone: HTTPS + Basic, `root.iter('info')`'s s, `h[last()]/m[minute-1]`."""
+    import base64
+    import datetime
+
+    from appliance.services.counters import CountersService
+
+    rt_box = box.runtime.box
+    assert rt_box is not None
+    counters = rt_box.service(CountersService)
+    assert counters is not None
+    counters.sample(cpu_s=6.0, wall_s=60.0)  # what the sampler does each minute
+    now = datetime.datetime.now()
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+    for x, read in (("2", "memory"), ("0", "cpu")):
+        r = request(box.https_url, "GET", f"/LOG0/CNT/mod_cmd.xml?cmd=xml-count&pos=23&x={x}",
+                    headers=basic)  # fmt: skip
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/xml"), r.text
+        root = ET.fromstring(r.body)
+        total = [int(info.get("s", "")) for info in root.iter("info")][-1]
+        assert total > 0
+        # the sample went on the minute before this one, at position minute+1 of its hour
+        ended = now - datetime.timedelta(minutes=1)
+        h = root.findall("h[last()]")[0] if now.minute else root.findall("h[last()-1]")[0]
+        m = h.findall(f"m[{ended.minute + 1}]")
+        assert m and m[0].get("c", "").isdigit(), (read, r.text[-300:])
+    refused = request(box.https_url, "GET", "/LOG0/CNT/mod_cmd.xml?cmd=xml-count&x=9",
+                      headers=basic)  # fmt: skip
+    assert refused.status == 400 and "/x is 0 (CPU) or 2 (memory)" in refused.text
+    assert request(box.https_url, "GET", "/LOG0/CNT/mod_cmd.xml?cmd=xml-count").status == 401
+
+
 @pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
 def test_digest_both_algorithms(box: HostedHttpBox, algorithm: str) -> None:
     r = authed(box.http_url, "GET", "/!version", algorithm=algorithm)

@@ -5,6 +5,8 @@ URLs (as on the box, see shared/reference/box-network-admin.md):
                               interpreter); an `error:` answer is a 400 with that text
     /CMD0/box_info.xml        status as XML (<info><sys version="…" …>…</info>)
     /cfg.txt                  GET: the backup; PUT: restore it (`curl --digest -T cfg.txt`)
+    /<MODULE>/mod_cmd.xml?cmd=<cmd>&<k>=<v>   `mod cmd <MODULE> <cmd> /<k> <v>`, e.g.
+                              /LOG0/CNT/mod_cmd.xml?cmd=xml-count&x=2 (monitoring)
     /ipva.bin                 PUT/POST: a firmware image into the other slot (firmware.py)
     /maintenance/upload/firmware   the Upload page's firmware form (multipart, streamed)
     /log.txt, /crash_dump.txt the trace buffer, the post-mortem record
@@ -19,6 +21,7 @@ the browser's stored login.
 from __future__ import annotations
 
 import ipaddress
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -66,6 +69,9 @@ PAGES = (
     Page("/reset", "Reset", "Reset"),
 )
 _PAGE = {p.path: p for p in PAGES}
+
+
+_WORD = re.compile(r"[A-Za-z0-9_./-]{1,64}")
 
 
 def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -148,6 +154,7 @@ class AdminApp:
                 Rule("/", endpoint="root"),
                 Rule("/CMD0/box_info.xml", endpoint="box_info"),
                 Rule("/cfg.txt", endpoint="cfg", methods=["GET", "PUT"]),
+                Rule("/<path:module>/mod_cmd.xml", endpoint="mod_cmd"),
                 Rule("/ipva.bin", endpoint="firmware", methods=["PUT", "POST"]),
                 Rule("/maintenance/upload/firmware", endpoint="firmware_form", methods=["POST"]),
                 Rule("/log.txt", endpoint="log"),
@@ -212,6 +219,7 @@ class AdminApp:
             return self.page(request, None)
         handlers: dict[str, Callable[[Request, str], Response]] = {
             "cfg": self.cfg,
+            "mod_cmd": self.mod_cmd,
             "log": lambda r, u: _text(self.box.trace_text()),
             "crash_dump": lambda r, u: _text(self.box.crash_dump_text()),
             "page": self.page,
@@ -269,6 +277,27 @@ class AdminApp:
             return _text("error: the command has control characters; nothing was done", 400)
         answer = self.box.execute(line)  # a /!reset: the runtime restarts once this is sent
         return _text(answer, 400 if answer.startswith("error:") else 200)
+
+    def mod_cmd(self, request: Request, user: str) -> Response:
+        """`/<MODULE>/mod_cmd.xml?cmd=<cmd>&<k>=<v>…`, as monitoring and the real box's
+        pages call module commands: runs `mod cmd <MODULE> <cmd> /<k> <v> …` (the module's
+        path as it stands, e.g. LOG0/CNT)."""
+        module = request.path.removeprefix("/").removesuffix("/mod_cmd.xml")
+        cmd = request.args.get("cmd", "")
+        if not _WORD.fullmatch(module) or not _WORD.fullmatch(cmd):
+            return _text("error: give the module in the path and ?cmd=<command>", 400)
+        words = [f"mod cmd {module} {cmd}"]
+        for key, value in request.args.items(multi=True):
+            if key != "cmd":
+                if not _WORD.fullmatch(key):
+                    return _text(f"error: bad argument name {key[:24]!r}", 400)
+                words.append(f"/{key} {quote(value)}")
+        answer = self.box.execute(" ".join(words))
+        if answer.startswith("error:"):
+            return _text(answer, 400)
+        if answer.startswith("<"):
+            return Response(answer, content_type="text/xml; charset=utf-8")
+        return _text(answer)
 
     def cfg(self, request: Request, user: str) -> Response:
         if request.method == "GET":
