@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from appliance.modcmd import Command, ModCmdError
 from appliance.service import BaseService
-from appliance.services.trace import Tag
+from appliance.trace import Tag
 from appliance.xmltext import attr
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from appliance.service import BaseService
 if TYPE_CHECKING:
     from appliance.box import Box
     from appliance.hal.platform import Platform
-    from appliance.services.trace import TraceFn
+    from appliance.trace import TraceFn
 
 
 class TimekeepingService(BaseService):

@@ -14,7 +14,7 @@ from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.hosted import HostedPlatform
 from appliance.hal.types import Console, DiskRole, HaltError, StreamConsole
 from appliance.services import boot_services
-from appliance.services.trace import TraceBuffer
+from appliance.trace import TraceBuffer
 
 RUN_TIMEOUT_S = 60.0  # generous: only a hang (the bug) comes near it
 

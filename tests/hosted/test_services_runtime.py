@@ -13,7 +13,7 @@ from appliance import boot
 from appliance.events import ConfigWritten, Event, RestartRequested
 from appliance.hal.hosted import HostedPlatform
 from appliance.services import boot_services
-from appliance.services.trace import TraceBuffer
+from appliance.trace import TraceBuffer
 
 
 def help_mod_modules(transcript: str) -> list[str]:

@@ -9,15 +9,15 @@ import pytest
 from appliance import modcmd
 from appliance.box import Box, BoxError
 from appliance.flash import FlashFullError, mount_flash
+from appliance.formats.crashdump import Condition, DumpKind, read_dump
 from appliance.hal.block import MemoryBlockDevice
 from appliance.hal.memory import MemoryInfo
 from appliance.hal.types import DiskRole
 from appliance.service import BaseService, Service
 from appliance.services import boot_services
-from appliance.services.crashdump import Condition, DumpKind, read_dump
 from appliance.services.dump import CrashDumpService
-from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
+from appliance.trace import TraceBuffer
 
 
 def counting(vars: Any) -> None:
