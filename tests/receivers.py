@@ -209,7 +209,7 @@ def firmware_server(host: str = "127.0.0.1") -> Iterator[FirmwareServer]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             srv.hits.append(self.path)
-            body = srv.files.get(self.path)
+            body = srv.files.get(self.path.split("?")[0])  # a static file: the query ignored
             if body is None:
                 self.send_error(404)
                 return

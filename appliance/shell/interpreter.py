@@ -25,6 +25,7 @@ from appliance.config import (
 from appliance.config.grammar import show_token
 from appliance.config.types import Flag
 from appliance.config.varlines import VarsError, check_name, parse_create, read_line, under
+from appliance.services.update.script import Final
 from appliance.services.update.service import UpdateService
 
 CONFIG_SEMANTICS = """\
@@ -57,6 +58,11 @@ vars read [<NAME>]        print NAME and the variables under NAME/ (all without 
 vars del <NAME>           remove NAME and the variables under NAME/
 config write              save the changed configuration to flash
 reset                     orderly restart with the saved configuration
+ireset                    reset once the box is idle (no console, web or script line
+                          for 30 s)
+resetn                    reset now if something asks for it (a new firmware waiting
+                          in the other slot, changes only a reset applies)
+iresetn                   reset once idle, if something asks for it (update servers send it)
 reboot                    forced watchdog trap: restarts as after a crash. Avoid it,
                           use reset
 mod cmd <MODULE> <cmd> [args]
@@ -84,6 +90,10 @@ class Shell:
         self._commands: dict[str, Handler] = {
             "config": self._config,
             "reset": self._reset,
+            # the update server's finals as lines of their own (`iresetn` after UP0 prot)
+            **{
+                f.value: self._final_handler(f) for f in (Final.IRESET, Final.RESETN, Final.IRESETN)
+            },  # fmt: skip
             "reboot": self._reboot,
             "mod": self._mod,
             "vars": self._vars,
@@ -183,7 +193,7 @@ class Shell:
         try:
             if verb == "create":
                 var = parse_create(args)
-                store.commit({var.name: var.value})
+                box.commit_vars({var.name: var.value})
                 return ""
             if len(args) > 1 or (verb == "del" and not args):
                 return error(f"usage: vars {verb} <NAME>")
@@ -195,7 +205,7 @@ class Shell:
             return error(f"no variable {name} (vars read lists them all)")
         if verb == "read":
             return "\n".join(read_line(k, store.get(k) or b"") for k in keys)
-        store.commit(dict.fromkeys(keys))
+        box.commit_vars(dict.fromkeys(keys))
         return ""
 
     # restarts -------------------------------------------------------------------------
@@ -206,6 +216,18 @@ class Shell:
         box.request_reset()
         note = f" ({n} unwritten change{'s' if n != 1 else ''} discarded)" if n else ""
         return f"reset: restarting with the saved configuration{note}"
+
+    @staticmethod
+    def _final_handler(final: Final) -> Handler:
+        def run(box: Box, words: list[Word]) -> str:
+            if words:
+                return error(f"{final.value} takes no arguments, got {show_token(words[0].text)}")
+            update = box.service(UpdateService)
+            if update is None:
+                return error(f"{final.value}: no update service on this box; use reset")
+            return update.reset_final(box, final)
+
+        return run
 
     def _reboot(self, box: Box, words: list[Word]) -> str:
         if words:
