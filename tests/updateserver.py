@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, urlsplit
 
+from tests.receivers import http_serving
+
 REQUIRED = ("type", "sn", "hwid", "ip")
 POLLING = "5"  # config.xml <times polling="5">
 PHASE = "update"
@@ -176,14 +178,6 @@ def update_server(master_info: str = "", host: str = "127.0.0.1") -> Iterator[Up
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    srv.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_serving(Handler) as port:
+        srv.port = port
         yield srv
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

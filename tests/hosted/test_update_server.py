@@ -20,6 +20,7 @@ from appliance.hal.hosted import HostedPlatform
 from appliance.services.update import service as update_service
 from firmware import ipvabin
 from images.bootdisk import make_boot_disk
+from tests.receivers import http_serving
 from tests.updateserver import NO_FILES_SIG, UpdateServer, update_server
 
 MINUTE_S = 0.5  # a /poll minute here
@@ -142,14 +143,13 @@ def test_a_script_that_activates_a_new_url_each_time_polls_once_per_interval(
     """update.php rewrites the URL whenever its state args change and ends with config
     activate: the box must not poll again for that, only after /poll."""
     import http.server
-    import threading
 
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             hits.append(self.path)
-            url = f"http://127.0.0.1:{self.server.server_address[1]}/s.htm?n%3D{len(hits)}"
+            url = f"http://127.0.0.1:{self.server.server_address[1]}/s.htm%3Fn%3D{len(hits)}"
             body = (f"config add UP1 /url {url}\r\nconfig add UP1 /poll 1\r\n"
                     "config write\r\nconfig activate\r\n").encode()  # fmt: skip
             self.send_response(200)
@@ -160,20 +160,17 @@ def test_a_script_that_activates_a_new_url_each_time_polls_once_per_interval(
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    box = Box(box_dir(tmp_path / "box", *OLD), "IPVA-hosted")
-    try:
-        box(f"config change UP1 /url http://127.0.0.1:{server.server_address[1]}/s.htm /poll 1")
-        box("config activate")
-        time.sleep(6 * MINUTE_S)
-        # the admin's activate starts the poller (1), then one poll per interval
-        assert 4 <= len(hits) <= 6 + 2, hits
-        assert "/s.htm?n=" in box("config show saved")
-    finally:
-        box.close()
-        server.shutdown()
-        server.server_close()
+    with http_serving(Handler) as port:
+        box = Box(box_dir(tmp_path / "box", *OLD), "IPVA-hosted")
+        try:
+            box(f"config change UP1 /url http://127.0.0.1:{port}/s.htm /poll 1")
+            box("config activate")
+            time.sleep(6 * MINUTE_S)
+            # the admin's activate starts the poller (1), then one poll per interval
+            assert 4 <= len(hits) <= 6 + 2, hits
+            assert "/s.htm?n=" in box("config show saved")
+        finally:
+            box.close()
 
 
 def test_scfg_puts_a_commands_output_and_the_backup_once(
