@@ -2,19 +2,23 @@
 2033, `update.php` with a `<master info=…>`, a `<backup dir nbackups scfg>` and no scripts
 configured) on 127.0.0.1, for the update-server tests.
 
-It answers exactly the lines update.php sends in these cases (CRLF, `#` comment lines kept),
-from what update.php does (facts, not its code; shared/reference/ecosystem.md):
-- a poll missing one of `type sn hwid ip` (`$requiredArgs`): rewriteUrl()'s first answer —
-  `mod cmd UP1 provision 5`, `config add UP1 /poll 1`, the poll URL with `polling phase type
-  sn hwid ip` URL-encoded whole (rawurlencode) in `config add UP1 /url …`, `config add UP1
-  /no-dhcp`, `config write`, `config activate`;
+It answers exactly the lines update.php sends in these cases (CRLF, the `#` comments that do
+not depend on the server's files kept), as captured from update.php under `php -S` with the
+default config.xml (one phase, `update`; polling 5, interval 15) and a user-config.xml
+naming a master and a backup dir (facts, not its code; shared/reference/ecosystem.md):
+- a poll missing one of `type sn hwid ip` (`$requiredArgs`): fast polling on —
+  `mod cmd UP1 provision 5`, `config add UP1 /poll 1` — and the poll URL with `polling=5
+  phase type sn hwid ip` URL-encoded whole (rawurlencode) in `config add UP1 /url …`,
+  `config add UP1 /no-dhcp`, `config write`, `config activate`;
 - a full poll: `mod cmd UP0 scfg <base>?mode=backup&hwid=#h&sn=#m`; the master's firmware
   build read from its `/CMD0/box_info.xml` (no credentials; refused without a `<sys>` child
   of the root, "no <sys> tag in PBX info", as getPbxInfo) and, when the poll's `PROT` differs,
-  `mod cmd UP0 prot <base>/fw/<build>/ ser <build>` and `iresetn`; then, no scripts being
-  configured, the signature of no files (md5 of nothing): if the poll's `CHECK` has it,
-  "not delivering any snippets", else `config write`, `config activate`,
-  `mod cmd UP1 check ser <sig>`, `iresetn`;
+  `mod cmd UP0 prot <base>/fw/<build>/ ser <build>` and `iresetn`; the phase being the last,
+  fast polling off while the poll's `polling` is not 0 (`mod cmd UP1 provision 0`, `config
+  rem UP1 /provision`, `config add UP1 /poll 15`, the URL with `polling=0`, `/no-dhcp`,
+  `config write`, `config activate`); then, no scripts being configured, the signature of no
+  files (md5 of nothing): if the poll's `CHECK` has it, "not delivering any snippets", else
+  `mod cmd UP1 check ser <sig>` and `iresetn` (after `config write`, `config activate`);
 - `PUT …?mode=backup&hwid=H`: the backup kept per hwid (saveBackup); `PUT …?mode=vardump&
   var=V&file=F`: the third word of the `vars read` line naming V (getVarDump);
 - `GET /fw/<build>/ipva.bin`: the firmware (fwstorage `fw/{build}/`, file name ip<model>.bin).
@@ -36,7 +40,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 from tests.receivers import http_serving
 
 REQUIRED = ("type", "sn", "hwid", "ip")
-POLLING = "5"  # config.xml <times polling="5">
+POLLING = "5"  # config.xml <times polling="5" interval="15">
+INTERVAL = "15"
 PHASE = "update"
 NO_FILES_SIG = hashlib.md5(b"").hexdigest()  # getFilesSignature of no scripts
 _VERSION_RE = re.compile(
@@ -77,42 +82,54 @@ class UpdateServer:
         return m["prot"].replace(".", "")
 
     def answer(self, args: dict[str, str]) -> str:
+        """update.php's answer to a poll with these query args (its notify() comments that
+        depend on the server's files left out; every command line as it sends it)."""
         if any(k not in args for k in REQUIRED):
-            return self._rewrite()
-        lines = ["", f"mod cmd UP0 scfg {self.base}?mode=backup&hwid=#h&sn=#m", ""]
+            lines = ["# ", "", f"# turn on fast polling ({POLLING})"]
+            lines += [f"mod cmd UP1 provision {POLLING}", "config add UP1 /poll 1", ""]
+            lines += ["# missing query args: " + ", ".join(k for k in REQUIRED if k not in args)]
+            return "\r\n".join(lines + self._url_lines(POLLING)) + "\r\n"
+        lines = ["# ", f"# phase: {PHASE}, nextphase: , environment: default, type: "
+                 f"{args['type']}, classes: gw+pbx+ipva", "", ""]  # fmt: skip
+        lines += [f"mod cmd UP0 scfg {self.base}?mode=backup&hwid=#h&sn=#m", ""]
         build = self.master_build() if self.master_info else None
-        if build is not None:
-            if args.get("PROT") != build:
-                lines.append(
-                    f"mod cmd UP0 prot http://{self.host}:{self.port}/fw/{build}/ ser {build}"
-                )
-            else:
-                lines.append(f"# firmware {build} good")
-            lines.append("# no bootcode update for device of type 'ipva'")
-            if args.get("PROT") != build:
-                lines += [
-                    "# make sure remaining update scripts are executed with up-to-date "
-                    "firmware and update URL",
-                    "iresetn",
-                ]
+        stale = build is not None and args.get("PROT") != build
+        if stale:
+            lines.append(f"# current firmware ({args.get('PROT', 'unknown')}) does not match "
+                         f"required firmware ({build})")  # fmt: skip
+            lines.append(f"mod cmd UP0 prot http://{self.host}:{self.port}/fw/{build}/ ser {build}")
+        elif build is not None:
+            lines.append(f"# firmware {build} good")
+        lines.append("# no bootcode update for device of type 'ipva'")
+        if stale:
+            lines.append("# make sure remaining update scripts are executed with up-to-date "
+                         "firmware and update URL")  # fmt: skip
+            lines.append("iresetn")
         lines.append("# no certificate cmds required - processing normal updates")
+        # one phase (config.xml): the final one, so fast polling ends (polling 0), and the
+        # URL is rewritten (with `provision 0`) whenever the poll's `polling` is not 0 yet
+        rewrite = args.get("polling") != "0"
         if args.get("CHECK") == NO_FILES_SIG:
             lines += [f"# not delivering any snippets - CHECK serial {NO_FILES_SIG} is good", ""]
-        else:
-            lines += ["", "# end of all scripts ", "", "config write", "config activate"]
-            lines += ["# set CHECK var", f"mod cmd UP1 check ser {NO_FILES_SIG}"]
-            lines += ["# trigger reset if required", "iresetn"]
-        return "\r\n".join(lines)
+            if rewrite:
+                lines += self._fast_polling_off()
+            return "\r\n".join(lines) + "\r\n"
+        lines += ["", "", "# end of all scripts ", ""]
+        lines += self._fast_polling_off() if rewrite else ["config write", "config activate"]
+        lines += ["# set CHECK var", f"mod cmd UP1 check ser {NO_FILES_SIG}"]
+        lines += ["# trigger reset if required", "iresetn"]
+        return "\r\n".join(lines) + "\r\n"
 
-    def _rewrite(self) -> str:
-        # state args phase/polling, then the missing required ones mapped to their
-        # placeholders (<stdargs>); the whole URL rawurlencoded
-        url = f"{self.base}?polling={POLLING}&phase={PHASE}&type=#t&sn=#m&hwid=#h&ip=#i"
-        return "\r\n".join([
-            "", f"mod cmd UP1 provision {POLLING}", "config add UP1 /poll 1", "",
-            f"config add UP1 /url {quote(url, safe='-_.~')}", "config add UP1 /no-dhcp",
-            "config write", "config activate",
-        ])  # fmt: skip
+    def _fast_polling_off(self) -> list[str]:
+        lines = ["# turn off fast polling", "mod cmd UP1 provision 0", "config rem UP1 /provision"]
+        return lines + [f"config add UP1 /poll {INTERVAL}", *self._url_lines("0")]
+
+    def _url_lines(self, polling: str) -> list[str]:
+        # the state args phase/polling, the required ones as their placeholders (<stdargs>),
+        # the whole URL rawurlencoded
+        url = f"{self.base}?polling={polling}&phase={PHASE}&type=#t&sn=#m&hwid=#h&ip=#i"
+        return ["", f"config add UP1 /url {quote(url, safe='-_.~')}", "config add UP1 /no-dhcp",
+                "config write", "config activate"]  # fmt: skip
 
 
 @contextlib.contextmanager
