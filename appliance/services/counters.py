@@ -168,10 +168,12 @@ class CountersService(BaseService):
         now = self.clock()
         return 60.0 - now.second - now.microsecond / 1e6
 
-    def sample(self, cpu_s: float, wall_s: float) -> None:
-        """One minute's sample, put on the minute before the clock's current one (the
-        sampler wakes just after each full minute)."""
-        ended = self.clock().replace(second=0, microsecond=0) - datetime.timedelta(minutes=1)
+    def sample(self, cpu_s: float, wall_s: float, ended: datetime.datetime | None = None) -> None:
+        """One minute's sample, put on `ended`: by default the minute before the clock's
+        current one (the sampler wakes just after each full minute)."""
+        if ended is None:
+            now = self.clock().replace(second=0, microsecond=0)
+            ended = now - datetime.timedelta(minutes=1)
         ncpu = os.cpu_count() or 1
         cpu = round(100 * cpu_s / (wall_s * ncpu)) if wall_s > 0 else 0
         try:

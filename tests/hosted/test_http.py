@@ -140,21 +140,28 @@ def test_monitoring_reads_cpu_and_memory_as_the_icinga_plugin_does(box: HostedHt
     assert rt_box is not None
     counters = rt_box.service(CountersService)
     assert counters is not None
-    counters.sample(cpu_s=6.0, wall_s=60.0)  # what the sampler does each minute
     now = datetime.datetime.now()
+    # the plugin reads the minute before the last one (at 10:05, 10:03's m[4]): the sampler's
+    # work (done each minute) for the last two minutes
+    for back in (2, 1):
+        counters.sample(6.0, 60.0, (now - datetime.timedelta(minutes=back)).replace(second=0))
     basic = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
-    for x, read in (("2", "memory"), ("0", "cpu")):
+    minute = now.minute  # check_innovaphone's positions for now
+    hpos, mpos = ("last()-1", 60) if minute < 2 else ("last()", minute - 1)
+    for x in ("2", "0"):
         r = request(box.https_url, "GET", f"/LOG0/CNT/mod_cmd.xml?cmd=xml-count&pos=23&x={x}",
                     headers=basic)  # fmt: skip
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/xml"), r.text
         root = ET.fromstring(r.body)
         total = [int(info.get("s", "")) for info in root.iter("info")][-1]
         assert total > 0
-        # the sample went on the minute before this one, at position minute+1 of its hour
-        ended = now - datetime.timedelta(minutes=1)
-        h = root.findall("h[last()]")[0] if now.minute else root.findall("h[last()-1]")[0]
-        m = h.findall(f"m[{ended.minute + 1}]")
-        assert m and m[0].get("c", "").isdigit(), (read, r.text[-300:])
+        values = [
+            m.get("c")
+            for h in root.findall(f"h[{hpos}]")
+            for stats in h.findall(f"m[{mpos}]")
+            for m in stats.iter("m")
+        ]
+        assert values and values[0] is not None and values[0].isdigit(), r.text[-300:]
     refused = request(box.https_url, "GET", "/LOG0/CNT/mod_cmd.xml?cmd=xml-count&x=9",
                       headers=basic)  # fmt: skip
     assert refused.status == 400 and "/x is 0 (CPU) or 2 (memory)" in refused.text
