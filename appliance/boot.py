@@ -100,8 +100,10 @@ class Runtime:
 
     A restart is carried out on the owner thread right after the job that asked for it
     (`reset` typed, `/!reset`, an update's final), so the next job already sees the new
-    box. A reset waits while a firmware install runs (box.exclusive): the install's end
-    is a job too, and the reset follows it. A reboot does not wait: it is a forced trap."""
+    box. A reset abandons a firmware download under way (nothing is written), but waits
+    while an install writes its slot, record and state (box.protected): the install's end
+    is a job too, and the reset follows it. A reboot does not wait: it is a forced trap
+    (the slot write is still finished by the update service's stop)."""
 
     def __init__(
         self, platform: Platform, *, newline: bytes | None = None, mount: Mount | None = None
@@ -154,7 +156,7 @@ class Runtime:
         box = self.box
         if box is None or box.restart_request is None:
             return
-        if box.restart_request is RestartKind.RESET and box.exclusive is not None:
+        if box.restart_request is RestartKind.RESET and box.protected:
             if self._waiting_said != box.exclusive:
                 self._waiting_said = box.exclusive
                 box.trace(f"reset: waits for the {box.exclusive} under way to finish")

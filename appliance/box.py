@@ -72,7 +72,7 @@ from appliance.flash.limits import FlashError
 from appliance.hal.block import BlockDevice
 from appliance.hal.types import DiskRole, RestartKind
 from appliance.modcmd import CommandTable
-from appliance.owner import BoxOwner
+from appliance.owner import BoxOwner, BoxRestarting
 from appliance.trace import TraceBuffer
 from appliance.version import PRODUCT, read_stamp
 
@@ -140,9 +140,11 @@ class Box:
         self.reset_required: list[str] = []
         self.addresses: dict[str, str] = {}
         self.restart_request: RestartKind | None = None
-        # the exclusive work under way ("firmware update from …"): one at a time, and a
-        # reset waits for it (boot.Runtime)
+        # the exclusive work under way ("firmware update from …"): one at a time; once
+        # it is `protected` (a slot write and its record) a reset waits for its end
+        # (boot.Runtime), before that a restart abandons it
         self.exclusive: str | None = None
+        self.protected = False
 
     # identity ------------------------------------------------------------------------
     @property
@@ -322,9 +324,19 @@ class Box:
             raise BoxError(f"the box is about to {self.restart_request}; try again after it")
         self.exclusive = what
 
+    def protect_exclusive(self) -> None:
+        """The exclusive work enters the part a reset must not cut (the slot write, the
+        boot-control record, the update state): a reset waits for end_exclusive() from
+        now on. BoxRestarting if a restart was asked for first: then nothing is written."""
+        self.owner.check("protect exclusive work")
+        if self.restart_request is not None:
+            raise BoxRestarting(f"the box is about to {self.restart_request}")
+        self.protected = True
+
     def end_exclusive(self) -> None:
         self.owner.check("end of exclusive work")
         self.exclusive = None
+        self.protected = False
 
     # restarts ------------------------------------------------------------------------
     def request_reset(self) -> None:

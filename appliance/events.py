@@ -108,6 +108,17 @@ class LoginFailed:
 
 
 @dataclass(frozen=True)
+class LogTargetChanged:
+    """A log target stopped taking records (up=False: down, the records wait and are
+    retried), or takes them again; from the target's sender thread."""
+
+    module: str  # LOG0, LOG1
+    target: str  # "syslog 10.0.0.5:514"
+    up: bool
+    error: str = ""  # why it is down
+
+
+@dataclass(frozen=True)
 class Traced:
     line: str  # the whole trace line, `0:0000:030:4 - …`
 
@@ -122,6 +133,7 @@ Event = (
     | Crashed
     | LoginSucceeded
     | LoginFailed
+    | LogTargetChanged
     | Traced
 )
 Subscriber = Callable[[Event], None]

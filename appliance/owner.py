@@ -28,6 +28,7 @@ caller's thread, one at a time; the thread that made it counts as the owner.
 from __future__ import annotations
 
 import abc
+import contextvars
 import queue
 import sys
 import threading
@@ -98,7 +99,10 @@ class LoopExecutor(Executor):
         if self._stopped.is_set():
             future.set_exception(BoxRestarting("the box has stopped"))
             return future
-        job = _Job(fn, future, owner)  # type: ignore[arg-type]
+        # the caller's context goes with the job, as asyncio's callbacks take theirs: who
+        # typed a line (appliance.events.acting) is the console's, not the owner thread's
+        context = contextvars.copy_context()
+        job = _Job(lambda: context.run(fn), future, owner)  # type: ignore[arg-type]
         if owner is not None and not owner.admit(job):
             future.set_exception(BoxRestarting("the box is restarting"))
             return future

@@ -7,6 +7,8 @@ at ~80 bytes a line about 160 KiB, small next to the 128 MiB guest). `mod cmd TR
 [N]` prints the last N (all without N), `mod cmd TRACE clear` empties it; `text()` is what
 the web UI serves as /log.txt and what a crash record copies the tail of. Each line is also
 an `events.Traced` event. Thread-safe: consoles and the DHCP watcher write concurrently.
+`stop()` keeps the buffer as it is (catch trace on event, ALARM0 /catch): later lines still
+go to the consoles and the events, not into the buffer, until `clear()` empties it.
 
 A leaf: it imports nothing of the runtime but appliance.events, so the box, the flash and
 the hal trace through it without loading appliance.services (TraceService, the `mod cmd
@@ -58,11 +60,13 @@ class TraceBuffer:
         self.mirror = mirror  # the consoles
         self.events = events if events is not None else Events()
         self.size = size
+        self._stopped = False
 
     def __call__(self, text: str, tag: Tag = Tag.BOOT, /) -> None:
         line = format_trace(text, tag)
         with self._lock:
-            self._lines.append(line)
+            if not self._stopped:
+                self._lines.append(line)
         self.mirror(line)
         self.events.emit(Traced(line))
 
@@ -76,7 +80,18 @@ class TraceBuffer:
         return "".join(line + "\n" for line in self.lines(n))
 
     def clear(self) -> int:
+        """Empty the buffer; a stopped buffer takes lines again."""
         with self._lock:
             n = len(self._lines)
             self._lines.clear()
+            self._stopped = False
         return n
+
+    def stop(self) -> None:
+        """Keep what the buffer holds now (what led up to a caught event)."""
+        with self._lock:
+            self._stopped = True
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped

@@ -254,3 +254,71 @@ declare(
         order=45,
     )
 )
+
+
+def _check_alarm(v: Mapping[str, Any]) -> str | None:
+    if v["method"] == "syslog" and v["addr2"] and not v["addr"]:
+        return "/addr2 is the second SYSLOG server: give /addr first"
+    hashed_for = password_user(str(v["pwd"])) if v["pwd"] else None
+    if hashed_for is not None and hashed_for != v["user"]:
+        return f"the stored /pwd belongs to user {hashed_for}: give /user and /pwd together"
+    return None
+
+
+CATCH_CODES = Text(23, r"([0-9]{1,5}(,[0-9]{1,5}){0,3})?", "up to 4 event codes like 40,41")
+
+declare(
+    Module(
+        "ALARM0",
+        "alarms and events: forward server, incoming entries, local queues, catch trace",
+        args=(
+            Arg("addr", Host(), "", "forward server (empty: keep them here only)"),
+            Arg("port", LISTEN_PORT, 0, "its port (0: 80, syslog 514)"),
+            Arg(
+                "method",
+                Choice(("standard", "post", "get", "syslog")),
+                "standard",
+                "standard (to another box) | post | get (to /path) | syslog (XML records)",
+            ),
+            Arg("path", Text(128, r"[\x21-\x7e]*", "a URL path"), "", "URL path (post, get)"),
+            Arg("class", Int(0, 7), 0, "syslog facility local0..local7 (syslog)"),
+            Arg("addr2", Host(), "", "second SYSLOG server (syslog)"),
+            Arg("user", Text(32, r"[A-Za-z0-9._-]+", "a user name"), "admin", "server login"),
+            Arg("pwd", Password(), "", "password at the server (kept hashed; empty: none)"),
+            Arg("auth", Flag(), False, "incoming alarms/events and log lines need the login"),
+            Arg("mem", Int(1, 1000), 100, "memory queue entries"),
+            Arg("flash", Int(0, 200), 50, "persistent queue entries (alarms and faults)"),
+            Arg("catch", CATCH_CODES, "", "event codes that stop the trace (up to 4)"),
+        ),
+        check=_check_alarm,
+        order=70,
+    )
+)
+
+EMAIL = Text(128, r"([^\s@]+@[^\s@]+)?", "an e-mail address like ops@example.com")
+NAME = Text(64, r"[\x20-\x7e]*", "a name")
+
+declare(
+    Module(
+        "MAIL0",
+        "alarms and faults as e-mail (SMTP; STARTTLS when the server offers it)",
+        args=(
+            Arg("from", EMAIL, "", "sender address"),
+            Arg("from-name", NAME, "", "sender's name"),
+            Arg("to", EMAIL, "", "recipient address (empty: no mail)"),
+            Arg("to-name", NAME, "", "recipient's name"),
+            Arg("server", Host(), "", "SMTP server"),
+            Arg("port", PORT, 25, "SMTP port"),
+            Arg("user", Text(64, r"[\x21-\x7e]*", "a user name"), "", "SMTP user"),
+            Arg("pwd", Text(64, r"[\x21-\x7e]*", "a password"), "", "SMTP password (kept as is)"),
+            Arg("rate", Int(1, 60), 10, "at most this many mails an hour"),
+            Arg("tls", Choice(("verify", "any")), "verify", "STARTTLS: check the certificate"),
+        ),
+        check=lambda v: (
+            "/to needs /from and /server too"
+            if v["to"] and not (v["from"] and v["server"])
+            else None
+        ),
+        order=72,
+    )
+)

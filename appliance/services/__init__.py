@@ -8,6 +8,9 @@
     cf           start: mounts the CF card if it holds a FAT; mod cmd CF0
     logging      start: LOG0/LOG1 targets from the config, fed by the box's events;
                  mod cmd LOG0, LOG1
+    alarms       start: the alarm and event queues (ALARM0 /mem, /flash), the forward
+                 server, the mailer (MAIL0), fed by the box's events; mod cmd ALARM0
+                 (services/alarms/)
     crash-dump   start: a dump left by reboot/a crash, shown once (logged); arms the
                  crash watch; mod cmd DUMP
     timekeeping  start: the box's clock (TIME0); mod cmd TIME0
@@ -34,6 +37,7 @@ A new service is one more entry here; see appliance/service.py.
 from __future__ import annotations
 
 from appliance.service import ActingRunner, CommandRunner, Service
+from appliance.services.alarms.service import AlarmService
 from appliance.services.cf import CfService
 from appliance.services.config import ConfigService
 from appliance.services.counters import CountersService
@@ -66,6 +70,7 @@ def boot_services(
         ConfigService(),
         cf,
         LoggingService(cf.volume),
+        AlarmService(cf.volume),
         CrashDumpService(),
         TimekeepingService(),
         NetworkService(),

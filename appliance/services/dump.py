@@ -143,7 +143,8 @@ class CrashDumpService(BaseService):
         `reboot` (the runtime carries it out), without overwriting the exception's dump."""
         if self._box is not None:
             self._crashed = True
-            self._box.request_reboot()
+            # the crash hook runs in the thread that crashed: the request is a job
+            self._box.owner.post(self._box.request_reboot)
 
     def stop(self) -> None:
         for unsubscribe in self._unsubscribe:

@@ -57,7 +57,7 @@ class FlashService(BaseService):
         except ImportError as e:
             box.trace(f"flash: FLASHMAN could not be loaded ({e}); config write is off", Tag.FLASH)
             return
-        except Exception as e:  # FlashError, WrongDiskError …: say it, boot on without flash
+        except (FlashError, OSError, ValueError) as e:  # a wrong or damaged disk: boot on
             box.trace(f"flash: {e}; config write is off until the flash disk is fixed", Tag.FLASH)
             return
         if not box.flash.flashman.mounted:

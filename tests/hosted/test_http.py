@@ -549,6 +549,19 @@ def test_configuration_ip_form_sets_the_static_address(box: HostedHttpBox) -> No
     assert "config written to flash (4 objects)" in r.text
 
 
+def test_configuration_ip_form_is_taken_whole_or_not_at_all(box: HostedHttpBox) -> None:
+    """Every field a good IPv4 address, but the mask is not a netmask: the schema refuses
+    that change, and none of the form's other changes is taken either (one job)."""
+    hdr = {"Content-Type": "application/x-www-form-urlencoded"}
+    form = (
+        "action=apply&dhcp=off&dhcp_if=ETH0&eth0_addr=192.168.0.10&eth0_mask=255.0.255.0"
+        "&eth1_addr=&eth1_mask=&gateway=192.168.0.1&dns1=192.168.0.2&dns2="
+    )
+    r = authed(box.http_url, "POST", "/configuration/ip", form.encode(), headers=hdr)
+    assert r.status == 400 and "error:" in r.text, r.text
+    assert box.console_line("config show") == ""  # not even DHCP0 /mode off
+
+
 def test_tracing_page_and_crash_dump(box: HostedHttpBox) -> None:
     assert "no crash dump (blank dump disk)" in authed(box.http_url, "GET", "/crash_dump.txt").text
     box.console_line("reboot")

@@ -11,6 +11,9 @@ URLs (as on the box, see shared/reference/box-network-admin.md):
     /maintenance/upload/firmware   the Upload page's firmware form (multipart, streamed)
     /log.txt, /crash_dump.txt the trace buffer, the post-mortem record
     /DRIVE/CF0/…              the compact flash's files, read-only (drive.py)
+    /ALARM0/event, /LOG0/log  POST: another box's alarm/event or log line (the Standard
+                              method; ALARM0 /auth: only with the admin login)
+    /ALARM0/events.xml        the alarms and events as XML (mod cmd ALARM0 xml)
     /general/info …           the admin pages (PAGES), server-rendered HTML
 Everything but General/Info, box_info.xml and the style sheet needs the admin login (see
 auth.py). Requests that change something are refused when a browser says they come from
@@ -20,7 +23,6 @@ the browser's stored login.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
@@ -33,14 +35,20 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from appliance.config import ConfigError, GrammarError, quote, split_words
-from appliance.config.store import parse_line
+from appliance.config import ConfigError, GrammarError, quote
 from appliance.config.types import FACTORY_PASSWORD, check_password
 from appliance.events import acting
 from appliance.owner import BoxRestarting
+from appliance.services.alarms.codes import Severity
+from appliance.services.alarms.entry import EntryError
+from appliance.services.alarms.forward import STANDARD_PATH as ALARM_PATH
+from appliance.services.alarms.receiver import MAX_BODY as INCOMING_MAX
+from appliance.services.alarms.receiver import LogLineError
 from appliance.services.http import auth, drive, firmware
 from appliance.services.http.host import AdminBox, BoxStatus, FirmwareRefused, RestoreRefused
+from appliance.services.http.ipform import ip_changes, ip_values
 from appliance.services.http.logins import Logins
+from appliance.services.logtargets.remote import STANDARD_PATH as LOG_PATH
 
 HERE = Path(__file__).parent
 MAX_BODY = 4 << 20  # a backup (config + FLASHDIR items) or a form; larger is a 413
@@ -64,6 +72,7 @@ PAGES = (
     Page("/maintenance/upload", "Maintenance", "Upload"),
     Page("/maintenance/download", "Maintenance", "Download"),
     Page("/maintenance/diagnostics/tracing", "Maintenance", "Diagnostics/Tracing"),
+    Page("/maintenance/events", "Maintenance", "Events"),
     Page("/administration/compact-flash", "Administration", "Compact Flash"),
     Page("/administration/admin", "Administration", "Admin"),
     Page("/reset", "Reset", "Reset"),
@@ -99,6 +108,7 @@ def box_info_xml(status: BoxStatus) -> bytes:
         attrs["reset-required"] = "true"
     if status.factory_password:
         attrs["default-password"] = "true"
+    attrs["alarms"] = str(status.alarms)  # active alarms (ALARM0)
     root = ET.Element("info")
     sys = ET.SubElement(root, "sys", attrs)
     for a in status.addresses:
@@ -160,6 +170,9 @@ class AdminApp:
                 Rule("/log.txt", endpoint="log"),
                 Rule("/crash_dump.txt", endpoint="crash_dump"),
                 Rule("/static/style.css", endpoint="style"),
+                Rule(ALARM_PATH, endpoint="incoming", methods=["POST"]),
+                Rule(LOG_PATH, endpoint="incoming", methods=["POST"]),
+                Rule("/ALARM0/events.xml", endpoint="events_xml"),
                 Rule(drive.PREFIX, endpoint="drive", methods=drive.METHODS),
                 Rule(f"{drive.PREFIX}/<path:sub>", endpoint="drive", methods=drive.METHODS),
                 *(Rule(p.path, endpoint="page", methods=["GET", "POST"]) for p in PAGES),
@@ -215,6 +228,8 @@ class AdminApp:
             )
         if endpoint == "box_info":
             return Response(box_info_xml(self.box.status()), content_type="text/xml")
+        if endpoint == "incoming":
+            return self.incoming(request)
         if endpoint == "page" and _PAGE[path.rstrip("/") or "/"].public:
             return self.page(request, None)
         handlers: dict[str, Callable[[Request, str], Response]] = {
@@ -226,6 +241,7 @@ class AdminApp:
             "drive": drive.CfDrive(self.box.cf_volume).serve,
             "firmware": self.firmware_put,
             "firmware_form": self.firmware_form,
+            "events_xml": self.events_xml,
         }
         return self.guarded(request, handlers[endpoint])
 
@@ -309,6 +325,58 @@ class AdminApp:
         body = request.get_data(cache=False)  # bounded by max_content_length
         ok, message = self.restore(body)
         return _text(message if ok else f"error: {message}", 200 if ok else 400)
+
+    # -- alarms and events (services/alarms) ----------------------------------------------
+    def incoming(self, request: Request) -> Response:
+        """Another box's entry or log line (Standard method); with ALARM0 /auth on only
+        with the admin login, and a refusal is counted."""
+        alarms = self.box.alarms()
+        if alarms is None:
+            return _text("error: this box takes no alarms or log lines", 503)
+        if not alarms.auth:
+            return self._take(request, "")
+        response = self.guarded(request, self._take)
+        if response.status_code in (401, 429):
+            alarms.refused()
+        return response
+
+    def _take(self, request: Request, user: str) -> Response:
+        alarms = self.box.alarms()
+        assert alarms is not None  # incoming() checked it
+        body = request.get_data(cache=False)
+        if len(body) > INCOMING_MAX:
+            return _text(f"error: one entry or line is at most {INCOMING_MAX} bytes", 413)
+        client = request.remote_addr or "?"
+        try:
+            if request.path.rstrip("/") == ALARM_PATH:
+                entry = alarms.take_entry(body, client)
+                return _text(f"ok {entry.seq}")
+            return _text(f"ok {alarms.take_log_line(body, client)}")
+        except (EntryError, LogLineError) as e:
+            return _text(f"error: {e}", 400)
+        except OSError as e:  # CF0 not mounted or full: the sender retries
+            return _text(f"error: {e}", 503, {"Retry-After": "5"})
+
+    def events_xml(self, request: Request, user: str) -> Response:
+        alarms = self.box.alarms()
+        if alarms is None:
+            return _text("error: this box has no alarm service", 503)
+        severity = _severity(request.args.get("severity", ""))
+        body = alarms.xml(severity).encode("utf-8")
+        return Response(body, content_type="text/xml; charset=utf-8")
+
+    def events_page(self, request: Request, user: str | None) -> Response:
+        alarms = self.box.alarms()
+        answer = None
+        if request.method == "POST" and request.form.get("action") == "clear":
+            answer = self.box.execute("mod cmd ALARM0 clear")
+        severity = _severity(request.args.get("severity", ""))
+        own = alarms.own(severity) if alarms is not None else []
+        collected = alarms.collected(severity) if alarms is not None else []
+        return self.render(
+            "events.html", request, user, answer=answer, severity=severity,
+            severities=list(Severity), own=own, collected=collected,
+        )  # fmt: skip
 
     # -- firmware (firmware.py streams the body into the update service) ----------------
     def firmware_put(self, request: Request, user: str) -> Response:
@@ -413,6 +481,7 @@ class AdminApp:
             "/maintenance/upload": self.upload_page,
             "/maintenance/download": self.simple_page("download.html"),
             "/maintenance/diagnostics/tracing": self.tracing_page,
+            "/maintenance/events": self.events_page,
             "/administration/compact-flash": self.cf_page,
             "/administration/admin": self.admin_page,
             "/reset": self.reset_page,
@@ -426,25 +495,19 @@ class AdminApp:
         return self.render("info.html", request, user)
 
     def ip_page(self, request: Request, user: str | None) -> Response:
+        """Configuration/IP: the form from the running config's values; a submitted form
+        is one job on the box (ipform.py): all its changes or none, then activated."""
         messages: list[str] = []
         errors: list[str] = []
         form = request.form if request.method == "POST" else None
         action = form.get("action", "") if form else ""
         if form is not None and action == "apply":
-            lines, problems = ip_lines(self.box.running().lines(), form)
-            errors += problems
+            ops, errors = ip_changes(self.box.running(), form)
             if not errors:
-                errors += self.check_lines(lines)
-            if not errors:
-                for line in lines:
-                    answer = self.box.execute(line)
-                    if answer.startswith("error:"):
-                        errors.append(answer)
-                        break
-                    if answer:
-                        messages.append(answer)
-                if not errors:
-                    messages.append(self.box.execute("config activate"))
+                try:
+                    messages += [m for m in self.box.apply_changes(ops) if m]
+                except (ConfigError, GrammarError) as e:
+                    errors.append(f"error: {e}")
         elif form is not None and action == "write":
             answer = self.box.execute("config write")
             (errors if answer.startswith("error:") else messages).append(answer)
@@ -453,20 +516,10 @@ class AdminApp:
             request,
             user,
             status=400 if errors else 200,
-            ip=ip_values(self.box.running().lines()),
+            ip=ip_values(self.box.running()),
             messages=messages,
             errors=errors,
         )
-
-    def check_lines(self, lines: list[str]) -> list[str]:
-        """All the lines of one form, tried on a copy first: all are taken or none."""
-        config = self.box.running()
-        for line in lines:
-            try:
-                config = parse_line(config, line)
-            except (ConfigError, GrammarError) as e:
-                return [f"error: {e}"]
-        return []
 
     def upload_page(self, request: Request, user: str | None) -> Response:
         result = None
@@ -544,74 +597,6 @@ class AdminApp:
         return self.render("reset.html", request, user, answer=None, resetting=False)
 
 
-# -- Configuration/IP: form <-> config lines ------------------------------------------
-
-
-def ip_values(lines: list[str]) -> dict[str, str]:
-    """The form's fields from the running config's `config show` lines."""
-    values = {"dhcp": "client", "dhcp_if": "ETH0"}
-    for line in lines:
-        words = [w.text for w in split_words(line)]
-        module = words[2]
-        sub = words[3] if len(words) > 3 and not words[3].startswith("/") else ""
-        rest = words[4:] if sub else words[3:]
-        pairs = dict(zip(rest[0::2], rest[1::2], strict=False))  # no flags in these modules
-        if module == "IP0" and sub in ("ETH0", "ETH1"):
-            values[f"{sub.lower()}_addr"] = pairs.get("/addr", "")
-            values[f"{sub.lower()}_mask"] = pairs.get("/mask", "")
-        elif module == "IP0" and sub == "RT0" and pairs.get("/dest", "0.0.0.0") == "0.0.0.0":
-            values["gateway"] = pairs.get("/gateway", "")
-        elif module == "DHCP0":
-            values["dhcp"] = pairs.get("/mode", "client")
-            values["dhcp_if"] = pairs.get("/interface", "ETH0")
-        elif module == "DNS0":
-            values["dns1"] = pairs.get("/server1", "")
-            values["dns2"] = pairs.get("/server2", "")
-    return values
-
-
-def ip_lines(current: list[str], form: Any) -> tuple[list[str], list[str]]:
-    """The `config` lines a submitted Configuration/IP form stands for, or what is wrong."""
-    now = ip_values(current)
-    lines: list[str] = []
-    errors: list[str] = []
-
-    def field(name: str, what: str) -> str:
-        value = form.get(name, "").strip()
-        if value:
-            try:
-                ipaddress.IPv4Address(value)
-            except ValueError:
-                errors.append(f"{what}: {value!r} is not an IPv4 address like 192.168.0.10")
-        return value
-
-    dhcp = form.get("dhcp", "client")
-    if dhcp not in ("client", "off"):
-        errors.append("DHCP: choose client or off")
-    dhcp_if = form.get("dhcp_if", "ETH0")
-    if dhcp_if not in ("ETH0", "ETH1"):
-        errors.append("DHCP interface: ETH0 or ETH1")
-    for port in ("eth0", "eth1"):
-        addr = field(f"{port}_addr", f"{port.upper()} address")
-        mask = field(f"{port}_mask", f"{port.upper()} mask")
-        if addr and not mask:
-            errors.append(f"{port.upper()}: give a mask with the address (e.g. 255.255.255.0)")
-        if addr:
-            lines.append(f"config add IP0 {port.upper()} /addr {addr} /mask {mask}")
-        elif now.get(f"{port}_addr") or now.get(f"{port}_mask"):
-            lines.append(f"config rem IP0 {port.upper()} /addr /mask")
-    gateway = field("gateway", "Gateway")
-    if gateway:
-        lines.append(f"config change IP0 RT0 /dest 0.0.0.0 /mask 0.0.0.0 /gateway {gateway}")
-    elif now.get("gateway"):
-        lines.append("config rem IP0 RT0")
-    dns = [field("dns1", "DNS server 1"), field("dns2", "DNS server 2")]
-    if any(dns) or now.get("dns1") or now.get("dns2"):
-        lines.append(
-            f"config add DNS0 /server1 {dns[0] or '0.0.0.0'} /server2 {dns[1] or '0.0.0.0'}"
-        )
-    if dhcp == "off":
-        lines.append("config change DHCP0 /mode off")
-    else:
-        lines.append(f"config change DHCP0 /mode client /interface {dhcp_if}")
-    return lines, errors
+def _severity(word: str) -> Severity | None:
+    """The page's and the XML's filter: event|alarm|fault, anything else all."""
+    return Severity(word) if word in {s.value for s in Severity} else None

@@ -10,10 +10,10 @@ login page, the trace buffer, the firmware slots (the update service's cache).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from appliance.config import Config, RestoreError, activate
+from appliance.config import Config, Op, RestoreError, activate, apply_op
 from appliance.errors import BoxError, PartialRestoreError
 from appliance.events import Event
 from appliance.formats.crashdump import format_dump, read_dump
@@ -22,9 +22,11 @@ from appliance.hal.memory import MiB
 from appliance.hal.types import DiskRole
 from appliance.modcmd import ModCmdError
 from appliance.service import CommandRunner
+from appliance.services.alarms.service import AlarmService
 from appliance.services.http.host import (
     Account,
     Address,
+    Alarms,
     BoxStatus,
     Firmware,
     FirmwareRefused,
@@ -83,7 +85,16 @@ class BoxAdmin:
             unwritten=box.unwritten(),
             factory_password=not box.active.value("ADMIN0", "pwd"),
             firmware=firmware,
+            alarms=self._alarm_count(box),
         )
+
+    @staticmethod
+    def _alarm_count(box: Box) -> int:
+        alarms = box.service(AlarmService)
+        return alarms.active_count() if alarms is not None else 0
+
+    def alarms(self) -> Alarms | None:
+        return self.box.service(AlarmService)
 
     def public_status(self) -> BoxStatus:
         """What the login page shows, read without the owner (a flood of unauthenticated
@@ -137,6 +148,21 @@ class BoxAdmin:
     # -- acting -------------------------------------------------------------------------
     def execute(self, line: str) -> str:
         return self.runner.execute(line)
+
+    def apply_changes(self, ops: Sequence[Op]) -> list[str]:
+        """One form's config requests as one job: tried together on a copy of the running
+        config first (ConfigError: none is taken), then made and activated, with no other
+        line in between; the answers as the console gives them."""
+
+        def job() -> list[str]:
+            box = self.box
+            config = box.running
+            for op in ops:
+                config, _ = apply_op(config, op)  # raises before anything changed
+            answers = [box.change(op) for op in ops]
+            return [*answers, self.runner.execute("config activate")]  # on the owner: inline
+
+        return self.box.owner.call(job)
 
     def restore_text(self, text: str) -> str:
         try:

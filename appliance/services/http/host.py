@@ -8,13 +8,15 @@ owner thread, so a browser, a script and the serial console take turns on one bo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from appliance.config import Config
+from appliance.config import Config, Op
 from appliance.events import Event
 from appliance.hal.cf import CfVolume
+from appliance.services.alarms.codes import Severity
+from appliance.services.alarms.entry import Entry
 
 
 class Vars(Protocol):
@@ -79,6 +81,7 @@ class BoxStatus:
     unwritten: int  # changes not yet written with config write
     factory_password: bool  # ADMIN0 still has the documented factory password
     firmware: Firmware
+    alarms: int = 0  # active alarms (ALARM0)
 
     @property
     def mac(self) -> str:
@@ -106,6 +109,24 @@ class FirmwareRefused(Exception):
     boot-control record) is unchanged."""
 
 
+class Alarms(Protocol):
+    """The alarm service (appliance.services.alarms.service.AlarmService)."""
+
+    auth: bool  # ALARM0 /auth: incoming entries and log lines need the admin login
+
+    def own(self, severity: Severity | None = None) -> list[Entry]: ...  # newest first
+
+    def collected(self, severity: Severity | None = None) -> list[Entry]: ...
+
+    def xml(self, severity: Severity | None = None) -> str: ...
+
+    def take_entry(self, body: bytes, client: str) -> Entry: ...  # EntryError
+
+    def take_log_line(self, body: bytes, client: str) -> str: ...  # LogLineError, OSError
+
+    def refused(self) -> None: ...  # an incoming request without the login
+
+
 class AdminBox(Protocol):
     def status(self) -> BoxStatus: ...
 
@@ -116,6 +137,10 @@ class AdminBox(Protocol):
     def account(self) -> Account: ...  # from the active config
 
     def execute(self, line: str) -> str: ...  # one console line, the console's answer
+
+    # config requests of one form, as one job: all taken (their answers, then config
+    # activate's) or none (ConfigError / GrammarError)
+    def apply_changes(self, ops: Sequence[Op]) -> list[str]: ...
 
     def backup_text(self) -> str: ...  # the saved config as cfg.txt
 
@@ -135,3 +160,5 @@ class AdminBox(Protocol):
     # a firmware image, in chunks as they arrive, into the slot that does not run: the
     # describing sentence, or FirmwareRefused; BoxRestarting when the box goes down
     def install_firmware(self, chunks: Iterable[bytes], source: str) -> str: ...
+
+    def alarms(self) -> Alarms | None: ...  # None: no alarm service

@@ -26,8 +26,10 @@ class LocalTarget:
         max_bytes: int = 1024 * 1024,
         backup_s: float = 0,  # 0: rotate on size only
         clock: Callable[[], float] = time.time,
+        directory: str = LOG_DIR,  # another box's lines: log/remote (alarms/receiver.py)
     ) -> None:
         self.name = f"local {module}"
+        self.directory = directory
         self.volume = volume
         self.module = module
         self.max_bytes = max_bytes
@@ -36,14 +38,17 @@ class LocalTarget:
         self._started: float | None = None  # when the current LOG0.0 was begun
 
     def path(self, n: int) -> str:
-        return f"{LOG_DIR}/{self.module}.{n}"
+        return f"{self.directory}/{self.module}.{n}"
 
     def send(self, record: LogRecord) -> None:
+        self.write_line(record.file_line())
+
+    def write_line(self, line: str) -> None:
         vol = self.volume()
         if vol is None:
             raise OSError("CF0 not mounted")
-        data = (record.file_line() + "\r\n").encode("utf-8")  # CRLF: read on Windows shares
-        vol.makedirs(LOG_DIR)
+        data = (line + "\r\n").encode("utf-8")  # CRLF: read on Windows shares
+        vol.makedirs(self.directory)
         size = vol.size(self.path(0)) or 0
         now = self._clock()
         if self._started is None or size == 0:

@@ -26,6 +26,7 @@ from appliance.events import (
     LinkChanged,
     LoginFailed,
     LoginSucceeded,
+    LogTargetChanged,
     RestartRequested,
     Traced,
 )
@@ -33,7 +34,7 @@ from appliance.hal.cf import CfVolume
 from appliance.modcmd import Command, ModCmdError
 from appliance.service import BaseService
 from appliance.services.logtargets import make_target
-from appliance.services.logtargets.sender import LogRecord, Sender
+from appliance.services.logtargets.sender import LogRecord, Rejected, Sender, Target
 from appliance.trace import Tag, format_trace
 
 if TYPE_CHECKING:
@@ -45,16 +46,50 @@ UPDATE_PREFIX = format_trace("", Tag.UPDATE)  # the update service's trace lines
 DRAIN_S = 2.0  # at stop: time for queued records to leave before the box restarts
 
 
+class WatchedTarget:
+    """A target that says when it stops, or starts again, taking records (on its sender's
+    thread): the box's log-unreachable alarm. A refusal (Rejected) is an answer: up."""
+
+    def __init__(self, target: Target, on_change: Callable[[bool, str], None]) -> None:
+        self.target = target
+        self.name = target.name
+        self.on_change = on_change
+        self._up = True
+
+    def send(self, record: LogRecord) -> None:
+        try:
+            self.target.send(record)
+        except Rejected:  # an answer: the target is there (the sender drops the record)
+            self._state(True, "")
+            raise
+        except OSError as e:
+            self._state(False, str(e) or type(e).__name__)
+            raise
+        self._state(True, "")
+
+    def _state(self, up: bool, error: str) -> None:
+        if up != self._up:
+            self._up = up
+            self.on_change(up, error)
+
+    def close(self) -> None:
+        self.target.close()
+
+
 class LogService:
     def __init__(
         self,
         host: Callable[[], str],
         cf_volume: Callable[[], CfVolume | None],
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[LogTargetChanged], None] = lambda _change: None,
     ) -> None:
+        """`on_change`: a target went down or came back (LogTargetChanged, the box's
+        event), from that target's sender thread."""
         self.host = host
         self.cf_volume = cf_volume
         self.clock = clock
+        self.on_change = on_change
         self._senders: dict[str, Sender] = {}
         self._values: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -72,7 +107,13 @@ class LogService:
                 self._values[module] = new
                 target = make_target(module, new, self.cf_volume) if new else None
                 if target is not None:
-                    self._senders[module] = Sender(target)
+                    self._senders[module] = Sender(self._watched(module, target))
+
+    def _watched(self, module: str, target: Target) -> WatchedTarget:
+        def changed(up: bool, error: str) -> None:
+            self.on_change(LogTargetChanged(module, target.name, up, error))
+
+        return WatchedTarget(target, changed)
 
     def log(self, text: str) -> None:
         record = LogRecord(self.clock(), self.host(), text)
@@ -175,7 +216,7 @@ class LoggingService(BaseService):
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self, box: Box) -> None:
-        self.log = LogService(lambda: box.name, self.cf_volume)
+        self.log = LogService(lambda: box.name, self.cf_volume, on_change=box.events.emit)
         self.log.configure(_log_values(box))
         self._unsubscribe = box.events.subscribe(self._on_event)
         self.log.log(f"boot {box.version_line()}")

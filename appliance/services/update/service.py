@@ -35,9 +35,11 @@ per install), a poll and its script in the `up1-poll` thread, so a console never
 server. Neither touches the box itself: the update state in VARS (UPDATE/PROT, /CHECK, /LAST),
 a final's reset and every script line go to the box's owner as jobs (appliance/owner.py).
 One firmware install runs at a time, from any path (console, web, UP1 script, upload):
-`box.begin_exclusive` refuses a second with the one under way, and a `reset` waits for it.
-stop() lets a slot write finish (the record flips only after a complete slot), then joins
-both threads; a download under way is abandoned.
+`box.begin_exclusive` refuses a second with the one under way. A `reset` abandons a
+download under way (nothing is written) but waits for an install that is writing its slot,
+record and UPDATE/ state (`box.protect_exclusive`), so what the box restarts with is
+complete. stop() lets a slot write finish (a `reboot` does not wait for it: the record
+flips only after a complete slot either way), then joins both threads.
 
 "Idle", for the `ireset`/`iresetn` finals, means that no console line, web command or script
 line ran for `IDLE_S` seconds: the IPVA carries no calls, so the admin's own activity (or the
@@ -293,6 +295,10 @@ class UpdateService(BaseService):
             yield chunk
 
     def _enter_write(self) -> None:
+        """The image is verified: from here to its end a reset waits for the install
+        (box.protect_exclusive); a restart asked for before this abandons it."""
+        box = self._need_box()
+        box.owner.call(box.protect_exclusive)
         with self._writing:
             if self._stop.is_set():
                 raise BoxRestarting("the box is restarting")
