@@ -183,6 +183,15 @@ def test_a_script_that_activates_a_new_url_each_time_polls_once_per_interval(
             box.close()
 
 
+def sent(box: Box, line: str) -> None:
+    """`line` (an scfg) started its PUT, once the one before it (a worker) is done."""
+    deadline = time.monotonic() + 10
+    while "under way" in (answer := box(line)):
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.05)
+    assert "sending the backup" in answer, answer
+
+
 def test_scfg_puts_a_commands_output_and_the_backup_once(
     tmp_path: Path, fast: None, server: UpdateServer
 ) -> None:
@@ -195,13 +204,13 @@ def test_scfg_puts_a_commands_output_and_the_backup_once(
         wait_until(lambda: "req.txt" in server.vardumps, 10, "the vardump PUT")
         assert server.vardumps["req.txt"] == "abc123"
         backup = f"mod cmd UP0 scfg {server.base}?mode=backup&hwid=#h&sn=#m"
-        assert "sending the backup" in box(backup)
+        sent(box, backup)
         wait_until(lambda: "IPVA-hosted" in server.backups, 10, "the backup PUT")
         wait_until(lambda: "sent already" in box(backup), 10, "UPDATE/SCFG stored")
         assert len(server.backups["IPVA-hosted"]) == 1
         box("config change SYS0 /name other")
         box("config write")
-        assert "sending the backup" in box(backup)  # the saved config changed
+        sent(box, backup)  # the saved config changed
         wait_until(lambda: len(server.backups["IPVA-hosted"]) == 2, 10, "a second backup")
         assert b"config change SYS0 /name other" in server.backups["IPVA-hosted"][1]
         refused = box("mod cmd UP0 scfg ftp://x/ ser 1")

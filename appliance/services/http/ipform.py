@@ -2,7 +2,7 @@
 requests.
 
 The page reads the running config's values (`Config.value`), not `config show` text, and a
-submitted form becomes one list of `config change|rem` requests (`Op`s) that the box applies
+submitted form becomes one list of `config change|add|rem` requests (`Op`s) that the box applies
 as one job on its owner (`AdminBox.apply_changes`): checked together on a copy of the running
 config, all taken or none, then activated, with no other line in between.
 """
