@@ -130,7 +130,7 @@ class Runtime:
     def mirror(self, line: str) -> None:
         """A trace line to every console, as the box shows its trace (under a prompt that
         waits for input, which is drawn again: shell.session.PromptLine)."""
-        data = line.encode("ascii", "backslashreplace")
+        data = line.encode("utf-8", "backslashreplace")  # the consoles show UTF-8 (…)
         for screen in self.screens:
             screen.trace(data)
 

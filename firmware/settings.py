@@ -14,7 +14,7 @@ from typing import Any
 
 from appliance.version import BUILD, FIRMWARE_VERSION, Stamp
 
-ALL_TARGETS = ("vmware", "proxmox", "hyperv", "libvirt")
+ALL_TARGETS = ("vmware", "proxmox", "hyperv", "libvirt", "gns3")
 INNOVAPHONE_OUI = "00:90:33"
 _MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 

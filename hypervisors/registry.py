@@ -18,6 +18,7 @@ TARGET_MODULES = {
     "proxmox": "hypervisors.proxmox",
     "hyperv": "hypervisors.hyperv",
     "libvirt": "hypervisors.libvirt",
+    "gns3": "hypervisors.gns3",
 }
 
 

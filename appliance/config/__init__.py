@@ -24,6 +24,7 @@ from appliance.config.store import (
     make_backup,
     parse_backup,
     parse_line,
+    saved_objects,
 )
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "declare",
     "diff_count",
     "load_from_vars",
+    "saved_objects",
     "make_backup",
     "ordered_modules",
     "parse_backup",

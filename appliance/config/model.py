@@ -38,7 +38,13 @@ class Config:
 
     @classmethod
     def factory(cls) -> Config:
+        """No objects: every argument at its default (the base a config is parsed onto)."""
         return cls({})
+
+    @classmethod
+    def factory_settings(cls) -> Config:
+        """What a box with no saved config runs (modules.FACTORY_OBJECTS: ETH1 static)."""
+        return cls({k: dict(v) for k, v in _builtin_modules.FACTORY_OBJECTS.items()})
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Config) and dict(self.objects) == dict(other.objects)

@@ -77,6 +77,14 @@ declare(
     )
 )
 
+# The box as it leaves the factory (GNS3's usage notes for the real IPVA): ETH0 a DHCP client
+# (DHCP0's defaults; services.network falls back to 192.168.0.1/24 when no server answers),
+# ETH1 static 192.168.1.1/24. A box with no saved config starts from this; a saved config
+# (even one without ETH1) replaces it whole.
+FACTORY_OBJECTS: Mapping[tuple[str, str], Mapping[str, Any]] = {
+    ("IP0", "ETH1"): {"addr": "192.168.1.1", "mask": "255.255.255.0"},
+}
+
 declare(
     Module(
         "DHCP0",
@@ -284,7 +292,15 @@ declare(
             Arg("class", Int(0, 7), 0, "syslog facility local0..local7 (syslog)"),
             Arg("addr2", Host(), "", "second SYSLOG server (syslog)"),
             Arg("user", Text(32, r"[A-Za-z0-9._-]+", "a user name"), "admin", "server login"),
-            Arg("pwd", Password(), "", "password at the server (kept hashed; empty: none)"),
+            # the receiver's realm is not known here: typed, it is hashed for the realm IPVA
+            # (a receiver with the factory password or an older one); a receiver's own
+            # ADMIN0 /pwd value (digest$user$salt$…) may be given as it is
+            Arg(
+                "pwd",
+                Password(salted=False),
+                "",
+                "password at the server (kept hashed; empty: none)",
+            ),
             Arg("auth", Flag(), False, "incoming alarms/events and log lines need the login"),
             Arg("mem", Int(1, 1000), 100, "memory queue entries"),
             Arg("flash", Int(0, 200), 50, "persistent queue entries (alarms and faults)"),

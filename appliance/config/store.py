@@ -70,12 +70,19 @@ def commit_changes(saved_keys: Iterable[str], config: Config) -> dict[str, bytes
     return changes
 
 
+def saved_objects(vars: Vars) -> int:
+    """How many config objects VARS holds (0 on a box that runs its factory settings)."""
+    return sum(1 for k in vars.keys() if k.startswith(KEY_PREFIX))
+
+
 def load_from_vars(vars: Vars, warn: Callable[[str], None]) -> Config:
-    """The saved config; a damaged entry is reported through `warn` and skipped (boot goes on)."""
+    """The saved config; a damaged entry is reported through `warn` and skipped (boot goes on).
+    Nothing saved (a new box, after a factory reset): the factory settings."""
+    keys = sorted(k for k in vars.keys() if k.startswith(KEY_PREFIX))
+    if not keys:
+        return Config.factory_settings()
     config = Config.factory()
-    for k in sorted(vars.keys()):
-        if not k.startswith(KEY_PREFIX):
-            continue
+    for k in keys:
         raw = vars.get(k) or b""
         try:
             config = parse_line(config, raw.decode("ascii"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -223,26 +224,64 @@ TIME_ZONE = Text(
 
 # The admin password is kept as the two HTTP Digest (RFC 7616) secrets H(user:realm:pwd),
 # MD5 and SHA-256, so the box can answer both kinds of Digest login without the clear text
-# (as Apache's htdigest files do). They depend on the user name, which is part of the value:
-#     digest$<user>$<md5 hex>$<sha256 hex>
-# The realm is fixed, so renaming the box does not invalidate the password. Older values of
-# the form sha256$<salt>$<hex> are still accepted (console and Basic logins only).
-DIGEST_REALM = "IPVA"
+# (as Apache's htdigest files do). They depend on the user name and on a random salt made
+# when the password is set, both part of the value:
+#     digest$<user>$<salt: 12 hex>$<md5 hex>$<sha256 hex>
+# The salt is in the realm the box sends (`IPVA-<salt>`), so the same password gives other
+# secrets on every box and at every change (no table of precomputed secrets fits two boxes),
+# and renaming the box does not invalidate the password. Older values are still accepted:
+# digest$<user>$<md5>$<sha256> (realm IPVA), sha256$<salt>$<hex> (console and Basic only).
+DIGEST_REALM = "IPVA"  # the realm of the factory password and of the older values
 FACTORY_PASSWORD = "ipva"  # the box's type, as documented in README; shown until changed
-_DIGEST_RE = r"digest\$([A-Za-z0-9._-]{1,32})\$([0-9a-f]{32})\$([0-9a-f]{64})"
+_DIGEST_RE = (
+    r"digest\$([A-Za-z0-9._-]{1,32})\$"  # the user
+    r"(?:([0-9a-f]{12})\$)?([0-9a-f]{32})\$([0-9a-f]{64})"  # [salt$] md5 $ sha256
+)
 _SALTED_RE = r"sha256\$([0-9a-f]{16})\$([0-9a-f]{64})"
+SALT_HEX = 12
 
 
-def digest_secret(user: str, clear: str, algorithm: str) -> str:
+def digest_secret(user: str, clear: str, algorithm: str, realm: str = DIGEST_REALM) -> str:
     """H(user:realm:password), the stored secret of a Digest login ("MD5" or "SHA-256")."""
     h = hashlib.md5 if algorithm == "MD5" else hashlib.sha256
-    return h(f"{user}:{DIGEST_REALM}:{clear}".encode()).hexdigest()
+    return h(f"{user}:{realm}:{clear}".encode()).hexdigest()
 
 
-def stored_password(user: str, clear: str) -> str:
-    """What ADMIN0 /pwd keeps for `clear` when the admin user is `user`."""
-    md5, sha = (digest_secret(user, clear, a) for a in ("MD5", "SHA-256"))
-    return f"digest${user}${md5}${sha}"
+def stored_password(user: str, clear: str, salted: bool = True) -> str:
+    """What ADMIN0 /pwd keeps for `clear` when the admin user is `user` (a new salt);
+    unsalted: the secrets for the realm IPVA (a password at another box, ALARM0 /pwd)."""
+    if not salted:
+        md5, sha = (digest_secret(user, clear, a) for a in ("MD5", "SHA-256"))
+        return f"digest${user}${md5}${sha}"
+    salt = os.urandom(SALT_HEX // 2).hex()
+    realm = f"{DIGEST_REALM}-{salt}"
+    md5, sha = (digest_secret(user, clear, a, realm) for a in ("MD5", "SHA-256"))
+    return f"digest${user}${salt}${md5}${sha}"
+
+
+@dataclass(frozen=True)
+class DigestVerifier:
+    """A stored password's Digest secrets and the realm they were made for."""
+
+    user: str
+    realm: str
+    md5: str
+    sha256: str
+
+
+def digest_verifier(stored: str) -> DigestVerifier | None:
+    """The Digest secrets in a stored value (None: a value that has none, sha256$…)."""
+    m = re.fullmatch(_DIGEST_RE, stored)
+    if not m:
+        return None
+    realm = f"{DIGEST_REALM}-{m[2]}" if m[2] else DIGEST_REALM
+    return DigestVerifier(m[1], realm, m[3], m[4])
+
+
+def password_realm(stored: str) -> str:
+    """The Digest realm a login with this stored password answers."""
+    v = digest_verifier(stored) if stored else None
+    return v.realm if v else DIGEST_REALM
 
 
 @dataclass(frozen=True)
@@ -263,6 +302,7 @@ class Password(ValueType):
     text. `user_arg` names the argument of the same object that holds the user name."""
 
     user_arg: str = "user"
+    salted: bool = True  # False: a password at another box, whose realm is not known here
 
     def parse(self, text: str) -> str | ClearPassword:
         if re.fullmatch(_DIGEST_RE, text) or re.fullmatch(_SALTED_RE, text):
@@ -273,7 +313,7 @@ class Password(ValueType):
 
     def complete(self, value: Any, effective: Mapping[str, Any]) -> Any:
         if isinstance(value, ClearPassword):
-            return stored_password(str(effective[self.user_arg]), value.text)
+            return stored_password(str(effective[self.user_arg]), value.text, self.salted)
         return value
 
     def describe(self) -> str:
@@ -294,10 +334,10 @@ def check_password(stored: str, clear: str, user: str = "admin") -> bool:
     is the factory password."""
     if not stored:
         return hmac.compare_digest(clear.encode(), FACTORY_PASSWORD.encode())
-    m = re.fullmatch(_DIGEST_RE, stored)
-    if m:
-        want = digest_secret(user, clear, "SHA-256")
-        return m[1] == user and hmac.compare_digest(want, m[3])
+    v = digest_verifier(stored)
+    if v:
+        want = digest_secret(user, clear, "SHA-256", v.realm)
+        return v.user == user and hmac.compare_digest(want, v.sha256)
     m = re.fullmatch(_SALTED_RE, stored)
     if m:
         got = hashlib.sha256((m[1] + clear).encode()).hexdigest()

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PCI_CLASS_NETWORK = 0x02
+# the DHCP client's round (hal.vm runs udhcpc so): DHCP_TRIES DISCOVERs DHCP_TRY_S apart,
+# then the fallback address (if any) and on asking in the background
+DHCP_TRIES = 8
+DHCP_TRY_S = 1
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,9 @@ class Platform(Protocol):
 
     def ports(self) -> list[Port]: ...
 
-    def start_dhcp(self, ifname: str) -> dict[str, str] | None: ...  # the lease, if one came
+    # the lease, if one came; `fallback` (e.g. 192.168.0.1/24): the address the port takes
+    # when no DHCP server answers, until one does (its lease then says fallback=yes)
+    def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None: ...
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
 

@@ -23,7 +23,9 @@ polled. Outcomes, as on the box and beyond it:
   - counter does not advance  → `perfcounter-not running!!!` naming it (the seed's ESX 6.5
                                 case: "the IPVA boots up properly but the clock does not run")
   - policy strict  (default on VMware, as the box): stop the boot.
-    policy fallback (default elsewhere): warn, and keep time from the kernel's own clocksource.
+    policy fallback (default elsewhere): warn, and keep time from the kernel's own clocksource;
+    off VMware, where the seed's messages (about VMware's counters) do not apply, one line
+    says what is missing and what the box keeps time with instead.
 """
 
 from __future__ import annotations
@@ -463,6 +465,12 @@ def start_timekeeping(
         assert p.counter is not None
         say(f"time: {p.hypervisor} {p.counter.name}")
         return Timekeeping(p.hypervisor, effective, p.counter, True, None, lines)
+    off_vmware = p.hypervisor is not Hypervisor.VMWARE
+    if off_vmware and effective is Policy.FALLBACK and p.fallback_running:
+        # the seed's perfcounter-… messages are about VMware's pseudo counters: elsewhere the
+        # fallback is the plan, said in one line
+        say(f"time: {p.hypervisor}: {problem[1]}: keeping time from the kernel's {p.fallback.name}")
+        return Timekeeping(p.hypervisor, effective, p.fallback, False, None, lines)
     say(problem[0])
     say(f"time: {p.hypervisor}: {problem[1]}")
     if effective is Policy.STRICT:

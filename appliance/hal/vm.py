@@ -33,7 +33,15 @@ from appliance.hal.disks import (
     scan_positions,
 )
 from appliance.hal.memory import read_memory_info
-from appliance.hal.nics import PciNic, Port, assign_ports, read_link_state, scan_pci_nics
+from appliance.hal.nics import (
+    DHCP_TRIES,
+    DHCP_TRY_S,
+    PciNic,
+    Port,
+    assign_ports,
+    read_link_state,
+    scan_pci_nics,
+)
 from appliance.hal.timekeeping import ClockJob, Policy, Timekeeping, start_timekeeping
 from appliance.hal.types import (
     Console,
@@ -56,7 +64,7 @@ SERIAL_CONSOLE = "/dev/ttyS0"
 VGA_CONSOLE = "/dev/tty1"
 RUN_DIR = Path("/run/ipva")
 UDHCPC_SCRIPT = "/etc/udhcpc.script"
-DHCP_WAIT_S = 8.0
+DHCP_WAIT_S = DHCP_TRIES * DHCP_TRY_S + 2.0  # the boot waits for a lease or the fallback
 DISK_WAIT_S = 5.0
 NIC_WAIT_S = 5.0  # a supported NIC whose interface has not appeared yet
 # written by the build into the initramfs (firmware/initramfs.py): "16r1sr1 build 1601001";
@@ -214,15 +222,19 @@ class VmPlatform:
             self._ports = assign_ports(self._pci_nics)
         return self._ports
 
-    def start_dhcp(self, ifname: str) -> dict[str, str] | None:
-        """Start busybox udhcpc on ifname (it renews and rebinds); wait briefly for a lease."""
+    def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None:
+        """Start busybox udhcpc on ifname (it renews and rebinds); wait briefly for a lease.
+        `fallback` (address/prefix): what the hook script sets when DHCP_TRIES DISCOVERs got
+        no answer; its lease file then says `fallback=yes` until a server answers."""
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
         subprocess.run(["ip", "link", "set", ifname, "up"], check=False)
         proc = subprocess.Popen(
-            ["udhcpc", "-i", ifname, "-s", UDHCPC_SCRIPT, "-b", "-S", "-t", "8", "-T", "1",
+            ["udhcpc", "-i", ifname, "-s", UDHCPC_SCRIPT, "-b", "-S",
+             "-t", str(DHCP_TRIES), "-T", str(DHCP_TRY_S),
              "-p", str(RUN_DIR / f"udhcpc-{ifname}.pid"), "-x", "hostname:ipva"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "IPVA_RUN": str(RUN_DIR), "IPVA_FALLBACK": fallback or ""},
         )  # fmt: skip
         self.dhcp_clients[ifname] = proc
         reaper = threading.Thread(target=proc.wait, name=f"reap-udhcpc-{ifname}", daemon=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from appliance.config import saved_objects
 from appliance.modcmd import Command, ModCmdError
 from appliance.service import BaseService
 
@@ -21,7 +22,8 @@ class ConfigService(BaseService):
 
     def start(self, box: Box) -> None:
         box.load_saved()
-        n = len(box.saved.objects)
+        # what VARS holds: a box without a saved config runs its factory settings
+        n = saved_objects(box.flash.vars) if box.flash is not None else len(box.saved.objects)
         box.trace(f"config: {n} saved object{'s' if n != 1 else ''} loaded")
 
     def commands(self) -> list[Command]:

@@ -15,6 +15,12 @@ watcher sends an events.LinkChanged when a port's carrier comes or goes.
 `mod cmd ETH0 …`/`ETH1 …` read the kernel's state (sysfs and ioctls), not the config. On a
 platform without NICs (hosted) they answer `ETH0: no network interface on this platform`.
 Every address shown is also kept in `box.addresses` and sent as `events.AddressChanged`.
+
+The real box's defaults (GNS3's usage notes): a DHCP client on ETH0 that falls back to the
+static 192.168.0.1/24 when no server answers, and 192.168.1.1/24 on ETH1 (config.modules.
+FACTORY_OBJECTS). The fallback is the DHCP client's: when a round of DISCOVERs got no answer
+(hal.nics: 8, 1 s apart) its hook script puts FALLBACK on the port and udhcpc goes on asking
+in the background; a lease, whenever it comes, replaces the fallback.
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from typing import TYPE_CHECKING, Protocol
 from appliance import xmltext
 from appliance.config import Config
 from appliance.events import LinkChanged
-from appliance.hal.nics import SUPPORTED_NICS, PciNic, Port, read_ipv4, read_link_state
+from appliance.hal.nics import (
+    DHCP_TRIES,
+    DHCP_TRY_S,
+    SUPPORTED_NICS,
+    PciNic,
+    Port,
+    read_ipv4,
+    read_link_state,
+)
 from appliance.hal.types import HaltError, NicConfigError
 from appliance.modcmd import Command, Handler, ModCmdError
 from appliance.owner import BoxRestarting, join_checked
@@ -41,6 +55,8 @@ if TYPE_CHECKING:
 WATCH_INTERVAL_S = 1.0
 WATCH_JOIN_S = 5.0  # a lease file read is quick: longer than this is a stuck thread
 NIC_UNAVAILABLE = "NIC unavailable!"
+FALLBACK_PORT = "ETH0"  # only the real box's DHCP port falls back (ETH1 has its static)
+FALLBACK = "192.168.0.1/24"
 
 
 class NicPlatform(Protocol):
@@ -50,7 +66,7 @@ class NicPlatform(Protocol):
 
     def pci_nics(self) -> list[PciNic]: ...
 
-    def start_dhcp(self, ifname: str) -> dict[str, str] | None: ...
+    def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None: ...
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
 
@@ -73,7 +89,12 @@ def lease_text(lease: dict[str, str]) -> str:
     mask = lease.get("mask", "")
     if mask and not mask.isdigit():  # udhcpc gives a prefix length; a dotted mask is fine too
         mask = str(prefix_len(mask))
-    return f"{lease['ip']}/{mask} (dhcp)"
+    return f"{lease['ip']}/{mask} ({'fallback' if is_fallback(lease) else 'dhcp'})"
+
+
+def is_fallback(lease: dict[str, str]) -> bool:
+    """The hook script's file for the fallback address (no DHCP server answered)."""
+    return lease.get("fallback") == "yes"
 
 
 def default_gateway(cfg: Config) -> str | None:
@@ -152,9 +173,10 @@ class Network:
             box.trace(f"DHCP0 /interface {dhcp_port}: no such NIC; DHCP client not started")
         for p in dhcp_ports:
             self.modes[p.name] = "dhcp"
-            lease = self.platform.start_dhcp(p.ifname)
+            fallback = FALLBACK if p.name == FALLBACK_PORT else None
+            lease = self.platform.start_dhcp(p.ifname, fallback)
             if lease:
-                self._show(box, p.name, lease_text(lease))
+                self._show_lease(box, p.name, lease)
             else:
                 box.trace(f"{p.name} waiting for a DHCP server …")
         self._links = {p.name: self.platform.link_up(p.ifname) for p in self.ports}
@@ -189,6 +211,15 @@ class Network:
             box.set_address(port, text)
             box.trace(f"{port} IP address {text}")
 
+    def _show_lease(self, box: Box, port: str, lease: dict[str, str]) -> None:
+        text = lease_text(lease)
+        if is_fallback(lease) and self._shown.get(port) != text:
+            box.trace(
+                f"{port} no DHCP server answered in {DHCP_TRIES * DHCP_TRY_S} s: "
+                f"fallback to {text.split()[0]}, still asking for a lease"
+            )
+        self._show(box, port, text)
+
     def dhcp_ports(self) -> list[Port]:
         return [p for p in self.ports if self.modes.get(p.name) == "dhcp"]
 
@@ -202,7 +233,7 @@ class Network:
     def _leases(self, box: Box, leases: dict[str, dict[str, str] | None]) -> None:
         for port, lease in leases.items():
             if lease:
-                self._show(box, port, lease_text(lease))
+                self._show_lease(box, port, lease)
             elif port in self._shown:
                 self._shown.pop(port)
                 box.set_address(port, None)

@@ -78,7 +78,7 @@ def serve_console(
 
     def say(text: str) -> None:
         if text:
-            out.write(text.replace("\n", nl).encode("ascii", "backslashreplace") + newline)
+            out.write(text.replace("\n", nl).encode("utf-8", "backslashreplace") + newline)
 
     def prompt() -> None:
         shown = host.prompt().encode("ascii", "replace")

@@ -63,11 +63,15 @@ for i in "${!DISKS[@]}"; do
     ARGS+=("--scsi$i" "$STORAGE:0,import-from=$HERE/${DISKS[$i]}")
 done
 
-echo "creating VM $VMID '$NAME': ${MEMORY} MiB, 1 socket/1 core, SeaBIOS, i440fx, virtio-scsi-single, virtio net on $BRIDGE"
+# voice quality (the IPVA wiki's "Voice Quality Issues"): no balloon, so all the memory
+# stays the VM's, and ten times the default CPU weight (cgroup v2: 100), so the box gets
+# the CPU first when the host is busy; pinning (--affinity) depends on the host: by hand
+echo "creating VM $VMID '$NAME': ${MEMORY} MiB (no balloon), 1 socket/1 core (cpuunits 1000), SeaBIOS, i440fx, virtio-scsi-single, virtio net on $BRIDGE"
 qm create "$VMID" \
     --name "$NAME" \
     --ostype other \
     --memory "$MEMORY" --balloon 0 \
+    --cpuunits 1000 \
     --sockets 1 --cores 1 \
     --bios seabios --machine pc \
     --scsihw virtio-scsi-single \

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # "prot <url> " in `help mod` output would take that for the prompt.
 DEFAULT_PROMPT = r"\n(?:[^\s<>][^\n<>]*)?> $"
 # Messages after which the appliance stops for good; waiting for the prompt fails fast on them.
+LINE_END_WAIT_S = 5.0  # a fatal boot message's line: the rest of it may still be on its way
 DEFAULT_FATAL = (
     r"checksum wrong!|Loading failed for image|NIC unavailable!|Kernel panic|"
     r"Missing operating system|the box stops here|disk missing: "
@@ -306,7 +307,17 @@ class Machine:
         either = re.compile(f"(?P<prompt>{self.prompt.pattern})|(?P<fatal>{self.fatal.pattern})")
         match = self.wait_for_console(either, timeout, what="the shell prompt")
         if match.group("fatal") is not None:
-            text = self.console_log  # report the whole line, not just the matched words
+            # report the whole line, not just the matched words: its end may still be on
+            # the way (a loaded host delivers the serial line in pieces)
+            end = match.end("fatal")
+            try:
+                self._wait_for_text(
+                    lambda text: re.compile("\n").search(text, end), LINE_END_WAIT_S,
+                    "the end of the fatal message's line",
+                )  # fmt: skip
+            except (WaitTimeout, MachineDied):
+                pass  # report what there is
+            text = self.console_log
             line_start = text.rfind("\n", 0, match.start("fatal")) + 1
             line_end = text.find("\n", match.end("fatal"))
             line = text[line_start : line_end if line_end >= 0 else len(text)]

@@ -47,6 +47,13 @@ RASD_ORDER = (
 ROLES = ("boot", "cf", "flash", "dump")
 IDE_SLOTS = {"boot": (0, 0), "cf": (0, 1), "flash": (1, 0), "dump": (1, 1)}
 NETWORK = "VM Network"
+# .vmx settings the OVA carries as ExtraConfig (ovftool: --allowExtraConfig) and the .vmx
+# bundle writes: the box's timekeeping needs the pseudo perf counters; media streams need
+# high latency sensitivity (the wiki's "Voice Quality Issues": fewer CPU halt/wake-ups)
+VMX_EXTRA = {
+    "monitor_control.pseudo_perfctr": "TRUE",
+    "sched.cpu.latencySensitivity": "high",
+}
 
 
 @dataclass(frozen=True)
@@ -136,8 +143,7 @@ def make_ovf(settings: BuildSettings, disks: list[OvfDisk], *, variant: str = "v
         ResourceType=RT_PROCESSOR,
         VirtualQuantity=1,
     )
-    _item(
-        hw,
+    memory: dict[str, str | int | bool] = dict(
         AllocationUnits="byte * 2^20",
         Description="Memory Size",
         ElementName=f"{settings.ram_mib}MB of memory",
@@ -145,6 +151,11 @@ def make_ovf(settings: BuildSettings, disks: list[OvfDisk], *, variant: str = "v
         ResourceType=RT_MEMORY,
         VirtualQuantity=settings.ram_mib,
     )
+    if variant == "vmware":
+        # all of it reserved: the wiki's "Voice Quality Issues" (and high latency
+        # sensitivity requires it); Proxmox's importer reads no reservation
+        memory["Reservation"] = settings.ram_mib
+    _item(hw, **memory)
     if variant == "vmware":
         controllers = {}
         for bus in (0, 1):
@@ -199,12 +210,6 @@ def make_ovf(settings: BuildSettings, disks: list[OvfDisk], *, variant: str = "v
     if variant == "vmware":
         # after the Items: the schema's trailing xs:any, where VMware puts its extensions
         _sub(hw, VMW, "Config", ovf_required="false", vmw_key="firmware", vmw_value="bios")
-        _sub(
-            hw,
-            VMW,
-            "ExtraConfig",
-            ovf_required="false",
-            vmw_key="monitor_control.pseudo_perfctr",
-            vmw_value="TRUE",
-        )
+        for key, value in VMX_EXTRA.items():
+            _sub(hw, VMW, "ExtraConfig", ovf_required="false", vmw_key=key, vmw_value=value)
     return etree.tostring(env, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from firmware.settings import BuildSettings
 from hypervisors.common import disk_name
-from hypervisors.vmware.ovf import IDE_SLOTS
+from hypervisors.vmware.ovf import IDE_SLOTS, VMX_EXTRA
 from images import convert
 
 
@@ -26,8 +26,10 @@ def vmx_settings(settings: BuildSettings) -> dict[str, str]:
         "firmware": "bios",
         "numvcpus": "1",
         "memsize": str(settings.ram_mib),
-        # the appliance's timekeeping needs it; an OVA import cannot set it (the wiki's FAQ)
-        "monitor_control.pseudo_perfctr": "TRUE",
+        # all memory reserved and locked (what ESXi's "Reserve all guest memory" writes)
+        "sched.mem.min": str(settings.ram_mib),
+        "sched.mem.pin": "TRUE",
+        **VMX_EXTRA,
         "tools.syncTime": "FALSE",
     }
     for role, (bus, pos) in IDE_SLOTS.items():

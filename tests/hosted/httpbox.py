@@ -143,16 +143,19 @@ def request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 10,
+    source: str | None = None,
 ) -> Answer:
+    """One request; `source`: the client's own address (any 127.x.y.z on Linux)."""
     scheme, _, hostport = base.partition("://")
     host, _, port = hostport.partition(":")
     conn: http.client.HTTPConnection
+    bind = (source, 0) if source else None
     if scheme == "https":
         conn = http.client.HTTPSConnection(
-            host, int(port), timeout=timeout, context=tls_client_context()
+            host, int(port), timeout=timeout, context=tls_client_context(), source_address=bind
         )
     else:
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout, source_address=bind)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()

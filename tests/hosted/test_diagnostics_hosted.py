@@ -38,7 +38,7 @@ def hosted(directory: Path, *lines: str, pause_after: tuple[str, ...] = ()) -> s
     with os.fdopen(read_fd, "rb", buffering=0) as stdin:
         assert run_hosted(directory, stdin, out) == 0
     t.join(5)
-    return out.getvalue().decode("ascii")
+    return out.getvalue().decode("utf-8")
 
 
 def test_exception_in_a_service_thread_dumps_and_restarts_as_a_trap(tmp_path: Path) -> None:
@@ -102,8 +102,9 @@ def test_syslog_target_reaches_rsyslog_from_the_box(tmp_path: Path) -> None:
             lambda: next((x for x in syslogd.lines() if "config write" in x), None),
             what="the config write line at rsyslog",
         )
-    # pri (16 + 4) * 8 + 6, facility local4, severity 6, the box's name as the host
-    assert line == "166 local4 6 lab9 IPVA: config write: 2 saved objects (by console stdio)"
+    # pri (16 + 4) * 8 + 6, facility local4, severity 6, the box's name as the host;
+    # LOG0, SYS0 and the factory settings' IP0 ETH1
+    assert line == "166 local4 6 lab9 IPVA: config write: 3 saved objects (by console stdio)"
 
 
 def test_a_refusing_target_drops_and_counts_but_never_stalls(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ def test_junk_flash_is_formatted_by_reset_all_and_keeps_the_config(tmp_path: Pat
         "config show\n"
     )
     assert run_hosted(tmp_path, io.BytesIO(commands.encode()), out) == 0
-    t = out.getvalue().decode("ascii")
+    t = out.getvalue().decode("utf-8")
     lines = t.splitlines()
     # the boot says what is wrong and what to do, as a flash (081) trace line
     mount_failure = [line for line in lines if "holds no FLASHMAN data" in line]

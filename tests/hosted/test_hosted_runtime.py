@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from appliance.config import Config
 from appliance.formats.crashdump import read_dump
 from appliance.hal.block import FileBlockDevice
 from appliance.hosted import run_hosted
@@ -20,8 +21,12 @@ config write
 reset
 """
 
+# a box with no saved config runs the factory settings (ETH1 192.168.1.1/24)
+FACTORY = Config.factory_settings().lines()
+
 SEED_SHOW = [
     "config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0",
+    *FACTORY,
     "config change IP0 RT0 /gateway 192.168.0.1",
     "config change DHCP0 /mode off",
 ]
@@ -31,7 +36,7 @@ def hosted(directory: Path, commands: str) -> str:
     out = io.BytesIO()
     rc = run_hosted(directory, io.BytesIO(commands.encode()), out)
     assert rc == 0
-    return out.getvalue().decode("ascii")
+    return out.getvalue().decode("utf-8")  # the consoles print UTF-8 (…)
 
 
 def answers(transcript: str, command: str) -> list[str]:
@@ -76,7 +81,7 @@ def test_unwritten_changes_are_gone_after_reset(tmp_path: Path) -> None:
         "config change LOG0 /type syslog /addr 10.0.0.5\nreset\nconfig show\n",
     )
     assert "(2 unwritten changes discarded)" in t
-    assert show(t) == ["config change DHCP0 /mode off"]
+    assert show(t) == [*FACTORY, "config change DHCP0 /mode off"]
 
 
 def test_activate_applies_live_and_lists_what_needs_reset(tmp_path: Path) -> None:
@@ -88,7 +93,7 @@ def test_activate_applies_live_and_lists_what_needs_reset(tmp_path: Path) -> Non
     assert "activated: SYS0 /name" in t
     assert "needs reset: IP0 ETH0 /addr (config write, then reset)" in t
     assert "pbx1> config show active" in t  # the prompt shows the box name once active
-    assert show_active(t) == ["config change SYS0 /name pbx1"]
+    assert show_active(t) == [*FACTORY, "config change SYS0 /name pbx1"]
 
 
 def show_active(t: str) -> list[str]:
@@ -104,7 +109,7 @@ def test_backup_factory_reset_restore_gives_same_config(tmp_path: Path) -> None:
         "config write\nmod cmd FLASHDIR0 add-item 7 cn=alice\nconfig show\nmod cmd CFG0 backup\n",
     )
     before = show(t)
-    assert len(before) == 6
+    assert len(before) == 7
     backup = "\n".join(answers(t, "mod cmd CFG0 backup")) + "\n"
     assert backup.startswith("vars check ")
     assert backup.endswith("\nmod cmd FLASHDIR0 add-item 7 cn=alice\n")
@@ -112,7 +117,7 @@ def test_backup_factory_reset_restore_gives_same_config(tmp_path: Path) -> None:
         tmp_path,
         "mod cmd CFG0 factory-reset yes\nmod cmd FLASHMAN0 reset ldap\nreset\nconfig show\n",
     )
-    assert show(t2) == []
+    assert show(t2) == FACTORY  # nothing saved: the factory settings
 
     from appliance import boot
     from appliance.hal.hosted import HostedPlatform
@@ -134,7 +139,7 @@ def test_reboot_leaves_a_crash_record_and_restarts_like_a_crash(tmp_path: Path) 
     t = hosted(tmp_path, "config change DHCP0 /mode off\n!reboot\nconfig show\n")
     assert "forced watchdog trap" in t
     assert "restart after a crash: watchdog trap (reboot command)" in t
-    assert show(t) == []  # unwritten changes are gone as after any crash
+    assert show(t) == FACTORY  # unwritten changes are gone as after any crash
     with FileBlockDevice(tmp_path / "dump.img") as dump:
         reading = read_dump(dump)
     assert reading.dump is not None and reading.dump.reported
@@ -155,7 +160,7 @@ def test_garbage_never_kills_the_runtime(tmp_path: Path) -> None:
     out = io.BytesIO()
     rc = run_hosted(tmp_path, io.BytesIO(junk + b"version\n"), out)
     assert rc == 0
-    text = out.getvalue().decode("ascii", "replace")
+    text = out.getvalue().decode("utf-8", "replace")
     assert "error: input too long" in text
     assert "IPVA[" in text.split("version")[-1]
 
@@ -174,3 +179,18 @@ def test_python_m_appliance_hosted_subprocess(tmp_path: Path) -> None:
     ).stdout.decode()
     run(SEED)
     assert show(run("config show\n")) == SEED_SHOW
+
+
+def test_consoles_print_utf8(tmp_path: Path) -> None:
+    """The trace and the shell's answers reach the console as UTF-8 (`…`, not `\\u2026`)."""
+    from appliance import boot
+    from appliance.hal.hosted import HostedPlatform
+
+    out = io.BytesIO()
+    runtime = boot.Runtime(HostedPlatform(tmp_path, stdin=io.BytesIO(), stdout=out))
+    runtime.mirror("0:0000:030:4 - ETH0 waiting for a DHCP server …")
+    assert "ETH0 waiting for a DHCP server …\n".encode() in out.getvalue()
+    raw = io.BytesIO()
+    assert run_hosted(tmp_path, io.BytesIO(b"config change IP0\n"), raw) == 0
+    assert "e.g. config change IP0 ETH0 /…\n".encode() in raw.getvalue()
+    assert b"\\u2026" not in out.getvalue() + raw.getvalue()

@@ -25,9 +25,12 @@ from httpbox import (
     tls_client_context,
 )
 
+from appliance.config import Config
 from appliance.services.http import auth
 
 CURL = shutil.which("curl")
+# a box with no saved config runs (and shows) the factory settings: ETH1 192.168.1.1/24
+FACTORY = "\n".join(Config.factory_settings().lines())
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl not installed (./dev installs it)")
 
 
@@ -110,7 +113,7 @@ def test_every_other_page_needs_the_login(box: HostedHttpBox, path: str) -> None
     r = request(box.http_url, "GET", path)
     assert r.status == 401
     offered = r.challenges()
-    assert [c.split(",")[2].strip() for c in offered] == ["algorithm=SHA-256", "algorithm=MD5"]
+    assert [c.split(",")[2].strip() for c in offered] == ["algorithm=MD5", "algorithm=SHA-256"]
     assert not any(c.startswith("Basic") for c in offered)  # not over plain HTTP
     ok = authed(box.http_url, "GET", path)
     assert ok.status == 200, ok.text
@@ -166,6 +169,10 @@ def test_monitoring_reads_cpu_and_memory_as_the_icinga_plugin_does(box: HostedHt
                       headers=basic)  # fmt: skip
     assert refused.status == 400 and "/x is 0 (CPU) or 2 (memory)" in refused.text
     assert request(box.https_url, "GET", "/LOG0/CNT/mod_cmd.xml?cmd=xml-count").status == 401
+    # a GET URL only reads: a command that changes the box is not run from here
+    changing = request(box.https_url, "GET", "/CFG0/mod_cmd.xml?cmd=factory-reset&yes=1",
+                       headers=basic)  # fmt: skip
+    assert changing.status == 403 and "only commands that show something" in changing.text
 
 
 @pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
@@ -315,11 +322,11 @@ def test_password_change_from_the_console_and_user_rename(box: HostedHttpBox) ->
 def test_console_commands_as_urls(box: HostedHttpBox) -> None:
     r = authed(box.http_url, "GET", "/!config%20change%20SYS0%20/name%20office")
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
-    assert (
-        authed(box.http_url, "GET", "/!config%20show").text == "config change SYS0 /name office\n"
+    assert authed(box.http_url, "GET", "/!config%20show").text == (
+        f"{FACTORY}\nconfig change SYS0 /name office\n"
     )
     assert authed(box.http_url, "GET", "/!config%20write").text.startswith("config written")
-    assert box.console_line("config show saved") == "config change SYS0 /name office"
+    assert box.console_line("config show saved") == f"{FACTORY}\nconfig change SYS0 /name office"
     bad = authed(box.http_url, "GET", "/!frobnicate")
     assert bad.status == 400 and bad.text.startswith("error: unknown command 'frobnicate'")
     assert authed(box.http_url, "GET", "/!mod%20cmd%20FLASHMAN0%20info").status == 200
@@ -336,7 +343,7 @@ def test_reset_over_http_restarts_with_the_saved_config(box: HostedHttpBox) -> N
     while box.runtime.box is before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert box.runtime.box is not before
-    assert box.console_line("config show") == ""
+    assert box.console_line("config show") == FACTORY
 
 
 def test_pages_asked_for_during_a_reset_never_hold_it_up(box: HostedHttpBox) -> None:
@@ -386,7 +393,7 @@ def test_requests_from_another_site_are_refused(box: HostedHttpBox) -> None:
     for hdr in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}):
         r = authed(box.http_url, "GET", "/!config%20write", headers=hdr)
         assert r.status == 403 and "another site" in r.text
-    assert box.console_line("config show saved") == ""
+    assert box.console_line("config show saved") == FACTORY  # nothing written
 
 
 # -- backup and restore ----------------------------------------------------------------
@@ -413,7 +420,7 @@ def test_backup_factory_reset_upload_gives_the_same_config(box: HostedHttpBox) -
     assert "mod cmd FLASHDIR0 add-item 7 cn=alice" in backup.text
     box.console_line("mod cmd CFG0 factory-reset yes")
     box.console_line("reset")
-    assert box.console_line("config show") == ""
+    assert box.console_line("config show") == FACTORY
     r = authed(box.http_url, "PUT", "/cfg.txt", backup.body)
     assert r.status == 200 and "config restored" in r.text
     box.console_line("reset")
@@ -559,7 +566,7 @@ def test_configuration_ip_form_is_taken_whole_or_not_at_all(box: HostedHttpBox) 
     )
     r = authed(box.http_url, "POST", "/configuration/ip", form.encode(), headers=hdr)
     assert r.status == 400 and "error:" in r.text, r.text
-    assert box.console_line("config show") == ""  # not even DHCP0 /mode off
+    assert box.console_line("config show") == FACTORY  # not even DHCP0 /mode off
 
 
 def test_tracing_page_and_crash_dump(box: HostedHttpBox) -> None:

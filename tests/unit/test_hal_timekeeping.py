@@ -156,7 +156,8 @@ def test_probed_ahead_then_decided_without_probing_again() -> None:
         Policy.FALLBACK, frozenset(), lines.append, probe=p, primary_probe=no_probe
     )
     assert not result.primary and result.counter is p.fallback
-    assert lines[0] == "perfcounter-not enabled!!!" and "policy fallback" in lines[-1]
+    # off VMware one line says what is missing and what the box falls back to
+    assert lines == ["time: KVM/QEMU: no kvm-clock: keeping time from the kernel's clocksource tsc"]
     with pytest.raises(TimekeepingHalt):  # the same probe under strict stops the box
         start_timekeeping(Policy.STRICT, frozenset(), lines.append, probe=p)
 

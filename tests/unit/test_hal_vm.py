@@ -60,9 +60,11 @@ def test_a_refused_route_is_a_route_error(monkeypatch: pytest.MonkeyPatch) -> No
 def test_udhcpc_is_kept_and_reaped(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     real_popen = subprocess.Popen
     started: list[list[str]] = []
+    envs: list[dict[str, str]] = []
 
     def popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         started.append(argv)
+        envs.append(kwargs["env"])
         return real_popen(["true"], **kwargs)  # exits at once, as udhcpc when it backgrounds
 
     monkeypatch.setattr(vm, "RUN_DIR", tmp_path)
@@ -70,8 +72,9 @@ def test_udhcpc_is_kept_and_reaped(monkeypatch: pytest.MonkeyPatch, tmp_path: An
     monkeypatch.setattr(vm.subprocess, "Popen", popen)
     (tmp_path / "dhcp-eth0").write_text("ip=10.0.2.15\nmask=24\n")  # the hook script's file
     platform = vm.VmPlatform()
-    assert platform.start_dhcp("eth0") == {"ip": "10.0.2.15", "mask": "24"}
+    assert platform.start_dhcp("eth0", "192.168.0.1/24") == {"ip": "10.0.2.15", "mask": "24"}
     assert started[0][:3] == ["udhcpc", "-i", "eth0"]
+    assert envs[0]["IPVA_FALLBACK"] == "192.168.0.1/24"  # for the hook script's leasefail
     platform._reapers["eth0"].join(timeout=30)
     assert platform.dhcp_clients["eth0"].returncode == 0  # waited for: no zombie left
 

@@ -114,7 +114,13 @@ def test_vmware_hardware() -> None:
         for e in doc.iterfind(".//vmw:*", NS)
         if e.get(f"{{{VMW}}}key")
     }
-    assert vmw == {"firmware": "bios", "monitor_control.pseudo_perfctr": "TRUE"}
+    assert vmw == {
+        "firmware": "bios",
+        "monitor_control.pseudo_perfctr": "TRUE",
+        "sched.cpu.latencySensitivity": "high",  # the wiki's "Voice Quality Issues"
+    }
+    memory = _items(doc, 4)[0]
+    assert memory.findtext("rasd:Reservation", namespaces=NS) == "256"  # all of it
     # vmw: elements come after the last Item
     hw = doc.find(".//ovf:VirtualHardwareSection", NS)
     tags = [etree.QName(c).localname for c in hw]

@@ -149,6 +149,9 @@ def test_vmx_bundle(dist: Path, disks: dict[str, Path]) -> None:
     text = (dist / "vmware/ipva.vmx").read_text()
     cfg = dict(line.split(" = ", 1) for line in text.splitlines())
     assert cfg["monitor_control.pseudo_perfctr"] == '"TRUE"'
+    # voice quality (the wiki): all memory reserved and locked, high latency sensitivity
+    assert cfg["sched.mem.min"] == '"256"' and cfg["sched.mem.pin"] == '"TRUE"'
+    assert cfg["sched.cpu.latencySensitivity"] == '"high"'
     assert cfg["ethernet0.virtualDev"] == '"vlance"'
     assert cfg["serial0.present"] == '"TRUE"'
     assert cfg["memsize"] == '"256"' and cfg["numvcpus"] == '"1"'
@@ -182,6 +185,8 @@ def test_proxmox_script(dist: Path) -> None:
         "--bios seabios",
         "--machine pc",
         "--sockets 1 --cores 1",
+        "--balloon 0",  # voice quality: all memory the VM's, the CPU first under load
+        "--cpuunits 1000",
         "--serial0 socket",
         "import-from=",
         "virtio,bridge=",

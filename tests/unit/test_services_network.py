@@ -22,6 +22,7 @@ class FakeNics:
         self.static: list[tuple[Any, ...]] = []
         self.refuse: NicConfigError | None = None  # what the kernel says to set_static
         self.down: set[str] = set()  # interfaces without carrier
+        self.fallbacks: dict[str, str | None] = {}  # start_dhcp's fallback per interface
 
     def ports(self) -> list[Port]:
         return assign_ports(self.nics)
@@ -29,7 +30,8 @@ class FakeNics:
     def pci_nics(self) -> list[PciNic]:
         return self.nics
 
-    def start_dhcp(self, ifname: str) -> dict[str, str] | None:
+    def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None:
+        self.fallbacks[ifname] = fallback
         return self.lease.get(ifname)
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None:
@@ -113,6 +115,41 @@ def test_dhcp_on_eth1_and_lease_loss_is_shown() -> None:
         AddressChanged("ETH1", None),
         AddressChanged("ETH1", "10.0.2.16/24 (dhcp)"),
     ]
+
+
+def test_eth0_falls_back_to_192_168_0_1_and_a_later_lease_wins() -> None:
+    """The real box's defaults: no DHCP server → 192.168.0.1/24 (the hook script's file says
+    fallback=yes), said on the console with the timeout; a lease found later replaces it."""
+    plat, box = FakeNics(), FakeBox(Config.factory())
+    plat.lease["eth0"] = {"ip": "192.168.0.1", "mask": "24", "fallback": "yes"}
+    network = net.Network(plat)
+    network.configure(box, watch=False)
+    assert plat.fallbacks == {"eth0": "192.168.0.1/24"}
+    assert box.lines[-2:] == [
+        "ETH0 no DHCP server answered in 8 s: fallback to 192.168.0.1/24, still asking for a lease",
+        "ETH0 IP address 192.168.0.1/24 (fallback)",
+    ]
+    shown = len(box.lines)
+    network.poll_once(box, network.dhcp_ports())  # the next rounds keep it: said once
+    assert len(box.lines) == shown
+    plat.lease["eth0"] = {"ip": "10.0.2.15", "mask": "24", "router": "10.0.2.2"}
+    network.poll_once(box, network.dhcp_ports())
+    assert box.lines[shown:] == ["ETH0 IP address 10.0.2.15/24 (dhcp)"]
+    assert box.addresses["ETH0"] == "10.0.2.15/24 (dhcp)"
+
+
+def test_only_eth0_falls_back() -> None:
+    plat, box = FakeNics(), FakeBox(config((("DHCP0", ""), {"interface": "ETH1"})))
+    net.Network(plat).configure(box, watch=False)
+    assert plat.fallbacks == {"eth1": None}
+    assert box.lines[-1] == "ETH1 waiting for a DHCP server …"
+
+
+def test_factory_settings_give_eth1_192_168_1_1() -> None:
+    plat, box = FakeNics(), FakeBox(Config.factory_settings())
+    net.Network(plat).configure(box, watch=False)
+    assert plat.static == [("eth1", "192.168.1.1", 24, None)]
+    assert "ETH1 IP address 192.168.1.1/24 (static)" in box.lines
 
 
 def test_the_watcher_thread_ends_when_the_box_goes_down_and_stop_joins_it() -> None:

@@ -61,6 +61,9 @@ def restart(box: Box) -> Box:
     return new
 
 
+# a box with no saved config runs the factory settings: ETH1 static, as the real box
+FACTORY = "config change IP0 ETH1 /addr 192.168.1.1 /mask 255.255.255.0"
+
 SEED = [
     "config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0",
     "config change IP0 RT0 /gateway 192.168.0.1",
@@ -73,13 +76,14 @@ def test_seed_sequence_then_reset_keeps_what_was_written() -> None:
     sh = Shell(box)
     for line in SEED:
         assert sh.execute(line) == ""
-    assert sh.execute("config write") == "config written to flash (3 objects)"
+    assert sh.execute("config write") == "config written to flash (4 objects)"
     assert box.flash.vars.commits == 1  # one atomic commit
-    assert sorted(box.flash.vars.keys()) == ["CFG:DHCP0", "CFG:IP0.ETH0", "CFG:IP0.RT0"]
+    keys = ["CFG:DHCP0", "CFG:IP0.ETH0", "CFG:IP0.ETH1", "CFG:IP0.RT0"]
+    assert sorted(box.flash.vars.keys()) == keys
     assert sh.execute("reset").startswith("reset: restarting with the saved configuration")
     assert box.restart_request == "reset"
     after = restart(box)
-    assert Shell(after).execute("config show").splitlines() == SEED
+    assert Shell(after).execute("config show").splitlines() == [*SEED[:1], FACTORY, *SEED[1:]]
 
 
 def test_unwritten_changes_are_lost_written_ones_stay() -> None:
@@ -90,7 +94,7 @@ def test_unwritten_changes_are_lost_written_ones_stay() -> None:
     sh.execute("config change SYS0 /name lost")
     sh.execute("config rem DHCP0")
     assert "(2 unwritten changes discarded)" in sh.execute("reset")
-    assert Shell(restart(box)).execute("config show") == "config change DHCP0 /mode off"
+    assert Shell(restart(box)).execute("config show") == f"{FACTORY}\nconfig change DHCP0 /mode off"
 
 
 def test_config_write_deletes_keys_of_removed_objects() -> None:
@@ -100,7 +104,7 @@ def test_config_write_deletes_keys_of_removed_objects() -> None:
     sh.execute("config write")
     sh.execute("config rem IP0 RT0")
     sh.execute("config write")
-    assert box.flash.vars.keys() == []
+    assert box.flash.vars.keys() == ["CFG:IP0.ETH1"]  # the factory settings' object stays
 
 
 def test_write_failure_keeps_the_saved_config() -> None:
@@ -116,7 +120,7 @@ def test_write_failure_keeps_the_saved_config() -> None:
     sh.execute("config change DHCP0 /mode client")
     out = sh.execute("config write")
     assert out == "error: config write failed, saved config unchanged: flash full"
-    assert box.saved.lines() == ["config change DHCP0 /mode off"]
+    assert box.saved.lines() == [FACTORY, "config change DHCP0 /mode off"]
 
 
 def test_write_without_flash_says_what_to_do() -> None:
@@ -127,9 +131,9 @@ def test_write_without_flash_says_what_to_do() -> None:
 def test_show_changed_active_saved() -> None:
     sh = Shell(make_box())
     sh.execute("config change SYS0 /name a1")
-    assert sh.execute("config show") == "config change SYS0 /name a1"
-    assert sh.execute("config show active") == ""
-    assert sh.execute("config show saved") == ""
+    assert sh.execute("config show") == f"{FACTORY}\nconfig change SYS0 /name a1"
+    assert sh.execute("config show active") == FACTORY
+    assert sh.execute("config show saved") == FACTORY
     assert sh.execute("config activate") == "activated: SYS0 /name"
     assert sh.prompt == "a1> "
     assert sh.execute("config activate") == "nothing to activate"
@@ -273,7 +277,7 @@ def test_backup_factory_reset_restore() -> None:
     shown = sh.execute("config show")
     backup = sh.execute("mod cmd CFG0 backup") + "\n"
     assert sh.execute("mod cmd CFG0 factory-reset yes").startswith("saved configuration erased")
-    assert Shell(restart(box)).execute("config show") == ""
+    assert Shell(restart(box)).execute("config show") == FACTORY  # nothing saved
     box.restore_text(backup)
     assert Shell(restart(box)).execute("config show") == shown
 
@@ -290,7 +294,7 @@ def test_restore_of_a_bad_file_changes_nothing() -> None:
     with pytest.raises(RestoreError, match="^line 3: not a config line"):
         box.restore_text(bad)
     assert box.flash.vars.commits == commits
-    assert Shell(restart(box)).execute("config show") == "config change DHCP0 /mode off"
+    assert Shell(restart(box)).execute("config show") == f"{FACTORY}\nconfig change DHCP0 /mode off"
 
 
 RESTORE_WITH_ITEMS = (

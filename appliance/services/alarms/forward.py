@@ -7,7 +7,9 @@ Methods (services-logging.wiki, as for the log server):
     syslog     a UDP datagram to /addr and /addr2 (one or two SYSLOG servers), the entry's
                XML as the message, facility local0..7 from /class, PRI by severity (PRI_OF)
 A receiver asking for a login (ALARM0 /auth on the other box) gets HTTP Digest from
-ALARM0 /user /pwd; /pwd is kept hashed, H(user:IPVA:pwd), which is what a box's Digest needs.
+ALARM0 /user /pwd; /pwd is kept hashed, H(user:realm:pwd), which is what a box's Digest
+needs: typed, for the realm IPVA (a receiver with the factory password or an older value);
+a receiver whose password has its own salt (realm IPVA-<salt>) needs its ADMIN0 /pwd value.
 
 `Forwarder` is the bounded queue and the thread that owns the sending (start() in the
 constructor's owner, stop() joins it): `put()` never blocks — a full queue drops the entry
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from appliance.config.types import DIGEST_REALM
+from appliance.config.types import digest_verifier
 from appliance.services.alarms.codes import Severity
 from appliance.services.alarms.entry import Entry
 from appliance.services.alarms.worker import QueueWorker
@@ -103,21 +105,24 @@ def _challenge(values: list[str]) -> dict[str, str] | None:
 
 def digest_authorization(stored: str, method: str, uri: str, challenge: dict[str, str]) -> str:
     """The Authorization of a request answering `challenge`, from ALARM0 /pwd as stored
-    (`digest$user$md5$sha256`: H(user:IPVA:pwd) of each algorithm)."""
-    parts = stored.split("$")
-    if parts[0] != "digest" or len(parts) != 4:
+    (`digest$user[$salt]$md5$sha256`: H(user:realm:pwd) of each algorithm)."""
+    v = digest_verifier(stored)
+    if v is None:
         raise Refused("ALARM0 /pwd is not set as a password: give it again")
-    if challenge.get("realm") != DIGEST_REALM:
-        raise Refused(f"the receiver's realm is {challenge.get('realm')!r}, not a box's")
-    user, algorithm = parts[1], challenge.get("algorithm", "MD5").upper()
+    if challenge.get("realm") != v.realm:
+        raise Refused(
+            f"the receiver's realm is {challenge.get('realm')!r}, ALARM0 /pwd is for "
+            f"{v.realm!r}: give ALARM0 /pwd the receiver's ADMIN0 /pwd value (config show there)"
+        )
+    user, algorithm = v.user, challenge.get("algorithm", "MD5").upper()
     h = hashlib.sha256 if algorithm == "SHA-256" else hashlib.md5
-    ha1 = parts[3] if algorithm == "SHA-256" else parts[2]
+    ha1 = v.sha256 if algorithm == "SHA-256" else v.md5
     ha2 = h(f"{method}:{uri}".encode()).hexdigest()
     cnonce = os.urandom(8).hex()
     nonce = challenge["nonce"]
     response = h(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}".encode()).hexdigest()
     return (
-        f'Digest username="{user}", realm="{DIGEST_REALM}", nonce="{nonce}", uri="{uri}", '
+        f'Digest username="{user}", realm="{v.realm}", nonce="{nonce}", uri="{uri}", '
         f'algorithm={algorithm}, qop=auth, nc=00000001, cnonce="{cnonce}", '
         f'response="{response}", opaque="{challenge.get("opaque", "")}"'
     )

@@ -278,7 +278,17 @@ class AlarmService(BaseService):
 
     # -- entries --------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
-        for r in entries_of(event):
+        raised = entries_of(event)
+        box = self.box
+        if raised and box is not None and not box.owner.in_owner():
+            # an event from another thread (a trace line of the update's worker, a log
+            # target's sender): its entries are made on the box's owner, in order
+            box.owner.post(lambda: self._raise_all(raised))
+        else:
+            self._raise_all(raised)
+
+    def _raise_all(self, raised: list[Raise]) -> None:
+        for r in raised:
             self.raise_(r.code, r.src, r.text, cleared=r.cleared, subject=r.subject)
 
     def raise_(

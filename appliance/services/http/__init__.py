@@ -298,7 +298,16 @@ class HttpService(BaseService):
         return self.listeners.urls(host) if self.listeners is not None else {}
 
     def commands(self) -> list[Command]:
-        return [Command("HTTP0", "info", "listeners, certificate, logins refused", self.info)]
+        return [
+            Command("HTTP0", "info", "listeners, certificate, logins refused", self.info),
+            Command("HTTP0", "unlock", "lift every lockout of failed logins", self.unlock),
+        ]
+
+    def unlock(self, box: Box, args: list[str]) -> str:
+        """`mod cmd HTTP0 unlock`: the admin's way back from a lockout (auth.Lockout)."""
+        app = self.listeners.app if self.listeners is not None else None
+        n = app.lockout.clear() if app is not None else 0
+        return f"HTTP0: {n} lockout{'s' if n != 1 else ''} lifted"
 
     def info(self, box: Box, args: list[str]) -> str:
         """`mod cmd HTTP0 info`: what the web admin listens on, its certificate, refusals."""

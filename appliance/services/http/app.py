@@ -16,9 +16,9 @@ URLs (as on the box, see shared/reference/box-network-admin.md):
     /ALARM0/events.xml        the alarms and events as XML (mod cmd ALARM0 xml)
     /general/info …           the admin pages (PAGES), server-rendered HTML
 Everything but General/Info, box_info.xml and the style sheet needs the admin login (see
-auth.py). Requests that change something are refused when a browser says they come from
-another site (Sec-Fetch-Site / Origin), so a foreign page cannot drive the box through
-the browser's stored login.
+auth.py). Every request must name the box in its Host header, and a request that changes
+something needs a proof that no foreign page sent it through the browser's stored login
+(csrf.py). Answers are never cached (no-store) nor sniffed (nosniff).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from appliance.config import ConfigError, GrammarError, quote
-from appliance.config.types import FACTORY_PASSWORD, check_password
+from appliance.config.types import FACTORY_PASSWORD, check_password, password_realm
 from appliance.events import acting
 from appliance.owner import BoxRestarting
 from appliance.services.alarms.codes import Severity
@@ -44,7 +44,7 @@ from appliance.services.alarms.entry import EntryError
 from appliance.services.alarms.forward import STANDARD_PATH as ALARM_PATH
 from appliance.services.alarms.receiver import MAX_BODY as INCOMING_MAX
 from appliance.services.alarms.receiver import LogLineError
-from appliance.services.http import auth, drive, firmware
+from appliance.services.http import auth, csrf, drive, firmware
 from appliance.services.http.host import AdminBox, BoxStatus, FirmwareRefused, RestoreRefused
 from appliance.services.http.ipform import ip_changes, ip_values
 from appliance.services.http.logins import Logins
@@ -81,6 +81,34 @@ _PAGE = {p.path: p for p in PAGES}
 
 
 _WORD = re.compile(r"[A-Za-z0-9_./-]{1,64}")
+
+
+class _Capped:
+    """A chunked body's stream (its length unknown beforehand): more than `limit` bytes is a
+    413 as a Content-Length over it is, found while reading, never after."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self._stream = stream
+        self._left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        return self._take(self._stream.read, size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._take(self._stream.readline, size)
+
+    def _take(self, read: Callable[[int], bytes], size: int | None) -> bytes:
+        want = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+        try:
+            data = bytes(read(want))
+        except OSError as e:  # cheroot's own cap on a chunk's size line (an IOError)
+            if "Too Large" in str(e):
+                raise RequestEntityTooLarge() from e
+            raise
+        self._left -= len(data)
+        if self._left < 0:
+            raise RequestEntityTooLarge()
+        return data
 
 
 def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -127,17 +155,6 @@ def box_info_xml(status: BoxStatus) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-def _cross_site(request: Request) -> bool:
-    """A browser request started by another site's page (CSRF), by the browser's word."""
-    if request.headers.get("Sec-Fetch-Site", "") == "cross-site":
-        return True
-    origin = request.headers.get("Origin")
-    if origin and origin != "null":
-        host = request.host
-        return origin.split("://", 1)[-1] != host
-    return False
-
-
 class AdminApp:
     """The WSGI callable. One per server pair; `https` is told per request by the server."""
 
@@ -151,6 +168,10 @@ class AdminApp:
         self.box = box
         self.nonces = nonces or auth.Nonces()
         self.lockout = lockout or auth.Lockout(box.trace)
+        self.sessions = csrf.Sessions()
+        # Administration/Admin's current-password check: counted apart, since the Digest
+        # login of the same browser succeeds on every request (and would clear the count)
+        self.password_checks = auth.Lockout(box.trace, spread=False)
         self.logins = Logins(box.emit)  # logins and failed logins, for the log
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
@@ -184,10 +205,19 @@ class AdminApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         limit = BODY_LIMITS.get(request.path.rstrip("/"), MAX_BODY)
+        if environ.get("wsgi.input_terminated") and request.content_length is None:
+            environ["wsgi.input"] = _Capped(environ["wsgi.input"], limit)  # chunked
         request.max_content_length = limit
         request.max_form_memory_size = MAX_BODY
         request.max_form_parts = MAX_FORM_PARTS
         try:
+            if "HTTP_HOST" in environ and not csrf.host_ok(request.host, self.box_name()):
+                response = _text(
+                    f"error: this box does not answer to the name {request.host[:80]!r} "
+                    "(DNS rebinding?): use its address or its name (SYS0 /name)",
+                    421,
+                )
+                return self.finish(response)(environ, start_response)
             if (request.content_length or 0) > limit:  # before the login and the body
                 if limit != MAX_BODY:
                     self.box.trace(
@@ -212,7 +242,19 @@ class AdminApp:
             )
         except HTTPException as e:
             response = _text(f"error: {e.description or e.name}", e.code or 400)
-        return response(environ, start_response)
+        return self.finish(response)(environ, start_response)
+
+    @staticmethod
+    def finish(response: Response) -> Response:
+        """Headers every answer has: nothing of the box in a cache, no type sniffed."""
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    def box_name(self) -> str:
+        """The name the box answers to besides its addresses (as its prompt: SYS0 /name),
+        read without a job on the box's owner (every request asks)."""
+        return self.box.public_status().name
 
     def dispatch(self, request: Request) -> Response:
         path = request.path
@@ -274,14 +316,20 @@ class AdminApp:
                 "login.html", request, None, status=401, reason=reason, https=https,
                 box_status=self.box.public_status(),  # no job on the box's owner for a 401
             )  # fmt: skip
-            for value in auth.challenges(self.nonces, https, verdict.stale if verdict else False):
+            realm = password_realm(account.stored)
+            stale = bool(verdict and verdict.stale)
+            for value in auth.challenges(self.nonces, https, realm, stale):
                 response.headers.add("WWW-Authenticate", value)
             return response
         self.lockout.succeeded(client)
         self.logins.succeeded(verdict.user, client)
-        if request.method not in ("GET", "HEAD") or request.path.startswith("/!"):
-            if _cross_site(request):
-                return _text("error: refused, the request came from another site's page", 403)
+        why = csrf.refusal(request, self.sessions)
+        if why is not None:
+            self.box.trace(
+                f"HTTP0: {request.method} {request.path[:60]} from {client} refused: "
+                + why.removeprefix("error: refused").lstrip(":, ")[:80]
+            )
+            return _text(why, 403)
         with acting(f"HTTP {verdict.user}@{client}"):  # who changed what, for the log
             return handler(request, verdict.user)
 
@@ -298,11 +346,18 @@ class AdminApp:
     def mod_cmd(self, request: Request, user: str) -> Response:
         """`/<MODULE>/mod_cmd.xml?cmd=<cmd>&<k>=<v>…`, as monitoring and the real box's
         pages call module commands: runs `mod cmd <MODULE> <cmd> /<k> <v> …` (the module's
-        path as it stands, e.g. LOG0/CNT)."""
+        path as it stands, e.g. LOG0/CNT), for the commands that only show something."""
         module = request.path.removeprefix("/").removesuffix("/mod_cmd.xml")
         cmd = request.args.get("cmd", "")
         if not _WORD.fullmatch(module) or not _WORD.fullmatch(cmd):
             return _text("error: give the module in the path and ?cmd=<command>", 400)
+        if cmd.lower() not in csrf.READ_ONLY_MOD_CMDS:  # a GET here only reads (csrf.py)
+            return _text(
+                f"error: {cmd[:24]!r}: this URL runs only commands that show something "
+                f"({', '.join(sorted(csrf.READ_ONLY_MOD_CMDS))}); send others as "
+                f"/!mod cmd {module} {cmd[:24]} …",
+                403,
+            )
         words = [f"mod cmd {module} {cmd}"]
         for key, value in request.args.items(multi=True):
             if key != "cmd":
@@ -452,15 +507,20 @@ class AdminApp:
         **context: Any,
     ) -> Response:
         page = _PAGE.get(page_path or request.path.rstrip("/"))
+        session = self.sessions.session(request) if user is not None else None
+        fresh = user is not None and session is None
+        if fresh:
+            session = self.sessions.new_session()
         html = self.templates.get_template(template).render(
             pages=PAGES,
             page=page,
             user=user,
             status=box_status or self.box.status(),
             factory_password=FACTORY_PASSWORD,
+            csrf=f"{csrf.TOKEN_ARG}={self.sessions.token(session)}" if session else "",
             **context,
         )
-        return Response(
+        response = Response(
             html,
             status,
             content_type="text/html; charset=utf-8",
@@ -470,6 +530,13 @@ class AdminApp:
                 "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
             },
         )
+        if fresh and session is not None:  # the browser's session: its forms' token
+            https = request.scheme == "https"
+            response.set_cookie(
+                self.sessions.cookie_name(https), session, path="/", secure=https,
+                httponly=True, samesite="Strict",
+            )  # fmt: skip
+        return response
 
     def page(self, request: Request, user: str | None) -> Response:
         path = request.path.rstrip("/")
@@ -563,8 +630,16 @@ class AdminApp:
             f = request.form
             account = self.box.account()
             old, new, again = f.get("old", ""), f.get("new", ""), f.get("again", "")
-            if not check_password(account.stored, old, account.user):
+            client = request.remote_addr or "?"
+            wait = self.password_checks.refused_for(client)
+            if wait > 0:
+                errors.append(f"too many wrong current passwords: try again in {wait:.0f} s")
+            elif not check_password(account.stored, old, account.user):
                 errors.append("the current password is wrong")
+                # a guess at the password like a failed login: counted, locked out, logged
+                reason = "wrong current password on Administration/Admin"
+                refused = self.password_checks.failed(client, account.user, reason)
+                self.logins.failed(account.user, client, reason, refused)
             elif new != again:
                 errors.append("the new password and its repetition differ")
             elif new == FACTORY_PASSWORD:
@@ -581,6 +656,7 @@ class AdminApp:
                         errors.append(answer)
                     else:
                         done = True
+                        self.password_checks.succeeded(client)
                         self.box.trace(f"HTTP0: admin password changed by {user}")
         return self.render(
             "admin.html", request, user, status=400 if errors else 200, errors=errors, done=done

@@ -57,6 +57,9 @@ def _text(body: str, status: int) -> Response:
     return Response(body + "\n", status, content_type="text/plain; charset=utf-8")
 
 
+FILE_POLICY = "sandbox; default-src 'none'; img-src 'self'; style-src 'self' 'unsafe-inline'"
+
+
 class CfDrive:
     """Serves the card `volume()` gives (None: not mounted) under PREFIX."""
 
@@ -94,7 +97,14 @@ class CfDrive:
         return Response(
             data,
             content_type=kind,
-            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+            headers={
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+                # a file may be HTML (anyone with the card can put one there): it shows, but
+                # in a sandbox of its own origin that runs no script, so it cannot act as
+                # the admin on the box's pages
+                "Content-Security-Policy": FILE_POLICY,
+            },
         )
 
     def _listing(self, request: Request, volume: CfVolume, path: str) -> Response:

@@ -50,8 +50,10 @@ changes that only a reset applies (box_info.xml's reset-required).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -153,6 +155,7 @@ class UpdateService(BaseService):
         self._stop = threading.Event()
         self._poll_now = threading.Event()
         self._poll_forced = False  # mod cmd UP1 poll: the next poll whatever the hours
+        self._fetches: list[Fetch] = []  # the fetches under way: stop() aborts them
         self._poller: threading.Thread | None = None
         self._worker: threading.Thread | None = None
         self._resetter: threading.Thread | None = None  # an ireset/iresetn waiting for idle
@@ -224,6 +227,8 @@ class UpdateService(BaseService):
     def stop(self) -> None:
         self._stop.set()
         self._poll_now.set()
+        for fetch in list(self._fetches):  # a server holding a body back: wake the reader
+            fetch.abort()
         # an image still arriving is abandoned (the guard in _install); one being written
         # is finished first: the record flips only after a complete slot either way
         with self._writing:
@@ -329,7 +334,7 @@ class UpdateService(BaseService):
     def _prot(self, box: Box, url: str, final: Final, serial: str | None) -> None:
         """The worker: download and install, store the serial, then the final."""
         try:
-            with fetch(url) as chunks:
+            with self._fetching(url) as chunks:
                 self._install(self.installer(), chunks, url)
             if serial is not None:
                 self._set(box, VAR_PROT, serial)
@@ -510,7 +515,7 @@ class UpdateService(BaseService):
     def _poll(self, box: Box, base: str) -> None:
         url = script_url(base, self._identity(box), self._state(box))
         try:
-            text = fetch_text(url, SCRIPT_MAX)
+            text = fetch_text(self._fetching(url), SCRIPT_MAX)
         except (OSError, ValueError) as e:  # urllib's URLError is an OSError
             self.last_poll = f"{self.clock():%Y-%m-%d %H:%M} {url}: {describe_fetch_error(e)}"
             box.trace(f"UP1: {url}: {describe_fetch_error(e)}", Tag.UPDATE)
@@ -552,6 +557,14 @@ class UpdateService(BaseService):
         return (parse_hours(hours) if hours else None), int(initial or 0)
 
     # --- the worker -------------------------------------------------------------------------
+    def _fetching(self, url: str) -> Fetch:
+        """A fetch stop() can abort (the worker's download, the poller's script)."""
+        fetch = Fetch(url)
+        self._fetches = [f for f in self._fetches if not f.done] + [fetch]
+        if self._stop.is_set():
+            fetch.abort()
+        return fetch
+
     def _wait_worker(self) -> None:
         """Until the install under way (if any) is done, or the box goes down."""
         w = self._worker
@@ -763,27 +776,40 @@ class UpdateService(BaseService):
 # UP0/UP1 fetches only.
 
 
-class _Fetch:
-    """`with fetch(url) as chunks:` — the body in chunks, the connection closed after."""
+class Fetch:
+    """`with Fetch(url) as chunks:` — the body in chunks, the connection closed after.
+    `abort()`, from another thread (the box's stop), wakes a read blocked on a server that
+    holds the body back: the reading thread then gets an OSError and ends."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._resp: IO[bytes] | None = None
+        self._aborted = False
+        self.done = False
 
     def __enter__(self) -> Iterator[bytes]:
         import urllib.request
 
         resp: IO[bytes] = urllib.request.urlopen(self.url, timeout=FETCH_TIMEOUT_S)
         self._resp = resp
+        if self._aborted:
+            self.abort()
         return iter(lambda: resp.read(1 << 16), b"")
 
     def __exit__(self, *exc: object) -> None:
+        self.done = True
         if self._resp is not None:
             self._resp.close()
 
-
-def fetch(url: str) -> _Fetch:
-    return _Fetch(url)
+    def abort(self) -> None:
+        self._aborted = True
+        # http.client keeps the connection's socket behind its buffered reader (SocketIO
+        # ._sock, there since Python 3.0); shutting it down ends a blocked recv at once
+        raw = getattr(getattr(self._resp, "fp", None), "raw", None)
+        sock = getattr(raw, "_sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def put(url: str, body: bytes) -> None:
@@ -796,13 +822,13 @@ def put(url: str, body: bytes) -> None:
         resp.read(1 << 16)
 
 
-def fetch_text(url: str, limit: int) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as resp:
-        data = resp.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"the script is longer than {limit} bytes")
+def fetch_text(fetch: Fetch, limit: int) -> str:
+    with fetch as chunks:
+        data = b""
+        for chunk in chunks:
+            data += chunk
+            if len(data) > limit:
+                raise ValueError(f"the script is longer than {limit} bytes")
     return data.decode("utf-8", "replace")
 
 
@@ -818,4 +844,4 @@ def describe_fetch_error(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-__all__ = ["IDLE_S", "SlotStatus", "UpdateService", "fetch", "fetch_text"]
+__all__ = ["IDLE_S", "Fetch", "SlotStatus", "UpdateService", "fetch_text"]
