@@ -55,7 +55,9 @@ from appliance.config import (
     make_backup,
     parse_backup,
 )
+from appliance.config.store import Backup
 from appliance.config.types import FACTORY_PASSWORD, check_password
+from appliance.config.varlines import create_line, under
 from appliance.errors import BoxError, PartialRestoreError
 from appliance.events import (
     AddressChanged,
@@ -201,12 +203,20 @@ class Box:
             )
         return self.flash.vars
 
-    def _store(self, config: Config, how: str, drop: tuple[str, ...] = ()) -> None:
-        """`config` becomes the saved config; VARS keys starting with `drop` go with it."""
+    def _store(
+        self,
+        config: Config,
+        how: str,
+        drop: tuple[str, ...] = (),
+        variables: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """`config` becomes the saved config; VARS keys starting with `drop` go with it,
+        `variables` (a backup's `vars create` lines) are set in the same commit."""
         self.owner.check(f"config {how}")
         vars = self._vars()
         changes = commit_changes(list(vars.keys()), config)
         changes |= {k: None for k in vars.keys() if drop and k.startswith(drop)}
+        changes |= dict(variables or {})
         try:
             vars.commit(changes)  # one atomic commit
         except (FlashError, OSError) as e:  # the old saved config is still intact
@@ -230,11 +240,16 @@ class Box:
 
     def backup_text(self) -> str:
         """The saved config as the box's backup file (what a download gives), followed by
-        the FLASHDIR items as `mod cmd FLASHDIR0 add-item` lines."""
-        items = self.flash.flashdir.backup_lines() if self.flash is not None else []
-        return make_backup(self.saved, self.backup_header(), items)
+        the variables as `vars create` lines and the FLASHDIR items as
+        `mod cmd FLASHDIR0 add-item` lines."""
+        lines: list[str] = []
+        if self.flash is not None:
+            store = self.flash.vars
+            lines = [create_line(k, store.get(k) or b"") for k in under(store.keys(), "")]
+            lines += self.flash.flashdir.backup_lines()
+        return make_backup(self.saved, self.backup_header(), lines)
 
-    def restore_text(self, text: str) -> Config:
+    def restore_text(self, text: str) -> Backup:
         """Check a whole backup file, then store it as the saved config in one commit.
 
         Everything that can be checked is checked before anything is written: a bad line
@@ -257,14 +272,15 @@ class Box:
                 backup.extra_at, (x.split(" ", 5) for x in backup.extra), strict=True
             )
         ]
-        self._store(backup.config, "restore")  # BoxError: saved config unchanged
+        # BoxError: saved config (and variables) unchanged
+        self._store(backup.config, "restore", variables=backup.variables)
         for at, item_id, attrs in items:
             try:
                 assert self.flash is not None  # checked above: items need the flash
                 self.flash.flashdir.put(item_id, attrs)
             except (FlashError, OSError) as e:  # flash full …: say what is stored
                 raise PartialRestoreError(at, e) from e
-        return backup.config
+        return backup
 
     def load_saved(self) -> None:
         """Read the saved config from VARS (boot); damaged entries are traced and skipped."""

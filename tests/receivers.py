@@ -26,6 +26,22 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def http_serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A threading http.server for the test's peer on 127.0.0.1 (a free port, yielded);
+    stopped and joined on exit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 def wait_for(predicate, timeout: float = WAIT_S, what: str = "a condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -172,15 +188,9 @@ def http_receiver() -> Iterator[HttpReceiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_serving(Handler) as port:
+        receiver.port = port
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -209,7 +219,7 @@ def firmware_server(host: str = "127.0.0.1") -> Iterator[FirmwareServer]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             srv.hits.append(self.path)
-            body = srv.files.get(self.path)
+            body = srv.files.get(self.path.split("?")[0])  # a static file: the query ignored
             if body is None:
                 self.send_error(404)
                 return
@@ -233,14 +243,9 @@ def firmware_server(host: str = "127.0.0.1") -> Iterator[FirmwareServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    srv.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.release.set()
-        server.shutdown()
-        server.server_close()
+    with http_serving(Handler) as port:
+        srv.port = port
+        try:
+            yield srv
+        finally:
+            srv.release.set()  # a held download ends before the server stops

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from appliance.config import modules as _builtin_modules  # noqa: F401  (declares the modules)
 from appliance.config.grammar import GrammarError, Op, pair_args, quote, show_token
@@ -86,7 +87,19 @@ class Config:
 
 
 def _fmt(arg: Arg, value: Any) -> str:
-    return quote(arg.type.format(value))
+    return quote(quote_value(arg.type.format(value)))
+
+
+def unquote_value(text: str) -> str:
+    """A typed value as the box reads it: URL-decoded (`%3A` → `:`, `%20` → blank), so
+    that update servers can send any value as one word (`config add UP1 /url http%3A%2F…`)."""
+    return unquote(text, errors="surrogateescape") if "%" in text else text
+
+
+def quote_value(text: str) -> str:
+    """The inverse of unquote_value for what `config show` and backups write: only `%`
+    needs it (as `%25`), everything else reads back as it is."""
+    return text.replace("%", "%25")
 
 
 def _object_keys(module: Module, config: Config) -> Iterator[tuple[ObjKey, tuple[Arg, ...]]]:
@@ -140,11 +153,6 @@ def _resolve(op: Op, config: Config) -> tuple[Module, Sub | None, ObjKey]:
                 f"({_describe_subs(module)}), e.g. config {op.verb} {module.name} "
                 f"{module.subs[0].names()[0].split('.')[0]} /…"
             )
-        if op.verb == "add":
-            raise ConfigError(
-                f"config add creates a numbered object; {module.name} has none to add "
-                f"(use config change {module.name} /…)"
-            )
         return module, None, (module.name, "")
     found = module.find_sub(op.sub)
     if found is None:
@@ -169,10 +177,6 @@ def _resolve(op: Op, config: Config) -> tuple[Module, Sub | None, ObjKey]:
     if index not in valid:
         raise ConfigError(
             f"{module.name} has no object {show_token(op.sub)}: it has {', '.join(sub.names())}"
-        )
-    if op.verb == "add" and sub.fixed:
-        raise ConfigError(
-            f"{module.name} {sub.prefix}{index} always exists: use config change to set it"
         )
     return module, sub, (module.name, f"{sub.prefix}{index}")
 
@@ -221,14 +225,12 @@ def apply_op(config: Config, op: Op) -> tuple[Config, str]:
                 continue
             raise ConfigError(f"{label} /{decl.name} needs a value: {decl.type.describe()}")
         try:
-            parsed[decl.name] = decl.type.parse(aw.value)
+            parsed[decl.name] = decl.type.parse(unquote_value(aw.value))
         except BadValueError as e:
             raise ConfigError(f"{label} /{decl.name}: {e}") from None
 
     exists = key in config.objects
     dynamic = sub is not None and sub.dynamic
-    if op.verb == "add" and exists:
-        raise ConfigError(f"{label} exists: use config change {label} /… to change it")
     if op.verb == "rem":
         if dynamic and not exists:
             raise ConfigError(f"{label} does not exist (config show lists what does)")
@@ -241,7 +243,10 @@ def apply_op(config: Config, op: Op) -> tuple[Config, str]:
                 f"nothing to change: config {op.verb} {label} /<arg> <value> "
                 f"(arguments: {_arg_list(decls)})"
             )
-        values = {**config.objects.get(key, {}), **parsed}
+        # change sets the whole line (what it does not name returns to its default); add
+        # adds or replaces the named options and keeps the rest, as the real firmware does
+        kept = config.objects.get(key, {}) if op.verb == "add" else {}
+        values = {**kept, **parsed}
         given = {a.name: values.get(a.name, a.default) for a in decls}
         for name in parsed:  # values that depend on their neighbours (a password's user)
             values[name] = by_name[name].type.complete(values[name], given)
@@ -265,7 +270,8 @@ def apply_op(config: Config, op: Op) -> tuple[Config, str]:
         raise ConfigError(f"{label}: {problem}")
     if not values and not dynamic:
         return config.with_object(key, None), ""
-    return config.with_object(key, values), (f"added {label}" if op.verb == "add" else "")
+    added = op.verb == "add" and dynamic and not exists
+    return config.with_object(key, values), (f"added {label}" if added else "")
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,13 @@ declare(
                 "script URL; ending in / gets update-ipva.htm; #m = MAC, #h = hardware id",
             ),
             Arg("poll", Int(0, 10080), 60, "minutes between polls (0: once after each boot)"),
+            Arg("no-dhcp", Flag(), False, "the URL was set by an update server: keep it"),
+            Arg(
+                "provision",
+                Int(0, 10080),
+                0,
+                "being provisioned (set by mod cmd UP1 provision <min>; 0: not)",
+            ),
         ),
         order=85,
     )

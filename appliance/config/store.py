@@ -10,8 +10,16 @@ Backup file (download/upload, as on the box):
     vars check <digest> # <version> IPVA[<build>], Bootcode[<build>], HW[<hw>]
     config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0
     …
+    vars create UPDATE/CHECK p 42
+    mod cmd FLASHDIR0 add-item …
 <digest> is the first 32 hex digits of SHA-256 over the lines after the first (each ending
 in a newline). A hand-edited file may carry `-` as digest to skip the check.
+
+A real box's backup starts `vars check <hex> # <version text> <n>/<m> # <device> #` (an
+IP811's, say): its checksum is the firmware's own, not published, so it is not checked. Its
+lines for modules the IPVA lacks (`config change PBX0 …`, `mod cmd GW1 …`) are skipped and
+listed with their line numbers; everything else is checked as in our own backups, and a bad
+line still refuses the whole file.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from typing import Protocol
 
 from appliance.config.grammar import GrammarError, parse_op, split_words
 from appliance.config.model import Config, ConfigError, ObjKey, apply_op
+from appliance.config.schema import MODULES
+from appliance.config.varlines import VarsError, parse_create
 
 KEY_PREFIX = "CFG:"
 
@@ -87,6 +97,7 @@ class BackupHeader:
     build: int
     bootcode: int
     hw: str
+    device: str = ""  # a real box's backup: its device (IP811); "" for an IPVA's own
 
 
 class RestoreError(Exception):
@@ -104,11 +115,20 @@ class Backup:
     config: Config
     extra: list[str] = field(default_factory=list)  # `mod cmd FLASHDIR0 …` lines, in order
     extra_at: list[int] = field(default_factory=list)  # each one's 1-based line in the file
+    variables: dict[str, bytes] = field(default_factory=dict)  # `vars create` lines
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (line, module) not here
 
 
 _HEADER_RE = re.compile(
     r"^vars check (?P<digest>[0-9a-f]{32}|-) # (?P<version>\S+) "
     r"IPVA\[(?P<build>\d+)\], Bootcode\[(?P<bootcode>\d+)\], HW\[(?P<hw>[^\]]*)\]"
+)
+
+
+# a real box's first line: its checksum, firmware text, part n/m, device
+_FOREIGN_RE = re.compile(
+    r"^vars check (?P<digest>[0-9a-fA-F]+) # (?P<version>.*?) ?(?P<part>\d+/\d+)? "
+    r"# (?P<device>[^#\s]+) #\s*$"
 )
 
 
@@ -138,27 +158,29 @@ def parse_backup(text: str, check_extra: Callable[[str], str | None] | None = No
         lines.pop()
     if not lines:
         raise RestoreError(1, "empty file: a backup starts with a 'vars check …' line")
-    m = _HEADER_RE.match(lines[0])
-    if not m:
-        raise RestoreError(
-            1,
-            "not a backup file: the first line must be "
-            "'vars check <digest> # <version> IPVA[<build>], Bootcode[<build>], HW[…]'",
-        )
-    body = "".join(line + "\n" for line in lines[1:])
-    if m["digest"] != "-" and m["digest"] != _digest(body):
-        raise RestoreError(
-            1,
-            "digest does not match the file (changed after download?): download the backup "
-            "again, or put '-' as digest to restore an edited file",
-        )
-    header = BackupHeader(m["version"], int(m["build"]), int(m["bootcode"]), m["hw"])
+    header = _parse_header(lines)
     config = Config.factory()
     extra: list[str] = []
     extra_at: list[int] = []
+    variables: dict[str, bytes] = {}
+    skipped: list[tuple[int, str]] = []
     for n, line in enumerate(lines[1:], start=2):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
+            continue
+        words = stripped.split()
+        if words[0].lower() == "vars":
+            if len(words) < 2 or words[1].lower() != "create":
+                raise RestoreError(n, "a backup holds vars create lines only")
+            try:
+                var = parse_create(words[2:])
+            except VarsError as e:
+                raise RestoreError(n, str(e)) from None
+            variables[var.name] = var.value
+            continue
+        foreign = _foreign_module(words)
+        if foreign:
+            skipped.append((n, foreign))
             continue
         if stripped.lower().startswith("mod cmd "):
             problem = (
@@ -175,4 +197,42 @@ def parse_backup(text: str, check_extra: Callable[[str], str | None] | None = No
             config = parse_line(config, stripped)
         except (ConfigError, GrammarError) as e:
             raise RestoreError(n, str(e)) from None
-    return Backup(header, config, extra, extra_at)
+    return Backup(header, config, extra, extra_at, variables, skipped)
+
+
+def _parse_header(lines: list[str]) -> BackupHeader:
+    m = _HEADER_RE.match(lines[0])
+    if m:
+        body = "".join(line + "\n" for line in lines[1:])
+        if m["digest"] != "-" and m["digest"] != _digest(body):
+            raise RestoreError(
+                1,
+                "digest does not match the file (changed after download?): download the "
+                "backup again, or put '-' as digest to restore an edited file",
+            )
+        return BackupHeader(m["version"], int(m["build"]), int(m["bootcode"]), m["hw"])
+    f = _FOREIGN_RE.match(lines[0])
+    if f:
+        return BackupHeader(f["version"].strip(), 0, 0, "", device=f["device"])
+    raise RestoreError(
+        1,
+        "not a backup file: the first line must be "
+        "'vars check <digest> # <version> IPVA[<build>], Bootcode[<build>], HW[…]' "
+        "(or a real box's 'vars check <hex> # <version> 1/1 # <device> #')",
+    )
+
+
+# modules with `mod cmd` lines in a backup that the IPVA restores (the rest are another box's)
+_RESTORED_COMMANDS = ("FLASHDIR0",)
+
+
+def _foreign_module(words: list[str]) -> str | None:
+    """The module of a `config …`/`mod cmd …` line for a module the IPVA lacks, else None."""
+    low = [w.lower() for w in words[:3]]
+    if len(words) >= 3 and low[0] == "config" and low[1] in ("change", "add", "rem"):
+        module = words[2].upper()
+        return None if module in MODULES else module
+    if len(words) >= 3 and low[:2] == ["mod", "cmd"]:
+        module = words[2].upper()
+        return None if module in _RESTORED_COMMANDS else module
+    return None

@@ -20,6 +20,8 @@
                  the factory-password warning, in a thread of its own: the prompt does
                  not wait for it (services/http/__init__.py); activate rebinds;
                  mod cmd HTTP0
+    counters     start: the CPU and memory sampler (a thread it owns, one sample a
+                 minute, in memory); mod cmd LOG0/CNT xml-count (monitoring)
     update       start: a new firmware on trial confirms itself (the box is up now), the
                  UP1 poller; mod cmd UP0, UP1 (services/update/)
 
@@ -38,6 +40,7 @@ from appliance.service import ActingRunner, CommandRunner, Service
 from appliance.services.alarms.service import AlarmService
 from appliance.services.cf import CfService
 from appliance.services.config import ConfigService
+from appliance.services.counters import CountersService
 from appliance.services.dump import CrashDumpService
 from appliance.services.flash import FlashService, Mount, mount_real_flash
 from appliance.services.hardware import HardwareService
@@ -72,6 +75,7 @@ def boot_services(
         TimekeepingService(),
         NetworkService(),
         HttpService(runner, cf.volume),
+        CountersService(),
         UpdateService(ActingRunner(runner, UPDATE_SCRIPT) if runner is not None else None),
     ]
 

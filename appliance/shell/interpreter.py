@@ -1,7 +1,8 @@
 """The console interpreter: one line in, the text to print out. It never raises.
 
 Commands (a leading `!` is accepted, as on the box): `config change|add|rem|show|write|
-activate`, `reset`, `reboot`, `mod cmd <MODULE> <cmd> [args]`, `help`/`?`, `version`.
+activate`, `vars create|read|del`, `reset`, `reboot`, `mod cmd <MODULE> <cmd> [args]`,
+`help`/`?`, `version`.
 Every refusal is one line starting `error:` that names the offending word and says what to
 do next; a refused command changes nothing.
 """
@@ -24,7 +25,9 @@ from appliance.config import (
 )
 from appliance.config.grammar import show_token
 from appliance.config.types import Flag
+from appliance.config.varlines import VarsError, check_name, parse_create, read_line, under
 from appliance.flash.limits import FlashError
+from appliance.services.update.script import Final
 from appliance.services.update.service import UpdateService
 
 CONFIG_SEMANTICS = """\
@@ -37,16 +40,31 @@ reset starts the box again with the saved configuration: changes not written are
 
 HELP = f"""\
 config change <MODULE> [<SUB>] /<arg> [<value>] ...
-                          change arguments: config change IP0 ETH0 /addr 192.168.0.10
-config add <MODULE> <SUB> /<arg> <value> ...
-                          add a numbered object: config add IP0 RT /gateway 192.168.0.1
+                          set the whole line: what it does not name returns to its
+                          default (config change IP0 ETH0 /addr 10.0.0.2 /mask 255.0.0.0)
+config add <MODULE> [<SUB>] /<arg> [<value>] ...
+                          add or replace the named arguments, keep the rest
+                          (config add UP1 /poll 1); config add IP0 RT /… adds a new
+                          numbered object with the next free number
 config rem <MODULE> [<SUB>] [/<arg> ...]
-                          arguments back to default, or remove a numbered object
+                          the named arguments back to default; without any: remove a
+                          numbered object, or the whole line back to defaults
+Values are URL-decoded (%2F is /, %20 a blank); config show writes a % as %25.
 config show [changed|active|saved]
                           the configuration as config change lines (non-defaults only)
 config activate           apply the changes that work without a reset
+vars create <NAME> <flags> <value>
+                          store a variable (flags p; pb: the value in hex), e.g.
+                          vars create UPDATE/CHECK p 42
+vars read [<NAME>]        print NAME and the variables under NAME/ (all without NAME)
+vars del <NAME>           remove NAME and the variables under NAME/
 config write              save the changed configuration to flash
 reset                     orderly restart with the saved configuration
+ireset                    reset once the box is idle (no console, web or script line
+                          for 30 s)
+resetn                    reset now if something asks for it (a new firmware waiting
+                          in the other slot, changes only a reset applies)
+iresetn                   reset once idle, if something asks for it (update servers send it)
 reboot                    forced watchdog trap: restarts as after a crash. Avoid it,
                           use reset
 mod cmd <MODULE> <cmd> [args]
@@ -74,8 +92,13 @@ class Shell:
         self._commands: dict[str, Handler] = {
             "config": self._config,
             "reset": self._reset,
+            # the update server's finals as lines of their own (`iresetn` after UP0 prot)
+            **{
+                f.value: self._final_handler(f) for f in (Final.IRESET, Final.RESETN, Final.IRESETN)
+            },  # fmt: skip
             "reboot": self._reboot,
             "mod": self._mod,
+            "vars": self._vars,
             "help": self._help,
             "?": self._help,
             "version": self._version,
@@ -168,6 +191,34 @@ class Shell:
             return error(f"config show takes changed, active or saved, not {show_token(bad)}")
         return "\n".join(configs[which].lines())
 
+    # vars -----------------------------------------------------------------------------
+    def _vars(self, box: Box, words: list[Word]) -> str:
+        verb = words[0].text.lower() if words else ""
+        args = [w.text for w in words[1:]]
+        if verb not in ("create", "read", "del"):
+            return error("usage: vars create <NAME> <flags> <value> | vars read [<NAME>] | "
+                         "vars del <NAME>")  # fmt: skip
+        if box.flash is None:
+            return error("no flash for variables: the flash disk is not mounted (boot trace)")
+        store = box.flash.vars
+        try:
+            if verb == "create":
+                var = parse_create(args)
+                box.commit_vars({var.name: var.value})
+                return ""
+            if len(args) > 1 or (verb == "del" and not args):
+                return error(f"usage: vars {verb} <NAME>")
+            name = check_name(args[0]) if args else ""
+        except VarsError as e:
+            return error(str(e))
+        keys = under(store.keys(), name)
+        if name and not keys:
+            return error(f"no variable {name} (vars read lists them all)")
+        if verb == "read":
+            return "\n".join(read_line(k, store.get(k) or b"") for k in keys)
+        box.commit_vars(dict.fromkeys(keys))
+        return ""
+
     # restarts -------------------------------------------------------------------------
     def _reset(self, box: Box, words: list[Word]) -> str:
         if words:
@@ -176,6 +227,18 @@ class Shell:
         box.request_reset()
         note = f" ({n} unwritten change{'s' if n != 1 else ''} discarded)" if n else ""
         return f"reset: restarting with the saved configuration{note}"
+
+    @staticmethod
+    def _final_handler(final: Final) -> Handler:
+        def run(box: Box, words: list[Word]) -> str:
+            if words:
+                return error(f"{final.value} takes no arguments, got {show_token(words[0].text)}")
+            update = box.service(UpdateService)
+            if update is None:
+                return error(f"{final.value}: no update service on this box; use reset")
+            return update.reset_final(box, final)
+
+        return run
 
     def _reboot(self, box: Box, words: list[Word]) -> str:
         if words:

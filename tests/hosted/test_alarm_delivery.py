@@ -113,7 +113,7 @@ def test_alarm_mail_with_starttls_and_login_and_a_bounded_rate(box: HostedHttpBo
         body = mailbox.mails[1][0].get_content()
         assert "flap-1" in body
         # a certificate that is not valid for the server is refused with /tls verify
-        lines(box, "config change MAIL0 /tls verify /rate 60", "config activate")
+        lines(box, "config add MAIL0 /tls verify /rate 60", "config activate")
         box.console_line("mod cmd ALARM0 test not-verified")
         wait_for(lambda: info(box).find("mail").get("failures") == "1", what="a refusal")
         assert "CERTIFICATE_VERIFY_FAILED" in info(box).find("mail").get("error")

@@ -41,6 +41,12 @@ def box(tmp_path: Path) -> Iterator[HostedHttpBox]:
     b.close()
 
 
+def box_sys(box: HostedHttpBox) -> ET.Element:
+    sys = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml").body).find("sys")
+    assert sys is not None
+    return sys
+
+
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
     assert CURL is not None
     return subprocess.run(
@@ -54,8 +60,11 @@ def curl(*args: str) -> subprocess.CompletedProcess[str]:
 def test_box_info_xml_has_the_version_line_update_servers_parse(box: HostedHttpBox) -> None:
     r = request(box.http_url, "GET", "/CMD0/box_info.xml")
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/xml")
-    sys = ET.fromstring(r.body)
-    assert sys.tag == "sys"
+    root = ET.fromstring(r.body)
+    # the update server reads the root's child <sys> ($xml->sys['version']); plugins iter it
+    assert root.tag == "info" and [e.tag for e in root] == ["sys"]
+    sys = root.find("sys")
+    assert sys is not None and list(root.iter("sys")) == [sys]
     # the php-update-server form: label[build], Bootcode[b], HW[h]
     m = re.fullmatch(
         r"(\S+) IPVA\[(\d+)\], Bootcode\[(\d+)\], HW\[([^\]]+)\]", sys.get("version", "")
@@ -69,7 +78,7 @@ def test_box_info_xml_has_the_version_line_update_servers_parse(box: HostedHttpB
 def test_reset_required_after_a_written_address_change(box: HostedHttpBox) -> None:
     box.console_line("config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0")
     box.console_line("config write")
-    sys = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml").body)
+    sys = box_sys(box)
     assert sys.get("reset-required") == "true"
     page = request(box.http_url, "GET", "/general/info").text
     assert "IP0 ETH0 /addr" in page and 'id="reset-required"' in page
@@ -121,6 +130,49 @@ def test_basic_is_offered_and_taken_over_https_only(box: HostedHttpBox) -> None:
     )
     plain = request(box.http_url, "GET", "/!version", headers={"Authorization": basic})
     assert plain.status == 401 and "Basic login only over HTTPS" in plain.text
+
+
+def test_monitoring_reads_cpu_and_memory_as_the_icinga_plugin_does(box: HostedHttpBox) -> None:
+    """check_innovaphone: HTTPS + Basic, `root.iter('info')`'s s, `h[last()]/m[minute-1]`."""
+    import base64
+    import datetime
+
+    from appliance.services.counters import CountersService
+
+    rt_box = box.runtime.box
+    assert rt_box is not None
+    counters = rt_box.service(CountersService)
+    assert counters is not None
+    now = datetime.datetime.now()
+    # the plugin reads the minute before the last one (at 10:05, 10:03's m[4]): the sampler's
+    # work (done each minute) for the last two minutes
+    for back in (2, 1):
+        counters.sample(6.0, 60.0, (now - datetime.timedelta(minutes=back)).replace(second=0))
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+    minute = now.minute  # check_innovaphone's positions for now
+    hpos, mpos = ("last()-1", 60) if minute < 2 else ("last()", minute - 1)
+    for x in ("2", "0"):
+        r = request(box.https_url, "GET", f"/LOG0/CNT/mod_cmd.xml?cmd=xml-count&pos=23&x={x}",
+                    headers=basic)  # fmt: skip
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/xml"), r.text
+        root = ET.fromstring(r.body)
+        total = [int(info.get("s", "")) for info in root.iter("info")][-1]
+        assert total > 0
+        values = [
+            m.get("c")
+            for h in root.findall(f"h[{hpos}]")
+            for stats in h.findall(f"m[{mpos}]")
+            for m in stats.iter("m")
+        ]
+        assert values and values[0] is not None and values[0].isdigit(), r.text[-300:]
+    refused = request(box.https_url, "GET", "/LOG0/CNT/mod_cmd.xml?cmd=xml-count&x=9",
+                      headers=basic)  # fmt: skip
+    assert refused.status == 400 and "/x is 0 (CPU) or 2 (memory)" in refused.text
+    assert request(box.https_url, "GET", "/LOG0/CNT/mod_cmd.xml?cmd=xml-count").status == 401
+    # a GET URL only reads: a command that changes the box is not run from here
+    changing = request(box.https_url, "GET", "/CFG0/mod_cmd.xml?cmd=factory-reset&yes=1",
+                       headers=basic)  # fmt: skip
+    assert changing.status == 403 and "only commands that show something" in changing.text
 
 
 @pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
@@ -243,7 +295,7 @@ def test_password_change_from_the_ui(box: HostedHttpBox) -> None:
     saved = box.console_line("config show saved")
     assert "S3cure-pw" not in saved and "/pwd digest$admin$" in saved
     assert "S3cure-pw" not in box.console.text()  # nor in the trace
-    sys = ET.fromstring(request(box.http_url, "GET", "/CMD0/box_info.xml").body)
+    sys = box_sys(box)
     assert "default-password" not in sys.attrib
     assert 'id="factory-password"' not in request(box.http_url, "GET", "/general/info").text
     wrong = authed(box.http_url, "POST", "/administration/admin", form, headers=hdr,
@@ -256,7 +308,7 @@ def test_password_change_from_the_console_and_user_rename(box: HostedHttpBox) ->
     assert authed(box.http_url, "GET", "/!version").status == 200  # not active yet
     box.console_line("config activate")
     assert authed(box.http_url, "GET", "/!version", password="Console-pw").status == 200
-    refused = box.console_line("config change ADMIN0 /user root")
+    refused = box.console_line("config add ADMIN0 /user root")
     assert refused.startswith("error:") and "give the password again" in refused
     box.console_line("config change ADMIN0 /user root /pwd Root-pw")
     box.console_line("config activate")
@@ -396,6 +448,46 @@ def test_upload_form_restores_too(box: HostedHttpBox) -> None:
     assert box.console_line("config show saved") == shown
 
 
+def test_vars_on_the_console_and_through_a_backup(box: HostedHttpBox) -> None:
+    assert box.console_line("vars create UPDATE/CHECK p 42") == ""
+    assert box.console_line("vars create X509/REQUESTRESPONSE/00000 pb 3082ff00") == ""
+    assert box.console_line("vars read UPDATE/CHECK") == "UPDATE/CHECK p 42"
+    assert box.console_line("vars read X509") == "X509/REQUESTRESPONSE/00000 pb 3082ff00"
+    refused = box.console_line("vars create CFG:SYS0 p x")
+    assert refused.startswith("error:") and "the box's own keys" in refused
+    assert "X509:HTTPS.KEY" not in box.console_line("vars read")  # the box's own key stays
+    backup = authed(box.http_url, "GET", "/cfg.txt")
+    assert "vars create UPDATE/CHECK p 42\n" in backup.text and "HTTPS.KEY" not in backup.text
+    assert box.console_line("vars del X509") == ""
+    assert box.console_line("vars read X509").startswith("error: no variable X509")
+    box.console_line("vars create UPDATE/CHECK p 43")
+    r = authed(box.http_url, "PUT", "/cfg.txt", backup.body)
+    assert r.status == 200 and "config restored" in r.text and "skipped" not in r.text
+    assert box.console_line("vars read") == (
+        "UPDATE/CHECK p 42\nX509/REQUESTRESPONSE/00000 pb 3082ff00"
+    )
+
+
+def test_a_real_boxs_backup_restores_the_ipvas_part_and_lists_the_rest(
+    box: HostedHttpBox,
+) -> None:
+    text = (
+        "vars check 5f2a0c17e3b64d89 # 13r3 sr12 IP811[13.6518], Bootcode[13.A206], "
+        "Hardware[103] 1/2 # IP811 #\r\n"
+        "config change SYS0 /name branch7\r\n"
+        "config change PBX0 /name 4711\r\n"
+        "vars create UPDATE/CHECK p d41d8cd98f00b204e9800998ecf8427e\r\n"
+        "mod cmd GW1 trace on\r\n"
+    )
+    r = authed(box.http_url, "PUT", "/cfg.txt", text.encode())
+    assert r.status == 200 and "config restored" in r.text, r.text
+    assert "skipped (modules this box does not have): line 3 (PBX0); line 5 (GW1)" in r.text
+    assert box.console_line("config show saved") == "config change SYS0 /name branch7"
+    assert box.console_line("vars read UPDATE") == (
+        "UPDATE/CHECK p d41d8cd98f00b204e9800998ecf8427e"
+    )
+
+
 HEAD = b"vars check - # 16r1sr1 IPVA[1601001], Bootcode[1601001], HW[IPVA-hosted]\n"
 BAD_UPLOADS = [
     (b"", 400, "empty upload"),
@@ -405,6 +497,8 @@ BAD_UPLOADS = [
     (HEAD.replace(b" - ", b" 00000000000000000000000000000000 ") + b"config change SYS0 /name a\n",
      400, "line 1:"),
     (b"config change SYS0 /name a\n", 400, "line 1: not a backup file"),
+    (HEAD + b"vars create UPDATE/CHECK p 1\nconfig change PBX0 /x 1\nconfig change SYS0 /name -\n"
+     b"vars create UPDATE/PROT pb zz\n", 400, "line 5:"),
 ]  # fmt: skip
 
 

@@ -66,7 +66,7 @@ def record(box: HostedHttpBox) -> BootControl:
 def box_info(box: HostedHttpBox) -> ET.Element:
     r = request(box.http_url, "GET", "/CMD0/box_info.xml")
     assert r.status == 200
-    fw = ET.fromstring(r.body).find("firmware")
+    fw = ET.fromstring(r.body).find("sys/firmware")
     assert fw is not None
     return fw
 

@@ -112,12 +112,69 @@ def test_seed_lines_and_show_order() -> None:
     ]
 
 
-def test_change_merges_and_default_values_vanish() -> None:
-    c = parse_line(Config.factory(), "config change IP0 ETH0 /addr 10.0.0.1")
-    c = parse_line(c, "config change ip0 eth0 /MASK 255.0.0.0")
+def test_change_sets_the_line_and_default_values_vanish() -> None:
+    c = parse_line(Config.factory(), "config change IP0 ETH0 /addr 10.0.0.1 /mtu 1400")
+    c = parse_line(c, "config change ip0 eth0 /MASK 255.0.0.0 /addr 10.0.0.1")
+    # the line is what the last change gave: /mtu, not named again, is back to its default
     assert c.lines() == ["config change IP0 ETH0 /addr 10.0.0.1 /mask 255.0.0.0"]
     c = parse_line(c, "config change IP0 ETH0 /addr 0.0.0.0 /mask 0.0.0.0")
     assert c.lines() == []
+
+
+def test_add_adds_or_replaces_options_of_an_existing_line() -> None:
+    c = parse_line(Config.factory(), "config change IP0 ETH0 /addr 10.0.0.1 /mtu 1400")
+    c = parse_line(c, "config add IP0 ETH0 /mask 255.0.0.0 /mtu 1300")
+    assert c.lines() == ["config change IP0 ETH0 /addr 10.0.0.1 /mask 255.0.0.0 /mtu 1300"]
+    c = parse_line(c, "config add DHCP0 /mode off")
+    c = parse_line(c, "config add IP0 RT2 /gateway 10.0.0.9")  # a numbered one by its number
+    c = parse_line(c, "config add IP0 RT2 /dest 10.1.0.0 /mask 255.255.0.0")
+    assert "config change IP0 RT2 /dest 10.1.0.0 /mask 255.255.0.0 /gateway 10.0.0.9" in c.lines()
+    assert "config change DHCP0 /mode off" in c.lines()
+
+
+def test_rem_removes_the_named_options_only() -> None:
+    c = parse_line(Config.factory(), "config change IP0 ETH0 /addr 10.0.0.1 /mtu 1400")
+    assert parse_line(c, "config rem IP0 ETH0 /mtu").lines() == [
+        "config change IP0 ETH0 /addr 10.0.0.1"
+    ]
+
+
+def test_the_update_servers_first_answer_sets_up1() -> None:
+    """innovaphone's update server (update.php rewriteUrl) answers a first poll with these."""
+    c = parse_line(Config.factory(), "config change UP1 /url http://10.0.0.5/up/ /poll 60")
+    url = (
+        "http%3A%2F%2F127.0.0.1%3A8080%2Fupdate.php%3Fpolling%3D5%26phase%3Dupdate"
+        "%26type%3D%23t%26sn%3D%23m%26hwid%3D%23h%26ip%3D%23i"
+    )
+    for line in ("config add UP1 /poll 1", f"config add UP1 /url {url}",
+                 "config add UP1 /no-dhcp"):  # fmt: skip
+        c = parse_line(c, line)
+    plain = "http://127.0.0.1:8080/update.php?polling=5&phase=update&type=#t&sn=#m&hwid=#h&ip=#i"
+    assert c.value("UP1", "url") == plain and c.value("UP1", "poll") == 1
+    assert c.value("UP1", "no-dhcp") is True
+    assert c.lines() == [f"config change UP1 /url {plain} /poll 1 /no-dhcp"]
+    # turning fast polling off again
+    c = parse_line(parse_line(c, "config add UP1 /provision 5"), "config rem UP1 /provision")
+    assert c.value("UP1", "provision") == 0
+
+
+@pytest.mark.parametrize(
+    "typed,arg,value",
+    [
+        ("SYS0 /name a%2Db", "name", "a-b"),
+        ("LOG0 /type http /addr h.example /path %2Flog%2Done", "path", "/log-one"),
+        ("LOG0 /type http /addr h.example /path /a%2520b", "path", "/a%20b"),  # a literal %20
+        ("LOG0 /type http /addr h.example /path %2Fx%23y%3Az", "path", "/x#y:z"),
+    ],
+)
+def test_values_are_url_decoded_and_read_back_the_same(typed: str, arg: str, value: str) -> None:
+    c = parse_line(Config.factory(), f"config change {typed}")
+    assert c.value(typed.split()[0], arg) == value
+    again = Config.factory()
+    for shown in c.lines():
+        again = parse_line(again, shown)
+    assert again == c
+    assert parse_backup(make_backup(c, HEADER)).config == c
 
 
 def test_add_picks_the_next_free_number_and_rem_removes() -> None:
@@ -141,7 +198,7 @@ def test_rem_resets_arguments_and_whole_modules() -> None:
 def test_flags_values_and_slash_values() -> None:
     c = parse_line(Config.factory(), "config change HTTP0 /https-only /port 8080")
     assert c.value("HTTP0", "https-only") is True
-    assert parse_line(c, "config change HTTP0 /https-only off").lines() == [
+    assert parse_line(c, "config add HTTP0 /https-only off").lines() == [
         "config change HTTP0 /port 8080"
     ]
     c = parse_line(Config.factory(), "config change LOG0 /type http /addr h.example /path /log")
@@ -183,8 +240,8 @@ BAD = [
     ("config change ADMIN0 /pwd", "needs a value"),
     ("config change IP0 RT3 /dest 10.0.0.1 /mask 255.0.0.0 /gateway 1.1.1.1", "use /dest 10.0.0.0"),
     ("config add IP0 RT1 /dest 10.0.0.0", "IP0 RT1 needs /gateway"),
-    ("config add IP0 ETH0 /addr 1.2.3.4", "IP0 ETH0 always exists"),
-    ("config add DHCP0 /mode off", "config add creates a numbered object"),
+    ("config add IP0 ETH0 /adr 1.2.3.4", "has no argument '/adr'"),
+    ("config change SYS0 /name a%20b", "'a b' is not a name"),
     ("config rem IP0 RT5", "IP0 RT5 does not exist"),
     ("config rem DHCP0 /mode off", "config rem takes argument names only"),
     ("config change", "config change needs a module"),
@@ -299,3 +356,61 @@ def test_restore_reports_line_and_reason(mutate, line: int, reason: str) -> None
 def _undigest(text: str) -> str:
     first, rest = text.split("\n", 1)
     return "vars check - #" + first.split("#", 1)[1] + "\n" + rest
+
+
+# --- a real box's backup ---------------------------------------------------------------
+
+# shaped like an IP811's backup as the update server stores it: the firmware's own checksum
+# and header, modules the IPVA lacks, update variables, a FLASHDIR item
+REAL_BOX = (
+    "vars check 5f2a0c17e3b64d89 # 13r3 sr12 IP811[13.6518], Bootcode[13.A206], Hardware[103]"
+    " 1/2 # IP811 #\r\n"
+    "config change IP0 ETH0 /addr 172.16.4.20 /mask 255.255.255.0\r\n"
+    "config change PBX0 /name 4711 /pwd x\r\n"
+    "config change GW1 /name SIP-trunk\r\n"
+    "config change UP1 /url http%3A%2F%2F172.16.4.1%2Fupdate.php%3Fsn%3D%23m /poll 15\r\n"
+    "vars create UPDATE/CHECK p d41d8cd98f00b204e9800998ecf8427e\r\n"
+    "vars create UPDATE/BLOB pb 00ff10\r\n"
+    "mod cmd GW1 trace on\r\n"
+    "config change DHCP0 /mode off\r\n"
+)
+
+
+def test_a_real_boxs_backup_restores_what_the_ipva_knows_and_lists_the_rest() -> None:
+    backup = parse_backup(REAL_BOX)
+    assert backup.header.device == "IP811" and backup.header.version.startswith("13r3 sr12")
+    assert backup.skipped == [(3, "PBX0"), (4, "GW1"), (8, "GW1")]
+    assert backup.config.value("IP0", "addr", "ETH0") == "172.16.4.20"
+    assert backup.config.value("UP1", "url") == "http://172.16.4.1/update.php?sn=#m"
+    assert backup.config.value("DHCP0", "mode") == "off"
+    assert backup.variables == {
+        "UPDATE/CHECK": b"d41d8cd98f00b204e9800998ecf8427e",
+        "UPDATE/BLOB": b"\x00\xff\x10",
+    }
+
+
+@pytest.mark.parametrize(
+    "line,at,reason",
+    [
+        ("config change IP0 ETH0 /addr 300.1.1.1", 10, "not an IPv4 address"),
+        ("vars create UPDATE/X pb 0g", 10, "flag b takes the value in hex"),
+        ("vars del UPDATE/CHECK", 10, "vars create lines only"),
+        ("vars create CFG:IP0.ETH0 p x", 10, "the box's own keys"),
+    ],
+)
+def test_a_real_error_in_a_real_boxs_backup_refuses_it(line: str, at: int, reason: str) -> None:
+    with pytest.raises(RestoreError) as e:
+        parse_backup(REAL_BOX + line + "\r\n")
+    assert e.value.line == at and reason in str(e.value)
+
+
+def test_variables_round_trip_through_a_backup() -> None:
+    from appliance.config.varlines import create_line
+
+    values = {"UPDATE/PROT": b"1601002", "A/B": b"with blank", "E": b"", "X/Y": b"\x00\x01"}
+    lines = [create_line(k, v) for k, v in values.items()]
+    assert lines[:2] == [
+        "vars create UPDATE/PROT p 1601002",
+        "vars create A/B pb 7769746820626c616e6b",
+    ]
+    assert parse_backup(make_backup(sample_config(), HEADER, lines)).variables == values

@@ -30,7 +30,7 @@ def test_the_boot_list_is_explicit_and_ordered() -> None:
     names = [s.name for s in boot_services()]
     assert names == [
         "trace", "hardware", "flash", "system", "config", "cf", "logging", "alarms",
-        "crash-dump", "timekeeping", "network", "http", "update",
+        "crash-dump", "timekeeping", "network", "http", "counters", "update",
     ]  # fmt: skip
     assert boot_services()[2] is not boot_services()[2]  # fresh instances per boot
 

@@ -6,10 +6,16 @@ import pytest
 
 from appliance.services.update.script import (
     Final,
+    Identity,
+    Prot,
+    Scfg,
     ScriptError,
+    firmware_url,
     may_poll,
     parse_final,
     parse_hours,
+    parse_prot,
+    parse_scfg,
     run_script,
     script_url,
 )
@@ -27,7 +33,41 @@ MAC = "00:90:33:12:34:56"
     ],
 )
 def test_script_url(url: str, want: str) -> None:
-    assert script_url(url, box_type="IPVA", mac=MAC, hw_id="IPVA-vm") == want
+    assert script_url(url, Identity("IPVA", MAC, "IPVA-vm")) == want
+
+
+def test_the_update_servers_url_is_filled_and_the_state_appended() -> None:
+    """update.php's rewritten URL; PROT/CHECK are the args config.xml lists without value."""
+    url = "http://127.0.0.1:8080/update.php?polling=5&phase=update&type=#t&sn=#m&hwid=#h&ip=#i"
+    me = Identity("IPVA", MAC, "IPVA vm", "10.0.2.15")
+    assert script_url(url, me, {"PROT": "1601001", "CHECK": "d41d"}) == (
+        "http://127.0.0.1:8080/update.php?polling=5&phase=update&type=ipva&sn=009033123456"
+        "&hwid=IPVA%20vm&ip=10.0.2.15&PROT=1601001&CHECK=d41d"
+    )
+    assert script_url("http://s/u.htm", me, {"PROT": "1"}) == "http://s/u.htm?PROT=1"
+
+
+def test_prot_and_scfg_arguments() -> None:
+    assert parse_prot(["http://s/fw/1601002/", "ser", "1601002"]) == Prot(
+        "http://s/fw/1601002/", Final.SER, "1601002"
+    )
+    assert parse_prot(["http://s/ipva.bin", "ireset", "04-56"]) == Prot(
+        "http://s/ipva.bin", Final.IRESET, "04-56"
+    )
+    assert parse_prot(["http://s/ipva.bin"]) == Prot("http://s/ipva.bin", Final.SER, None)
+    assert firmware_url("http://s/fw/1601002/", "IPVA") == "http://s/fw/1601002/ipva.bin"
+    for bad in ([], ["u", "ser"], ["u", "later", "1"], ["u", "reset", "1", "x"]):
+        with pytest.raises(ScriptError):
+            parse_prot(bad)
+    assert parse_scfg(["http://s/update.php?mode=backup&hwid=#h&sn=#m"]) == Scfg(
+        "http://s/update.php?mode=backup&hwid=#h&sn=#m", None, None
+    )
+    assert parse_scfg(["http://s/u?mode=vardump", "ser", "nop", "/always", "vars%20read%20V"]) == (
+        Scfg("http://s/u?mode=vardump", "nop", "vars read V")
+    )
+    for bad in ([], ["u", "ser"], ["u", "/always"], ["u", "x"]):
+        with pytest.raises(ScriptError):
+            parse_scfg(bad)
 
 
 def test_hours() -> None:

@@ -3,8 +3,10 @@
 URLs (as on the box, see shared/reference/box-network-admin.md):
     /!<console line>          any console command, answered as text (the console's own
                               interpreter); an `error:` answer is a 400 with that text
-    /CMD0/box_info.xml        status as XML (<sys version="…" …>)
+    /CMD0/box_info.xml        status as XML (<info><sys version="…" …>…</info>)
     /cfg.txt                  GET: the backup; PUT: restore it (`curl --digest -T cfg.txt`)
+    /<MODULE>/mod_cmd.xml?cmd=<cmd>&<k>=<v>   `mod cmd <MODULE> <cmd> /<k> <v>`, e.g.
+                              /LOG0/CNT/mod_cmd.xml?cmd=xml-count&x=2 (monitoring)
     /ipva.bin                 PUT/POST: a firmware image into the other slot (firmware.py)
     /maintenance/upload/firmware   the Upload page's firmware form (multipart, streamed)
     /log.txt, /crash_dump.txt the trace buffer, the post-mortem record
@@ -21,6 +23,7 @@ something needs a proof that no foreign page sent it through the browser's store
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -77,6 +80,9 @@ PAGES = (
 _PAGE = {p.path: p for p in PAGES}
 
 
+_WORD = re.compile(r"[A-Za-z0-9_./-]{1,64}")
+
+
 class _Capped:
     """A chunked body's stream (its length unknown beforehand): more than `limit` bytes is a
     413 as a Content-Length over it is, found while reading, never after."""
@@ -112,7 +118,11 @@ def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def box_info_xml(status: BoxStatus) -> bytes:
-    """`/CMD0/box_info.xml`: <sys version="label IPVA[build], Bootcode[b], HW[h]" …>."""
+    """`/CMD0/box_info.xml`: `<info><sys version="label IPVA[build], Bootcode[b], HW[h]" …>`.
+
+    `<sys>` sits inside the root as on the real box: innovaphone's update server reads
+    `$xml->sys['version']` of the root and refuses a document whose root is `<sys>`; the
+    monitoring plugins find it with `root.iter('sys')`."""
     attrs = {
         "version": status.version,
         "name": status.name,
@@ -127,7 +137,8 @@ def box_info_xml(status: BoxStatus) -> bytes:
     if status.factory_password:
         attrs["default-password"] = "true"
     attrs["alarms"] = str(status.alarms)  # active alarms (ALARM0)
-    sys = ET.Element("sys", attrs)
+    root = ET.Element("info")
+    sys = ET.SubElement(root, "sys", attrs)
     for a in status.addresses:
         ET.SubElement(sys, "eth", {"name": a.port, "addr": a.addr, "mode": a.mode, "mac": a.mac})
     fw = status.firmware
@@ -141,7 +152,7 @@ def box_info_xml(status: BoxStatus) -> bytes:
             "id": s.letter, "file": s.file, "version": s.version, "build": str(s.build or ""),
             "state": s.state, "running": "true" if s.running else "false", "signed": s.signed,
         })  # fmt: skip
-    return ET.tostring(sys, encoding="utf-8", xml_declaration=True) + b"\n"
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
 class AdminApp:
@@ -174,6 +185,7 @@ class AdminApp:
                 Rule("/", endpoint="root"),
                 Rule("/CMD0/box_info.xml", endpoint="box_info"),
                 Rule("/cfg.txt", endpoint="cfg", methods=["GET", "PUT"]),
+                Rule("/<path:module>/mod_cmd.xml", endpoint="mod_cmd"),
                 Rule("/ipva.bin", endpoint="firmware", methods=["PUT", "POST"]),
                 Rule("/maintenance/upload/firmware", endpoint="firmware_form", methods=["POST"]),
                 Rule("/log.txt", endpoint="log"),
@@ -264,6 +276,7 @@ class AdminApp:
             return self.page(request, None)
         handlers: dict[str, Callable[[Request, str], Response]] = {
             "cfg": self.cfg,
+            "mod_cmd": self.mod_cmd,
             "log": lambda r, u: _text(self.box.trace_text()),
             "crash_dump": lambda r, u: _text(self.box.crash_dump_text()),
             "page": self.page,
@@ -329,6 +342,34 @@ class AdminApp:
             return _text("error: the command has control characters; nothing was done", 400)
         answer = self.box.execute(line)  # a /!reset: the runtime restarts once this is sent
         return _text(answer, 400 if answer.startswith("error:") else 200)
+
+    def mod_cmd(self, request: Request, user: str) -> Response:
+        """`/<MODULE>/mod_cmd.xml?cmd=<cmd>&<k>=<v>…`, as monitoring and the real box's
+        pages call module commands: runs `mod cmd <MODULE> <cmd> /<k> <v> …` (the module's
+        path as it stands, e.g. LOG0/CNT), for the commands that only show something."""
+        module = request.path.removeprefix("/").removesuffix("/mod_cmd.xml")
+        cmd = request.args.get("cmd", "")
+        if not _WORD.fullmatch(module) or not _WORD.fullmatch(cmd):
+            return _text("error: give the module in the path and ?cmd=<command>", 400)
+        if cmd.lower() not in csrf.READ_ONLY_MOD_CMDS:  # a GET here only reads (csrf.py)
+            return _text(
+                f"error: {cmd[:24]!r}: this URL runs only commands that show something "
+                f"({', '.join(sorted(csrf.READ_ONLY_MOD_CMDS))}); send others as "
+                f"/!mod cmd {module} {cmd[:24]} …",
+                403,
+            )
+        words = [f"mod cmd {module} {cmd}"]
+        for key, value in request.args.items(multi=True):
+            if key != "cmd":
+                if not _WORD.fullmatch(key):
+                    return _text(f"error: bad argument name {key[:24]!r}", 400)
+                words.append(f"/{key} {quote(value)}")
+        answer = self.box.execute(" ".join(words))
+        if answer.startswith("error:"):
+            return _text(answer, 400)
+        if answer.startswith("<"):
+            return Response(answer, content_type="text/xml; charset=utf-8")
+        return _text(answer)
 
     def cfg(self, request: Request, user: str) -> Response:
         if request.method == "GET":
@@ -604,7 +645,7 @@ class AdminApp:
             elif new == FACTORY_PASSWORD:
                 errors.append("choose a password other than the factory one")
             else:
-                for line in (f"config change ADMIN0 /pwd {quote(new)}", "config activate"):
+                for line in (f"config add ADMIN0 /pwd {quote(new)}", "config activate"):
                     answer = self.box.execute(line)
                     if answer.startswith("error:"):
                         errors.append(answer.removeprefix("error: ").replace(new, "***"))

@@ -166,14 +166,19 @@ class BoxAdmin:
 
     def restore_text(self, text: str) -> str:
         try:
-            self.box.owner.call(lambda: self.box.restore_text(text))
+            backup = self.box.owner.call(lambda: self.box.restore_text(text))
         except RestoreError as e:
             raise RestoreRefused(str(e), e.line) from e
         except PartialRestoreError as e:
             raise RestoreRefused(str(e), e.line, partial=True) from e
         except BoxError as e:
             raise RestoreRefused(str(e)) from e
-        return "config restored: it is the saved configuration now; reset to run it"
+        done = "config restored: it is the saved configuration now; reset to run it"
+        if not backup.skipped:
+            return done
+        # a real box's backup: what it has that the IPVA lacks is named, line by line
+        lines = "; ".join(f"line {n} ({module})" for n, module in backup.skipped)
+        return f"{done}\nskipped (modules this box does not have): {lines}"
 
     def trace(self, text: str) -> None:
         self.box.trace(text, Tag.HTTP)

@@ -40,7 +40,19 @@ _COOKIE = {False: "ipva_session", True: "__Host-ipva_session"}  # __Host-: Secur
 _BROWSER_HEADERS = ("Origin", "Referer", "Cookie", "Upgrade-Insecure-Requests")
 # `mod cmd <module> <command>` commands that only show something (any module's)
 READ_ONLY_MOD_CMDS = frozenset(
-    {"info", "show", "list", "backup", "link", "mac", "addr", "counters", "cpu-info", "aes"}
+    {
+        "info",
+        "show",
+        "list",
+        "backup",
+        "link",
+        "mac",
+        "addr",
+        "counters",
+        "cpu-info",
+        "aes",
+        "xml-count",
+    }
 )
 READ_ONLY_LINES = frozenset({"help", "?", "version"})
 # what a refused browser request is told, and what to do instead

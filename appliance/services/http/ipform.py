@@ -2,7 +2,7 @@
 requests.
 
 The page reads the running config's values (`Config.value`), not `config show` text, and a
-submitted form becomes one list of `config change|rem` requests (`Op`s) that the box applies
+submitted form becomes one list of `config change|add|rem` requests (`Op`s) that the box applies
 as one job on its owner (`AdminBox.apply_changes`): checked together on a copy of the running
 config, all taken or none, then activated, with no other line in between.
 """
@@ -80,7 +80,8 @@ def ip_changes(config: Config, form: Mapping[str, str]) -> tuple[list[Op], list[
         if addr and not mask:
             errors.append(f"{port}: give a mask with the address (e.g. 255.255.255.0)")
         if addr and mask:
-            ops.append(_op("change", f"IP0 {port} /addr {addr} /mask {mask}"))
+            # add: the port's other arguments (/mtu) stay as they are
+            ops.append(_op("add", f"IP0 {port} /addr {addr} /mask {mask}"))
         elif not addr and (now[f"{port.lower()}_addr"] or now[f"{port.lower()}_mask"]):
             ops.append(_op("rem", f"IP0 {port} /addr /mask"))
     gateway = field("gateway", "Gateway")
@@ -92,7 +93,7 @@ def ip_changes(config: Config, form: Mapping[str, str]) -> tuple[list[Op], list[
         ops.append(_op("rem", f"IP0 {route}"))
     dns = [field("dns1", "DNS server 1"), field("dns2", "DNS server 2")]
     if any(dns) or now["dns1"] or now["dns2"]:
-        ops.append(_op("change", f"DNS0 /server1 {dns[0] or NO_ADDR} /server2 {dns[1] or NO_ADDR}"))
+        ops.append(_op("add", f"DNS0 /server1 {dns[0] or NO_ADDR} /server2 {dns[1] or NO_ADDR}"))
     if dhcp == "off":
         ops.append(_op("change", "DHCP0 /mode off"))
     elif dhcp_if in PORTS:

@@ -12,9 +12,10 @@ runs it line by line as if typed on the console. Two commands steer it:
 
 Finals say what happens once the work is done (the box's vocabulary; the meaning of `n` is
 not documented publicly — decided here): `reset` restarts at once, `ireset` once the box is
-idle; `resetn`/`iresetn` the same, but only if the step changed something (new firmware
-installed, config written); `ser` (what innovaphone's update server sends before a separate
-`iresetn` line) only records the serial.
+idle; `resetn`/`iresetn` the same, but only if something asks for a reset (a new firmware
+waiting for its first start, changes only a reset applies: the update service decides);
+`ser` (what innovaphone's update server sends before a separate `iresetn` line) only
+records the serial.
 
 This module is the pure part: no network, no clock, no box. The UP1 service feeds it.
 """
@@ -22,8 +23,10 @@ This module is the pure part: no network, no clock, no box. The UP1 service feed
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlencode
 
 
 class Final(enum.StrEnum):
@@ -60,12 +63,88 @@ def parse_final(word: str) -> Final:
         raise ScriptError(f"unknown final {word!r}: one of {finals}") from None
 
 
-def script_url(url: str, *, box_type: str, mac: str, hw_id: str) -> str:
-    """The URL UP1 fetches: a directory URL gets `update-<type>.htm`; `#m` is the MAC (hex,
-    no separators, lower case, as innovaphone's servers key boxes), `#h` the hardware id."""
+@dataclass(frozen=True)
+class Identity:
+    """What a box puts for the placeholders in its update URLs."""
+
+    box_type: str  # #t: the type update servers list the box as ("ipva")
+    mac: str  # #m: the MAC of ETH0, 12 hex digits ("" without a NIC)
+    hw_id: str  # #h: the hardware id ("IPVA-vm")
+    ip: str = ""  # #i: the box's IP address ("" before it has one)
+
+
+def fill_url(url: str, me: Identity) -> str:
+    """`#t`, `#m`, `#h`, `#i` in an update URL replaced by the box's values (URL-encoded):
+    the type in lower case as innovaphone's update server lists models, the MAC as 12 hex
+    digits in lower case, as the servers key boxes."""
+    values = {
+        "#t": me.box_type.lower(),
+        "#m": me.mac.replace(":", "").lower(),
+        "#h": me.hw_id,
+        "#i": me.ip,
+    }
+    return re.sub(r"#[tmhi]", lambda m: quote(values[m[0]], safe=""), url)
+
+
+def script_url(url: str, me: Identity, state: Mapping[str, str] | None = None) -> str:
+    """The URL UP1 fetches: a directory URL gets `update-<type>.htm`; placeholders filled
+    (fill_url); then the box's state args appended (`PROT=1601001&CHECK=…`), which the
+    update server reads and never writes back into the URL."""
     if url.endswith("/"):
-        url += f"update-{box_type.lower()}.htm"
-    return url.replace("#m", mac.replace(":", "").lower()).replace("#h", hw_id)
+        url += f"update-{me.box_type.lower()}.htm"
+    url = fill_url(url, me)
+    if state:
+        url += ("&" if "?" in url else "?") + urlencode(state)
+    return url
+
+
+def firmware_url(url: str, box_type: str) -> str:
+    """`UP0 prot` with a directory URL (ending in /) gets the box's file name, as the real
+    boxes (`ip<model>.bin`): `ipva.bin`."""
+    return url + f"{box_type.lower()}.bin" if url.endswith("/") else url
+
+
+@dataclass(frozen=True)
+class Prot:
+    url: str
+    final: Final
+    serial: str | None  # None: install whatever UPDATE/PROT says
+
+
+def parse_prot(args: list[str]) -> Prot:
+    """`UP0 prot <url> [<final>] [<serial>]`, where `ser <serial>` (the update server's form)
+    is a final that keeps the serial and leaves the reset to a line of its own."""
+    if not 1 <= len(args) <= 3:
+        raise ScriptError("usage: mod cmd UP0 prot <url-or-dir/> [<final>] [<serial>|ser <serial>]")
+    final = parse_final(args[1]) if len(args) > 1 else Final.SER
+    if final is Final.SER and len(args) == 2:
+        raise ScriptError("ser needs the serial: mod cmd UP0 prot <url> ser <serial>")
+    return Prot(args[0], final, args[2] if len(args) == 3 else None)
+
+
+@dataclass(frozen=True)
+class Scfg:
+    url: str
+    serial: str | None  # None: the saved configuration's own digest
+    always: str | None  # /always <command>: PUT this command's output, every time
+
+
+def parse_scfg(args: list[str]) -> Scfg:
+    """`UP0 scfg <url> [ser <serial>] [/always <command>]` (the command URL-encoded, as the
+    update server sends it: `vars%20read%20V`)."""
+    usage = "usage: mod cmd UP0 scfg <url> [ser <serial>] [/always <command>]"
+    if not args:
+        raise ScriptError(usage)
+    url, rest = args[0], args[1:]
+    serial = always = None
+    while rest:
+        if rest[0].lower() == "ser" and len(rest) >= 2:
+            serial, rest = rest[1], rest[2:]
+        elif rest[0].lower() == "/always" and len(rest) >= 2:
+            always, rest = unquote(" ".join(rest[1:])), []
+        else:
+            raise ScriptError(f"{usage}; not {rest[0]!r}")
+    return Scfg(url, serial, always)
 
 
 def parse_hours(text: str) -> frozenset[int]:

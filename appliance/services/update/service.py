@@ -1,8 +1,15 @@
 """The update service: UP0 (firmware into the other slot) and UP1 (the update-server client).
 
     mod cmd UP0 info                          both slots, which runs, the last update's result
-    mod cmd UP0 prot <url> <final> <serial>   fetch ipva.bin over HTTP(S) and install it, once
-                                              per <serial> (kept in the UPDATE/PROT variable)
+    mod cmd UP0 prot <url-or-dir/> [<final>] [<serial>|ser <serial>]
+                                              fetch ipva.bin over HTTP(S) (a directory URL gets
+                                              ipva.bin) and install it, once per <serial> (kept
+                                              in UPDATE/PROT; unset: the running build)
+    mod cmd UP0 scfg <url> [ser <serial>] [/always <command>]
+                                              PUT the backup (or the command's output) there,
+                                              once per <serial> (UPDATE/SCFG; without one: the
+                                              saved configuration's digest)
+    mod cmd UP1 provision <min>               provisioning on (UP1 /provision <min>; 0: off)
     mod cmd UP1 check <final> <serial>        in a script: the rest runs once per <serial>
                                               (UPDATE/CHECK); typed on the console it only says
                                               whether the serial is done
@@ -10,6 +17,14 @@
     mod cmd UP1 poll                          poll the script now, whatever the hours
     mod cmd UP1 info                          URL, schedule, the last poll
     config change UP1 /url <url> /poll <min>  the script URL and the poll interval
+    ireset, resetn, iresetn                   console lines (the shell): a reset when idle /
+                                              now if asked / when idle if asked (reset_final)
+
+URLs take `#t` (ipva), `#m` (MAC), `#h` (hardware id) and `#i` (the box's address); every
+poll appends the box's state, `PROT=<running build>&BOOT=<bootcode build>` and, once set,
+`CHECK=<UPDATE/CHECK>&SCFG=<UPDATE/SCFG>`, as innovaphone's update server expects. One poll
+runs its script once: nothing the script does (a `config activate` of a new /url or /poll)
+polls again before the interval; the next poll comes /poll minutes after this one.
 
 At start — the last service of the boot, so the flash is mounted, the config loaded and the
 network configured — a firmware on trial confirms itself (install.py). Uploads over HTTP call
@@ -26,21 +41,25 @@ record and UPDATE/ state (`box.protect_exclusive`), so what the box restarts wit
 complete. stop() lets a slot write finish (a `reboot` does not wait for it: the record
 flips only after a complete slot either way), then joins both threads.
 
-"Idle", for the `ireset`/`iresetn` finals, means that no console line or web command ran for
-`IDLE_S` seconds: the IPVA carries no calls, so the admin's own activity is what a reset would
-interrupt.
+"Idle", for the `ireset`/`iresetn` finals, means that no console line, web command or script
+line ran for `IDLE_S` seconds: the IPVA carries no calls, so the admin's own activity (or the
+script's) is what a reset would interrupt. A reset is "asked for" (`resetn`, `iresetn`) when a
+new firmware waits in the other slot for its first start, or when `config activate` left
+changes that only a reset applies (box_info.xml's reset-required).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
+from appliance.config import parse_op, split_words
 from appliance.errors import BoxError
 from appliance.formats.ipvabin import FirmwareInfo
 from appliance.formats.signify import SignifyError
@@ -53,10 +72,16 @@ from appliance.service import BaseService, CommandRunner
 from appliance.services.update.install import Installed, Installer, UpdateError, slot_name
 from appliance.services.update.script import (
     Final,
+    Identity,
+    Scfg,
     ScriptError,
+    fill_url,
+    firmware_url,
     may_poll,
     parse_final,
     parse_hours,
+    parse_prot,
+    parse_scfg,
     run_script,
     script_url,
 )
@@ -73,8 +98,9 @@ WRITE_WAIT_S = 60.0  # a restart waits this long for a slot write under way (sec
 FETCH_TIMEOUT_S = 30.0
 JOIN_S = 5.0  # a stop waits this long for a thread (one stuck in a fetch is traced)
 SCRIPT_MAX = 256 << 10  # an update script is a page of console lines
-VAR_PROT, VAR_CHECK, VAR_TIMES, VAR_LAST = (
-    "UPDATE/PROT", "UPDATE/CHECK", "UPDATE/TIMES", "UPDATE/LAST",
+MINUTE_S = 60.0  # one minute of /poll and /initial, in seconds (tests shorten it)
+VAR_PROT, VAR_CHECK, VAR_TIMES, VAR_LAST, VAR_SCFG = (
+    "UPDATE/PROT", "UPDATE/CHECK", "UPDATE/TIMES", "UPDATE/LAST", "UPDATE/SCFG",
 )  # fmt: skip
 
 
@@ -134,6 +160,8 @@ class UpdateService(BaseService):
         self._fetches: list[Fetch] = []  # the fetches under way: stop() aborts them
         self._poller: threading.Thread | None = None
         self._worker: threading.Thread | None = None
+        self._resetter: threading.Thread | None = None  # an ireset/iresetn waiting for idle
+        self._in_script = False  # the poller runs a script: its activations do not re-poll
         self.last_poll = ""
 
     # --- life cycle ---------------------------------------------------------------------
@@ -198,7 +226,11 @@ class UpdateService(BaseService):
             )
 
     def apply(self, box: Box, activation: Activation) -> list[str]:
-        # a new /url or /poll takes effect at once: wake the poller
+        # a new /url or /poll takes effect at once: wake the poller; but not one the running
+        # script activated (update servers end every answer with config activate): its
+        # next poll comes after the (new) interval
+        if self._in_script:
+            return []
         if any(a.startswith("UP1") for a in activation.applied):
             self._poll_now.set()
             if self._poller is None:
@@ -214,7 +246,7 @@ class UpdateService(BaseService):
         # is finished first: the record flips only after a complete slot either way
         with self._writing:
             self._writing.wait_for(lambda: not self._write_active, timeout=WRITE_WAIT_S)
-        for t in (self._poller, self._worker):
+        for t in (self._poller, self._worker, self._resetter):
             late = join_checked(t, JOIN_S)
             if late and self._box is not None:
                 self._box.trace(f"UP0: {late}", Tag.UPDATE)
@@ -290,13 +322,16 @@ class UpdateService(BaseService):
                 raise BoxRestarting("the box is restarting")
             self._write_active = True
 
-    def prot(self, url: str, final: Final, serial: str) -> str:
+    def prot(self, url: str, final: Final, serial: str | None) -> str:
         """`mod cmd UP0 prot` (on the owner thread): the install starts in the worker, the
-        answer says so; refused while another install runs."""
+        answer says so; refused while another install runs. Without UPDATE/PROT the serial
+        is compared with the running build (a new box already on the firmware asked for)."""
         box = self._need_box()
         self.installer()
-        if self._get(box, VAR_PROT) == serial:
+        done = self._get(box, VAR_PROT) or str(self._running_build(box))
+        if serial is not None and serial == done:
             return f"UP0: serial {serial} is installed already (UPDATE/PROT), nothing to do"
+        url = fill_url(firmware_url(url, PRODUCT), self._identity(box))
         if not url.lower().startswith(("http://", "https://")):
             raise ModCmdError(f"UP0 prot: {url!r} is not an http:// or https:// URL")
         try:
@@ -307,14 +342,15 @@ class UpdateService(BaseService):
             target=self._prot, args=(box, url, final, serial), name="up0-worker", daemon=True
         )
         self._worker.start()
-        return f"UP0: fetching {url} (serial {serial}, then {final.value}); see the trace"
+        return f"UP0: fetching {url} (serial {serial or 'none'}, then {final.value}); see the trace"
 
-    def _prot(self, box: Box, url: str, final: Final, serial: str) -> None:
+    def _prot(self, box: Box, url: str, final: Final, serial: str | None) -> None:
         """The worker: download and install, store the serial, then the final."""
         try:
             with self._fetching(url) as chunks:
                 self._install(self.installer(), chunks, url)
-            self._set(box, VAR_PROT, serial)
+            if serial is not None:
+                self._set(box, VAR_PROT, serial)
         except (UpdateError, BoxRestarting):
             return  # traced (and remembered)
         except ModCmdError as e:  # UPDATE/PROT not stored: the next poll may order it again
@@ -332,6 +368,11 @@ class UpdateService(BaseService):
     def _finish(self, box: Box, final: Final, *, changed: bool) -> None:
         if not final.restarts(changed):
             return
+        try:
+            if final.only_if_changed and box.owner.call(lambda: self.reset_asked(box)) is None:
+                return  # resetn/iresetn: nothing asks for a reset
+        except BoxRestarting:
+            return
         if final.when_idle:
             box.trace(f"UP0: {final.value}: resetting once the box is idle", Tag.UPDATE)
             while not self._stop.is_set() and self._idle_for() < IDLE_S:
@@ -343,6 +384,82 @@ class UpdateService(BaseService):
             box.owner.call(box.request_reset)
         except BoxRestarting:
             pass  # going down already
+
+    def reset_asked(self, box: Box) -> str | None:
+        """What asks for a reset (a new firmware waiting, changes only a reset applies)."""
+        if self._installer is not None:
+            record = self._installer.record()
+            if record.state is SlotState.TRIAL and record.active != self._installer.running_slot:
+                return f"a new firmware waits in slot {SLOT_LETTERS[record.active]}"
+        if box.reset_required:
+            return "changes need a reset: " + ", ".join(box.reset_required)
+        return None
+
+    def reset_final(self, box: Box, final: Final) -> str:
+        """The console's `ireset`, `resetn`, `iresetn` (on the owner thread)."""
+        asked = self.reset_asked(box)
+        if final.only_if_changed and asked is None:
+            return (
+                f"{final.value}: nothing asks for a reset (no new firmware waiting, no change "
+                "that needs one)"
+            )
+        why = f" ({asked})" if asked else ""
+        if not final.when_idle:
+            box.request_reset()
+            return f"{final.value}: resetting{why}"
+        if self._resetter is not None and self._resetter.is_alive():
+            return f"{final.value}: a reset waits for the box to be idle already"
+        self._resetter = threading.Thread(
+            target=self._finish, args=(box, final), kwargs={"changed": True},
+            name="up0-reset", daemon=True,
+        )  # fmt: skip
+        self._resetter.start()
+        return (
+            f"{final.value}: resetting once the box is idle (no console, web or script line "
+            f"for {IDLE_S:.0f} s){why}"
+        )
+
+    # --- scfg: the backup to the update server ----------------------------------------------
+    def scfg(self, box: Box, spec: Scfg) -> str:
+        """`mod cmd UP0 scfg` (on the owner thread): what to send is taken now, the PUT runs
+        in the worker (a script's next line waits for it)."""
+        url = fill_url(spec.url, self._identity(box))
+        if not url.lower().startswith(("http://", "https://")):
+            raise ModCmdError(f"UP0 scfg: {url!r} is not an http:// or https:// URL")
+        if self._worker is not None and self._worker.is_alive():
+            raise ModCmdError("UP0 scfg: an update or upload is under way; try again after it")
+        if spec.always is not None:
+            if self.runner is None:
+                raise ModCmdError("UP0 scfg: no console interpreter for /always")
+            body, serial = self.runner.execute(spec.always) + "\n", None
+        else:
+            body = box.backup_text()
+            # the saved configuration's own lines: not the variables the client itself
+            # keeps (UPDATE/…), which change with every update and would send it again
+            serial = (
+                spec.serial
+                or hashlib.sha256("\n".join(box.saved.lines()).encode()).hexdigest()[:32]
+            )
+            if self._get(box, VAR_SCFG) == serial:
+                return f"UP0: backup {serial} sent already (UPDATE/SCFG), nothing to do"
+        self._worker = threading.Thread(
+            target=self._scfg, args=(box, url, body.encode(), serial), name="up0-worker",
+            daemon=True,
+        )  # fmt: skip
+        self._worker.start()
+        return f"UP0: sending the {'output' if spec.always else 'backup'} to {url}"
+
+    def _scfg(self, box: Box, url: str, body: bytes, serial: str | None) -> None:
+        try:
+            put(url, body)
+            if serial is not None:
+                self._set(box, VAR_SCFG, serial)
+        except (OSError, ValueError) as e:
+            box.trace(f"UP0: {url}: {describe_fetch_error(e)}; not sent", Tag.UPDATE)
+            return
+        except (ModCmdError, BoxRestarting):
+            return
+        box.trace(f"UP0: sent {len(body)} bytes to {url}", Tag.UPDATE)
 
     def _idle_for(self) -> float:
         return self.runner.idle_for() if self.runner is not None else IDLE_S
@@ -357,7 +474,7 @@ class UpdateService(BaseService):
     def _poll_loop(self) -> None:
         box = self._need_box()
         _allowed, initial = self._times(box)
-        if initial and self._stop.wait(initial * 60):
+        if initial and self._stop.wait(initial * MINUTE_S):
             return
         while not self._stop.is_set():
             self._poll_now.clear()
@@ -372,7 +489,7 @@ class UpdateService(BaseService):
             if minutes == 0:
                 self._poll_now.wait()  # once per boot, unless the config changes
             else:
-                self._poll_now.wait(minutes * 60)
+                self._poll_now.wait(minutes * MINUTE_S)
 
     def poll(self, box: Box) -> None:
         """Fetch the UP1 script and run it (in the poller's thread: its lines are jobs)."""
@@ -380,18 +497,48 @@ class UpdateService(BaseService):
         if url:
             self._poll(box, url)
 
-    def _poll(self, box: Box, base: str) -> None:
+    def _identity(self, box: Box) -> Identity:
         ports = box.platform.ports()
         mac = read_link_state(ports[0].ifname).mac if ports else ""
-        url = script_url(base, box_type=PRODUCT, mac=mac, hw_id=box.hw)
+        shown = box.owner.call(lambda: box.addresses.get("ETH0", ""))  # "10.0.2.15/24 (dhcp)"
+        # #h names this box to update servers (they keep backups per hwid): the hardware
+        # id with the MAC, as every VM has the same HW[IPVA-vm]
+        hw_id = f"{box.hw}-{mac.replace(':', '').lower()}" if mac else box.hw
+        return Identity(PRODUCT, mac, hw_id, shown.split("/")[0].split(" ")[0])
+
+    def _state(self, box: Box) -> dict[str, str]:
+        """The state args of every poll (update servers compare PROT with the firmware they
+        want, CHECK with their scripts' signature)."""
+        state = {"PROT": str(self._running_build(box)), "BOOT": str(box.bootcode_build)}
+        for arg, key in (("CHECK", VAR_CHECK), ("SCFG", VAR_SCFG)):
+            value = self._get(box, key)
+            if value:
+                state[arg] = value
+        return state
+
+    def _running_build(self, box: Box) -> int:
+        """The build of the firmware that runs: its slot's header (hosted, where the code is
+        the host's, the image the box "started"), else the runtime's own stamp."""
+        try:
+            running = next((s for s in self.slot_status() if s.running), None)
+        except (ModCmdError, OSError):
+            running = None
+        return running.build if running is not None and running.build else box.build
+
+    def _poll(self, box: Box, base: str) -> None:
+        url = script_url(base, self._identity(box), self._state(box))
         try:
             text = fetch_text(self._fetching(url), SCRIPT_MAX)
         except (OSError, ValueError) as e:  # urllib's URLError is an OSError
             self.last_poll = f"{self.clock():%Y-%m-%d %H:%M} {url}: {describe_fetch_error(e)}"
             box.trace(f"UP1: {url}: {describe_fetch_error(e)}", Tag.UPDATE)
             return
-        run = run_script(text.splitlines(), self._script_line, self._get(box, VAR_CHECK))
-        self._wait_worker()
+        self._in_script = True
+        try:
+            run = run_script(text.splitlines(), self._script_line, self._get(box, VAR_CHECK))
+            self._wait_worker()
+        finally:
+            self._in_script = False
         if run.skipped_at is not None:
             self.last_poll = f"{self.clock():%Y-%m-%d %H:%M} {url}: up to date"
             return
@@ -536,8 +683,12 @@ class UpdateService(BaseService):
         return [
             Command("UP0", "info", "both firmware slots, which runs, the last update (XML)",
                     self._cmd_info),
-            Command("UP0", "prot", "prot <url> <final> <serial>: fetch and install ipva.bin",
-                    self._cmd_prot),
+            Command("UP0", "prot", "prot <url-or-dir/> [<final>] [<serial>|ser <serial>]: "
+                    "fetch and install ipva.bin", self._cmd_prot),
+            Command("UP0", "scfg", "scfg <url> [ser <serial>] [/always <command>]: PUT the "
+                    "backup (or the command's output) to the update server", self._cmd_scfg),
+            Command("UP1", "provision", "provision <min>: provisioning on (0: off)",
+                    self._cmd_provision),
             Command("UP1", "check", "check <final> <serial>: in a script, run the rest once",
                     self._cmd_check),
             Command("UP1", "times", "times /allow <hours,…> [/initial <min>]: when to poll",
@@ -568,13 +719,28 @@ class UpdateService(BaseService):
         return f"<info>{running}{slots}{last}</info>"
 
     def _cmd_prot(self, box: Box, args: list[str]) -> str:
-        if len(args) != 3:
-            raise ModCmdError("usage: mod cmd UP0 prot <url> <final> <serial>")
         try:
-            final = parse_final(args[1])
+            spec = parse_prot(args)
         except ScriptError as e:
             raise ModCmdError(f"UP0 prot: {e}") from e
-        return self.prot(args[0], final, args[2])
+        return self.prot(spec.url, spec.final, spec.serial)
+
+    def _cmd_scfg(self, box: Box, args: list[str]) -> str:
+        try:
+            spec = parse_scfg(args)
+        except ScriptError as e:
+            raise ModCmdError(f"UP0 scfg: {e}") from e
+        return self.scfg(box, spec)
+
+    def _cmd_provision(self, box: Box, args: list[str]) -> str:
+        if len(args) != 1 or not args[0].isdigit() or int(args[0]) > 10080:
+            raise ModCmdError("usage: mod cmd UP1 provision <minutes 0..10080> (0: off)")
+        minutes = int(args[0])
+        words = split_words(f"UP1 /provision {minutes}" if minutes else "UP1 /provision")
+        box.change(parse_op("add" if minutes else "rem", words))
+        if not minutes:
+            return "UP1: provisioning off (config write keeps it)"
+        return f"UP1: provisioning on ({minutes} min; config write keeps it)"
 
     def _cmd_check(self, box: Box, args: list[str]) -> str:
         if len(args) != 2:
@@ -619,6 +785,7 @@ class UpdateService(BaseService):
         return "<info>" + element("up1", {
             "url": str(box.active.value("UP1", "url")),
             "poll": str(box.active.value("UP1", "poll")),
+            "provision": str(box.active.value("UP1", "provision")),
             "allow": ",".join(str(h) for h in sorted(allowed)) if allowed else "any",
             "initial": str(initial),
             "check": self._get(box, VAR_CHECK) or "",
@@ -666,6 +833,16 @@ class Fetch:
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def put(url: str, body: bytes) -> None:
+    """HTTP PUT of a backup (update servers keep it: update.php?mode=backup)."""
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method="PUT")
+    request.add_header("Content-Type", "text/plain")
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as resp:
+        resp.read(1 << 16)
 
 
 def fetch_text(fetch: Fetch, limit: int) -> str:
