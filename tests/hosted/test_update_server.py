@@ -9,20 +9,17 @@ again only when its saved configuration changed)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from httpbox import HostedHttpBox
+from httpbox import HostedHttpBox, firmware_image, with_boot_disk
 
 from appliance import boot
 from appliance.hal.hosted import HostedPlatform
 from appliance.services.update import service as update_service
-from firmware import ipvabin
-from images.bootdisk import make_boot_disk
 from tests.receivers import http_serving
 from tests.updateserver import NO_FILES_SIG, UpdateServer, update_server
 
@@ -31,16 +28,12 @@ OLD, MASTER = ("16r1", 1601000), ("16r1sr1", 1601001)  # the master runs the hos
 
 
 def image(version: str, build: int) -> bytes:
-    return ipvabin.pack(hashlib.sha256(version.encode()).digest() * 4000, version, build)
+    """Signed with the test key, which the boxes' keyrings hold (tests/signing.py)."""
+    return firmware_image(version, build)
 
 
 def box_dir(directory: Path, version: str, build: int) -> Path:
-    directory.mkdir()
-    fw = directory / "IPVA.BIN"
-    fw.write_bytes(image(version, build))
-    make_boot_disk(directory / "boot.img", {"IPVA.BIN": fw}, 1700000000, 32)
-    fw.unlink()
-    return directory
+    return with_boot_disk(directory, version, build)
 
 
 class Box:
