@@ -108,6 +108,14 @@ class LoginFailed:
 
 
 @dataclass(frozen=True)
+class Resumed:
+    """The VM ran again after a pause (hypervisor suspend/resume, live migration, a saved
+    state): the clock was stepped by `offset_s` to the host's time (hal.resume)."""
+
+    offset_s: float
+
+
+@dataclass(frozen=True)
 class Traced:
     line: str  # the whole trace line, `0:0000:030:4 - …`
 
@@ -122,6 +130,7 @@ Event = (
     | Crashed
     | LoginSucceeded
     | LoginFailed
+    | Resumed
     | Traced
 )
 Subscriber = Callable[[Event], None]
