@@ -62,6 +62,12 @@ WEB_ADMIN_LINE = (
 )
 BOOT_BANNER = "IPVA bootcode"  # the bootcode's first line: where a boot's output starts
 QUIET_S = 2.0  # no console output this long after the prompt: nothing is pending to save
+# After a resume the box finds its clock behind the RTC (within ~2 s), steps it and renews
+# its lease, each with a trace line (appliance/hal/resume.py: more than 3 s apart). A
+# state older than RESUMED_STEP_S gets those lines: wait_for_prompt() waits for them.
+RESUME_LINE = r"time: resumed after a pause[^\n]*\n"
+RESUMED_STEP_S = 5.0
+RESUME_QUIET_S = 1.0  # after the resume line: the lease renewal's line comes within this
 TAIL_LINES = 15
 Pattern = str | re.Pattern[str]
 
@@ -113,6 +119,7 @@ class Machine:
         self.resumed = False  # the last start() resumed from saved_state (no boot)
         self.cold_boot_reason: str | None = None  # why saved_state was not used
         self.started_at = 0.0  # time.monotonic() when QEMU was launched
+        self._resume_lines = False  # a resume's lines are still to come (wait_for_prompt)
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> Machine:
@@ -181,8 +188,10 @@ class Machine:
         state = self._usable_state()
         if state is not None:
             try:
+                age = time.time() - state.stream.stat().st_mtime
                 self._launch(state)
                 self.resumed = True
+                self._resume_lines = age > RESUMED_STEP_S
                 self.send_bytes(b"\r")  # the box sits at its prompt: have it drawn again
                 return
             except LaunchError as exc:
@@ -382,10 +391,19 @@ class Machine:
         """Wait for the shell prompt; a fatal boot message (checksum…) fails at once. At a
         boot's prompt (`web_admin`) also for the web admin's line (it comes after the
         prompt), then for the prompt drawn again under it: the box is up, http_url
-        answers, and no boot line can land in the next command's answer."""
+        answers, and no boot line can land in the next command's answer. After a resume
+        the same for the lines of the clock's step and the lease's renewal."""
         match = self._wait_for_prompt(timeout)
         if not web_admin:
             return match
+        if self._resume_lines:
+            what = "the box's resume line (time: resumed after a pause …)"
+            self._wait_for_text(lambda text: re.search(RESUME_LINE, text), timeout, what)
+            self.wait_quiet(RESUME_QUIET_S, timeout)
+            self._resume_lines = False
+            self._cursor = len(self.console_log)
+            self.send_bytes(b"\r")  # a prompt under the lines
+            return self._wait_for_prompt(timeout)
         text = self.console_log
         boot = text.rfind(BOOT_BANNER, 0, match.start())
         if boot < 0 or re.search(WEB_ADMIN_LINE, text[boot:]):

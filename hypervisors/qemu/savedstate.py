@@ -76,6 +76,10 @@ def differences(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
                 if w != h:
                     changed = ", ".join(k for k in sorted(set(w) | set(h)) if w.get(k) != h.get(k))
                     out.append(f"disk {index} ({w.get('path')}): {changed} differ")
+        elif key == "hardware" and want.get(key) != have.get(key):
+            saved, now = have.get(key) or [], want.get(key) or []
+            out.append(f"hardware: saved with {' '.join(a for a in saved if a not in now)!r}, "
+                       f"now {' '.join(a for a in now if a not in saved)!r}")  # fmt: skip
         elif want.get(key) != have.get(key):
             out.append(f"{key}: saved {have.get(key)!r}, now {want.get(key)!r}")
     return out

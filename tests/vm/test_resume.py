@@ -58,15 +58,16 @@ def test_a_resumed_box_steps_its_clock_renews_its_lease_and_keeps_serving(
 
         box = ipva_machine("vmware", saved_state=state)
         assert box.resumed, box.cold_boot_reason
-        box.wait_for_prompt(timeout=60)
+        box.wait_for_prompt(timeout=60, web_admin=False)
         answered = time.monotonic() - box.started_at
-        assert "IPVA bootcode" not in box.console_log  # no boot: the prompt came back
-        stepped = box.wait_for_console(
-            r"time: resumed after a pause: clock stepped by \+(\d+\.\d) s to the host's time",
-            timeout=60,
+        box.wait_for_prompt(timeout=60)  # and the resume's lines (the harness knows them)
+        log = box.console_log
+        assert "IPVA bootcode" not in log  # no boot: the prompt came back
+        stepped = re.search(
+            r"time: resumed after a pause: clock stepped by \+(\d+\.\d) s to the host's time", log
         )
-        assert float(stepped.group(1)) >= PAUSE_S - 1
-        box.wait_for_console(r"ETH0 DHCP lease renewed: 10\.0\.2\.15/24 \(dhcp\)", timeout=60)
+        assert stepped and float(stepped.group(1)) >= PAUSE_S - 1, log
+        assert "ETH0 DHCP lease renewed: 10.0.2.15/24 (dhcp)" in log
         # the listeners go on, reached through this QEMU's new forwarded ports, and the
         # box's clock is the host's again
         assert abs(box_clock_lag(box)) <= 2.5
