@@ -15,26 +15,33 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from appliance.box import Box, close_disks
-from appliance.events import Event, RestartRequested, acting
+from appliance.events import acting
 from appliance.hal.platform import Platform, detect_platform
-from appliance.hal.types import DiskRole, HaltError
-from appliance.service import BoxRestarting, Service
+from appliance.hal.types import DiskRole, HaltError, RestartKind
+from appliance.owner import BoxOwner, BoxRestarting, LoopExecutor
+from appliance.service import Service
 from appliance.services import Mount, boot_services, mount_real_flash
-from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
 from appliance.shell.session import PromptLine, serve_console
+from appliance.trace import TraceBuffer
 from appliance.version import PRODUCT, read_stamp
 
 HALTED = "error: the box has stopped, see the message above; nothing was done"
 
 
-def boot_box(platform: Platform, buffer: TraceBuffer, services: Sequence[Service]) -> Box:
+def boot_box(
+    platform: Platform,
+    buffer: TraceBuffer,
+    services: Sequence[Service],
+    owner: BoxOwner | None = None,
+) -> Box:
     """Probe, open the disks, make the box, start the services; a HaltError (missing disk,
-    NIC unavailable!, strict perfcounter …) ends this boot with nothing left open."""
+    NIC unavailable!, strict perfcounter …) ends this boot with nothing left open. Runs
+    on the owner's thread (`owner`: the runtime's; None: the calling thread's)."""
     for service in services:
         service.probe(platform, buffer)
     disks = platform.open_disks()
@@ -52,6 +59,7 @@ def boot_box(platform: Platform, buffer: TraceBuffer, services: Sequence[Service
             flash_device=disks[DiskRole.FLASH],
             ram_bytes=ram,
             services=services,
+            owner=owner,
         )
         for service in services:
             service.start(box)
@@ -67,30 +75,35 @@ def boot_box(platform: Platform, buffer: TraceBuffer, services: Sequence[Service
 # --- the runtime -----------------------------------------------------------------------
 
 
-class ServiceRunner:
-    """The runtime as its services' CommandRunner: a line runs as typed on a console, but
-    a service thread never waits through a restart (locked() raises BoxRestarting), so no
-    caller has to remember to guard its lines."""
+class BoxRunner:
+    """The runtime as one box's CommandRunner: a line runs as typed on a console, as a job
+    of that box's owner, so once the box goes down a service thread gets BoxRestarting
+    instead of waiting through the restart (the restart joins it)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, owner: BoxOwner) -> None:
         self._runtime = runtime
+        self._owner = owner
 
     def execute(self, line: str) -> str:
-        with self._runtime.locked():
-            return self._runtime.execute(line)
+        self._runtime.touch()
+        return self._owner.call(lambda: self._runtime.run_line(line))
 
     def idle_for(self) -> float:
         return self._runtime.idle_for()
 
-    def locked(self) -> AbstractContextManager[None]:
-        return self._runtime.locked()
-
 
 class Runtime:
-    """Owns the current box; console sessions talk to it (see shell.session.ConsoleHost).
+    """Owns the current box and the one thread that runs every job on it (appliance/
+    owner.py): the boot, each console line, each restart, and what the services hand over.
+    Console sessions talk to it (shell.session.ConsoleHost); a line typed on a console
+    waits through a restart and runs on the new box.
 
-    `_lock` is the one lock that makes consoles take turns: a command, an overlong-line
-    refusal and a restart each hold it, so no console sees a half-restarted box."""
+    A restart is carried out on the owner thread right after the job that asked for it
+    (`reset` typed, `/!reset`, an update's final), so the next job already sees the new
+    box. A reset abandons a firmware download under way (nothing is written), but waits
+    while an install writes its slot, record and state (box.protected): the install's end
+    is a job too, and the reset follows it. A reboot does not wait: it is a forced trap
+    (the slot write is still finished by the update service's stop)."""
 
     def __init__(
         self, platform: Platform, *, newline: bytes | None = None, mount: Mount | None = None
@@ -103,17 +116,16 @@ class Runtime:
         self.mount = mount or mount_real_flash
         self.box: Box | None = None
         self.shell: Shell | None = None
-        self._lock = threading.RLock()  # one command or restart at a time
-        # set while a restart or close stops the services: service threads then get
-        # BoxRestarting from locked() instead of waiting for the lock (see locked())
-        self._restarting = threading.Event()
-        self.runner = ServiceRunner(self)  # what the services run their console lines on
+        self.executor = LoopExecutor(after_job=self._after_job)
+        self.executor.start()
         # the in-process re-boot failed (HaltError): the box is stopped, sessions end
         self.halted = False
         # set when the box halted or every console reached end of input: run() returns
         self.stopped = threading.Event()
         self._serving = 0
+        self._serving_lock = threading.Lock()  # the count of consoles still served
         self._last_line = time.monotonic()  # idle_for(): the update's ireset waits for it
+        self._waiting_said: str | None = None  # the deferred reset's trace line, said once
 
     def mirror(self, line: str) -> None:
         """A trace line to every console, as the box shows its trace (under a prompt that
@@ -123,88 +135,118 @@ class Runtime:
             screen.trace(data)
 
     def boot(self) -> bool:
+        """Boot the box (a job on the owner thread); False: it halted (message traced)."""
+        return self.executor.call(self._boot)
+
+    def _boot(self) -> bool:
         trace = TraceBuffer(self.mirror)  # a new buffer each boot, as the box's RAM
+        owner = BoxOwner(self.executor)
+        services = boot_services(self.mount, runner=BoxRunner(self, owner))
         try:
-            self.box = boot_box(self.platform, trace, boot_services(self.mount, runner=self.runner))
+            self.box = boot_box(self.platform, trace, services, owner)
         except HaltError as e:  # missing disk, NIC unavailable!, perfcounter (strict) …
             if not e.shown:
                 trace(str(e))
             return False
         self.shell = Shell(self.box)
-        self.box.events.subscribe(self._on_event)
         return True
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """The one lock, for service threads (the HTTP admin, the update scripts). While a
-        restart holds it, raises BoxRestarting rather than wait: the restart joins those
-        threads, so waiting would hang both. Consoles wait (execute): nothing joins them."""
-        while not self._lock.acquire(timeout=0.05):
-            if self._restarting.is_set():
-                raise BoxRestarting("the box is restarting")
-        try:
-            yield
-        finally:
-            self._lock.release()
+    def _after_job(self) -> None:
+        """On the owner thread after every job: carry out a restart it asked for."""
+        box = self.box
+        if box is None or box.restart_request is None:
+            return
+        if box.restart_request is RestartKind.RESET and box.protected:
+            if self._waiting_said != box.exclusive:
+                self._waiting_said = box.exclusive
+                box.trace(f"reset: waits for the {box.exclusive} under way to finish")
+            return
+        self._restart(box, box.restart_request)
 
-    def _on_event(self, event: Event) -> None:
-        """A reset/reboot requested from elsewhere than a console line (the web UI …) is
-        carried out too: a thread waits for the lock (the command that asked finishes
-        first) and settles. A console's own request is settled by whichever comes first."""
-        if isinstance(event, RestartRequested):
-            threading.Thread(target=self.settle, name="restart", daemon=True).start()
+    def _restart(self, box: Box, kind: RestartKind) -> None:
+        # the services stop first (the web admin finishes its answer to a /!reset), then
+        # the VM restarts for real and does not come back here; hosted returns
+        self._waiting_said = None
+        box.close()
+        self.box, self.shell = None, None
+        self.platform.restart(kind)
+        if not self._boot():
+            self.halted = True
+            self.stopped.set()
+
+    def touch(self) -> None:
+        """A line from a console, the web admin or a script: the box is not idle."""
+        self._last_line = time.monotonic()
 
     def idle_for(self) -> float:
         return time.monotonic() - self._last_line
 
+    def run_line(self, line: str) -> str:
+        """On the owner thread: one line through the current box's shell."""
+        if self.shell is None:  # halted: a line typed on another console meanwhile
+            return HALTED
+        return self.shell.execute(line)
+
+    def _call(self, fn: Callable[[], str]) -> str:
+        try:
+            return self.executor.call(fn)
+        except BoxRestarting:  # the runtime has closed: the box is gone for good
+            return HALTED
+
     def execute(self, line: str) -> str:
-        self._last_line = time.monotonic()
-        with self._lock:
-            if self.shell is None:  # halted: a line typed on another console meanwhile
-                return HALTED
-            return self.shell.execute(line)
+        """A console line (never raises): a job, waiting through a restart if one runs."""
+        self.touch()
+        return self._call(lambda: self.run_line(line))
 
     def refuse_overlong(self, line: str) -> str:
-        with self._lock:
-            if self.shell is None:
-                return HALTED
-            return self.shell.refuse_overlong(line)
+        return self._call(lambda: self.shell.refuse_overlong(line) if self.shell else HALTED)
 
     def prompt(self) -> str:
-        return self.shell.prompt if self.shell else f"{PRODUCT}> "
+        shell = self.shell
+        return shell.prompt if shell else f"{PRODUCT}> "
 
     def settle(self) -> bool:
-        """Carry out a requested reset/reboot; False once the box has halted (its re-boot
-        stopped with a HaltError, already traced): the session then ends."""
-        with self._lock:
-            if self.halted:
-                return False
-            if self.box is None or self.box.restart_request is None:
-                return True
-            # the services stop first (the web admin finishes its answer to a /!reset),
-            # then the VM restarts for real and does not come back here; hosted returns
-            kind = self.box.restart_request
-            self._restarting.set()
-            try:
-                self.box.close()
-                self.box, self.shell = None, None
-                self.platform.restart(kind)
-                if not self.boot():
-                    self.halted = True
-                    self.stopped.set()
-                    return False
-                return True
-            finally:
-                self._restarting.clear()
+        """Before the next prompt: False once the box has halted (its re-boot stopped
+        with a HaltError, already traced): the session then ends. A restart asked for by
+        the line before is done by now (it ran right after that line, on the owner)."""
+        try:
+            return self.executor.call(lambda: not self.halted)
+        except BoxRestarting:
+            return False
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the owner thread busy for the block (tests: a command typed meanwhile
+        waits, as behind a long one)."""
+        entered, release = threading.Event(), threading.Event()
+
+        def job() -> None:
+            entered.set()
+            release.wait()
+
+        done = self.executor.submit(job)
+        entered.wait()
+        try:
+            yield
+        finally:
+            release.set()
+            done.result()
 
     def close(self) -> None:
-        """Close the disks; waits for a command still running on another console, and a
-        line typed there later gets HALTED rather than a closed box."""
-        with self._lock:
-            self._restarting.set()  # the web admin's threads end instead of waiting
+        """Stop the box (services, then disks) and the owner thread; a command still
+        running finishes first, a line typed later gets HALTED."""
+
+        def close_box() -> None:
             if self.box is not None:
                 self.box.close()
             self.box, self.shell = None, None
+
+        try:
+            self.executor.call(close_box)
+        except BoxRestarting:
+            pass  # closed before
+        if not self.executor.stop():
+            print("ipva: the box's owner thread did not stop", file=sys.stderr)
 
     def serve_consoles(self, *, ctrl_d_ends: bool = False) -> None:
         """Serve the shell on every console, one thread each; return when all of them
@@ -234,7 +276,7 @@ class Runtime:
                     console, self, newline=self.newline, ctrl_d_ends=ctrl_d_ends, screen=screen
                 )
         finally:  # count it off; the last console to end stops the run
-            with self._lock:
+            with self._serving_lock:
                 self._serving -= 1
                 if self._serving == 0:
                     self.stopped.set()

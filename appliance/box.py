@@ -23,9 +23,14 @@ What services, commands and the web UI read from a box (all declared in __init__
     reset_required: list[str]       what `config activate` could not apply live, until reset
     addresses: dict[str, str]       "ETH0" → "10.0.2.15/24 (dhcp)", kept by the network service
     restart_request: RestartKind | None
+    owner: BoxOwner                 the one thread that may change any of this (owner.py)
 Methods: change(op), activate(), write(), unwritten(), factory_reset(), backup_text(),
 restore_text(text), check_admin(user, password), uptime_ms(), request_reset(),
-request_reboot(), close().
+request_reboot(), get_var(key), commit_vars(changes), set_address(port, text), close().
+
+One owner: every method that changes the box checks that it runs on the owner thread
+(`owner.check`, NotOwner otherwise). Console lines, web requests and script lines get there
+as jobs; a service's own thread hands its change over with `box.owner.call(fn)`.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from appliance.config import (
 from appliance.config.types import FACTORY_PASSWORD, check_password
 from appliance.errors import BoxError, PartialRestoreError
 from appliance.events import (
+    AddressChanged,
     ConfigActivated,
     ConfigChanged,
     ConfigWritten,
@@ -60,10 +66,12 @@ from appliance.events import (
     RestartRequested,
     actor,
 )
+from appliance.flash.limits import FlashError
 from appliance.hal.block import BlockDevice
 from appliance.hal.types import DiskRole, RestartKind
 from appliance.modcmd import CommandTable
-from appliance.services.trace import TraceBuffer
+from appliance.owner import BoxOwner, BoxRestarting
+from appliance.trace import TraceBuffer
 from appliance.version import PRODUCT, read_stamp
 
 if TYPE_CHECKING:
@@ -101,7 +109,10 @@ class Box:
         flash_device: BlockDevice | None = None,
         ram_bytes: int | None = None,
         services: Sequence[Service] = (),
+        owner: BoxOwner | None = None,
     ) -> None:
+        # made without one (a unit test): the thread that makes the box owns it
+        self.owner = owner if owner is not None else BoxOwner()
         self.platform = platform
         self.disks: dict[DiskRole, BlockDevice] = dict(disks)
         self.flash = flash  # appliance.flash.Flash, or None if the flash disk is unusable
@@ -112,6 +123,8 @@ class Box:
         self.ram_bytes = ram_bytes if ram_bytes is not None else platform.memory_info().usable
         self.trace = trace
         self.events: Events = trace.events
+        # a subscriber that fails is said on the trace (once per subscriber), not swallowed
+        self.events.on_error = trace
         self.services: tuple[Service, ...] = tuple(services)
         self.commands = CommandTable(c for s in self.services for c in s.commands())
         stamp = read_stamp()  # the running image's own version (after an update: the new one)
@@ -125,6 +138,11 @@ class Box:
         self.reset_required: list[str] = []
         self.addresses: dict[str, str] = {}
         self.restart_request: RestartKind | None = None
+        # the exclusive work under way ("firmware update from …"): one at a time; once
+        # it is `protected` (a slot write and its record) a reset waits for its end
+        # (boot.Runtime), before that a restart abandons it
+        self.exclusive: str | None = None
+        self.protected = False
 
     # identity ------------------------------------------------------------------------
     @property
@@ -153,6 +171,7 @@ class Box:
     # config --------------------------------------------------------------------------
     def change(self, op: Op) -> str:
         """`config change|add|rem`: edits the running config only."""
+        self.owner.check("config change")
         self.running, message = apply_op(self.running, op)
         self.events.emit(ConfigChanged(message, describe_op(op), actor()))
         return message
@@ -160,6 +179,7 @@ class Box:
     def activate(self) -> Activation:
         """Move the live-applicable changes to the active config and let every service
         apply its part; `pending` (also kept in reset_required) is what needs a reset."""
+        self.owner.check("config activate")
         result = activate(self.running, self.active)
         self.active = result.active
         pending = list(result.pending)
@@ -183,12 +203,13 @@ class Box:
 
     def _store(self, config: Config, how: str, drop: tuple[str, ...] = ()) -> None:
         """`config` becomes the saved config; VARS keys starting with `drop` go with it."""
+        self.owner.check(f"config {how}")
         vars = self._vars()
         changes = commit_changes(list(vars.keys()), config)
         changes |= {k: None for k in vars.keys() if drop and k.startswith(drop)}
         try:
             vars.commit(changes)  # one atomic commit
-        except Exception as e:  # FlashError family; the old saved config is still intact
+        except (FlashError, OSError) as e:  # the old saved config is still intact
             raise BoxError(f"config write failed, saved config unchanged: {e}") from e
         self.saved = config
         self.events.emit(ConfigWritten(len(config.objects), how, actor()))
@@ -241,24 +262,76 @@ class Box:
             try:
                 assert self.flash is not None  # checked above: items need the flash
                 self.flash.flashdir.put(item_id, attrs)
-            except Exception as e:  # FlashFullError, OSError …: say what is stored
+            except (FlashError, OSError) as e:  # flash full …: say what is stored
                 raise PartialRestoreError(at, e) from e
         return backup.config
 
     def load_saved(self) -> None:
         """Read the saved config from VARS (boot); damaged entries are traced and skipped."""
+        self.owner.check("load saved config")
         if self.flash is not None:
             self.saved = load_from_vars(self.flash.vars, self.trace)
         self.running = self.active = self.saved
 
+    # the services' own state on the flash and the network ----------------------------
+    def get_var(self, key: str) -> bytes | None:
+        """A VARS value (None: not set, or no flash). Reading needs no owner: VARS values
+        are replaced whole by commits, never changed in place."""
+        return self.flash.vars.get(key) if self.flash is not None else None
+
+    def commit_vars(self, changes: Mapping[str, bytes | None]) -> None:
+        """A service's own VARS keys (the update state, the certificate …), in one commit;
+        BoxError with nothing changed when there is no flash or the commit fails."""
+        self.owner.check("VARS commit")
+        vars = self._vars()
+        try:
+            vars.commit(changes)
+        except (FlashError, OSError) as e:
+            raise BoxError(f"{', '.join(changes)} not stored: {e}") from e
+
+    def set_address(self, port: str, text: str | None) -> None:
+        """The address a port has now ("10.0.2.15/24 (dhcp)"; None: none), as shown."""
+        self.owner.check("address change")
+        if text is None:
+            self.addresses.pop(port, None)
+        else:
+            self.addresses[port] = text
+        self.events.emit(AddressChanged(port, text))
+
+    def begin_exclusive(self, what: str) -> None:
+        """Start work only one of may run (a firmware install, from any path); BoxError
+        names the one under way, or says the box is restarting."""
+        self.owner.check(what)
+        if self.exclusive is not None:
+            raise BoxError(f"a {self.exclusive} is under way; try again when it has finished")
+        if self.restart_request is not None:
+            raise BoxError(f"the box is about to {self.restart_request}; try again after it")
+        self.exclusive = what
+
+    def protect_exclusive(self) -> None:
+        """The exclusive work enters the part a reset must not cut (the slot write, the
+        boot-control record, the update state): a reset waits for end_exclusive() from
+        now on. BoxRestarting if a restart was asked for first: then nothing is written."""
+        self.owner.check("protect exclusive work")
+        if self.restart_request is not None:
+            raise BoxRestarting(f"the box is about to {self.restart_request}")
+        self.protected = True
+
+    def end_exclusive(self) -> None:
+        self.owner.check("end of exclusive work")
+        self.exclusive = None
+        self.protected = False
+
     # restarts ------------------------------------------------------------------------
     def request_reset(self) -> None:
+        self.owner.check("reset")
         self.restart_request = RestartKind.RESET
         self.events.emit(RestartRequested(RestartKind.RESET, actor()))
 
     def request_reboot(self) -> None:
         """Forced watchdog trap: the crash-dump service writes a dump (on the event), as an
         unsolicited trap would, before the box restarts."""
+        self.owner.check("reboot")
         self.restart_request = RestartKind.REBOOT
         self.events.emit(RestartRequested(RestartKind.REBOOT, actor()))
 
@@ -267,7 +340,9 @@ class Box:
         return next((s for s in self.services if isinstance(s, kind)), None)
 
     def close(self) -> None:
-        """Stop the services (reverse boot order), then close the disks."""
+        """Close the owner (the services' threads get BoxRestarting from now on, so their
+        stops can join them), stop the services (reverse boot order), close the disks."""
+        self.owner.close()
         for service in reversed(self.services):
             try:
                 service.stop()

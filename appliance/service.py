@@ -20,8 +20,12 @@ __init__.py: `boot_services()`); nothing registers itself by being imported. A s
                                        config: apply what this service can apply live and
                                        return the labels (as in Activation.pending, e.g.
                                        "IP0 ETH0 /addr") that need a reset
-    stop()                             the box is going down (reset, reboot, end): stop
-                                       threads, let go of resources; must not raise
+    stop()                             the box is going down (reset, reboot, end): stop and
+                                       join its threads (bounded, a thread that does not
+                                       end is traced), let go of resources; must not
+                                       raise. The box's owner is closed by then: a thread
+                                       of the service that calls box.owner gets
+                                       BoxRestarting and ends
 
 Probes run in list order, then starts in list order; stops run in reverse order. BaseService
 gives the do-nothing defaults, so a service defines only what it has.
@@ -29,7 +33,6 @@ gives the do-nothing defaults, so a service defines only what it has.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 from appliance.events import acting
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
     from appliance.config import Activation
     from appliance.hal.platform import Platform
     from appliance.modcmd import Command
-    from appliance.services.trace import TraceFn
+    from appliance.trace import TraceFn
 
 
 class Service(Protocol):
@@ -57,24 +60,16 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
-class BoxRestarting(Exception):
-    """A service thread asked for the box while it restarts. The restart stops the services
-    (the web admin joins its worker threads), so such a thread must not wait for the lock:
-    it answers "restarting" and ends, or the restart would wait for it for good."""
-
-
 class CommandRunner(Protocol):
-    """Runs console lines for a service, as typed on the console (the runtime: one lock,
-    the same interpreter): the web admin's `!` URLs, the update server's scripts.
+    """Runs console lines for a service, as typed on the console: a job on the box's owner
+    thread, the same interpreter (the web admin's `!` URLs, the update server's scripts).
 
-    Neither `execute` nor `locked()` waits through a restart: both raise BoxRestarting
-    (the restart joins service threads; see boot.ServiceRunner)."""
+    `execute` does not wait through a restart: it raises BoxRestarting once the box the
+    service belongs to goes down (the restart joins service threads; boot.BoxRunner)."""
 
     def execute(self, line: str) -> str: ...
 
     def idle_for(self) -> float: ...  # seconds since the last console/web/script line
-
-    def locked(self) -> AbstractContextManager[object]: ...  # the runtime's one lock
 
 
 class ActingRunner:
@@ -91,9 +86,6 @@ class ActingRunner:
 
     def idle_for(self) -> float:
         return self.runner.idle_for()
-
-    def locked(self) -> AbstractContextManager[object]:
-        return self.runner.locked()
 
 
 class BaseService:

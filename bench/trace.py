@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance.events import Event, Events, Traced
+from appliance.formats.crashdump import FAULT_END, TRACE_TAIL, write_trace_mirror
 from appliance.hal.block import FileBlockDevice
-from appliance.services.crashdump import FAULT_END, TRACE_TAIL, write_trace_mirror
 from appliance.services.crashwatch import CrashWatch, DumpContext
-from appliance.services.trace import TraceBuffer
+from appliance.trace import TraceBuffer
 
 LINES = 2000
 RUNS = 3

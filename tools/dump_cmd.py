@@ -1,7 +1,7 @@
 """`ipva dump show DISK`: read the crash dump disk (IDE 1:1) without booting the box.
 
 DISK is a raw image or a .vmdk/.vhdx/.qcow2 of a package, opened read-only. The text is the
-box's own `/crash_dump.txt` (appliance.services.crashdump.format_dump). A torn or corrupt
+box's own `/crash_dump.txt` (appliance.formats.crashdump.format_dump). A torn or corrupt
 dump is printed as far as it can be read and exits with status 1.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
+from appliance.formats.crashdump import Condition, format_dump, read_dump, read_fault_area
 from appliance.hal.block import FileBlockDevice
-from appliance.services.crashdump import Condition, format_dump, read_dump, read_fault_area
 from tools.disk_image import disk_arg, raw_image
 
 

@@ -29,6 +29,14 @@ grouped into transactions. The rules (DESIGN.md "Flash"):
   prompt's path). Until then every write and every read of LDAP first finishes the mount
   itself (or waits for the thread doing it), so nothing is written on a half-known flash
   and nobody reads a half-loaded directory; damage in LDAP is traced when it is found.
+- One change at a time, whatever the caller: a commit (with the compactions it needs), a
+  reset and a format take the write lock, so a second writer waits until the first one's
+  records are laid out, written, committed and applied (two commits laid out at once put one
+  behind the other's still unwritten records: a power cut then leaves a hole before an
+  acknowledged commit, and a reset let through frees the segment a held commit then writes
+  into). The box's executor orders its writers anyway; this is the last line of defence
+  (tests/unit/test_flash_threads.py holds a writer inside its commit to prove it). Reads
+  do not take it. The lock is taken after finish_mount(), which has its own.
 - The segment headers (8192 on a 512 MiB flash) are read with the device's read_strided():
   on a disk that is a few large O_DIRECT requests instead of one small request per header,
   which under emulated IDE costs more than reading the whole area.
@@ -143,6 +151,7 @@ class FlashMan:
         self._deferred: tuple[list[Segment], dict[int, SegmentIndex]] | None = None
         self._deferred_error: Exception | None = None  # finish_mount() failed: why
         self._mount_lock = threading.Lock()  # one finish_mount(); the others wait for it
+        self._write_lock = threading.Lock()  # one commit/reset/format at a time (see above)
         if format_all:  # `reset all` on a disk that would not mount (e.g. WrongDiskError)
             area = min(self.dev.size, MAX_AREA) // SEG
             if area < MIN_SEGMENTS:
@@ -326,21 +335,23 @@ class FlashMan:
     def reset_all(self) -> None:
         """`reset all`: format the whole disk (up to 512 MiB). Everything is lost, by design."""
         self.finish_mount()
-        area = min(self.dev.size, MAX_AREA) // SEG
-        parsed = [parse_header(r) for r in self._read_headers(area)]
-        for s in self.segments:  # keep what the mount knew, e.g. of damaged headers
-            if parsed[s.index] is None:
-                parsed[s.index] = Header(OWNER_FREE, 0, s.erase_count, 0, 0)
-        self._format(area, parsed)
-        self.blank = False
+        with self._write_lock:
+            area = min(self.dev.size, MAX_AREA) // SEG
+            parsed = [parse_header(r) for r in self._read_headers(area)]
+            for s in self.segments:  # keep what the mount knew, e.g. of damaged headers
+                if parsed[s.index] is None:
+                    parsed[s.index] = Header(OWNER_FREE, 0, s.erase_count, 0, 0)
+            self._format(area, parsed)
+            self.blank = False
 
     def reset_owner(self, owner: int) -> None:
         """`reset vars` / `reset ldap`: drop all of one owner's data in one commit."""
         self.finish_mount()
-        o = self.owners[owner]
-        if not o.segs and not o.values:
-            return
-        self._append_txn(o, [], reset=True)
+        with self._write_lock:
+            o = self.owners[owner]
+            if not o.segs and not o.values:
+                return
+            self._append_txn(o, [], reset=True)
 
     # ---- allocation ----------------------------------------------------------------
 
@@ -411,7 +422,10 @@ class FlashMan:
         if self.readonly:
             raise FlashError("flash is open read-only")
         self.finish_mount()
-        o = self.owners[owner]
+        with self._write_lock:  # the values compared and the layout are the ones written
+            self._commit(self.owners[owner], updates)
+
+    def _commit(self, o: Owner, updates: Iterable[tuple[bytes, bytes | None]]) -> None:
         entries: list[tuple[int, bytes, bytes]] = []
         grow = 0
         for key, value in updates:

@@ -97,6 +97,7 @@ from typing import NamedTuple
 
 from construct import (
     Bytes,
+    Checksum,
     Const,
     FormatField,
     GreedyBytes,
@@ -107,8 +108,11 @@ from construct import (
     Padding,
     Prefixed,
     PrefixedArray,
+    RawCopy,
     Struct,
 )
+
+from appliance.formats.crc import crc32_trailed
 
 SEGMENT_SIZE = 0x10000
 SEGMENT_MAGIC = b"FLASHMAN"
@@ -143,7 +147,7 @@ SegmentHeaderBody = Struct(
     "area_segments" / Int32ul,
     Padding(32),
 )
-SegmentHeader = Struct("body" / SegmentHeaderBody, "crc" / Int32ul)
+SegmentHeader = crc32_trailed(SegmentHeaderBody)
 
 RecordHeader = Struct(
     "crc" / Int32ul,
@@ -174,8 +178,10 @@ def _fast_struct(decl: Struct) -> struct.Struct:
                 out += f"{sub.length}x"
                 continue
             field = sub.subcon
-            if isinstance(field, Const):
+            if isinstance(field, Const | RawCopy):
                 field = field.subcon
+            elif isinstance(field, Checksum):  # the CRC trailer's u32
+                field = field.checksumfield
             if isinstance(field, Struct):
                 out += fmt(field)
             elif isinstance(field, FormatField):
@@ -210,18 +216,16 @@ class Header:
 
 def build_header(h: Header) -> bytes:
     """Both copies of the segment header (128 bytes, one write)."""
-    body = SegmentHeaderBody.build(
-        dict(
-            version=h.version,
-            owner=h.owner,
-            flags=h.flags,
-            seq=h.seq,
-            erase_count=h.erase_count,
-            epoch=h.epoch,
-            area_segments=h.area_segments,
-        )
+    fields = dict(
+        version=h.version,
+        owner=h.owner,
+        flags=h.flags,
+        seq=h.seq,
+        erase_count=h.erase_count,
+        epoch=h.epoch,
+        area_segments=h.area_segments,
     )
-    one = SegmentHeader.build(dict(body=SegmentHeaderBody.parse(body), crc=zlib.crc32(body)))
+    one = SegmentHeader.build({"body": {"value": fields}})
     return one + one
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -61,6 +62,14 @@ class FileBlockDevice:
         self.readonly = readonly
         self._fd = os.open(self.path, os.O_RDONLY if readonly else os.O_RDWR)
         self._size = os.lseek(self._fd, 0, os.SEEK_END)
+        # close() against a read or write under way in another thread: once closed, the
+        # fd number may be the next boot's (hosted restart), so nobody may use it again
+        self._io = threading.Lock()
+
+    def _open_fd(self) -> int:
+        if self._fd < 0:
+            raise ValueError(f"{self.path} is closed (the box went down)")
+        return self._fd
 
     @property
     def size(self) -> int:
@@ -69,7 +78,8 @@ class FileBlockDevice:
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or offset + length > self._size:
             raise ValueError(f"read {offset}+{length} outside {self.path} ({self._size} bytes)")
-        return os.pread(self._fd, length, offset)
+        with self._io:
+            return os.pread(self._open_fd(), length, offset)
 
     def read_strided(self, offset: int, stride: int, length: int, count: int) -> list[bytes]:
         """Reads the whole span in STRIDED_CHUNK requests with O_DIRECT and picks the items
@@ -133,16 +143,19 @@ class FileBlockDevice:
             raise PermissionError(f"{self.path} is open read-only")
         if offset < 0 or offset + len(data) > self._size:
             raise ValueError(f"write {offset}+{len(data)} outside {self.path} ({self._size} bytes)")
-        os.pwrite(self._fd, data, offset)
+        with self._io:
+            os.pwrite(self._open_fd(), data, offset)
 
     def flush(self) -> None:
         if not self.readonly:
-            os.fsync(self._fd)
+            with self._io:
+                os.fsync(self._open_fd())
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._io:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def __enter__(self) -> FileBlockDevice:
         return self

@@ -41,11 +41,11 @@ the two are tested against each other on every state.
 from __future__ import annotations
 
 import enum
-import zlib
 from dataclasses import dataclass, replace
 
 import construct as cs
 
+from appliance.formats.crc import crc32_trailed
 from appliance.hal.block import SECTOR, BlockDevice
 
 BOOTCTL_MAGIC = b"IPVABCTL"
@@ -73,10 +73,7 @@ BootControlBody = cs.Struct(
     "reserved" / cs.Const(0, cs.Int8ul),
 )
 BODY_SIZE = SECTOR - 4
-BootControlSector = cs.Struct(
-    "body" / cs.RawCopy(cs.Padded(BODY_SIZE, BootControlBody)),
-    "crc32" / cs.Checksum(cs.Int32ul, lambda data: zlib.crc32(data), cs.this.body.data),
-)
+BootControlSector = crc32_trailed(cs.Padded(BODY_SIZE, BootControlBody))
 assert BootControlSector.sizeof() == SECTOR
 
 

@@ -43,6 +43,7 @@ class ResumeWatch:
         self._rtc, self._now, self._step = rtc, now, step
         self._next_edge = next_edge or polled_edges(rtc)
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def check(self) -> float | None:
         """The step made (seconds, host minus box), or None when the clocks agree."""
@@ -62,10 +63,16 @@ class ResumeWatch:
         return offset
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="resume-watch", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="resume-watch", daemon=True)
+        self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
+        """End the watch (within one RTC edge wait); False if its thread did not end."""
         self._stop.set()
+        if self._thread is None or self._thread is threading.current_thread():
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.wait(CHECK_INTERVAL_S):

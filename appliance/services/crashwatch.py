@@ -11,7 +11,7 @@
   `python -m appliance died RC` before it reboots, which writes a DIED
   dump unless this boot already wrote one (`record_died`);
 - `reboot`: a dump of kind REBOOT (the forced watchdog trap).
-The format is appliance.services.crashdump's.
+The format is appliance.formats.crashdump's.
 
 The trace mirror (the trace tail a signal's dump shows, since Python cannot run then) is
 kept on the disk by a writer thread, not by the thread that traces: `trace_changed()` only
@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import TypeVar
 
-from appliance.hal.block import BlockDevice
-from appliance.services.crashdump import (
+from appliance.formats.crashdump import (
     FAULT_END,
     FAULT_TEXT,
     Condition,
@@ -55,6 +54,7 @@ from appliance.services.crashdump import (
     write_dump,
     write_trace_mirror,
 )
+from appliance.hal.block import BlockDevice
 
 
 @dataclass(frozen=True)

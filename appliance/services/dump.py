@@ -42,11 +42,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from appliance.events import Crashed, Event, RestartRequested, Traced
-from appliance.hal.block import BlockDevice, FileBlockDevice
-from appliance.hal.types import DiskRole, RestartKind
-from appliance.modcmd import Command, ModCmdError
-from appliance.service import BaseService
-from appliance.services.crashdump import (
+from appliance.formats.crashdump import (
     TRACE_TAIL,
     Condition,
     CrashDump,
@@ -56,6 +52,10 @@ from appliance.services.crashdump import (
     mark_reported,
     read_dump,
 )
+from appliance.hal.block import BlockDevice, FileBlockDevice
+from appliance.hal.types import DiskRole, RestartKind
+from appliance.modcmd import Command, ModCmdError
+from appliance.service import BaseService
 from appliance.services.crashwatch import CrashWatch, DumpContext
 
 if TYPE_CHECKING:
@@ -143,7 +143,8 @@ class CrashDumpService(BaseService):
         `reboot` (the runtime carries it out), without overwriting the exception's dump."""
         if self._box is not None:
             self._crashed = True
-            self._box.request_reboot()
+            # the crash hook runs in the thread that crashed: the request is a job
+            self._box.owner.post(self._box.request_reboot)
 
     def stop(self) -> None:
         for unsubscribe in self._unsubscribe:

@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING
 from appliance.flash import Flash, FlashDirError, FlashError, format_flash, mount_flash
 from appliance.hal.block import BlockDevice
 from appliance.modcmd import Command, ModCmdError
+from appliance.owner import join_checked
 from appliance.service import BaseService
-from appliance.services.trace import Tag
+from appliance.trace import Tag
 
 if TYPE_CHECKING:
     from appliance.box import Box
+
+FINISH_JOIN_S = 60.0  # FLASHDIR0 of a full 512 MiB flash under emulation: seconds
 
 # mount function: (flash disk, ram bytes, trace) -> Flash; tests may pass their own
 Mount = Callable[[BlockDevice, int, Callable[[str], None]], Flash]
@@ -40,10 +43,12 @@ class FlashService(BaseService):
     def __init__(self, mount: Mount = mount_real_flash) -> None:
         self.mount = mount
         self._finisher: threading.Thread | None = None
+        self._trace: Callable[[str], None] | None = None
 
     def start(self, box: Box) -> None:
         """Mount into box.flash, or leave it None and say why (the box boots on); the
         rest of a deferred mount (FLASHDIR0) on a thread."""
+        self._trace = lambda line: box.trace(line, Tag.FLASH)
         dev = box.flash_device
         if dev is None:
             return
@@ -52,7 +57,7 @@ class FlashService(BaseService):
         except ImportError as e:
             box.trace(f"flash: FLASHMAN could not be loaded ({e}); config write is off", Tag.FLASH)
             return
-        except Exception as e:  # FlashError, WrongDiskError …: say it, boot on without flash
+        except (FlashError, OSError, ValueError) as e:  # a wrong or damaged disk: boot on
             box.trace(f"flash: {e}; config write is off until the flash disk is fixed", Tag.FLASH)
             return
         if not box.flash.flashman.mounted:
@@ -69,7 +74,11 @@ class FlashService(BaseService):
             box.trace(f"flash: {e}", Tag.FLASH)
 
     def stop(self) -> None:
-        """The disks close next: the FLASHDIR0 read must be done by then."""
+        """The disks close next: the FLASHDIR0 read must be done by then (it is a finite
+        read of the flash: waited for, and said if it takes longer than FINISH_JOIN_S)."""
+        late = join_checked(self._finisher, FINISH_JOIN_S)
+        if late and self._trace is not None:
+            self._trace(f"flash: {late}; waiting for it before the disks close")
         if self._finisher is not None:
             self._finisher.join()
             self._finisher = None

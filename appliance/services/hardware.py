@@ -25,7 +25,7 @@ from appliance.service import BaseService
 if TYPE_CHECKING:
     from appliance.box import Box
     from appliance.hal.platform import Platform
-    from appliance.services.trace import TraceFn
+    from appliance.trace import TraceFn
 
 
 def cpu_info(cpu: CpuInfo, aes: Aes, srtp_mips: int) -> str:

@@ -22,22 +22,25 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from appliance import xmltext
 from appliance.config import Config
-from appliance.events import AddressChanged, Event, LinkChanged, Resumed
+from appliance.events import Event, LinkChanged, Resumed
 from appliance.hal.nics import SUPPORTED_NICS, PciNic, Port, read_ipv4, read_link_state
 from appliance.hal.types import HaltError, NicConfigError
 from appliance.modcmd import Command, Handler, ModCmdError
+from appliance.owner import BoxRestarting, join_checked
 from appliance.service import BaseService
 
 if TYPE_CHECKING:
     from appliance.box import Box
     from appliance.hal.platform import Platform
-    from appliance.services.trace import TraceFn
+    from appliance.trace import TraceFn
 
 WATCH_INTERVAL_S = 1.0
+WATCH_JOIN_S = 5.0  # a lease file read is quick: longer than this is a stuck thread
 NIC_UNAVAILABLE = "NIC unavailable!"
 
 
@@ -167,20 +170,24 @@ class Network:
 
     def _on_event(self, box: Box, event: Event) -> None:
         if isinstance(event, Resumed) and self.dhcp_ports():
-            # the renewal waits for the server's answer: not on the emitting thread
+            # the renewal waits for the server's answer: not on the emitting (owner) thread
             threading.Thread(target=self.renew, args=(box,), name="dhcp-renew",
                              daemon=True).start()  # fmt: skip
 
     def renew(self, box: Box) -> None:
         """Renew every DHCP lease now (after a pause: the lease may have run out, or the
-        VM may be on another host's network) and say so."""
+        VM may be on another host's network) and say so; the box learns the address as a
+        job on its owner, as from the watcher."""
         for p in self.dhcp_ports():
             lease = self.platform.renew_dhcp(p.ifname)
-            if lease:
-                box.trace(f"{p.name} DHCP lease renewed: {lease_text(lease)}")
-                self._show(box, p.name, lease_text(lease))
-            else:
+            if not lease:
                 box.trace(f"{p.name} DHCP lease not renewed yet: no answer (the client retries)")
+                continue
+            box.trace(f"{p.name} DHCP lease renewed: {lease_text(lease)}")
+            try:
+                box.owner.call(partial(self._leases, box, {p.name: lease}))
+            except BoxRestarting:
+                return
 
     def _set_static(self, box: Box, p: Port, addr: str, mask: str, gateway: str | None) -> None:
         """IP0 ETHn /addr /mask and the default route on its net; the console shows the
@@ -204,41 +211,54 @@ class Network:
     def _show(self, box: Box, port: str, text: str) -> None:
         if self._shown.get(port) != text:
             self._shown[port] = text
-            box.addresses[port] = text
+            box.set_address(port, text)
             box.trace(f"{port} IP address {text}")
-            box.events.emit(AddressChanged(port, text))
 
     def dhcp_ports(self) -> list[Port]:
         return [p for p in self.ports if self.modes.get(p.name) == "dhcp"]
 
     def poll_once(self, box: Box, ports: list[Port]) -> None:
-        """One look at the DHCP client's lease files: a new address or lease is shown, a
-        lost lease is said once. The watcher thread calls it every WATCH_INTERVAL_S."""
-        for p in ports:
-            lease = self.platform.dhcp_lease(p.ifname)
+        """One look at the DHCP client's lease files (read here, in the caller's thread):
+        a new address or lease is shown, a lost lease is said once; the box learns it as
+        a job on its owner. The watcher thread calls it every WATCH_INTERVAL_S."""
+        leases = {p.name: self.platform.dhcp_lease(p.ifname) for p in ports}
+        box.owner.call(lambda: self._leases(box, leases))
+
+    def _leases(self, box: Box, leases: dict[str, dict[str, str] | None]) -> None:
+        for port, lease in leases.items():
             if lease:
-                self._show(box, p.name, lease_text(lease))
-            elif p.name in self._shown:
-                self._shown.pop(p.name)
-                box.addresses.pop(p.name, None)
-                box.trace(f"{p.name} DHCP lease lost: no address until a server answers")
-                box.events.emit(AddressChanged(p.name, None))
+                self._show(box, port, lease_text(lease))
+            elif port in self._shown:
+                self._shown.pop(port)
+                box.set_address(port, None)
+                box.trace(f"{port} DHCP lease lost: no address until a server answers")
 
     def poll_links(self, box: Box) -> None:
         """One look at every port's carrier: a change is an events.LinkChanged (not traced:
-        the console shows addresses, as before)."""
-        for p in self.ports:
-            up = self.platform.link_up(p.ifname)
-            if self._links.get(p.name) != up:
-                self._links[p.name] = up
-                box.events.emit(LinkChanged(p.name, up))
+        the console shows addresses, as before), emitted on the box's owner."""
+        links = {p.name: self.platform.link_up(p.ifname) for p in self.ports}
+        box.owner.call(lambda: self._carriers(box, links))
+
+    def _carriers(self, box: Box, links: dict[str, bool]) -> None:
+        for port, up in links.items():
+            if self._links.get(port) != up:
+                self._links[port] = up
+                box.events.emit(LinkChanged(port, up))
 
     def _watch(self, box: Box, ports: list[Port]) -> None:
-        # the next boot starts its own watcher
-        while box.restart_request is None and not self.stopping.is_set():
-            self.poll_once(box, ports)
-            self.poll_links(box)
-            self.stopping.wait(WATCH_INTERVAL_S)
+        # the next boot starts its own watcher; BoxRestarting: this box is going down
+        try:
+            while not self.stopping.is_set():
+                self.poll_once(box, ports)
+                self.poll_links(box)
+                self.stopping.wait(WATCH_INTERVAL_S)
+        except BoxRestarting:
+            return
+
+    def stop(self) -> str | None:
+        """End the watcher and join it; the sentence for the trace if it did not end."""
+        self.stopping.set()
+        return join_checked(self._watcher, WATCH_JOIN_S)
 
 
 def _same_net(addr: str, mask: str, gw: str) -> bool:
@@ -258,6 +278,7 @@ class NetworkService(BaseService):
     def __init__(self) -> None:
         self.network: Network | None = None  # after probe()
         self.has_nics = False
+        self._trace: TraceFn | None = None
 
     def probe(self, platform: Platform, trace: TraceFn) -> None:
         """ETH0/ETH1 by PCI id; where the box needs a NIC (the VM) none stops the boot
@@ -270,12 +291,15 @@ class NetworkService(BaseService):
         self.has_nics = bool(self.network.ports)
 
     def start(self, box: Box) -> None:
+        self._trace = box.trace
         if self.network is not None and self.network.ports:
             self.network.configure(box)
 
     def stop(self) -> None:
         if self.network is not None:
-            self.network.stopping.set()
+            late = self.network.stop()
+            if late and self._trace is not None:
+                self._trace(f"network: {late}")
 
     def commands(self) -> list[Command]:
         out: list[Command] = []

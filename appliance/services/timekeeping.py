@@ -16,12 +16,13 @@ from appliance.events import Resumed
 from appliance.hal.resume import ResumeWatch
 from appliance.hal.timekeeping import Policy, Timekeeping
 from appliance.modcmd import Command
+from appliance.owner import BoxRestarting
 from appliance.service import BaseService
 
 if TYPE_CHECKING:
     from appliance.box import Box
     from appliance.hal.platform import Platform
-    from appliance.services.trace import TraceFn
+    from appliance.trace import TraceFn
 
 
 class TimekeepingService(BaseService):
@@ -45,7 +46,10 @@ class TimekeepingService(BaseService):
             def resumed(offset: float) -> None:
                 box.trace(f"time: resumed after a pause: clock stepped by {offset:+.1f} s "
                           "to the host's time (RTC)")  # fmt: skip
-                box.events.emit(Resumed(offset))
+                try:  # the box's events come from its owner
+                    box.owner.call(lambda: box.events.emit(Resumed(offset)))
+                except BoxRestarting:
+                    pass
 
             self.watch = ResumeWatch(resumed)
             self.watch.start()

@@ -8,6 +8,7 @@ do next; a refused command changes nothing.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 
 from appliance import modcmd
@@ -23,6 +24,7 @@ from appliance.config import (
 )
 from appliance.config.grammar import show_token
 from appliance.config.types import Flag
+from appliance.flash.limits import FlashError
 from appliance.services.update.service import UpdateService
 
 CONFIG_SEMANTICS = """\
@@ -87,9 +89,18 @@ class Shell:
         """Run one console line; returns what to print ("" for nothing). Never raises."""
         try:
             return self._execute(line)
-        except Exception as e:  # the shell never dies: report and carry on
+        except Exception as e:
+            # A programming error. The console must never die, and one broken command
+            # must not restart a box that carries calls, so no crash dump here; instead
+            # the error and where it happened go to the trace (/log.txt, the log
+            # targets), where support finds it, and the answer says so.
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            self.box.trace(
+                f"shell: internal error in {show_token(line.strip())}: {type(e).__name__}: "
+                f"{e} at {where.filename.rsplit('/', 1)[-1]}:{where.lineno} ({where.name})"
+            )
             return error(
-                f"internal error {type(e).__name__}: {e} (the command did nothing; "
+                f"internal error {type(e).__name__}: {e} (see the trace; "
                 "please report it with the line you typed)"
             )
 
@@ -200,9 +211,7 @@ class Shell:
             )
         try:
             return handler(box, [w.text for w in rest[2:]])
-        except modcmd.ModCmdError:
-            raise
-        except Exception as e:
+        except (OSError, ValueError, FlashError) as e:  # the disk's or the input's, not a bug
             raise modcmd.ModCmdError(
                 f"mod cmd {module.upper()} {rest[1].text} failed: {type(e).__name__}: {e}"
             ) from e

@@ -87,7 +87,7 @@ def test_a_trace_line_while_a_command_runs_is_just_written(served: Served) -> No
     until("the prompt", lambda: served.text().endswith("IPVA> "))
     box = served.runtime.box
     assert box is not None
-    with served.runtime.locked():  # the command below waits for the lock: it "runs"
+    with served.runtime.hold():  # the command below waits for the owner thread: it "runs"
         served.type("version\n")
         until("the echo", lambda: served.text().endswith("IPVA> version\n"))
         served.trace("meanwhile")

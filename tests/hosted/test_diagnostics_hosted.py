@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from appliance.formats.crashdump import Condition, DumpKind, read_dump
 from appliance.hal.block import FileBlockDevice
 from appliance.hosted import run_hosted
-from appliance.services.crashdump import Condition, DumpKind, read_dump
 from tests.receivers import free_port, rsyslog, wait_for
 
 PAUSE_S = 1.0  # between lines where the box works in the background (a trap, a send)

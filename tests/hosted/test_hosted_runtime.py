@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from appliance.formats.crashdump import read_dump
 from appliance.hal.block import FileBlockDevice
 from appliance.hosted import run_hosted
-from appliance.services.crashdump import read_dump
 
 SEED = """\
 config change IP0 ETH0 /addr 192.168.0.10 /mask 255.255.255.0
@@ -117,7 +117,7 @@ def test_backup_factory_reset_restore_gives_same_config(tmp_path: Path) -> None:
     from appliance import boot
     from appliance.hal.hosted import HostedPlatform
     from appliance.services import boot_services
-    from appliance.services.trace import TraceBuffer
+    from appliance.trace import TraceBuffer
 
     platform = HostedPlatform(tmp_path, stdin=io.BytesIO(), stdout=io.BytesIO())
     box = boot.boot_box(platform, TraceBuffer(), boot_services())

@@ -14,7 +14,7 @@ from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.hosted import HostedPlatform
 from appliance.hal.types import Console, DiskRole, HaltError, StreamConsole
 from appliance.services import boot_services
-from appliance.services.trace import TraceBuffer
+from appliance.trace import TraceBuffer
 
 RUN_TIMEOUT_S = 60.0  # generous: only a hang (the bug) comes near it
 
@@ -95,14 +95,14 @@ def test_settle_after_halt_is_false_and_commands_are_refused(tmp_path: Path) -> 
     assert runtime.refuse_overlong("x" * 2000) == boot.HALTED
 
 
-def test_refuse_overlong_holds_the_runtime_lock(tmp_path: Path) -> None:
+def test_refuse_overlong_runs_on_the_owner_thread(tmp_path: Path) -> None:
     runtime = boot.Runtime(HostedPlatform(tmp_path, stdin=io.BytesIO(), stdout=io.BytesIO()))
     assert runtime.boot()
     seen: list[bool] = []
 
     class Probe:
         def refuse_overlong(self, line: str) -> str:
-            seen.append(runtime._lock._is_owned())  # type: ignore[attr-defined]
+            seen.append(runtime.executor.in_owner())
             return "refused"
 
     runtime.shell = Probe()  # type: ignore[assignment]

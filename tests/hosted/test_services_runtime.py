@@ -7,13 +7,15 @@ import io
 import time
 from pathlib import Path
 
+import pytest
 from test_hosted_runtime import answers, hosted  # noqa: I001  (same directory)
 
 from appliance import boot
 from appliance.events import ConfigWritten, Event, RestartRequested
 from appliance.hal.hosted import HostedPlatform
+from appliance.owner import NotOwner
 from appliance.services import boot_services
-from appliance.services.trace import TraceBuffer
+from appliance.trace import TraceBuffer
 
 
 def help_mod_modules(transcript: str) -> list[str]:
@@ -67,13 +69,18 @@ def test_box_events_on_a_real_boot(tmp_path: Path) -> None:
 
 
 def test_a_reset_requested_outside_a_console_line_is_carried_out(tmp_path: Path) -> None:
-    """As the web UI will: request a reset on the box; the runtime restarts it."""
+    """As the web UI and an update's final do: request a reset as a job on the box's
+    owner; the runtime restarts it right after that job. From another thread directly it
+    is refused (NotOwner): nothing changes the box beside its owner."""
     out = io.BytesIO()
     runtime = boot.Runtime(HostedPlatform(tmp_path, stdin=io.BytesIO(), stdout=out))
     assert runtime.boot()
     first = runtime.box
     assert first is not None
-    first.request_reset()
+    with pytest.raises(NotOwner):
+        first.request_reset()
+    assert first.restart_request is None
+    first.owner.call(first.request_reset)
     deadline = time.monotonic() + 60
     while runtime.box is first or runtime.box is None:
         assert time.monotonic() < deadline, "the requested reset was not carried out"

@@ -14,6 +14,7 @@ power fails at write number `cut_at` (0-based; that write is the one being made)
 from __future__ import annotations
 
 import random
+import threading
 
 from appliance.hal.block import SECTOR, MemoryBlockDevice, strided_by_reads
 
@@ -101,6 +102,41 @@ class CutDevice:
         dev = MemoryBlockDevice(0)
         dev.data = bytearray(self.durable)
         return dev
+
+
+class GateDevice(CutDevice):
+    """A flash disk that can hold one writer inside a commit: after `arm()`, the next write
+    stops its thread before it lands until `release()`, so a test can send a second writer
+    into the same commit window. Every write is logged with its thread's name; power never
+    fails here, but `survivor()` is the disk as a power cut at that moment would leave it."""
+
+    def __init__(self, image: bytes) -> None:
+        super().__init__(image)
+        self.writes: list[tuple[str, int, int]] = []  # (thread name, offset, length)
+        self.paused = threading.Event()  # a writer is held at the gate
+        self._armed = False
+        self._release = threading.Event()
+        self._log_lock = threading.Lock()
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def release(self) -> None:
+        self._release.set()
+
+    def write(self, offset: int, data: bytes) -> None:
+        with self._log_lock:
+            held, self._armed = self._armed, False
+        if held:
+            self.paused.set()
+            assert self._release.wait(30), "the gate was never released"
+        with self._log_lock:
+            self.writes.append((threading.current_thread().name, offset, len(data)))
+            super().write(offset, data)
+
+    def flush(self) -> None:
+        with self._log_lock:
+            super().flush()
 
 
 def memdev(image: bytes | bytearray) -> MemoryBlockDevice:

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from appliance.hal.block import FileBlockDevice
-from appliance.services.crashdump import (
+from appliance.formats.crashdump import (
     FAULT_TEXT,
     CrashDump,
     DumpKind,
@@ -20,6 +19,7 @@ from appliance.services.crashdump import (
     arm_fault_area,
     write_dump,
 )
+from appliance.hal.block import FileBlockDevice
 from tools.cli import main
 
 DUMP = CrashDump(
@@ -69,7 +69,7 @@ def test_corrupt_dump_says_so_and_fails(disk: Path) -> None:
 
 
 def test_torn_dump_says_so(disk: Path) -> None:
-    from appliance.services.crashdump import DumpState, _header_bytes
+    from appliance.formats.crashdump import DumpState, _header_bytes
 
     with FileBlockDevice(disk) as dev:
         dev.write(

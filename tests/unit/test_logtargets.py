@@ -287,7 +287,7 @@ def test_event_texts_what_is_logged_and_what_is_not() -> None:
         Traced,
     )
     from appliance.services.logtargets.service import event_text
-    from appliance.services.trace import Tag, format_trace
+    from appliance.trace import Tag, format_trace
 
     assert event_text(ConfigChanged("", "config change ADMIN0 /pwd ********")) == (
         "config change ADMIN0 /pwd ********"

@@ -22,7 +22,7 @@ from appliance.modcmd import Command, CommandTable
 from appliance.service import BaseService, Service
 from appliance.services import boot_services
 from appliance.services.hardware import cpu_info
-from appliance.services.trace import Tag, TraceBuffer
+from appliance.trace import Tag, TraceBuffer
 from appliance.version import BUILD
 
 

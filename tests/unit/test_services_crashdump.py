@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.hal.block import MemoryBlockDevice
-from appliance.services.crashdump import (
+from appliance.formats.crashdump import (
     CRASH_RECORD_MAGIC,
     DETAIL_OFFSET,
     FAULT_END,
@@ -35,6 +34,7 @@ from appliance.services.crashdump import (
     read_fault_area,
     write_dump,
 )
+from appliance.hal.block import MemoryBlockDevice
 from tests.unit.flashdev import MODES, CutDevice, PowerCut
 
 DISK = 2 << 20
@@ -92,7 +92,7 @@ def test_round_trip_whole_dump() -> None:
 def test_detail_construct_round_trips() -> None:
     dev = MemoryBlockDevice(DISK)
     write_dump(dev, DUMP)
-    head = Header.parse(dev.read(0, HEADER_SIZE)).body
+    head = Header.parse(dev.read(0, HEADER_SIZE)).body.value
     stored = dev.read(DETAIL_OFFSET, head.detail_length)
     assert Detail.build(Detail.parse(stored)) == stored
 
@@ -274,7 +274,7 @@ def test_random_headers_with_the_magic_never_crash_the_reader(raw: bytes) -> Non
 
 
 def test_trace_mirror_keeps_the_newest_whole_lines() -> None:
-    from appliance.services.crashdump import (
+    from appliance.formats.crashdump import (
         TRACE_MIRROR_MAX,
         read_trace_mirror,
         write_trace_mirror,
@@ -289,3 +289,18 @@ def test_trace_mirror_keeps_the_newest_whole_lines() -> None:
     assert sum(len(x) + 1 for x in got) <= TRACE_MIRROR_MAX
     arm_fault_area(dev, FaultArm(1, "16r1sr1", 1, 1))  # a new boot empties it
     assert read_trace_mirror(dev) == ()
+
+
+def test_fault_arm_round_trips_and_a_damaged_one_reads_as_none() -> None:
+    from appliance.formats.crashdump import FAULT_OFFSET, FaultArmStruct, read_fault_arm
+
+    dev = MemoryBlockDevice(DISK)
+    arm = FaultArm(1_700_000_000, "16r1sr1", 1601001, 1601002)
+    arm_fault_area(dev, arm)
+    assert read_fault_arm(dev) == arm
+    raw = dev.read(FAULT_OFFSET, 64)
+    n = len(FaultArmStruct.build(FaultArmStruct.parse(raw)))
+    assert FaultArmStruct.build(FaultArmStruct.parse(raw)) == raw[:n]
+    assert int.from_bytes(raw[n - 4 : n], "little") == zlib.crc32(raw[: n - 4])
+    dev.write(FAULT_OFFSET + 9, b"\xff")  # boot_time: parses, but the CRC is wrong
+    assert read_fault_arm(dev) is None

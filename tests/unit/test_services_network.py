@@ -11,6 +11,7 @@ from appliance.config import Config
 from appliance.events import AddressChanged, Events, LinkChanged, Resumed
 from appliance.hal.nics import PciNic, Port, assign_ports
 from appliance.hal.types import HaltError, NicConfigError
+from appliance.owner import BoxOwner
 from appliance.services import network as net
 
 
@@ -58,9 +59,18 @@ class FakeBox:
         self.events = Events()
         self.seen: list[Any] = []
         self.events.subscribe(self.seen.append)
+        self.owner = BoxOwner()  # the test's thread owns it
 
     def trace(self, text: str, tag: int = 30) -> None:
         self.lines.append(text)
+
+    def set_address(self, port: str, text: str | None) -> None:  # as Box.set_address
+        self.owner.check("address change")
+        if text is None:
+            self.addresses.pop(port, None)
+        else:
+            self.addresses[port] = text
+        self.events.emit(AddressChanged(port, text))
 
 
 def config(*changes: tuple[tuple[str, str], dict[str, Any]]) -> Config:
@@ -111,14 +121,26 @@ def test_dhcp_on_eth1_and_lease_loss_is_shown() -> None:
     ]
 
 
-def test_the_watcher_thread_runs_until_a_restart_is_requested() -> None:
+def test_the_watcher_thread_ends_when_the_box_goes_down_and_stop_joins_it() -> None:
     plat, box = FakeNics(), FakeBox(config())
-    box.restart_request = "reset"  # the loop's condition: it ends without a first look
     network = net.Network(plat)
     network.configure(box)
-    assert network._watcher is not None
-    network._watcher.join(timeout=30)
-    assert not network._watcher.is_alive()
+    watcher = network._watcher
+    assert watcher is not None and watcher.is_alive()
+    box.owner.close()  # the box goes down: the watcher's next hand-over fails, it ends
+    watcher.join(timeout=30)
+    assert not watcher.is_alive()
+    assert network.stop() is None  # joined within its bound: nothing for the trace
+
+
+def test_stop_ends_the_watcher_of_a_running_box() -> None:
+    plat, box = FakeNics(), FakeBox(config())
+    network = net.Network(plat)
+    network.configure(box)
+    watcher = network._watcher
+    assert watcher is not None and watcher.is_alive()
+    assert network.stop() is None
+    assert not watcher.is_alive()
 
 
 def test_after_a_resume_the_dhcp_leases_are_renewed_and_said() -> None:

@@ -9,15 +9,15 @@ import pytest
 from appliance import modcmd
 from appliance.box import Box, BoxError
 from appliance.flash import FlashFullError, mount_flash
+from appliance.formats.crashdump import Condition, DumpKind, read_dump
 from appliance.hal.block import MemoryBlockDevice
 from appliance.hal.memory import MemoryInfo
 from appliance.hal.types import DiskRole
 from appliance.service import BaseService, Service
 from appliance.services import boot_services
-from appliance.services.crashdump import Condition, DumpKind, read_dump
 from appliance.services.dump import CrashDumpService
-from appliance.services.trace import TraceBuffer
 from appliance.shell.interpreter import Shell
+from appliance.trace import TraceBuffer
 
 
 def counting(vars: Any) -> None:
@@ -195,6 +195,8 @@ class EchoService(BaseService):
             raise modcmd.ModCmdError("refused: say something else")
         if args == ["crash"]:
             raise RuntimeError("boom")
+        if args == ["disk"]:
+            raise OSError(5, "Input/output error")
         return " ".join(args)
 
 
@@ -203,8 +205,16 @@ def test_mod_cmd_dispatch_and_errors() -> None:
     assert sh.execute("mod cmd TEST0 echo a b") == "a b"
     assert sh.execute("!mod cmd test0 ECHO x") == "x"
     assert sh.execute("mod cmd TEST0 echo fail") == "error: refused: say something else"
-    assert sh.execute("mod cmd TEST0 echo crash") == (
-        "error: mod cmd TEST0 echo failed: RuntimeError: boom"
+    assert sh.execute("mod cmd TEST0 echo disk") == (
+        "error: mod cmd TEST0 echo failed: OSError: [Errno 5] Input/output error"
+    )
+    # a programming error is not passed off as the command's refusal: it is an internal
+    # error, and the trace says where it happened
+    assert sh.execute("mod cmd TEST0 echo crash").startswith(
+        "error: internal error RuntimeError: boom (see the trace"
+    )
+    assert "shell: internal error in 'mod cmd TEST0 echo crash': RuntimeError: boom at " in (
+        sh.box.trace.text()
     )
     assert sh.execute("mod cmd TEST0 nope").startswith(
         "error: TEST0 has no command 'nope': its commands are echo"
@@ -251,6 +261,7 @@ def test_internal_errors_do_not_escape(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(box, "activate", lambda: 1 / 0)
     out = Shell(box).execute("config activate")
     assert out.startswith("error: internal error ZeroDivisionError")
+    assert "ZeroDivisionError: division by zero at test_shell_commands.py:" in box.trace.text()
 
 
 def test_backup_factory_reset_restore() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance.flash import format as flash_format
+from appliance.formats import crashdump
 from appliance.hal import disks
 from appliance.hal.block import FileBlockDevice
-from appliance.services import crashdump
 from images.bootdisk import VOLUME_LABEL, make_boot_disk
 
 

@@ -15,8 +15,9 @@ is made. Its last boot-trace line says it is up (`HTTP0: web admin on …`), or 
 `HTTP0: the web admin did not start (…)`): what tests and tools wait for before they use
 HTTP (`wait_started()` hosted; the harness waits for the line). A stop (reset, close) while
 it starts ends the start at its next step and never leaves a listener behind; a `config
-activate` of HTTP0 meanwhile rebinds once it is up. The certificate is read, made and
-stored under the runtime's lock (the flash is the console's too).
+activate` of HTTP0 meanwhile rebinds once it is up. The certificate is read and stored as
+jobs on the box's owner (the flash is the console's too), and made in between, off it.
+Both threads (`http-start`, `http-rebind`) are the service's: stop() ends and joins them.
 
 Until ADMIN0 /pwd is changed, the boot trace, General/Info and box_info.xml say that the
 factory password is in use.
@@ -25,14 +26,14 @@ factory password is in use.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from appliance.config import Activation, Config
 from appliance.hal.cf import CfVolume
 from appliance.modcmd import Command
-from appliance.service import BaseService, BoxRestarting, CommandRunner
+from appliance.owner import BoxRestarting, join_checked
+from appliance.service import BaseService, CommandRunner
 from appliance.services.http.boxadmin import BoxAdmin
 from appliance.services.http.host import AdminBox
 from appliance.services.http.listen import Bind
@@ -81,14 +82,11 @@ class HttpListeners:
     def __init__(
         self,
         listen: Callable[[int, bool], tuple[str, int] | None],
-        locked: Callable[[], AbstractContextManager[object]],
         cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
-        """`locked`: the runtime's lock, held while the certificate is read, made and
-        stored (VARS is the console's too); `cancelled`: the box is stopping (a start then
-        ends with StartCancelled before the next step, listeners stopped)."""
+        """`cancelled`: the box is stopping (a start then ends with StartCancelled before
+        the next step, listeners stopped)."""
         self.listen = listen
-        self.locked = locked
         self.cancelled = cancelled
         self.listeners: list[Listener] = []
         self.app: AdminApp | None = None
@@ -131,9 +129,8 @@ class HttpListeners:
         cert = None
         if https is not None:
             try:
-                with self.locked():
-                    self._check()
-                    cert, note = load_or_make(admin.vars(), str(config.value("SYS0", "name")))
+                # admin.vars() reads and commits as jobs on the box's owner
+                cert, note = load_or_make(admin.vars(), str(config.value("SYS0", "name")))
                 if note:
                     admin.trace(note)
             except CertError as e:
@@ -207,6 +204,7 @@ class HttpService(BaseService):
         self._stopping = threading.Event()  # stop() was called: a start under way ends
         self._started = threading.Event()  # the start thread is done (up or not)
         self._starter: threading.Thread | None = None
+        self._rebinders: list[threading.Thread] = []  # one per activate; the newest wins
         self._wanted: Config | None = None  # the newest active config: what to listen as
 
     def start(self, box: Box) -> None:
@@ -217,9 +215,7 @@ class HttpService(BaseService):
             self._started.set()
             return
         self.admin = BoxAdmin(box, self.runner, self.cf_volume)
-        self.listeners = HttpListeners(
-            box.platform.http_listen, self._box_locked, self._stopping.is_set
-        )
+        self.listeners = HttpListeners(box.platform.http_listen, self._stopping.is_set)
         self._wanted = box.active
         if self.listeners.binds(box.active) == (None, None):  # nothing to import or make
             self.listeners.start(self.admin, box.active)  # traces NO_PORTS, at once
@@ -243,22 +239,6 @@ class HttpService(BaseService):
         if self._wanted is not config:  # config activate changed HTTP0 meanwhile
             self._rebind()
 
-    @contextmanager
-    def _box_locked(self) -> Iterator[None]:
-        """The runtime's lock for the start thread. A reset's re-boot holds it (with the
-        restart flag up) until this new box is booted: wait for that, unless this box is
-        stopping itself (then BoxRestarting ends the start)."""
-        assert self.runner is not None
-        with ExitStack() as stack:
-            while True:
-                try:
-                    stack.enter_context(self.runner.locked())
-                    break
-                except BoxRestarting:
-                    if self._stopping.wait(0.05):
-                        raise
-            yield
-
     def wait_started(self, timeout: float = START_TIMEOUT_S) -> bool:
         """Whether the start is done (its last trace line written) within `timeout`."""
         return self._started.wait(timeout)
@@ -269,7 +249,9 @@ class HttpService(BaseService):
         web admin still starts, the rebind waits for it."""
         if self.listeners is not None and any(a.startswith("HTTP0") for a in activation.applied):
             self._wanted = box.active
-            threading.Thread(target=self._rebind, name="http-rebind", daemon=True).start()
+            rebinder = threading.Thread(target=self._rebind, name="http-rebind", daemon=True)
+            self._rebinders = [t for t in self._rebinders if t.is_alive()] + [rebinder]
+            rebinder.start()
         return []
 
     def _rebind(self) -> None:
@@ -306,8 +288,11 @@ class HttpService(BaseService):
             if self.listeners is not None:
                 self.listeners.stop()
             self.listeners = None
-        if self._starter is not None and self._starter is not threading.current_thread():
-            self._starter.join(START_TIMEOUT_S)  # only its last check is left by now
+        # only their last check is left by now (or a certificate being made)
+        for thread in (self._starter, *self._rebinders):
+            late = join_checked(thread, START_TIMEOUT_S)
+            if late and self.admin is not None:
+                self.admin.trace(f"HTTP0: {late}")
 
     def urls(self, host: str = "127.0.0.1") -> dict[str, str]:
         return self.listeners.urls(host) if self.listeners is not None else {}

@@ -34,7 +34,7 @@ from appliance.config import ConfigError, GrammarError, quote, split_words
 from appliance.config.store import parse_line
 from appliance.config.types import FACTORY_PASSWORD, check_password
 from appliance.events import acting
-from appliance.service import BoxRestarting
+from appliance.owner import BoxRestarting
 from appliance.services.http import auth, drive, firmware
 from appliance.services.http.host import AdminBox, BoxStatus, FirmwareRefused, RestoreRefused
 from appliance.services.http.logins import Logins
@@ -242,8 +242,9 @@ class AdminApp:
                 refused = self.lockout.failed(client, verdict.user, verdict.reason)
                 self.logins.failed(verdict.user, client, verdict.reason, refused)
             response = self.render(
-                "login.html", request, None, status=401, reason=reason, https=https
-            )
+                "login.html", request, None, status=401, reason=reason, https=https,
+                box_status=self.box.public_status(),  # no job on the box's owner for a 401
+            )  # fmt: skip
             for value in auth.challenges(self.nonces, https, verdict.stale if verdict else False):
                 response.headers.add("WWW-Authenticate", value)
             return response

@@ -1,24 +1,27 @@
 """`AdminBox` on the running box: what the HTTP admin may see and do, from the runtime.
 
-One per boot (the HTTP service makes it in start(box)); every call that reads or changes
-the box holds the runtime's lock, as a console command does, and console lines run through
-the runtime's own interpreter.
+One per boot (the HTTP service makes it in start(box)). The web server's threads never
+touch the box: what reads several of its parts at once or changes it is a job on the box's
+owner (`box.owner.call`, appliance/owner.py), as a console line is, and console lines run
+through the runtime's own interpreter. What needs no owner is read directly: the active
+config (an immutable value, replaced whole by `config activate`) for the login and the
+login page, the trace buffer, the firmware slots (the update service's cache).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from appliance.config import Config, RestoreError, activate
 from appliance.errors import BoxError, PartialRestoreError
 from appliance.events import Event
+from appliance.formats.crashdump import format_dump, read_dump
 from appliance.hal.cf import CfVolume
 from appliance.hal.memory import MiB
 from appliance.hal.types import DiskRole
 from appliance.modcmd import ModCmdError
 from appliance.service import CommandRunner
-from appliance.services.crashdump import format_dump, read_dump
 from appliance.services.http.host import (
     Account,
     Address,
@@ -29,9 +32,9 @@ from appliance.services.http.host import (
     RestoreRefused,
     Vars,
 )
-from appliance.services.trace import Tag
 from appliance.services.update.install import UpdateError
 from appliance.services.update.service import UpdateService
+from appliance.trace import Tag
 
 if TYPE_CHECKING:  # appliance.box imports the services package, which imports this
     from appliance.box import Box
@@ -52,59 +55,81 @@ class BoxAdmin:
 
     # -- reading ------------------------------------------------------------------------
     def status(self) -> BoxStatus:
-        # the slots first, without the lock: reading the boot disk must not hold up consoles
+        # the slots first, off the owner: reading the boot disk must not hold up consoles
         firmware = _firmware(self.box)
-        with self.runner.locked():
-            box = self.box
-            # what waits for a reset: activated changes that need one, and saved settings
-            # the running box does not have yet
-            pending = list(box.reset_required)
-            pending += [p for p in activate(box.saved, box.active).pending if p not in pending]
-            flash = (
-                box.flash.flashman.info()
-                if box.flash is not None
-                else "no flash: the flash disk (IDE 1:0) is not mounted, see the boot trace"
-            )
-            return BoxStatus(
-                version=box.version_line(),
-                name=box.name,
-                hw=box.hw,
-                uptime_s=box.uptime_ms() // 1000,
-                dram_mb=box.ram_bytes // MiB,
-                addresses=tuple(_addresses(box)),
-                flash=flash,
-                reset_required=tuple(pending),
-                unwritten=box.unwritten(),
-                factory_password=not box.active.value("ADMIN0", "pwd"),
-                firmware=firmware,
-            )
+        return self.box.owner.call(lambda: self._status(firmware))
+
+    def _status(self, firmware: Firmware) -> BoxStatus:
+        # on the owner thread: one consistent snapshot
+        box = self.box
+        # what waits for a reset: activated changes that need one, and saved settings
+        # the running box does not have yet
+        pending = list(box.reset_required)
+        pending += [p for p in activate(box.saved, box.active).pending if p not in pending]
+        flash = (
+            box.flash.flashman.info()
+            if box.flash is not None
+            else "no flash: the flash disk (IDE 1:0) is not mounted, see the boot trace"
+        )
+        return BoxStatus(
+            version=box.version_line(),
+            name=box.name,
+            hw=box.hw,
+            uptime_s=box.uptime_ms() // 1000,
+            dram_mb=box.ram_bytes // MiB,
+            addresses=tuple(_addresses(box)),
+            flash=flash,
+            reset_required=tuple(pending),
+            unwritten=box.unwritten(),
+            factory_password=not box.active.value("ADMIN0", "pwd"),
+            firmware=firmware,
+        )
+
+    def public_status(self) -> BoxStatus:
+        """What the login page shows, read without the owner (a flood of unauthenticated
+        requests never queues behind real work): name, version, the factory password."""
+        box = self.box
+        active = box.active
+        return BoxStatus(
+            version=box.version_line(),
+            name=str(active.value("SYS0", "name")) or box.name,
+            hw=box.hw,
+            uptime_s=0,
+            dram_mb=0,
+            addresses=(),
+            flash="",
+            reset_required=(),
+            unwritten=0,
+            factory_password=not active.value("ADMIN0", "pwd"),
+            firmware=Firmware((), ""),
+        )
 
     def running(self) -> Config:
-        with self.runner.locked():
-            return self.box.running
+        return self.box.owner.call(lambda: self.box.running)
 
     def account(self) -> Account:
-        with self.runner.locked():
-            active = self.box.active
-            return Account(str(active.value("ADMIN0", "user")), str(active.value("ADMIN0", "pwd")))
+        active = self.box.active  # immutable: no owner needed, so a 401 costs no job
+        return Account(str(active.value("ADMIN0", "user")), str(active.value("ADMIN0", "pwd")))
 
     def backup_text(self) -> str:
-        with self.runner.locked():
-            return self.box.backup_text()
+        return self.box.owner.call(self.box.backup_text)
 
     def trace_text(self) -> str:
         return self.box.trace.text()
 
     def crash_dump_text(self) -> str:
         """The post-mortem dump as support staff read it (`ipva dump show` prints the same)."""
-        with self.runner.locked():
+
+        def read() -> str:
             dump = self.box.disks.get(DiskRole.DUMP)
             if dump is None:
                 return "no crash dump: this box has no dump disk\n"
             return format_dump(read_dump(dump))
 
+        return self.box.owner.call(read)
+
     def vars(self) -> Vars | None:
-        return self.box.flash.vars if self.box.flash is not None else None
+        return OwnedVars(self.box) if self.box.flash is not None else None
 
     def cf_volume(self) -> CfVolume | None:
         return self._cf_volume()
@@ -114,35 +139,52 @@ class BoxAdmin:
         return self.runner.execute(line)
 
     def restore_text(self, text: str) -> str:
-        with self.runner.locked():
-            try:
-                self.box.restore_text(text)
-            except RestoreError as e:
-                raise RestoreRefused(str(e), e.line) from e
-            except PartialRestoreError as e:
-                raise RestoreRefused(str(e), e.line, partial=True) from e
-            except BoxError as e:
-                raise RestoreRefused(str(e)) from e
+        try:
+            self.box.owner.call(lambda: self.box.restore_text(text))
+        except RestoreError as e:
+            raise RestoreRefused(str(e), e.line) from e
+        except PartialRestoreError as e:
+            raise RestoreRefused(str(e), e.line, partial=True) from e
+        except BoxError as e:
+            raise RestoreRefused(str(e)) from e
         return "config restored: it is the saved configuration now; reset to run it"
 
     def trace(self, text: str) -> None:
         self.box.trace(text, Tag.HTTP)
 
     def emit(self, event: Event) -> None:
-        self.box.events.emit(event)
+        self.box.owner.post(lambda: self.box.events.emit(event))
 
     def install_firmware(self, chunks: Iterable[bytes], source: str) -> str:
-        # not under the lock: an upload takes as long as the client does, and consoles must
-        # not wait for it (the update service allows one at a time); locked() only refuses
-        # an upload that arrives while the box restarts (BoxRestarting)
-        with self.runner.locked():
-            update = self.box.service(UpdateService)
+        # in this request's thread: an upload takes as long as the client does, and
+        # consoles must not wait for it; the update service takes the box's one install
+        # (refused while another runs) and hands its state changes to the owner
+        update = self.box.service(UpdateService)
         if update is None:
             raise FirmwareRefused("this box has no update service; nothing was written")
         try:
             return update.install(chunks, source=source).describe()
         except (UpdateError, ModCmdError) as e:
             raise FirmwareRefused(str(e)) from e
+
+
+class OwnedVars:
+    """The box's VARS as the `Vars` the certificate code reads and commits, each call a job
+    on the box's owner (the HTTP start thread keeps its certificate there)."""
+
+    def __init__(self, box: Box) -> None:
+        self.box = box
+
+    def get(self, key: str) -> bytes | None:
+        return self.box.owner.call(lambda: self.box.get_var(key))
+
+    def keys(self) -> Iterable[str]:
+        return self.box.owner.call(
+            lambda: list(self.box.flash.vars.keys()) if self.box.flash is not None else []
+        )
+
+    def commit(self, updates: Mapping[str, bytes | None]) -> None:
+        self.box.owner.call(lambda: self.box.commit_vars(updates))
 
 
 def _firmware(box: Box) -> Firmware:

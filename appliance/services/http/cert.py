@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.errors import BoxError
+from appliance.flash.limits import FlashError
 from appliance.services.http.host import Vars
 
 CERT_KEY = "X509:HTTPS.CRT"
@@ -123,7 +125,7 @@ def load_or_make(vars: Vars | None, name: str) -> tuple[Certificate, str]:
         return made, "HTTPS: no flash, the certificate made now lasts until the next boot"
     try:
         vars.commit({CERT_KEY: made.cert_pem, PRIVATE_KEY: made.key_pem})
-    except Exception as e:  # FlashError …: serve with it anyway, say so
+    except (BoxError, FlashError, OSError) as e:  # not stored: serve with it anyway, say so
         return Certificate(made.cert_pem, made.key_pem, False), (
             f"HTTPS: the new certificate could not be stored ({e}); a new one comes next boot"
         )

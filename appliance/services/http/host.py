@@ -2,8 +2,8 @@
 
 The web server never touches the box's internals; everything goes through these calls, so
 the same service runs in the VM and hosted, and tests can see exactly what it may do.
-Console lines run through the console's own interpreter (`execute`), under the runtime's
-lock, so a browser, a script and the serial console take turns on one box.
+Console lines run through the console's own interpreter (`execute`), as jobs on the box's
+owner thread, so a browser, a script and the serial console take turns on one box.
 """
 
 from __future__ import annotations
@@ -108,6 +108,8 @@ class FirmwareRefused(Exception):
 
 class AdminBox(Protocol):
     def status(self) -> BoxStatus: ...
+
+    def public_status(self) -> BoxStatus: ...  # name, version, factory password: for a 401
 
     def running(self) -> Config: ...  # the changed (running) config, to fill in forms
 

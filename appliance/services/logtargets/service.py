@@ -35,7 +35,7 @@ from appliance.modcmd import Command, ModCmdError
 from appliance.service import BaseService
 from appliance.services.logtargets import make_target
 from appliance.services.logtargets.sender import LogRecord, Sender
-from appliance.services.trace import Tag, format_trace
+from appliance.trace import Tag, format_trace
 
 if TYPE_CHECKING:
     from appliance.box import Box

@@ -13,8 +13,18 @@
 
 At start — the last service of the boot, so the flash is mounted, the config loaded and the
 network configured — a firmware on trial confirms itself (install.py). Uploads over HTTP call
-`install()` directly. Work that takes time (a download, a poll) runs in one worker thread, so
-a console never waits for a server; its result goes to the trace and to UPDATE/LAST.
+`install()` directly.
+
+Threads, and who owns what: a download and the slot write run in the `up0-worker` thread (one
+per install), a poll and its script in the `up1-poll` thread, so a console never waits for a
+server. Neither touches the box itself: the update state in VARS (UPDATE/PROT, /CHECK, /LAST),
+a final's reset and every script line go to the box's owner as jobs (appliance/owner.py).
+One firmware install runs at a time, from any path (console, web, UP1 script, upload):
+`box.begin_exclusive` refuses a second with the one under way. A `reset` abandons a
+download under way (nothing is written) but waits for an install that is writing its slot,
+record and UPDATE/ state (`box.protect_exclusive`), so what the box restarts with is
+complete. stop() lets a slot write finish (a `reboot` does not wait for it: the record
+flips only after a complete slot either way), then joins both threads.
 
 "Idle", for the `ireset`/`iresetn` finals, means that no console line or web command ran for
 `IDLE_S` seconds: the IPVA carries no calls, so the admin's own activity is what a reset would
@@ -29,12 +39,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
+from appliance.errors import BoxError
 from appliance.hal.bootctl import NO_SLOT, SLOT_LETTERS, SLOT_NAMES, BootControl, SlotState
 from appliance.hal.nics import read_link_state
 from appliance.hal.types import DiskRole, Unavailable
 from appliance.modcmd import Command, ModCmdError
-from appliance.service import BaseService, BoxRestarting, CommandRunner
-from appliance.services.trace import Tag
+from appliance.owner import BoxRestarting, join_checked
+from appliance.service import BaseService, CommandRunner
 from appliance.services.update.image import FirmwareInfo
 from appliance.services.update.install import Installed, Installer, UpdateError, slot_name
 from appliance.services.update.script import (
@@ -46,6 +57,7 @@ from appliance.services.update.script import (
     run_script,
     script_url,
 )
+from appliance.trace import Tag
 from appliance.version import PRODUCT
 from appliance.xmltext import element
 
@@ -56,6 +68,7 @@ if TYPE_CHECKING:
 IDLE_S = 30.0  # no command for this long: the box is idle (ireset, iresetn)
 WRITE_WAIT_S = 60.0  # a restart waits this long for a slot write under way (seconds, ~7 MB)
 FETCH_TIMEOUT_S = 30.0
+JOIN_S = 5.0  # a stop waits this long for a thread (one stuck in a fetch is traced)
 SCRIPT_MAX = 256 << 10  # an update script is a page of console lines
 VAR_PROT, VAR_CHECK, VAR_TIMES, VAR_LAST = (
     "UPDATE/PROT", "UPDATE/CHECK", "UPDATE/TIMES", "UPDATE/LAST",
@@ -105,14 +118,15 @@ class UpdateService(BaseService):
         self._box: Box | None = None
         self._installer: Installer | None = None
         self._why_not = "the update service has not started"
-        self._busy = threading.Lock()  # one update or poll at a time
         # set while a verified image is written to the boot disk: a restart waits for it
         self._writing = threading.Condition()
         self._write_active = False
-        # the slots' headers, read once: within a boot only _install changes a slot
-        self._slot_info: dict[int, FirmwareInfo | None] = {}
+        # the slots' headers, read once (replaced whole, so any thread may read it): within
+        # a boot only _install changes a slot, and it drops this
+        self._slot_cache: dict[int, FirmwareInfo | None] | None = None
         self._stop = threading.Event()
         self._poll_now = threading.Event()
+        self._poll_forced = False  # mod cmd UP1 poll: the next poll whatever the hours
         self._poller: threading.Thread | None = None
         self._worker: threading.Thread | None = None
         self.last_poll = ""
@@ -169,9 +183,10 @@ class UpdateService(BaseService):
 
     def apply(self, box: Box, activation: Activation) -> list[str]:
         # a new /url or /poll takes effect at once: wake the poller
-        self._poll_now.set()
-        if self._poller is None:
-            self._start_poller(box)
+        if any(a.startswith("UP1") for a in activation.applied):
+            self._poll_now.set()
+            if self._poller is None:
+                self._start_poller(box)
         return []
 
     def stop(self) -> None:
@@ -182,8 +197,9 @@ class UpdateService(BaseService):
         with self._writing:
             self._writing.wait_for(lambda: not self._write_active, timeout=WRITE_WAIT_S)
         for t in (self._poller, self._worker):
-            if t is not None and t is not threading.current_thread():
-                t.join(timeout=5)
+            late = join_checked(t, JOIN_S)
+            if late and self._box is not None:
+                self._box.trace(f"UP0: {late}", Tag.UPDATE)
 
     # --- firmware ------------------------------------------------------------------------
     def installer(self) -> Installer:
@@ -192,15 +208,19 @@ class UpdateService(BaseService):
         return self._installer
 
     def install(self, chunks: Iterable[bytes], *, source: str) -> Installed:
-        """Install an image (an upload): verified, into the other slot, tried at the next
-        reset. UpdateError (nothing changed) with the reason otherwise."""
+        """Install an image (an upload, in the caller's thread): verified, into the other
+        slot, tried at the next reset. UpdateError (nothing changed) with the reason
+        otherwise, also when another install is under way."""
         inst = self.installer()
-        if not self._busy.acquire(blocking=False):
-            raise UpdateError("another update is running; try again when it has finished")
+        box = self._need_box()
+        try:
+            box.owner.call(lambda: box.begin_exclusive(f"firmware update from {source}"))
+        except BoxError as e:
+            raise UpdateError(str(e)) from e
         try:
             return self._install(inst, chunks, source)
         finally:
-            self._busy.release()
+            box.owner.post(box.end_exclusive)  # a reset that waited for it follows
 
     def _install(self, inst: Installer, chunks: Iterable[bytes], source: str) -> Installed:
         box = self._need_box()
@@ -223,7 +243,7 @@ class UpdateService(BaseService):
             )
             raise
         finally:
-            self._slot_info.clear()
+            self._slot_cache = None
             with self._writing:
                 self._write_active = False
                 self._writing.notify_all()
@@ -243,33 +263,51 @@ class UpdateService(BaseService):
             yield chunk
 
     def _enter_write(self) -> None:
+        """The image is verified: from here to its end a reset waits for the install
+        (box.protect_exclusive); a restart asked for before this abandons it."""
+        box = self._need_box()
+        box.owner.call(box.protect_exclusive)
         with self._writing:
             if self._stop.is_set():
                 raise BoxRestarting("the box is restarting")
             self._write_active = True
 
     def prot(self, url: str, final: Final, serial: str) -> str:
-        """`mod cmd UP0 prot`: fetch and install in the worker; the answer says it started."""
+        """`mod cmd UP0 prot` (on the owner thread): the install starts in the worker, the
+        answer says so; refused while another install runs."""
         box = self._need_box()
         self.installer()
         if self._get(box, VAR_PROT) == serial:
             return f"UP0: serial {serial} is installed already (UPDATE/PROT), nothing to do"
         if not url.lower().startswith(("http://", "https://")):
             raise ModCmdError(f"UP0 prot: {url!r} is not an http:// or https:// URL")
-        self._in_worker(lambda: self._prot(box, url, final, serial), "UP0 prot")
+        try:
+            box.begin_exclusive(f"firmware update from {url}")
+        except BoxError as e:
+            raise ModCmdError(f"UP0 prot: {e}") from e
+        self._worker = threading.Thread(
+            target=self._prot, args=(box, url, final, serial), name="up0-worker", daemon=True
+        )
+        self._worker.start()
         return f"UP0: fetching {url} (serial {serial}, then {final.value}); see the trace"
 
     def _prot(self, box: Box, url: str, final: Final, serial: str) -> None:
+        """The worker: download and install, store the serial, then the final."""
         try:
             with fetch(url) as chunks:
                 self._install(self.installer(), chunks, url)
-        except (UpdateError, ModCmdError, BoxRestarting):
+            self._set(box, VAR_PROT, serial)
+        except (UpdateError, BoxRestarting):
             return  # traced (and remembered)
+        except ModCmdError as e:  # UPDATE/PROT not stored: the next poll may order it again
+            box.trace(f"UP0: {e}", Tag.UPDATE)
+            return
         except (OSError, ValueError) as e:  # urllib's URLError is an OSError
             box.trace(f"UP0: {url}: {describe_fetch_error(e)}; nothing was written", Tag.UPDATE)
             self._remember(box, f"update from {url} failed: {describe_fetch_error(e)}")
             return
-        self._set(box, VAR_PROT, serial)
+        finally:
+            box.owner.post(box.end_exclusive)  # a reset that waited for it follows
         self._finish(box, final, changed=True)
 
     # --- finals ---------------------------------------------------------------------------
@@ -283,7 +321,10 @@ class UpdateService(BaseService):
             if self._stop.is_set():
                 return
         box.trace(f"UP0: {final.value}: resetting", Tag.UPDATE)
-        box.request_reset()
+        try:
+            box.owner.call(box.request_reset)
+        except BoxRestarting:
+            pass  # going down already
 
     def _idle_for(self) -> float:
         return self.runner.idle_for() if self.runner is not None else IDLE_S
@@ -303,8 +344,12 @@ class UpdateService(BaseService):
         while not self._stop.is_set():
             self._poll_now.clear()
             allowed, _ = self._times(box)
-            if may_poll(self.clock().hour, allowed):
-                self.poll(box)
+            forced, self._poll_forced = self._poll_forced, False
+            if forced or may_poll(self.clock().hour, allowed):
+                try:
+                    self.poll(box)
+                except BoxRestarting:
+                    return  # the box goes down; the next boot polls again
             minutes = int(box.active.value("UP1", "poll"))
             if minutes == 0:
                 self._poll_now.wait()  # once per boot, unless the config changes
@@ -312,16 +357,10 @@ class UpdateService(BaseService):
                 self._poll_now.wait(minutes * 60)
 
     def poll(self, box: Box) -> None:
-        """Fetch the UP1 script and run it (in the calling thread)."""
-        url = str(box.active.value("UP1", "url"))
-        if not url:
-            return
-        if not self._busy.acquire(blocking=False):
-            return  # an update is running; the next poll comes
-        try:
+        """Fetch the UP1 script and run it (in the poller's thread: its lines are jobs)."""
+        url = str(box.active.value("UP1", "url"))  # an immutable config: any thread reads it
+        if url:
             self._poll(box, url)
-        finally:
-            self._busy.release()
 
     def _poll(self, box: Box, base: str) -> None:
         ports = box.platform.ports()
@@ -351,13 +390,12 @@ class UpdateService(BaseService):
             self._finish(box, final, changed=True)
 
     def _script_line(self, line: str) -> str:
+        """One script line, as typed (a job on the owner); an install it started is waited
+        for before the next line. BoxRestarting ends the script: the box goes down."""
         if self.runner is None:
             return "error: no console interpreter to run update scripts"
-        self._wait_worker()  # an `UP0 prot` line finishes before the next line runs
-        try:
-            return self.runner.execute(line)
-        except BoxRestarting:
-            return "error: the box is restarting; the rest of the script waits for the next poll"
+        self._wait_worker()
+        return self.runner.execute(line)
 
     def _times(self, box: Box) -> tuple[frozenset[int] | None, int]:
         raw = self._get(box, VAR_TIMES)
@@ -367,16 +405,13 @@ class UpdateService(BaseService):
         return (parse_hours(hours) if hours else None), int(initial or 0)
 
     # --- the worker -------------------------------------------------------------------------
-    def _in_worker(self, job: Callable[[], None], what: str) -> None:
-        if self._worker is not None and self._worker.is_alive():
-            raise ModCmdError(f"{what}: an update is running already; try again later")
-        self._worker = threading.Thread(target=job, name="up0-worker", daemon=True)
-        self._worker.start()
-
     def _wait_worker(self) -> None:
+        """Until the install under way (if any) is done, or the box goes down."""
         w = self._worker
-        if w is not None and w is not threading.current_thread():
-            w.join()
+        while w is not None and w is not threading.current_thread() and w.is_alive():
+            if self._stop.is_set():
+                raise BoxRestarting("the box is restarting")
+            w.join(0.1)
 
     # --- variables ----------------------------------------------------------------------------
     def _need_box(self) -> Box:
@@ -386,25 +421,28 @@ class UpdateService(BaseService):
 
     @staticmethod
     def _get(box: Box, key: str) -> str | None:
-        if box.flash is None:
-            return None
-        raw = box.flash.vars.get(key)
+        """An UPDATE/ variable, read on the owner (from any thread)."""
+        raw = box.owner.call(lambda: box.get_var(key))
         return raw.decode("ascii", "replace") if raw is not None else None
 
     @staticmethod
     def _set(box: Box, key: str, value: str) -> None:
+        """An UPDATE/ variable, written as a job on the owner (from any thread);
+        BoxRestarting when the box goes down first."""
         if box.flash is None:
             raise ModCmdError(f"{key}: no flash to keep it on (see the boot trace)")
         try:
-            box.flash.vars.commit({key: value.encode("ascii", "replace")})
-        except Exception as e:  # FlashError family
-            raise ModCmdError(f"{key} not stored: {e}") from e
+            box.owner.call(lambda: box.commit_vars({key: value.encode("ascii", "replace")}))
+        except BoxError as e:
+            raise ModCmdError(str(e)) from e
 
     def _remember(self, box: Box, what: str) -> None:
         try:
             self._set(box, VAR_LAST, f"{self.clock():%Y-%m-%d %H:%M} {what}")
         except ModCmdError as e:
             box.trace(f"UP0: {e}", Tag.UPDATE)
+        except BoxRestarting:
+            box.trace(f"UP0: not kept, the box went down first: {what}", Tag.UPDATE)
 
     def last_result(self, box: Box) -> str:
         return self._get(box, VAR_LAST) or "no update yet"
@@ -414,11 +452,12 @@ class UpdateService(BaseService):
         """Both slots: what each holds, its state (SlotStatus), which one runs."""
         inst = self.installer()
         record: BootControl = inst.record()
+        slots = self._slot_cache
+        if slots is None:
+            slots = self._slot_cache = {slot: inst.slot_info(slot) for slot in (0, 1)}
         out = []
         for slot in (0, 1):
-            if slot not in self._slot_info:
-                self._slot_info[slot] = inst.slot_info(slot)
-            info = self._slot_info[slot]
+            info = slots[slot]
             trial = record.active == slot and record.state is SlotState.TRIAL
             if slot == inst.running_slot:
                 state = "trial" if trial else "confirmed"
@@ -533,7 +572,10 @@ class UpdateService(BaseService):
         if not str(box.active.value("UP1", "url")):
             raise ModCmdError("UP1: no script URL: config change UP1 /url <url>, then activate")
         self.installer()
-        self._in_worker(lambda: self.poll(box), "UP1 poll")
+        self._poll_forced = True
+        self._poll_now.set()
+        if self._poller is None or not self._poller.is_alive():
+            self._start_poller(box)
         return "UP1: polling now; see the trace"
 
     def _cmd_up1_info(self, box: Box, args: list[str]) -> str:

@@ -4,9 +4,10 @@ One dump slot, the last crash, as on the box. Layout (little endian):
 
   offset 0        the header sector: u16 body length, the header body (magic `IPVACRSH`,
                   format 2, state, kind, reported, time, uptime, versions, reason, the
-                  detail's length and CRC-32), then a CRC-32 over length and body; zero
-                  padded to 512 bytes. The magic sits at offset 2 so hal.disks recognises a
-                  dump disk from its first bytes (DUMP_MAGIC).
+                  detail's length and CRC-32), then a CRC-32 over length and body (the
+                  CRC trailer, formats.crc); zero padded to 512 bytes. The magic sits at
+                  offset 2 so hal.disks recognises a dump disk from its first bytes
+                  (DUMP_MAGIC).
   offset 4 KiB    the detail: zlib-compressed construct (hw id, config digest, memory
                   figures, the trace tail, every thread's Python stack, the exception),
                   at most DETAIL_MAX bytes.
@@ -20,6 +21,9 @@ Writing a dump: the header with state WRITING first, then the detail, then the h
 state COMPLETE and the detail's CRC. A power cut or second fault in between leaves a dump
 that reads as torn (with the reason it was about), never as a valid one; any other damage
 reads as corrupt. Reading never raises on disk content.
+
+A leaf (appliance.formats): `ipva dump show` reads a dump with it without loading the box's
+services; the crash dump service (services/dump.py) and the crash watch write through it.
 """
 
 from __future__ import annotations
@@ -30,10 +34,14 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import construct as cs
 
-from appliance.hal.block import BlockDevice
+from appliance.formats.crc import crc32_trailed
+
+if TYPE_CHECKING:  # any block device: the dump disk, a raw image, a test's memory disk
+    from appliance.hal.block import BlockDevice
 
 CRASH_RECORD_MAGIC = b"IPVACRSH"
 FORMAT = 2
@@ -86,10 +94,7 @@ HeaderBody = cs.Struct(
     "detail_crc32" / cs.Int32ul,  # over the stored (compressed) detail bytes
 )
 PrefixedHeader = cs.Prefixed(cs.Int16ul, HeaderBody)
-Header = cs.Struct(
-    "body" / PrefixedHeader,
-    "crc32" / cs.Int32ul,  # over the prefixed header bytes
-)
+Header = crc32_trailed(PrefixedHeader)  # the CRC covers the length prefix too
 
 FrameStruct = cs.Struct(
     "file" / _Text16,
@@ -121,14 +126,14 @@ DetailStruct = cs.Struct(
 )
 Detail = cs.Compressed(DetailStruct, "zlib")
 
-FaultArmStruct = cs.Struct(
+FaultArmBody = cs.Struct(
     "magic" / cs.Const(FAULT_MAGIC),
     "boot_time" / cs.Int64ul,  # unix seconds of the boot that armed it
     "build" / cs.Int32ul,
     "bootcode_build" / cs.Int32ul,
     "version" / _Text8,
-    "crc32" / cs.Int32ul,  # over the bytes before it
 )
+FaultArmStruct = crc32_trailed(FaultArmBody)
 
 
 @dataclass(frozen=True)
@@ -205,22 +210,20 @@ def _cut(text: str, limit: int = TEXT_MAX) -> str:
 
 
 def _header_bytes(dump: CrashDump, state: DumpState, length: int, crc: int) -> bytes:
-    body = PrefixedHeader.build(
-        dict(
-            state=state.name,
-            kind=dump.kind.name,
-            reported=dump.reported,
-            time=dump.time,
-            uptime_ms=dump.uptime_ms,
-            build=dump.build,
-            bootcode_build=dump.bootcode_build,
-            version=_cut(dump.version, 60),
-            reason=_cut(dump.reason, REASON_MAX),
-            detail_length=length,
-            detail_crc32=crc,
-        )
+    fields = dict(
+        state=state.name,
+        kind=dump.kind.name,
+        reported=dump.reported,
+        time=dump.time,
+        uptime_ms=dump.uptime_ms,
+        build=dump.build,
+        bootcode_build=dump.bootcode_build,
+        version=_cut(dump.version, 60),
+        reason=_cut(dump.reason, REASON_MAX),
+        detail_length=length,
+        detail_crc32=crc,
     )
-    return (body + cs.Int32ul.build(zlib.crc32(body))).ljust(HEADER_SIZE, b"\x00")
+    return Header.build({"body": {"value": fields}}).ljust(HEADER_SIZE, b"\x00")
 
 
 def _detail_dict(dump: CrashDump) -> dict[str, object]:
@@ -289,7 +292,7 @@ def mark_reported(dev: BlockDevice, reading: DumpReading) -> None:
     if reading.condition is not Condition.VALID or reading.dump is None:
         return
     raw = dev.read(0, HEADER_SIZE)
-    parsed = Header.parse(raw).body
+    parsed = Header.parse(raw).body.value
     dump = dataclasses.replace(reading.dump, reported=True)
     dev.write(0, _header_bytes(dump, DumpState.COMPLETE, parsed.detail_length, parsed.detail_crc32))
     dev.flush()
@@ -351,11 +354,11 @@ def read_dump(dev: BlockDevice) -> DumpReading:
     n = int.from_bytes(raw[:2], "little") + 2
     if n + 4 > HEADER_SIZE:
         return DumpReading(Condition.CORRUPT, problem=f"header length {n - 2} out of range")
-    if zlib.crc32(raw[:n]) != int.from_bytes(raw[n : n + 4], "little"):
-        return DumpReading(Condition.CORRUPT, problem="header checksum wrong")
     try:
-        b = Header.parse(raw).body
+        b = Header.parse(raw).body.value
         head = _header_dump(b)
+    except cs.ChecksumError:
+        return DumpReading(Condition.CORRUPT, problem="header checksum wrong")
     except (cs.ConstructError, ValueError, UnicodeDecodeError) as e:
         # format 1 (the old one-sector record) fails here too: its Const format differs
         return DumpReading(Condition.CORRUPT, problem=f"header not readable: {_first_line(e)}")
@@ -391,16 +394,13 @@ class FaultArm:
 
 
 def _arm_bytes(arm: FaultArm) -> bytes:
-    body = FaultArmStruct.build(
-        dict(
-            boot_time=arm.boot_time,
-            build=arm.build,
-            bootcode_build=arm.bootcode_build,
-            version=_cut(arm.version, 60),
-            crc32=0,
-        )
-    )[:-4]
-    return (body + cs.Int32ul.build(zlib.crc32(body))).ljust(FAULT_ARM_SIZE, b"\x00")
+    fields = dict(
+        boot_time=arm.boot_time,
+        build=arm.build,
+        bootcode_build=arm.bootcode_build,
+        version=_cut(arm.version, 60),
+    )
+    return FaultArmStruct.build({"body": {"value": fields}}).ljust(FAULT_ARM_SIZE, b"\x00")
 
 
 def arm_fault_area(dev: BlockDevice, arm: FaultArm) -> None:
@@ -419,11 +419,8 @@ def read_fault_arm(dev: BlockDevice) -> FaultArm | None:
     if raw[:8] != FAULT_MAGIC:
         return None
     try:
-        a = FaultArmStruct.parse(raw)
-    except (cs.ConstructError, UnicodeDecodeError):
-        return None
-    n = len(FaultArmStruct.build(a)) - 4
-    if zlib.crc32(raw[:n]) != a.crc32:
+        a = FaultArmStruct.parse(raw).body.value
+    except (cs.ConstructError, UnicodeDecodeError):  # damaged, or a wrong CRC
         return None
     return FaultArm(a.boot_time, a.version, a.build, a.bootcode_build)
 
