@@ -42,10 +42,12 @@ STDLIB_DROP = {
 # packages whose modules are found by a computed name (codecs look encodings up by name)
 STARTUP_MODULES = ("runpy", "site", "encodings")
 KEEP_WHOLE = {"encodings"}
-# reached only through tools for a developer at a terminal (debuggers, profilers, a
-# browser), which the box has not: their imports are not followed
-NOT_FOLLOWED = ["pdb", "bdb", "cmd", "code", "codeop", "profile", "cProfile", "pstats",
-                "timeit", "webbrowser", "rlcompleter", "doctest", "pydoc", "tkinter"]  # fmt: skip
+# reached only through tools for a developer at a terminal (profilers, a browser, the
+# doc viewer), each imported in a function the box never calls: not followed. (pdb stays:
+# construct.debug imports it at the top.) tests/vm/test_payload_imports.py imports every
+# module of the runtime against the payload's stdlib.
+NOT_FOLLOWED = ["profile", "cProfile", "pstats", "timeit", "webbrowser", "rlcompleter",
+                "doctest", "pydoc", "tkinter"]  # fmt: skip
 # C extensions kept (the rest are builtin in Debian's interpreter or unused)
 DYNLOAD_KEEP = {"_json", "_queue", "_ctypes", "_contextvars", "_typing", "mmap", "resource",
                 "termios", "_zoneinfo", "_ssl", "_hashlib"}  # fmt: skip
@@ -170,6 +172,9 @@ def stdlib_reached(stdlib: Path, path: list[str], roots: dict[str, Path]) -> set
                      excludes=NOT_FOLLOWED)  # fmt: skip
     for name in STARTUP_MODULES:
         finder.import_hook(name)
+    for package in KEEP_WHOLE:  # every module of them, and what each imports (idna: stringprep)
+        for name in _modules(stdlib / package, package):
+            finder.import_hook(name)
     for name, file in roots.items():
         try:
             finder.import_hook(name)
