@@ -18,7 +18,9 @@ def test_every_import_of_every_root_is_followed_but_not_developer_tools(tmp_path
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "a.py").write_text("import json\nfrom . import b\n")
-    (pkg / "b.py").write_text("def later():\n    import csv\n\ndef profile():\n    import cProfile\n")
+    (pkg / "b.py").write_text(
+        "def later():\n    import csv\n\ndef profile():\n    import cProfile\n"
+    )
     reached = stdlib_reached(STDLIB, [str(tmp_path)], _modules(pkg, "box"))
     assert {Path("json/__init__.py"), Path("json/decoder.py"), Path("csv.py")} <= reached
     assert Path("cProfile.py") not in reached and Path("tkinter/__init__.py") not in reached
