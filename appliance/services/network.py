@@ -28,11 +28,12 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from appliance import xmltext
 from appliance.config import Config
-from appliance.events import LinkChanged
+from appliance.events import Event, LinkChanged, Resumed
 from appliance.hal.nics import (
     DHCP_TRIES,
     DHCP_TRY_S,
@@ -69,6 +70,8 @@ class NicPlatform(Protocol):
     def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None: ...
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
+
+    def renew_dhcp(self, ifname: str) -> dict[str, str] | None: ...
 
     # raises NicConfigError (ip's message) when the kernel refuses a step
     def set_static(
@@ -185,6 +188,28 @@ class Network:
                 target=self._watch, args=(box, dhcp_ports), name="dhcp-watch", daemon=True
             )
             self._watcher.start()
+            box.events.subscribe(lambda event: self._on_event(box, event))
+
+    def _on_event(self, box: Box, event: Event) -> None:
+        if isinstance(event, Resumed) and self.dhcp_ports():
+            # the renewal waits for the server's answer: not on the emitting (owner) thread
+            threading.Thread(target=self.renew, args=(box,), name="dhcp-renew",
+                             daemon=True).start()  # fmt: skip
+
+    def renew(self, box: Box) -> None:
+        """Renew every DHCP lease now (after a pause: the lease may have run out, or the
+        VM may be on another host's network) and say so; the box learns the address as a
+        job on its owner, as from the watcher."""
+        for p in self.dhcp_ports():
+            lease = self.platform.renew_dhcp(p.ifname)
+            if not lease:
+                box.trace(f"{p.name} DHCP lease not renewed yet: no answer (the client retries)")
+                continue
+            box.trace(f"{p.name} DHCP lease renewed: {lease_text(lease)}")
+            try:
+                box.owner.call(partial(self._leases, box, {p.name: lease}))
+            except BoxRestarting:
+                return
 
     def _set_static(self, box: Box, p: Port, addr: str, mask: str, gateway: str | None) -> None:
         """IP0 ETHn /addr /mask and the default route on its net; the console shows the
