@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from appliance.trace import TraceFn
 
 WATCH_INTERVAL_S = 1.0
-WATCH_JOIN_S = 5.0  # a lease file read is quick: longer than this is a stuck thread
+WATCH_JOIN_S = 12.0  # a renewal after a pause waits up to the DHCP round (10 s)
 NIC_UNAVAILABLE = "NIC unavailable!"
 FALLBACK_PORT = "ETH0"  # only the real box's DHCP port falls back (ETH1 has its static)
 FALLBACK = "192.168.0.1/24"
@@ -139,6 +139,7 @@ class Network:
         self._links: dict[str, bool] = {}  # port → carrier, as last seen by the watcher
         self._watcher: threading.Thread | None = None
         self.stopping = threading.Event()  # the box goes down: the watcher ends
+        self._renew = threading.Event()  # a pause ended: the watcher renews the leases
 
     def port(self, name: str) -> Port | None:
         return next((p for p in self.ports if p.name == name.upper()), None)
@@ -192,9 +193,9 @@ class Network:
 
     def _on_event(self, box: Box, event: Event) -> None:
         if isinstance(event, Resumed) and self.dhcp_ports():
-            # the renewal waits for the server's answer: not on the emitting (owner) thread
-            threading.Thread(target=self.renew, args=(box,), name="dhcp-renew",
-                             daemon=True).start()  # fmt: skip
+            # the renewal waits for the server's answer: the watcher's thread does it, not
+            # the emitting (owner) thread
+            self._renew.set()
 
     def renew(self, box: Box) -> None:
         """Renew every DHCP lease now (after a pause: the lease may have run out, or the
@@ -280,6 +281,9 @@ class Network:
         # the next boot starts its own watcher; BoxRestarting: this box is going down
         try:
             while not self.stopping.is_set():
+                if self._renew.is_set():
+                    self._renew.clear()
+                    self.renew(box)
                 self.poll_once(box, ports)
                 self.poll_links(box)
                 self.stopping.wait(WATCH_INTERVAL_S)
