@@ -129,6 +129,14 @@ class FlashReady:
 
 
 @dataclass(frozen=True)
+class Resumed:
+    """The VM ran again after a pause (hypervisor suspend/resume, live migration, a saved
+    state): the clock was stepped by `offset_s` to the host's time (hal.resume)."""
+
+    offset_s: float
+
+
+@dataclass(frozen=True)
 class Traced:
     line: str  # the whole trace line, `0:0000:030:4 - …`
 
@@ -145,6 +153,7 @@ Event = (
     | LoginFailed
     | LogTargetChanged
     | FlashReady
+    | Resumed
     | Traced
 )
 Subscriber = Callable[[Event], None]

@@ -23,6 +23,8 @@ Boot kinds (all on the vmware profile, 256 MiB):
     baseline  as empty, but the dist/ of another build (IPVA_BENCH_BOOT_BASELINE=DIR): a
               change against its parent in one run
     baseline512  with a baseline and full512: the other build on the same full 512 MiB flash
+    resume    as empty, but from a saved state of it (one boot, saved at the quiet prompt,
+              not counted): QEMU start → the prompt drawn again in answer to Enter
 
 Phases come from three clocks: host time of console lines (QEMU start = 0), the kernel's
 printk clock (aligned to the host at the "IPVA bootcode" line) and the host's poll of the
@@ -48,8 +50,9 @@ from bench.flash import fill_flash
 from firmware.debs import fetch_debs, resolve_kernel_package
 from firmware.initramfs import make_cpio_zstd
 from firmware.run import run
-from hypervisors.qemu.machine import Machine
+from hypervisors.qemu.machine import Machine, boot_and_save
 from hypervisors.qemu.profiles import dist_disks, get_profile
+from hypervisors.qemu.savedstate import SavedState
 from images.bootdisk import (
     KERNEL_ARGS,
     SYSLINUX_CFG,
@@ -60,7 +63,7 @@ from images.bootdisk import (
 from tools.build import REPO, source_date_epoch
 
 RUNS = 3
-KINDS = ("floor", "kernel", "empty", "profile", "full64")
+KINDS = ("floor", "kernel", "empty", "profile", "full64", "resume")
 FLOOR_KERNEL_ARGS = "console=tty0 console=ttyS0,115200n8 quiet loglevel=3 panic=10"
 PROFILE_ARGS = "initcall_debug log_buf_len=1M ipva.bootprof"
 GUEST_RAM = 215810048  # what the 256 MiB guest reports (mem(…)): sizes FLASHDIR as in the box
@@ -149,6 +152,7 @@ def timed_boot(
     poll_mode: bool = False,
     ram_mib: int = 256,
     extra_args: tuple[str, ...] = (),
+    saved_state: SavedState | None = None,
 ) -> Boot:
     boot = Boot()
     pending = bytearray()
@@ -172,9 +176,13 @@ def timed_boot(
 
     profile = get_profile("vmware", ram_mib=ram_mib, extra_args=extra_args)
     stop = threading.Event()
-    with Machine(profile, disks, workdir, on_console=[on_console], fatal=None) as m:
+    with Machine(
+        profile, disks, workdir, on_console=[on_console], fatal=None, saved_state=saved_state
+    ) as m:
         t0 = time.monotonic()
         m.start()
+        if saved_state is not None and not m.resumed:
+            raise RuntimeError(f"bench resume: booted cold: {m.cold_boot_reason}")
         poller = None
         if poll_mode:
             poller = threading.Thread(target=_poll_long_mode, args=(m, boot, t0, stop))
@@ -387,7 +395,13 @@ def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print
             print_(f"  {statistics.median(us) / 1000:>8.1f}  {name}")
         _print_imports([b.imports() for b in results["profile"]], print_)
     empty = ready.get("empty")
+    resumed = ready.get("resume")
+    if resumed:
+        print_("-- resume")
+        print_(_row("resume (saved state → prompt answers)", resumed, floor))
     print_("")
+    if resumed:
+        print_(f"resume (saved state → prompt answers): {resumed[0]:.2f} s")
     if floor_t and empty:
         print_(f"ready (empty flash) / floor: {empty[0] / floor:.2f}")
     for kind in ("baseline", "full64", "full512"):
@@ -458,6 +472,10 @@ def bench(
             kinds.append("baseline")
             setups["baseline"] = (box_disks(baseline, empty), PROMPT, {})
             results["baseline"] = []
+        if "resume" in kinds:
+            disks = box_disks(dist, empty)
+            state = boot_and_save(get_profile("vmware"), disks, work / "state")
+            setups["resume"] = (disks, PROMPT, {"saved_state": state})
         if "full64" in kinds:
             full = _flash_image(work / "full64.img", flash_bytes, fill=True, ram=GUEST_RAM)
             setups["full64"] = (box_disks(dist, full), PROMPT, {})

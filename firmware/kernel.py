@@ -16,6 +16,7 @@ Builds are reproducible (KBUILD_BUILD_* pinned, SOURCE_DATE_EPOCH as the build t
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -210,6 +211,23 @@ def build_kernel(
     version = candidate_version(package)
     key = _cache_key(package, version)
     root = user_cache_dir() / "kernel"
+    root.mkdir(parents=True, exist_ok=True)
+    # one build per key at a time: builds of other trees of the same user share the cache
+    # (a second one would wipe the first one's work directory)
+    with (root / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _cached_or_built(package, version, key, root, deb_cache, epoch, note)
+
+
+def _cached_or_built(
+    package: str,
+    version: str,
+    key: str,
+    root: Path,
+    deb_cache: Path,
+    epoch: int,
+    note: Callable[[str], None],
+) -> Kernel:
     done = root / key
     if (done / "source.json").exists():
         source = Deb.from_manifest_entry(json.loads((done / "source.json").read_text()))

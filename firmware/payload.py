@@ -1,19 +1,26 @@
 """The firmware payload: a squashfs with CPython 3.11 (Debian's), the runtime and construct.
 
-Pruned stdlib, compiled to sourceless .pyc (hash-based, unchecked: reproducible and no
-source needed); only the C extensions the runtime uses. The bootcode mounts it at /fw and
-links /usr, /lib64 and /lib/x86_64-linux-gnu into it.
+The stdlib is pruned to what the guest can import: the import graph (modulefinder, every
+import statement in every function too) from every module of the runtime and of the
+Python packages it carries, plus the interpreter's start; modules only an import by a
+computed name reaches are kept whole (KEEP_WHOLE). Compiled to sourceless .pyc
+(hash-based, unchecked: reproducible, no source and no stat of one at import); only the C
+extensions the runtime uses. The bootcode mounts it at /fw and links /usr, /lib64 and
+/lib/x86_64-linux-gnu into it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import modulefinder
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
+from typing import IO, Any
 
 from appliance.version import STAMP_NAME, Stamp
 from firmware.run import run
@@ -31,6 +38,16 @@ STDLIB_DROP = {
     "sndhdr.py", "audioop.py", "imghdr.py", "mailcap.py", "tabnanny.py", "pipes.py",
     "LICENSE.txt", "EXTERNALLY-MANAGED", "_osx_support.py", "_aix_support.py",
 }  # fmt: skip
+# what the interpreter imports before the runtime (`python3.11 -S -m appliance`), and
+# packages whose modules are found by a computed name (codecs look encodings up by name)
+STARTUP_MODULES = ("runpy", "site", "encodings")
+KEEP_WHOLE = {"encodings"}
+# reached only through tools for a developer at a terminal (profilers, a browser, the
+# doc viewer), each imported in a function the box never calls: not followed. (pdb stays:
+# construct.debug imports it at the top.) tests/vm/test_payload_imports.py imports every
+# module of the runtime against the payload's stdlib.
+NOT_FOLLOWED = ["profile", "cProfile", "pstats", "timeit", "webbrowser", "rlcompleter",
+                "doctest", "pydoc", "tkinter"]  # fmt: skip
 # C extensions kept (the rest are builtin in Debian's interpreter or unused)
 DYNLOAD_KEEP = {"_json", "_queue", "_ctypes", "_contextvars", "_typing", "mmap", "resource",
                 "termios", "_zoneinfo", "_ssl", "_hashlib"}  # fmt: skip
@@ -44,7 +61,8 @@ DEB_PYTHON = ("cheroot", "jaraco", "more_itertools", "werkzeug", "jinja2", "mark
               "ecdsa", "six.py")  # fmt: skip
 # parts of them the box never runs: test suites, werkzeug's interactive debugger (its
 # jQuery is a separate Debian package we do not carry), cheroot's command line
-DEB_PYTHON_DROP = {"test", "testing.py", "debug", "cli.py", "__main__.py"}
+DEB_PYTHON_DROP = {"test", "testing.py", "debug", "cli.py", "__main__.py", "middleware",
+                   "testapp.py"}  # fmt: skip
 BINARIES = ("usr/bin/openssl",)  # run once per box: the self-signed certificate
 # Debian's CA certificates (ca-certificates) as one bundle where the guest's OpenSSL looks
 # by default (OPENSSLDIR /usr/lib/ssl): `mod cmd UP0 prot https://…` and UP1 verify servers.
@@ -52,17 +70,41 @@ BINARIES = ("usr/bin/openssl",)  # run once per box: the self-signed certificate
 # the same way: every certificate of the mozilla directory, in name order.
 CA_CERTS_DIR = "usr/share/ca-certificates/mozilla"
 CA_BUNDLE = "usr/lib/ssl/cert.pem"
+# zstd's decompression is as fast at 19 as at 15; 1 MiB blocks (squashfs' largest) pack
+# 5% smaller than 256 KiB ones, and the files are read whole at boot anyway
+SQUASHFS_LEVEL = 19
+SQUASHFS_BLOCK = 1 << 20
 
 
 # Runs in a fresh, isolated interpreter with a fixed hash seed: marshal output depends on
 # the process's state (string interning and reference counts decide FLAG_REF) and on string
 # hashes (the order of frozenset constants), so compiling inside a long-lived process such as
-# pytest would give other bytes than `ipva build` does.
+# pytest would give other bytes than `ipva build` does. What py_compile does (an unchecked
+# hash-based .pyc), but from the syntax tree less the docstrings of modules and functions:
+# nothing in the guest reads them (class docstrings stay: dataclasses would otherwise make
+# one from inspect.signature at every class creation), and they are a tenth of the bytes.
 _COMPILE_SCRIPT = """
-import json, py_compile, sys
+import ast, json, os, sys
+from importlib import _bootstrap_external as ext, util
+
+def without_docstrings(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)):
+                node.body = node.body[1:] or [ast.copy_location(ast.Pass(), first)]
+    return tree
+
 for src, cfile, dfile in json.load(sys.stdin):
-    py_compile.compile(src, cfile=cfile, dfile=dfile, doraise=True,
-                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    with open(src, "rb") as f:
+        source = f.read()
+    tree = without_docstrings(ast.parse(source, dfile))
+    code = compile(tree, dfile, "exec", dont_inherit=True)
+    data = ext._code_to_hash_pyc(code, util.source_hash(source), False)
+    with open(cfile + ".new", "wb") as f:
+        f.write(data)
+    os.replace(cfile + ".new", cfile)
 """
 
 
@@ -73,16 +115,18 @@ def _compile_tree(
     drop: AbstractSet[str] = frozenset(),
     *,
     nested: bool = False,
+    keep: Callable[[Path], bool] = lambda _rel: True,
 ) -> None:
     """Copy a Python tree (or one module: into `dst`) as sourceless .pyc files (legacy
     layout, next to where .py was).
 
-    `drop` names top-level entries to leave out, or with `nested` entries at any depth."""
+    `drop` names top-level entries to leave out, or with `nested` entries at any depth;
+    `keep(relative path)` says which of the other files go in."""
     jobs = []
     for path in [src] if src.is_file() else sorted(src.rglob("*")):
         rel = Path(path.name) if src.is_file() else path.relative_to(src)
         dropped = set(rel.parts if nested else rel.parts[:1]) & drop
-        if dropped or "__pycache__" in rel.parts:
+        if dropped or "__pycache__" in rel.parts or not (path.is_dir() or keep(rel)):
             continue
         out = dst / rel
         if path.is_dir():
@@ -98,6 +142,56 @@ def _compile_tree(
         input=json.dumps(jobs).encode(),
         env={"PYTHONHASHSEED": "0"},
     )
+
+
+def _modules(root: Path, package: str, drop: AbstractSet[str] = frozenset()) -> dict[str, Path]:
+    """Every module of the package at `root` (named `package`) → its file; `drop` parts out."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if set(rel.parts) & (drop | {"__pycache__"}):
+            continue
+        parts = [package, *rel.with_suffix("").parts]
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+class _Finder(modulefinder.ModuleFinder):
+    def find_module(
+        self, name: str, path: str | None, parent: modulefinder.Module | None = None
+    ) -> tuple[IO[Any] | None, str | None, tuple[str, str, int]]:
+        try:
+            return super().find_module(name, path, parent)
+        except AttributeError:  # a namespace package (jaraco): no loader, not the stdlib's
+            raise ImportError(name) from None
+
+
+def stdlib_reached(stdlib: Path, path: list[str], roots: dict[str, Path]) -> set[Path]:
+    """The stdlib files (relative to `stdlib`) that the modules `roots` (name → file) and
+    the interpreter's start can reach, following every import statement of every module
+    reached (modulefinder over `stdlib` + `path`)."""
+    stdlib = stdlib.resolve()
+    finder = _Finder(path=[str(stdlib), str(stdlib / "lib-dynload"), *path],
+                     excludes=NOT_FOLLOWED)  # fmt: skip
+    for name in STARTUP_MODULES:
+        finder.import_hook(name)
+    for package in KEEP_WHOLE:  # every module of them, and what each imports (idna: stringprep)
+        for name in _modules(stdlib / package, package):
+            finder.import_hook(name)
+    for name, file in roots.items():
+        try:
+            finder.import_hook(name)
+        except ImportError:  # in a namespace package: as a script (no relative imports)
+            finder.run_script(str(file))
+    reached = set()
+    for module in finder.modules.values():
+        where = getattr(module, "__file__", None)  # modulefinder.Module's, untyped in typeshed
+        if where is None:
+            continue  # built in
+        file = Path(where).resolve()
+        if file.suffix == ".py" and file.is_relative_to(stdlib):
+            reached.add(file.relative_to(stdlib))
+    return reached
 
 
 def copy_lib(root: Path, name: str, dest: Path) -> None:
@@ -121,6 +215,29 @@ def _ca_bundle(debroot: Path, out: Path) -> None:
     out.write_bytes(b"".join(c.read_bytes().rstrip(b"\n") + b"\n" for c in certs))
 
 
+def _pure_dep_dir(dep: str) -> Path:
+    spec = importlib.util.find_spec(dep)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{dep} not installed on the build host: pip install {dep}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _runtime_roots(debroot: Path, repo: Path) -> tuple[list[str], dict[str, Path]]:
+    """(search path, modules) whose imports decide which stdlib modules go in: every
+    module of the runtime and of the packages it carries."""
+    dist = debroot / "usr/lib/python3/dist-packages"
+    path = [str(p.resolve()) for p in (repo, dist, *(_pure_dep_dir(d).parent for d in PURE_DEPS))]
+    roots = _modules(repo / "appliance", "appliance")
+    for dep in PURE_DEPS:
+        roots |= _modules(_pure_dep_dir(dep), dep)
+    for name in DEB_PYTHON:
+        if name.endswith(".py"):  # a single module (six.py)
+            roots[name.removesuffix(".py")] = dist / name
+        else:
+            roots |= _modules(dist / name, name, DEB_PYTHON_DROP)
+    return path, roots
+
+
 def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> None:
     """Lay out the payload root in `tree` from the unpacked .debs and this repo; `stamp`
     (version, build) goes next to appliance/version.pyc, where the runtime reads it."""
@@ -136,7 +253,11 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
         copy_lib(debroot, lib, tree / "lib/x86_64-linux-gnu")
     stdlib_src = debroot / "usr/lib" / f"python{PYVER}"
     stdlib = tree / "usr/lib" / f"python{PYVER}"
-    _compile_tree(stdlib_src, stdlib, f"/usr/lib/python{PYVER}", STDLIB_DROP | {"lib-dynload"})
+    reached = stdlib_reached(stdlib_src, *_runtime_roots(debroot, repo))
+    _compile_tree(
+        stdlib_src, stdlib, f"/usr/lib/python{PYVER}", STDLIB_DROP | {"lib-dynload"},
+        keep=lambda rel: rel in reached or rel.parts[0] in KEEP_WHOLE,
+    )  # fmt: skip
     (stdlib / "lib-dynload").mkdir()
     for so in sorted((stdlib_src / "lib-dynload").glob("*.so")):
         if so.name.split(".")[0] in DYNLOAD_KEEP:
@@ -149,11 +270,7 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
     _compile_tree(repo / "appliance", app / "appliance", "/usr/lib/ipva/appliance")
     (app / "appliance" / STAMP_NAME).write_text(stamp.to_json() + "\n")
     for dep in PURE_DEPS:
-        spec = importlib.util.find_spec(dep)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"{dep} not installed on the build host: pip install {dep}")
-        src = Path(next(iter(spec.submodule_search_locations)))
-        _compile_tree(src, app / dep, f"/usr/lib/ipva/{dep}")
+        _compile_tree(_pure_dep_dir(dep), app / dep, f"/usr/lib/ipva/{dep}")
     dist = debroot / "usr/lib/python3/dist-packages"
     for name in DEB_PYTHON:
         if not (dist / name).exists():
@@ -173,11 +290,12 @@ def set_tree_mtime(tree: Path, epoch: int) -> None:
         os.utime(p, (epoch, epoch), follow_symlinks=False)
 
 
-def make_squashfs(tree: Path, out: Path, epoch: int, level: int = 15) -> None:
+def make_squashfs(tree: Path, out: Path, epoch: int, level: int = SQUASHFS_LEVEL) -> None:
     out.unlink(missing_ok=True)
     set_tree_mtime(tree, epoch)
     run(
         ["mksquashfs", tree, out, "-noappend", "-quiet", "-no-progress", "-all-root",
-         "-comp", "zstd", "-Xcompression-level", str(level), "-b", "256K", "-no-xattrs"],
+         "-comp", "zstd", "-Xcompression-level", str(level), "-b", str(SQUASHFS_BLOCK),
+         "-no-xattrs"],
         env={"SOURCE_DATE_EPOCH": str(epoch)},  # mksquashfs stamps mkfs and file times
     )  # fmt: skip

@@ -152,6 +152,9 @@ class HostedPlatform:
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None:
         return None
 
+    def renew_dhcp(self, ifname: str) -> dict[str, str] | None:
+        return None
+
     def set_static(self, ifname: str, addr: str | None, prefix: int, gateway: str | None) -> None:
         raise Unavailable(NO_NIC)
 

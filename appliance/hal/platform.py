@@ -76,6 +76,8 @@ class Platform(Protocol):
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
 
+    def renew_dhcp(self, ifname: str) -> dict[str, str] | None: ...  # now; the new lease
+
     # raises NicConfigError (ip's message) when the kernel refuses a step
     def set_static(
         self, ifname: str, addr: str | None, prefix: int, gateway: str | None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import termios
 import threading
@@ -247,6 +248,24 @@ class VmPlatform:
             lease = self.dhcp_lease(ifname)
             if lease:
                 return lease
+            time.sleep(0.1)
+        return None
+
+    def renew_dhcp(self, ifname: str) -> dict[str, str] | None:
+        """Have udhcpc renew its lease now (SIGUSR1); the lease once its hook has written
+        it again, None if no answer came within DHCP_WAIT_S (udhcpc keeps trying)."""
+        state = RUN_DIR / f"dhcp-{ifname}"
+        try:
+            pid = int((RUN_DIR / f"udhcpc-{ifname}.pid").read_text())
+            before = state.stat().st_mtime_ns if state.exists() else 0
+            os.kill(pid, signal.SIGUSR1)
+        except (OSError, ValueError):
+            return None
+        deadline = time.monotonic() + DHCP_WAIT_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if state.stat().st_mtime_ns != before:
+                    return self.dhcp_lease(ifname)
             time.sleep(0.1)
         return None
 

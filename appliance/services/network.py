@@ -28,11 +28,12 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from appliance import xmltext
 from appliance.config import Config
-from appliance.events import LinkChanged
+from appliance.events import Event, LinkChanged, Resumed
 from appliance.hal.nics import (
     DHCP_TRIES,
     DHCP_TRY_S,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from appliance.trace import TraceFn
 
 WATCH_INTERVAL_S = 1.0
-WATCH_JOIN_S = 5.0  # a lease file read is quick: longer than this is a stuck thread
+WATCH_JOIN_S = 12.0  # a renewal after a pause waits up to the DHCP round (10 s)
 NIC_UNAVAILABLE = "NIC unavailable!"
 FALLBACK_PORT = "ETH0"  # only the real box's DHCP port falls back (ETH1 has its static)
 FALLBACK = "192.168.0.1/24"
@@ -69,6 +70,8 @@ class NicPlatform(Protocol):
     def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None: ...
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
+
+    def renew_dhcp(self, ifname: str) -> dict[str, str] | None: ...
 
     # raises NicConfigError (ip's message) when the kernel refuses a step
     def set_static(
@@ -136,6 +139,7 @@ class Network:
         self._links: dict[str, bool] = {}  # port → carrier, as last seen by the watcher
         self._watcher: threading.Thread | None = None
         self.stopping = threading.Event()  # the box goes down: the watcher ends
+        self._renew = threading.Event()  # a pause ended: the watcher renews the leases
 
     def port(self, name: str) -> Port | None:
         return next((p for p in self.ports if p.name == name.upper()), None)
@@ -185,6 +189,28 @@ class Network:
                 target=self._watch, args=(box, dhcp_ports), name="dhcp-watch", daemon=True
             )
             self._watcher.start()
+            box.events.subscribe(lambda event: self._on_event(box, event))
+
+    def _on_event(self, box: Box, event: Event) -> None:
+        if isinstance(event, Resumed) and self.dhcp_ports():
+            # the renewal waits for the server's answer: the watcher's thread does it, not
+            # the emitting (owner) thread
+            self._renew.set()
+
+    def renew(self, box: Box) -> None:
+        """Renew every DHCP lease now (after a pause: the lease may have run out, or the
+        VM may be on another host's network) and say so; the box learns the address as a
+        job on its owner, as from the watcher."""
+        for p in self.dhcp_ports():
+            lease = self.platform.renew_dhcp(p.ifname)
+            if not lease:
+                box.trace(f"{p.name} DHCP lease not renewed yet: no answer (the client retries)")
+                continue
+            box.trace(f"{p.name} DHCP lease renewed: {lease_text(lease)}")
+            try:
+                box.owner.call(partial(self._leases, box, {p.name: lease}))
+            except BoxRestarting:
+                return
 
     def _set_static(self, box: Box, p: Port, addr: str, mask: str, gateway: str | None) -> None:
         """IP0 ETHn /addr /mask and the default route on its net; the console shows the
@@ -255,6 +281,9 @@ class Network:
         # the next boot starts its own watcher; BoxRestarting: this box is going down
         try:
             while not self.stopping.is_set():
+                if self._renew.is_set():
+                    self._renew.clear()
+                    self.renew(box)
                 self.poll_once(box, ports)
                 self.poll_links(box)
                 self.stopping.wait(WATCH_INTERVAL_S)

@@ -27,7 +27,8 @@ from hypervisors.qemu.errors import (
 )
 from hypervisors.qemu.profiles import Profile, make_hardware_args
 from hypervisors.qemu.qmp import QmpConnection
-from hypervisors.qemu.timeouts import SHUTDOWN_TIMEOUT, SOCKET_TIMEOUT
+from hypervisors.qemu.savedstate import SavedState
+from hypervisors.qemu.timeouts import MIGRATION_TIMEOUT, SHUTDOWN_TIMEOUT, SOCKET_TIMEOUT, retry
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,10 @@ class QemuLauncher:
         https_port: int | None = None,
         console_log: Path | None = None,
         on_console: Sequence[Callable[[bytes], None]] = (),
+        incoming: SavedState | None = None,
     ) -> None:
+        """`incoming`: start from that saved state instead of booting (the caller has
+        checked that it fits: SavedState.unusable)."""
         self.profile = profile
         self.disks = [Path(d) for d in disks]
         self.workdir = Path(workdir)
@@ -68,6 +72,7 @@ class QemuLauncher:
         self.qemu_log = self.workdir / "qemu.log"
         self.console_log = console_log or self.workdir / "console.log"
         self.on_console = list(on_console)
+        self.incoming = incoming
         self.argv: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.qmp: QmpConnection | None = None
@@ -95,6 +100,8 @@ class QemuLauncher:
             "-qmp", f"unix:{qmp_path},server=on,wait=off",
             "-S",  # paused until both sockets are connected
         ]  # fmt: skip
+        if self.incoming is not None:
+            head += ["-incoming", "defer"]  # loaded through QMP once the sockets are up
         return head + make_hardware_args(self.profile, self.disks, self.http_port, self.https_port)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -138,10 +145,41 @@ class QemuLauncher:
             self.console = ConsoleReader(f"socket://127.0.0.1:{serial_port}", self.console_log)
             self.console.on_data.extend(self.on_console)
             self.console.connect(SOCKET_TIMEOUT)
+            if self.incoming is not None:
+                self._load(self.incoming)
             self.qmp.execute("cont")
         except (QemuError, OSError) as exc:
             self._teardown()
             raise LaunchError(f"QEMU did not come up: {exc}", self.argv, self.read_log()) from exc
+
+    def _load(self, state: SavedState) -> None:
+        """Load the saved state's stream into the paused QEMU (-incoming defer). A stream
+        that does not load makes QEMU exit: that is a QemuError like any failed start."""
+        assert self.qmp is not None
+        self.qmp.execute("migrate-incoming", {"uri": state.load_uri()})
+        self._wait_migration("loading " + str(state.stream))
+
+    def _wait_migration(self, what: str) -> None:
+        assert self.qmp is not None and self.process is not None
+        qmp, process = self.qmp, self.process
+
+        def done(last_try: bool) -> bool:
+            if process.poll() is not None:
+                raise QemuError(f"QEMU exited with code {process.returncode} {what}")
+            status = qmp.execute("query-migrate").get("status")
+            if status in ("failed", "cancelled"):
+                raise QemuError(f"migration {status} {what}")
+            return status == "completed"
+
+        retry(done, MIGRATION_TIMEOUT, what, interval=0.02)
+
+    def save(self, state: SavedState) -> None:
+        """Migrate the running machine into `state`'s stream file; QEMU is left paused
+        (its disks are flushed and no longer written) for the caller to quit."""
+        if self.qmp is None:
+            raise QemuError("no QMP connection to save the machine through")
+        self.qmp.execute("migrate", {"uri": state.save_uri()})
+        self._wait_migration("saving to " + str(state.stream))
 
     def _connect_qmp(self, path: Path) -> None:
         # the socket file appears at bind(), a moment before QEMU listens: retry refusals

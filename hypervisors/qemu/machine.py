@@ -8,22 +8,32 @@
 Console matching works on the text since the last match (expect-style): each wait consumes
 output up to the end of what it matched. `power_cut()` followed by `start()` boots the same
 (overlay) disks again, for power-loss tests. Leaving the `with` block always stops QEMU.
+
+`save_state(dir)` keeps the running box (at its prompt) as a saved state (savedstate.py);
+`Machine(…, saved_state=SavedState(dir))` starts from it instead of booting — on its own
+overlays, the state stays as it is — if the state fits this QEMU, hardware and disks, and
+boots cold otherwise (the log says why). After a resume the box is at its prompt:
+`wait_for_prompt()` returns at once.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from firmware.run import run
-from hypervisors.qemu.errors import GuestHalted, MachineDied, QemuError, WaitTimeout
+from hypervisors.qemu.accel import QEMU, choose_accel
+from hypervisors.qemu.errors import GuestHalted, LaunchError, MachineDied, QemuError, WaitTimeout
 from hypervisors.qemu.launcher import QemuLauncher
 from hypervisors.qemu.profiles import Profile, disk_format_of
+from hypervisors.qemu.savedstate import SavedState, fingerprint
 from hypervisors.qemu.timeouts import (
     BOOT_TIMEOUT,
     COMMAND_TIMEOUT,
@@ -52,6 +62,13 @@ WEB_ADMIN_LINE = (
     r"|the web admin did not start)[^\n]*\n"
 )
 BOOT_BANNER = "IPVA bootcode"  # the bootcode's first line: where a boot's output starts
+QUIET_S = 2.0  # no console output this long after the prompt: nothing is pending to save
+# After a resume the box finds its clock behind the RTC (within ~2 s), steps it and renews
+# its lease, each with a trace line (appliance/hal/resume.py: more than 3 s apart). A
+# state older than RESUMED_STEP_S gets those lines: wait_for_prompt() waits for them.
+RESUME_LINE = r"time: resumed after a pause[^\n]*\n"
+RESUMED_STEP_S = 5.0
+RESUME_QUIET_S = 1.0  # after the resume line: the lease renewal's line comes within this
 TAIL_LINES = 15
 Pattern = str | re.Pattern[str]
 
@@ -72,11 +89,13 @@ class Machine:
         http_port: int | None = None,
         https_port: int | None = None,
         on_console: Sequence[Callable[[bytes], None]] = (),
+        saved_state: SavedState | None = None,
     ) -> None:
         """`on_console` callbacks get the raw console bytes as they arrive (a terminal, a
         transcript). `disk_mode="overlay"` boots qcow2 overlays in `workdir`, so the given
         disks stay untouched (the overlays persist across power cycles of this Machine);
-        "direct" writes the disks themselves."""
+        "direct" writes the disks themselves. `saved_state`: the first start() resumes
+        from it where it fits (overlay mode only)."""
         self.profile = profile
         self.source_disks = [Path(d) for d in disks]
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -97,6 +116,11 @@ class Machine:
         self._past = ""  # console text of earlier power-ons
         self._cursor = 0  # index into console_log where the next wait starts
         self._disks: list[Path] | None = None
+        self.saved_state = saved_state
+        self.resumed = False  # the last start() resumed from saved_state (no boot)
+        self.cold_boot_reason: str | None = None  # why saved_state was not used
+        self.started_at = 0.0  # time.monotonic() when QEMU was launched
+        self._resume_lines = False  # a resume's lines are still to come (wait_for_prompt)
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> Machine:
@@ -110,7 +134,9 @@ class Machine:
     ) -> None:
         self.cleanup()
 
-    def _prepare_disks(self) -> tuple[Profile, list[Path]]:
+    def _prepare_disks(self, state: SavedState | None = None) -> tuple[Profile, list[Path]]:
+        """The disks to start on; overlays (made at the first start) over the source disks,
+        or over `state`'s disks when resuming from it."""
         if self.disk_mode == "direct":
             return self.profile, self.source_disks
         if self._disks is None:
@@ -118,11 +144,40 @@ class Machine:
             self._disks = []
             for index, src in enumerate(self.source_disks[: self.profile.disks]):
                 overlay = self.workdir / f"disk{index}-{src.stem}.qcow2"
-                fmt = disk_format_of(src, self.profile)
+                fmt = "qcow2" if state else disk_format_of(src, self.profile)
+                base = state.disk(index).resolve() if state else src.resolve()
+                overlay.unlink(missing_ok=True)
                 run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt,
-                     "-b", src.resolve(), overlay])  # fmt: skip
+                     "-b", base, overlay])  # fmt: skip
                 self._disks.append(overlay)
         return self.profile.replace(disk_format="qcow2"), self._disks
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a saved state of this machine depends on (savedstate.fingerprint): the
+        QEMU argv of its hardware with placeholders for disk paths, ports and sockets."""
+        accel = self.accel or choose_accel()
+        profile = self.profile.replace(disk_format="qcow2")
+        placeholders = [Path(f"disk{i}.qcow2") for i in range(profile.disks)]
+        probe = QemuLauncher(profile, placeholders, Path("."), http_port=0, https_port=0)
+        argv = probe.make_argv(accel, 0, Path("qmp.sock"))[1:]
+        return fingerprint(QEMU, accel, argv, self.source_disks[: profile.disks])
+
+    def _usable_state(self) -> SavedState | None:
+        """saved_state if this (first) start can resume from it; else None, and why not is
+        logged and kept in cold_boot_reason."""
+        state = self.saved_state
+        if state is None or self._disks is not None:
+            return None
+        why = (
+            "disk_mode is direct (a resume needs overlays)"
+            if self.disk_mode == "direct"
+            else state.unusable(self.fingerprint())
+        )
+        if why is None:
+            return state
+        self.cold_boot_reason = why
+        log.warning("saved state %s not used, booting cold: %s", state.path, why)
+        return None
 
     def start(self) -> None:
         """Power on (again). Console waits start from this boot's output."""
@@ -131,8 +186,28 @@ class Machine:
         missing = [str(d) for d in self.source_disks[: self.profile.disks] if not d.exists()]
         if missing:
             raise QemuError(f"disk image(s) not found: {', '.join(missing)}")
-        profile, disks = self._prepare_disks()
+        state = self._usable_state()
+        if state is not None:
+            try:
+                age = time.time() - state.stream.stat().st_mtime
+                self._launch(state)
+                self.resumed = True
+                self._resume_lines = age > RESUMED_STEP_S
+                self.send_bytes(b"\r")  # the box sits at its prompt: have it drawn again
+                return
+            except LaunchError as exc:
+                self.cold_boot_reason = f"the saved state did not load: {exc}"
+                log.warning("saved state %s not used, booting cold: %s", state.path, exc)
+                for disk in self._disks or ():
+                    disk.unlink(missing_ok=True)
+                self._disks = None
+        self.resumed = False
+        self._launch(None)
+
+    def _launch(self, state: SavedState | None) -> None:
+        profile, disks = self._prepare_disks(state)
         self._retire_launcher()
+        self.started_at = time.monotonic()
         self.launcher = QemuLauncher(
             profile,
             disks,
@@ -142,11 +217,50 @@ class Machine:
             https_port=self.https_port,
             console_log=self.console_log_path,
             on_console=self.on_console,
+            incoming=state,
         )
         self.launcher.launch()
         self.http_port = self.launcher.http_port
         self.https_port = self.launcher.https_port
         self._cursor = len(self._past)
+
+    def save_state(self, path: Path) -> SavedState:
+        """Keep the running box as a saved state in directory `path` (made or replaced),
+        then stop QEMU. Call it at the prompt, once the console is quiet (wait_quiet):
+        whatever the box prints later comes out after each resume. The next start() of
+        this machine resumes from it."""
+        if self.disk_mode != "overlay" or self._disks is None:
+            raise QemuError("save_state needs a started machine on overlays (disk_mode overlay)")
+        if self.launcher is None or not self.launcher.is_running():
+            raise QemuError("save_state: the machine is not running")
+        want = self.fingerprint()
+        state = SavedState(Path(path))
+        state.path.mkdir(parents=True, exist_ok=True)
+        for old in state.path.iterdir():
+            old.unlink()
+        boot_s = time.monotonic() - self.started_at
+        self.launcher.save(state)
+        self.shutdown()
+        for index, overlay in enumerate(self._disks):
+            overlay.rename(state.disk(index))
+            state.disk(index).chmod(0o444)  # resumed machines write their own overlays
+        self._disks = None
+        state.write_meta(want, boot_s)
+        self.saved_state = state
+        return state
+
+    def wait_quiet(self, quiet: float = QUIET_S, timeout: float = CONSOLE_TIMEOUT) -> None:
+        """Wait until the console has printed nothing for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        seen, since = len(self.console_log), time.monotonic()
+        while time.monotonic() - since < quiet:
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"a quiet console ({quiet:g} s)", timeout, self.last_lines())
+            self._check_alive("a quiet console")
+            time.sleep(0.1)
+            now = len(self.console_log)
+            if now != seen:
+                seen, since = now, time.monotonic()
 
     @property
     def http_url(self) -> str:
@@ -278,10 +392,19 @@ class Machine:
         """Wait for the shell prompt; a fatal boot message (checksum…) fails at once. At a
         boot's prompt (`web_admin`) also for the web admin's line (it comes after the
         prompt), then for the prompt drawn again under it: the box is up, http_url
-        answers, and no boot line can land in the next command's answer."""
+        answers, and no boot line can land in the next command's answer. After a resume
+        the same for the lines of the clock's step and the lease's renewal."""
         match = self._wait_for_prompt(timeout)
         if not web_admin:
             return match
+        if self._resume_lines:
+            what = "the box's resume line (time: resumed after a pause …)"
+            self._wait_for_text(lambda text: re.search(RESUME_LINE, text), timeout, what)
+            self.wait_quiet(RESUME_QUIET_S, timeout)
+            self._resume_lines = False
+            self._cursor = len(self.console_log)
+            self.send_bytes(b"\r")  # a prompt under the lines
+            return self._wait_for_prompt(timeout)
         text = self.console_log
         boot = text.rfind(BOOT_BANNER, 0, match.start())
         if boot < 0 or re.search(WEB_ADMIN_LINE, text[boot:]):
@@ -346,3 +469,18 @@ class Machine:
         self._cursor = start = echo.end() - 1
         match = self.wait_for_console(regex, timeout, what=f"the prompt after {line!r}")
         return self.console_log[start : max(start, match.start())].strip("\n")
+
+
+def boot_and_save(
+    profile: Profile, disks: Sequence[Path], path: Path, accel: str | None = None
+) -> SavedState:
+    """Boot `disks` once, wait for the prompt and a quiet console, save the box to `path`."""
+    workdir = Path(path).with_name(Path(path).name + ".boot")
+    try:
+        with Machine(profile, disks, workdir, accel=accel) as box:
+            box.start()
+            box.wait_for_prompt()
+            box.wait_quiet()
+            return box.save_state(path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

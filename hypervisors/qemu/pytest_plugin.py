@@ -11,7 +11,14 @@ Fixtures:
                 fields and Machine options (prompt, fatal, disk_mode, accel, start) are
                 keyword arguments; `images=[…]` (or `disks=[…]`, a list) boots other image
                 files instead of dist/disks, `disks=3` is the profile's disk count. Every
-                machine is stopped at teardown.
+                machine is stopped at teardown. `resume=True`: start from a saved state
+                of the same hardware and disks, at its prompt, instead of booting (for
+                tests that do not test the boot): see ipva_saved_states.
+  ipva_saved_states (session) SavedStates: one saved state per hardware, disks and QEMU,
+                made by booting once (in .cache/saved-states/, kept across sessions while
+                the fingerprint holds; a lock per state, so parallel workers boot it once).
+                A state that does not fit or load is never fatal: the machine boots cold
+                and the log says why.
   ipva_firmware (session) factory: `ipva_firmware("16r1sr2", 1601002)` → the path of an
                 ipva.bin of that version and build (`fail_at_start=True`: one whose runtime
                 exits at start), built once per session (cached in .cache/firmware/).
@@ -21,9 +28,14 @@ report, with the path of the full console log.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
+import hashlib
+import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -32,8 +44,12 @@ from typing import Any
 
 import pytest
 
-from hypervisors.qemu.machine import Machine
+from hypervisors.qemu.errors import QemuError
+from hypervisors.qemu.machine import Machine, boot_and_save
 from hypervisors.qemu.profiles import Profile, dist_disks, get_profile
+from hypervisors.qemu.savedstate import SavedState
+
+log = logging.getLogger(__name__)
 
 SOURCE_DIRS = ("appliance", "firmware", "images", "hypervisors", "tools")
 REPORT_TAIL_LINES = 200
@@ -67,15 +83,20 @@ def _newest_source(root: Path) -> float:
     return newest
 
 
-def _build_unless_fresh(root: Path, out: Path, args: list[str]) -> None:
-    """`ipva build --out OUT ARGS` in `root` unless OUT/ipva.bin is newer than the sources.
-
-    One lock file for every build of the tree: they share .cache/work (and pytest-xdist
+@contextlib.contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """Held around every build of the tree: they share .cache/work (and pytest-xdist
     workers or a second session may build at the same time)."""
-    out.mkdir(parents=True, exist_ok=True)
     (root / ".cache").mkdir(exist_ok=True)
     with (root / ".cache" / "build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _build_unless_fresh(root: Path, out: Path, args: list[str]) -> None:
+    """`ipva build --out OUT ARGS` in `root` unless OUT/ipva.bin is newer than the sources."""
+    out.mkdir(parents=True, exist_ok=True)
+    with build_lock(root):
         # ipva.bin carries SOURCE_DATE_EPOCH as its mtime: judge by the newest file written
         built = [p.stat().st_mtime for p in out.iterdir() if p.is_file() and p.name[0] != "."]
         if not (out / "ipva.bin").exists() or max(built) < _newest_source(root):
@@ -121,22 +142,67 @@ def ipva_firmware(request: pytest.FixtureRequest, ipva_dist: Path) -> Callable[.
     return factory
 
 
+class SavedStates:
+    """Saved states under `root`, one directory per fingerprint (its hash)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get(self, profile: Profile, disks: list[Path], accel: str | None = None) -> SavedState:
+        """The state for this hardware and these disks: made now (one cold boot, then
+        saved at the quiet prompt) unless a fitting one is there. Raises QemuError if the
+        boot fails (the caller boots cold and sees the failure itself)."""
+        probe = Machine(profile, disks, accel=accel)
+        want = probe.fingerprint()
+        probe.cleanup()
+        key = hashlib.sha256(json.dumps(want, sort_keys=True).encode()).hexdigest()[:16]
+        state = SavedState(self.root / f"{profile.name}-{key}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / f"{state.path.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if state.unusable(want) is None:
+                return state
+            for other in self.root.glob(f"{profile.name}-*/"):
+                if SavedState(other).stale():  # made from disks that have changed since
+                    shutil.rmtree(other, ignore_errors=True)
+            log.info("saving state %s: booting %s once", state.path, profile.name)
+            return boot_and_save(profile, disks, state.path, accel)
+
+
+@pytest.fixture(scope="session")
+def ipva_saved_states(request: pytest.FixtureRequest) -> SavedStates:
+    return SavedStates(Path(request.config.rootpath) / ".cache" / "saved-states")
+
+
 @pytest.fixture
 def ipva_machine(
-    request: pytest.FixtureRequest, ipva_dist: Path, tmp_path: Path
+    request: pytest.FixtureRequest,
+    ipva_dist: Path,
+    ipva_saved_states: SavedStates,
+    tmp_path: Path,
 ) -> Iterator[Callable[..., Machine]]:
     machines: list[Machine] = []
     request.node.stash[_MACHINES] = machines
 
-    def factory(profile: str = "vmware", *, start: bool = True, **options: Any) -> Machine:
+    def factory(
+        profile: str = "vmware", *, start: bool = True, resume: bool = False, **options: Any
+    ) -> Machine:
         # `disks` is a list of images here (the profile's `disks` is a count)
         images = options.pop("images", None)
         if not isinstance(options.get("disks", 0), int):
             images = options.pop("disks")
         overrides = {k: options.pop(k) for k in list(options) if k in _PROFILE_FIELDS}
         disks = images or dist_disks(ipva_dist)
+        hardware = get_profile(profile, **overrides)
+        if resume and "saved_state" not in options:
+            try:
+                options["saved_state"] = ipva_saved_states.get(
+                    hardware, disks, options.get("accel")
+                )
+            except QemuError as exc:
+                log.warning("no saved state for %s, booting cold: %s", profile, exc)
         machine = Machine(
-            get_profile(profile, **overrides),
+            hardware,
             disks,
             tmp_path / f"vm{len(machines)}-{profile}",
             **options,

@@ -22,6 +22,7 @@ CONSOLE_TIMEOUT = 60.0 * _SCALE  # default for wait_for_console
 SOCKET_TIMEOUT = 15.0 * _SCALE  # QEMU start → QMP and serial sockets accept
 QMP_TIMEOUT = 30.0 * _SCALE  # one QMP command → its answer
 SHUTDOWN_TIMEOUT = 10.0 * _SCALE  # QMP quit → process gone, before we kill it
+MIGRATION_TIMEOUT = 120.0 * _SCALE  # a saved state written to / loaded from its file
 KVM_PROBE_TIMEOUT = 10.0 * _SCALE  # probe boot sector → its marker
 
 T = TypeVar("T")

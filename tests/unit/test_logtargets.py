@@ -283,6 +283,7 @@ def test_event_texts_what_is_logged_and_what_is_not() -> None:
         Crashed,
         LinkChanged,
         RestartRequested,
+        Resumed,
         Traced,
     )
     from appliance.services.logtargets.service import event_text
@@ -296,6 +297,7 @@ def test_event_texts_what_is_logged_and_what_is_not() -> None:
     assert event_text(AddressChanged("ETH0", None)) == "ETH0 IP address lost"
     assert event_text(LinkChanged("ETH1", False)) == "ETH1 link down"
     assert event_text(Crashed("watchdog trap")) == "restart after a crash: watchdog trap"
+    assert event_text(Resumed(41.96)) == "resumed after a pause: clock stepped by +42.0 s"
     update = format_trace("UP0: receiving firmware from http://10.0.2.2/ipva.bin", Tag.UPDATE)
     assert event_text(Traced(update)) == "UP0: receiving firmware from http://10.0.2.2/ipva.bin"
     assert event_text(Traced(format_trace("config: 0 saved objects loaded"))) is None

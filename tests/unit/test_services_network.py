@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
 from appliance.config import Config
-from appliance.events import AddressChanged, Events, LinkChanged
+from appliance.events import AddressChanged, Events, LinkChanged, Resumed
 from appliance.hal.nics import PciNic, Port, assign_ports
 from appliance.hal.types import HaltError, NicConfigError
 from appliance.owner import BoxOwner
@@ -23,6 +24,7 @@ class FakeNics:
         self.refuse: NicConfigError | None = None  # what the kernel says to set_static
         self.down: set[str] = set()  # interfaces without carrier
         self.fallbacks: dict[str, str | None] = {}  # start_dhcp's fallback per interface
+        self.renewed: list[str] = []
 
     def ports(self) -> list[Port]:
         return assign_ports(self.nics)
@@ -35,6 +37,10 @@ class FakeNics:
         return self.lease.get(ifname)
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None:
+        return self.lease.get(ifname)
+
+    def renew_dhcp(self, ifname: str) -> dict[str, str] | None:
+        self.renewed.append(ifname)
         return self.lease.get(ifname)
 
     def link_up(self, ifname: str) -> bool:
@@ -172,6 +178,26 @@ def test_stop_ends_the_watcher_of_a_running_box() -> None:
     assert watcher is not None and watcher.is_alive()
     assert network.stop() is None
     assert not watcher.is_alive()
+
+
+def test_after_a_resume_the_dhcp_leases_are_renewed_and_said() -> None:
+    cfg = config((("DHCP0", ""), {"interface": "ETH1"}))
+    plat, box = FakeNics(), FakeBox(cfg)
+    box.restart_request = "reset"  # no watcher loop: the event subscription is what counts
+    plat.lease["eth1"] = {"ip": "10.0.2.15", "mask": "24"}
+    network = net.Network(plat)
+    network.configure(box)
+    box.events.emit(AddressChanged("ETH0", None))  # other events: nothing renewed
+    box.events.emit(Resumed(12.5))
+    wait = 0
+    while "ETH1 DHCP lease renewed: 10.0.2.15/24 (dhcp)" not in box.lines and wait < 300:
+        threading.Event().wait(0.01)
+        wait += 1
+    assert "ETH1 DHCP lease renewed: 10.0.2.15/24 (dhcp)" in box.lines
+    assert plat.renewed == ["eth1"]  # only the DHCP port
+    plat.lease["eth1"] = None  # no answer: said, and udhcpc keeps trying
+    network.renew(box)
+    assert box.lines[-1] == "ETH1 DHCP lease not renewed yet: no answer (the client retries)"
 
 
 def test_no_supported_nic_halts() -> None:

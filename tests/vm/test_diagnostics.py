@@ -47,7 +47,7 @@ def wait_reboot(m: Machine) -> str:
 
 
 def test_reboot_exception_and_signal_each_leave_a_dump(ipva_machine) -> None:  # type: ignore[no-untyped-def]
-    m = ipva_machine("vmware")
+    m = ipva_machine("vmware", resume=True)  # the boots that count come after the crashes
     m.wait_for_prompt()
     m.send_line("reboot")
     boot = wait_reboot(m)
@@ -90,7 +90,7 @@ def test_cf_and_log_targets_reach_real_receivers(ipva_machine, tmp_path: Path) -
         tcp_listener() as listener,
         http_receiver() as http,
     ):
-        m = ipva_machine("vmware")
+        m = ipva_machine("vmware", resume=True)  # a box at its prompt: no need to boot
         m.wait_for_prompt()
         assert "no FAT file system" in m.command("mod cmd CF0 info")
         # busybox's mkdosfs makes FAT32 whatever the size

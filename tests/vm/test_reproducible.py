@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 from firmware.settings import BuildSettings
+from hypervisors.qemu.pytest_plugin import build_lock
 from tools.build import REPO, build
 
 
@@ -15,6 +16,7 @@ def digest(path: Path) -> str:
 
 def test_rebuild_gives_identical_bytes(ipva_dist: Path, tmp_path: Path) -> None:
     settings = BuildSettings(out_dir=tmp_path / "dist", cache_dir=REPO / ".cache", targets=())
-    build(settings)
+    with build_lock(REPO):  # a parallel worker may be building firmware in .cache/work
+        build(settings)
     for rel in ("ipva.bin", "disks/boot.img", "disks/flash.img", "debs.json"):
         assert digest(tmp_path / "dist" / rel) == digest(ipva_dist / rel), rel

@@ -112,7 +112,7 @@ def test_update_up_down_by_up0_and_up1_and_a_firmware_that_fails_at_start(
             "/sr1/ipva.bin": images["sr1"],
             "/fail/ipva.bin": images["fail"],
         }
-        box = ipva_machine("vmware")
+        box = ipva_machine("vmware", resume=True)  # the boots that count follow the updates
         box.wait_for_prompt()
         box.command("config change SYS0 /name keepme")
         box.command("config write")

@@ -28,6 +28,7 @@ from appliance.events import (
     LoginSucceeded,
     LogTargetChanged,
     RestartRequested,
+    Resumed,
     Traced,
 )
 from appliance.hal.cf import CfVolume
@@ -194,6 +195,8 @@ def event_text(event: Event) -> str | None:
         return f"{event.port} link {'up' if event.up else 'down'}"
     if isinstance(event, Crashed):
         return f"restart after a crash: {event.reason}"
+    if isinstance(event, Resumed):
+        return f"resumed after a pause: clock stepped by {event.offset_s:+.1f} s"
     if isinstance(event, Traced) and event.line.startswith(UPDATE_PREFIX):
         return event.line[len(UPDATE_PREFIX) :]  # UP0/UP1: firmware and script updates
     return None

@@ -1,0 +1,54 @@
+"""The payload's pruned stdlib holds every module the runtime and its packages import at
+the top: each of their modules is imported against the payload's own tree (the host's
+CPython is Debian's 3.11, as the guest's; no QEMU needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from firmware.ipvabin import HEADER_SIZE
+
+pytestmark = pytest.mark.vm  # needs the built dist/
+
+IMPORT_ALL = """
+import importlib, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+failed = []
+for pyc in sorted(root.rglob("*.pyc")):
+    parts = pyc.relative_to(root.parent).with_suffix("").parts
+    if parts[-1] == "__main__" or parts[-1] in ("mbcs", "oem"):
+        continue  # runs the box; Windows' codecs
+    name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    try:
+        importlib.import_module(name)
+    except Exception as e:
+        failed.append(f"{name}: {type(e).__name__}: {e}")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+
+
+def test_every_runtime_module_imports_against_the_payloads_stdlib(
+    ipva_dist: Path, tmp_path: Path
+) -> None:
+    tree = tmp_path / "payload"
+    subprocess.run(["unsquashfs", "-q", "-n", "-o", str(HEADER_SIZE), "-d", tree,
+                    ipva_dist / "ipva.bin"], check=True)  # fmt: skip
+    stdlib = tree / "usr/lib/python3.11"
+    host_dynload = Path(sys.base_prefix) / "lib/python3.11/lib-dynload"  # the C extensions
+    ipva = tree / "usr/lib/ipva"
+    packages = [ipva / p for p in ("appliance", "construct", "werkzeug", "jinja2", "cheroot")]
+    for package in [*packages, stdlib / "encodings"]:  # codecs are looked up by name
+        # -S -I: no site, no user paths; the path is the payload's and nothing else
+        code = (f"import sys; sys.path[:] = [{str(tree / 'usr/lib/ipva')!r}, {str(stdlib)!r},"
+                f" {str(host_dynload)!r}]\n" + IMPORT_ALL)  # fmt: skip
+        proc = subprocess.run(
+            [sys.base_prefix + "/bin/python3.11", "-S", "-I", "-c", code,
+             str(package)],
+            capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"{package.name}:\n{proc.stdout}{proc.stderr}"
