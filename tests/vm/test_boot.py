@@ -180,7 +180,9 @@ def test_version_line_shows_the_bootcodes_build_and_help_mod_is_as_hosted(
     version = box.command("version").strip().splitlines()
     assert version[0] == f"16r1sr1 {ident}"
     # the update service read both slots off the real boot disk (vfat mounted by /init)
-    assert f"slot A (IPVA.BIN): 16r1sr1 build {BUILD}, running" in version
+    # the suite's build is signed with the development key, and the box says so
+    dev = "signed with the DEVELOPMENT key (public: anyone can sign for it)"
+    assert f"slot A (IPVA.BIN): 16r1sr1 build {BUILD}, running, {dev}" in version
     assert "slot B (IPVA2.BIN): empty" in version
     backup = box.command("mod cmd CFG0 backup")
     assert re.search(rf"^vars check [0-9a-f]{{32}} # 16r1sr1 {re.escape(ident)}$", backup, re.M)
