@@ -49,8 +49,9 @@ def _bad_char(word: str) -> str | None:
     return None
 
 
-def split_words(line: str) -> list[Word]:
-    """Split at blanks; double quotes group. Raises GrammarError naming the bad word."""
+def split_words(line: str, max_token: int = MAX_TOKEN) -> list[Word]:
+    """Split at blanks; double quotes group. Raises GrammarError naming the bad word.
+    `max_token`: longer words are refused (a `vars create` value in hex may be longer)."""
     words: list[Word] = []
     i, n = 0, len(line)
     while i < n:
@@ -91,9 +92,9 @@ def split_words(line: str) -> list[Word]:
                 f"non-text character {bad} in {show_token(word.text)}: "
                 "only printable characters are accepted"
             )
-        if len(word.text) > MAX_TOKEN:
+        if len(word.text) > max_token:
             raise GrammarError(
-                f"word too long ({len(word.text)} characters, at most {MAX_TOKEN}): "
+                f"word too long ({len(word.text)} characters, at most {max_token}): "
                 f"{show_token(word.text)}"
             )
         words.append(word)

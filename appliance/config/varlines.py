@@ -27,6 +27,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 _FLAGS_RE = re.compile(r"[a-z]+")
 _TEXT_RE = re.compile(rb"[\x21-\x7e]*")
 MAX_VALUE = 4096  # bytes; a certificate request or response fits
+MAX_WORD = 2 * MAX_VALUE  # a `vars create … pb` value in hex is one word of the console line
 
 
 class VarsError(ValueError):

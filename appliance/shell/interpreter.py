@@ -25,7 +25,14 @@ from appliance.config import (
 )
 from appliance.config.grammar import show_token
 from appliance.config.types import Flag
-from appliance.config.varlines import VarsError, check_name, parse_create, read_line, under
+from appliance.config.varlines import (
+    MAX_WORD,
+    VarsError,
+    check_name,
+    parse_create,
+    read_line,
+    under,
+)
 from appliance.flash.limits import FlashError
 from appliance.services.update.script import Final
 from appliance.services.update.service import UpdateService
@@ -140,7 +147,9 @@ class Shell:
         if not text:
             return ""
         try:
-            words = split_words(text)
+            # a certificate in hex (the update server's X509/REQUESTRESPONSE) is one word
+            is_vars = text[:5].lower() in ("vars", "vars ", "vars\t")
+            words = split_words(text, MAX_WORD) if is_vars else split_words(text)
         except GrammarError as e:
             return error(str(e))
         if not words:
