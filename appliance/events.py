@@ -137,6 +137,17 @@ class Resumed:
 
 
 @dataclass(frozen=True)
+class CertificateChecked:
+    """The HTTPS certificate's validity, looked at (at the web admin's start, daily, after a
+    new one): `near` when it ends within the warning time (alarm 70 raised, else cleared)."""
+
+    subject: str  # CN=IPVA,O=ipva
+    not_after: str  # 2027-01-05 12:00 UTC
+    days_left: int
+    near: bool
+
+
+@dataclass(frozen=True)
 class Traced:
     line: str  # the whole trace line, `0:0000:030:4 - …`
 
@@ -154,6 +165,7 @@ Event = (
     | LogTargetChanged
     | FlashReady
     | Resumed
+    | CertificateChecked
     | Traced
 )
 Subscriber = Callable[[Event], None]

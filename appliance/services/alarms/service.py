@@ -34,6 +34,7 @@ from appliance.config.schema import MODULES
 from appliance.errors import BoxError
 from appliance.events import (
     AddressChanged,
+    CertificateChecked,
     ConfigWritten,
     Crashed,
     Event,
@@ -129,6 +130,10 @@ def entries_of(event: Event) -> list[Raise]:
         what = "takes records again" if event.up else f"does not take records: {event.error}"
         return [Raise(codes.LOG_UNREACHABLE, event.module, f"{event.target} {what}",
                       cleared=event.up)]  # fmt: skip
+    if isinstance(event, CertificateChecked):
+        left = f"expires in {event.days_left} days" if event.days_left >= 0 else "has expired"
+        text = f"HTTPS certificate {event.subject} {left} ({event.not_after})"
+        return [Raise(codes.CERT_EXPIRY, "X509", text, cleared=not event.near)]
     if isinstance(event, Traced) and event.line.startswith(UPDATE_PREFIX):
         text = event.line[len(UPDATE_PREFIX) :]
         for pattern, code in UPDATE_LINES:

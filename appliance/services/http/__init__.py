@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.config import Activation, Config
 from appliance.hal.cf import CfVolume
-from appliance.modcmd import Command
+from appliance.modcmd import Command, ModCmdError
 from appliance.owner import BoxRestarting, join_checked
 from appliance.service import BaseService, CommandRunner
 from appliance.services.http.boxadmin import BoxAdmin
+from appliance.services.http.certificates import X509Module
 from appliance.services.http.host import AdminBox
 from appliance.services.http.listen import Bind
 
@@ -173,6 +174,13 @@ class HttpListeners:
         self.listeners.append(listener)
         return listener
 
+    def use(self, cert: Certificate) -> None:
+        """A new certificate (X509): HTTPS serves it from the next handshake, no restart."""
+        self.certificate = cert
+        for listener in self.listeners:
+            if listener.https:
+                listener.use(cert)
+
     def urls(self, host: str = "127.0.0.1") -> dict[str, str]:
         """scheme → base URL of each running listener (with the port actually bound)."""
         return {
@@ -208,15 +216,26 @@ class HttpService(BaseService):
         self._starter: threading.Thread | None = None
         self._rebinders: list[threading.Thread] = []  # one per activate; the newest wins
         self._wanted: Config | None = None  # the newest active config: what to listen as
+        # mod cmd X509: the certificate HTTPS serves (requests, installs, expiry alarm)
+        self.x509 = X509Module(self._certificate, self._use_certificate)
+
+    def _certificate(self) -> Certificate | None:
+        return self.listeners.certificate if self.listeners is not None else None
+
+    def _use_certificate(self, cert: Certificate) -> None:
+        with self._lock:  # not while a start or rebind swaps the listeners
+            if self.listeners is not None:
+                self.listeners.use(cert)
 
     def start(self, box: Box) -> None:
         """Starts the web admin in the `http-start` thread and returns: the boot goes on
         to its prompt meanwhile (see the module's docstring). With both ports off there
         is nothing to start: that line is traced at once, in its place in the boot."""
+        self.x509.start(box)
         if self.runner is None:
             self._started.set()
             return
-        self.admin = BoxAdmin(box, self.runner, self.cf_volume)
+        self.admin = BoxAdmin(box, self.runner, self.cf_volume, lambda: self.x509)
         self.listeners = HttpListeners(box.platform.http_listen, self._stopping.is_set)
         self._wanted = box.active
         if self.listeners.binds(box.active) == (None, None):  # nothing to import or make
@@ -238,8 +257,22 @@ class HttpService(BaseService):
                 self._guarded(listeners, admin, lambda: listeners.start(admin, config, warning))
         finally:
             self._started.set()
+        self._after_start()
         if self._wanted is not config:  # config activate changed HTTP0 meanwhile
             self._rebind()
+
+    def _after_start(self) -> None:
+        """The certificate now served: its expiry looked at (alarm 70), and a signed one
+        the update server left in X509/REQUESTRESPONSE taken."""
+        box = self.x509.box
+        if box is None or self._stopping.is_set():
+            return
+        self.x509.check_expiry()
+        try:
+            box.owner.call(lambda: self.x509.take_responses(box))
+        except (BoxRestarting, ModCmdError) as e:
+            if not isinstance(e, BoxRestarting):
+                box.trace(f"X509: {e}")
 
     def wait_started(self, timeout: float = START_TIMEOUT_S) -> bool:
         """Whether the start is done (its last trace line written) within `timeout`."""
@@ -248,7 +281,10 @@ class HttpService(BaseService):
     def apply(self, box: Box, activation: Activation) -> list[str]:
         """A changed HTTP0 rebinds; in a thread, since the request that activated it may
         be served by the very listener that goes (its answer goes out first). While the
-        web admin still starts, the rebind waits for it."""
+        web admin still starts, the rebind waits for it. A signed certificate the update
+        server stored in X509/REQUESTRESPONSE is taken (its lines end in config activate)."""
+        if self._started.is_set():
+            self.x509.take_responses(box)
         if self.listeners is not None and any(a.startswith("HTTP0") for a in activation.applied):
             self._wanted = box.active
             rebinder = threading.Thread(target=self._rebind, name="http-rebind", daemon=True)
@@ -286,6 +322,7 @@ class HttpService(BaseService):
         progress finishes first), then stops the listeners; never waits for the runtime's
         lock (the start gives up on it once this is set)."""
         self._stopping.set()
+        self.x509.stop()  # its worker may hand a new certificate to the listeners
         with self._lock:
             if self.listeners is not None:
                 self.listeners.stop()
@@ -303,6 +340,7 @@ class HttpService(BaseService):
         return [
             Command("HTTP0", "info", "listeners, certificate, logins refused", self.info),
             Command("HTTP0", "unlock", "lift every lockout of failed logins", self.unlock),
+            *self.x509.commands(),
         ]
 
     def unlock(self, box: Box, args: list[str]) -> str:

@@ -45,7 +45,13 @@ from appliance.services.alarms.forward import STANDARD_PATH as ALARM_PATH
 from appliance.services.alarms.receiver import MAX_BODY as INCOMING_MAX
 from appliance.services.alarms.receiver import LogLineError
 from appliance.services.http import auth, csrf, drive, firmware
-from appliance.services.http.host import AdminBox, BoxStatus, FirmwareRefused, RestoreRefused
+from appliance.services.http.host import (
+    AdminBox,
+    BoxStatus,
+    CertificateRefused,
+    FirmwareRefused,
+    RestoreRefused,
+)
 from appliance.services.http.ipform import ip_changes, ip_values
 from appliance.services.http.logins import Logins
 from appliance.services.logtargets.remote import STANDARD_PATH as LOG_PATH
@@ -75,6 +81,7 @@ PAGES = (
     Page("/maintenance/events", "Maintenance", "Events"),
     Page("/administration/compact-flash", "Administration", "Compact Flash"),
     Page("/administration/admin", "Administration", "Admin"),
+    Page("/administration/certificates", "Administration", "Certificates"),
     Page("/reset", "Reset", "Reset"),
 )
 _PAGE = {p.path: p for p in PAGES}
@@ -188,6 +195,7 @@ class AdminApp:
                 Rule("/<path:module>/mod_cmd.xml", endpoint="mod_cmd"),
                 Rule("/ipva.bin", endpoint="firmware", methods=["PUT", "POST"]),
                 Rule("/maintenance/upload/firmware", endpoint="firmware_form", methods=["POST"]),
+                Rule("/administration/certificates/request.pem", endpoint="request_pem"),
                 Rule("/log.txt", endpoint="log"),
                 Rule("/crash_dump.txt", endpoint="crash_dump"),
                 Rule("/static/style.css", endpoint="style"),
@@ -284,6 +292,7 @@ class AdminApp:
             "firmware": self.firmware_put,
             "firmware_form": self.firmware_form,
             "events_xml": self.events_xml,
+            "request_pem": self.request_pem,
         }
         return self.guarded(request, handlers[endpoint])
 
@@ -551,6 +560,7 @@ class AdminApp:
             "/maintenance/events": self.events_page,
             "/administration/compact-flash": self.cf_page,
             "/administration/admin": self.admin_page,
+            "/administration/certificates": self.certificates_page,
             "/reset": self.reset_page,
         }[path]
         return handler(request, user)
@@ -660,6 +670,49 @@ class AdminApp:
                         self.box.trace(f"HTTP0: admin password changed by {user}")
         return self.render(
             "admin.html", request, user, status=400 if errors else 200, errors=errors, done=done
+        )
+
+    def certificates_page(self, request: Request, user: str | None) -> Response:
+        """Administration/Certificates: the certificate in use, a signing request (made by
+        the X509 module in the background), a signed certificate and chain installed."""
+        certs = self.box.certificates()
+        messages: list[str] = []
+        errors: list[str] = []
+        action = request.form.get("action", "") if request.method == "POST" else ""
+        if action == "request":
+            line = "mod cmd X509 servercert-create /type Signing+request"
+            extra = request.form.get("san-dns", "").strip()
+            if extra:
+                line += f" /san-dns {quote(extra)}"
+            answer = self.box.execute(line)
+            (errors if answer.startswith("error:") else messages).append(answer)
+        elif action == "self-signed":
+            answer = self.box.execute("mod cmd X509 servercert-create /type Self-signed")
+            (errors if answer.startswith("error:") else messages).append(answer)
+        elif action == "install" and certs is not None:
+            upload = request.files.get("chain")
+            data = upload.stream.read(MAX_BODY) if upload is not None and upload.filename else b""
+            data = data or request.form.get("pem", "").encode("utf-8", "replace")
+            try:
+                messages.append(certs.install(data, f"the web admin ({user})"))
+            except CertificateRefused as e:
+                errors.append(f"error: refused, nothing changed: {e}")
+        view = certs.view() if certs is not None else None
+        return self.render(
+            "certificates.html", request, user, status=400 if errors else 200,
+            cert=view, messages=messages, errors=errors,
+        )  # fmt: skip
+
+    def request_pem(self, request: Request, user: str) -> Response:
+        certs = self.box.certificates()
+        view = certs.view() if certs is not None else None
+        if view is None or not view.request_pem:
+            return _text("error: no signing request: make one on Administration/Certificates",
+                         404)  # fmt: skip
+        return Response(
+            view.request_pem,
+            content_type="application/pkcs10",
+            headers={"Content-Disposition": 'attachment; filename="request.pem"'},
         )
 
     def reset_page(self, request: Request, user: str | None) -> Response:

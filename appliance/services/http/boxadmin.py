@@ -28,6 +28,7 @@ from appliance.services.http.host import (
     Address,
     Alarms,
     BoxStatus,
+    Certificates,
     Firmware,
     FirmwareRefused,
     FirmwareSlot,
@@ -50,10 +51,12 @@ class BoxAdmin:
         box: Box,
         runner: CommandRunner,
         cf_volume: Callable[[], CfVolume | None] = lambda: None,
+        certificates: Callable[[], Certificates | None] = lambda: None,
     ) -> None:
         self.box = box
         self.runner = runner
         self._cf_volume = cf_volume  # the CF service's (appliance.services.cf)
+        self._certificates = certificates  # the HTTP service's X509 module
 
     # -- reading ------------------------------------------------------------------------
     def status(self) -> BoxStatus:
@@ -95,6 +98,9 @@ class BoxAdmin:
 
     def alarms(self) -> Alarms | None:
         return self.box.service(AlarmService)
+
+    def certificates(self) -> Certificates | None:
+        return self._certificates()
 
     def public_status(self) -> BoxStatus:
         """What the login page shows, read without the owner (a flood of unauthenticated

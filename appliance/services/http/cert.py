@@ -12,7 +12,8 @@ the next boot makes a new one. Without a flash the box makes one for this boot o
 Its subjectAltName names the box (SYS0 /name), localhost, 127.0.0.1 and the box's own
 addresses when it was made (kept as SAN_KEY beside it): a browser told to trust it then
 matches it for `https://10.0.2.15/`. When the box has an address the kept certificate does
-not name (a new DHCP lease, a static address), a new one is made, traced.
+not name (a new DHCP lease, a static address), a new one is made, traced. A CA-signed
+certificate the admin installed (SIGNED_KEY; certificates.py) is never replaced that way.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ from appliance.services.http.host import Vars
 CERT_KEY = "X509:HTTPS.CRT"
 PRIVATE_KEY = "X509:HTTPS.KEY"
 SAN_KEY = "X509:HTTPS.SAN"  # the subjectAltName it was made with: "DNS:IPVA, …, IP:10.0.2.15"
-VARS_KEYS = (CERT_KEY, PRIVATE_KEY, SAN_KEY)  # what a factory reset drops
+# set when CERT_KEY holds a CA-signed certificate and its chain (x509.py checked them):
+# never replaced by a self-signed one behind the admin's back (a new address, say)
+SIGNED_KEY = "X509:HTTPS.SIGNED"
+REQUEST_KEY = "X509:REQUEST.KEY"  # the key of a pending signing request (X509/REQUEST)
+VARS_KEYS = (CERT_KEY, PRIVATE_KEY, SAN_KEY, SIGNED_KEY, REQUEST_KEY)  # a factory reset drops
 VALID_DAYS = 7300
 OPENSSL_TIMEOUT_S = 60  # one EC key under TCG takes well under a second
 _B64 = rb"\r?\n[A-Za-z0-9+/=\r\n]+"
@@ -69,6 +74,7 @@ class Certificate:
     key_pem: bytes
     kept: bool  # stored on the flash (False: made for this boot only)
     san: str = ""  # the subjectAltName it was made with ("": not known, made before)
+    signed: bool = False  # a CA-signed certificate (+ chain) installed by the admin
 
     def names_all(self, addresses: Sequence[str]) -> bool:
         return all(f"IP:{a}" in self.san.split(", ") for a in addresses)
@@ -77,7 +83,8 @@ class Certificate:
         """SHA-256 of the DER certificate, as browsers show it (AA:BB:…)."""
         import hashlib
 
-        der = ssl.PEM_cert_to_DER_cert(self.cert_pem.decode("ascii"))
+        first = _PEM_CERT.search(self.cert_pem)  # the box's own, before its chain
+        der = ssl.PEM_cert_to_DER_cert(first.group(0).decode("ascii") if first else "")
         digest = hashlib.sha256(der).hexdigest().upper()
         return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
@@ -139,7 +146,10 @@ def load_or_make(
         cert, key = vars.get(CERT_KEY), vars.get(PRIVATE_KEY)
         if _valid(cert, key):
             assert cert is not None and key is not None
-            kept = Certificate(cert, key, True, (vars.get(SAN_KEY) or b"").decode())
+            kept = Certificate(cert, key, True, (vars.get(SAN_KEY) or b"").decode(),
+                               signed=bool(vars.get(SIGNED_KEY)))  # fmt: skip
+            if kept.signed:
+                return kept, ""  # the admin's: a new address is theirs to ask the CA for
             if kept.names_all(addresses):
                 return kept, ""
             renewed = "; the one kept did not name " + ", ".join(

@@ -110,6 +110,38 @@ class FirmwareRefused(Exception):
     boot-control record) is unchanged."""
 
 
+class CertificateRefused(Exception):
+    """A certificate (and chain) was not installed; the message says why. The one in use
+    is unchanged."""
+
+
+@dataclass(frozen=True)
+class CertView:
+    """The HTTPS certificate for Administration/Certificates (`error`: not readable)."""
+
+    subject: str = ""
+    issuer: str = ""
+    san: str = ""
+    not_before: str = ""
+    not_after: str = ""
+    days_left: int = 0
+    sha256: str = ""
+    self_signed: bool = True
+    chain: tuple[str, ...] = ()  # "CN=… (issued by CN=…)", the box's own first
+    request_pem: str = ""  # the pending signing request (X509/REQUEST), PEM
+    request_subject: str = ""
+    busy: str = ""  # what the X509 module is making now ("" nothing)
+    error: str = ""
+
+
+class Certificates(Protocol):
+    """The X509 module (appliance.services.http.certificates.X509Module)."""
+
+    def view(self) -> CertView | None: ...  # None: no HTTPS certificate in use
+
+    def install(self, data: bytes, source: str) -> str: ...  # CertificateRefused
+
+
 class Alarms(Protocol):
     """The alarm service (appliance.services.alarms.service.AlarmService)."""
 
@@ -163,3 +195,5 @@ class AdminBox(Protocol):
     def install_firmware(self, chunks: Iterable[bytes], source: str) -> str: ...
 
     def alarms(self) -> Alarms | None: ...  # None: no alarm service
+
+    def certificates(self) -> Certificates | None: ...  # None: no X509 module

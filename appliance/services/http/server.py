@@ -322,6 +322,13 @@ class Listener:
         self._watchdog: threading.Thread | None = None
         self._stopping = threading.Event()
 
+    def use(self, cert: Certificate) -> None:
+        """Serve `cert` from the next TLS handshake on (connections open keep theirs): the
+        adapter wraps every new socket with its `context`, swapped here whole."""
+        adapter = self.server.ssl_adapter
+        if adapter is not None:
+            adapter.context = _adapter(cert).context
+
     def _error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
         self.errors += 1
         self.last_error = msg[:200]
