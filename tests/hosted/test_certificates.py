@@ -28,6 +28,7 @@ from httpbox import HostedHttpBox, authed, request
 from appliance.services.alarms.codes import CERT_EXPIRY
 from appliance.services.alarms.service import AlarmService
 from appliance.services.http import certificates
+from tests.updateserver import CustomCerts, update_server
 from tests.x509ca import TestCA, openssl
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -116,6 +117,12 @@ def post_chain(box: HostedHttpBox, pem: bytes) -> tuple[int, str]:
     r = authed(box.http_url, "POST", "/administration/certificates", body, headers=FORM)
     said = re.findall(r'<p class="(?:ok|error)"[^>]*>([^<]*)</p>', r.text)
     return r.status, html.unescape(" / ".join(said))
+
+
+def sent(box: HostedHttpBox) -> int:
+    """How many UP0 scfg PUTs are over (sent, or refused by the server)."""
+    text = box.console.text()
+    return text.count("UP0: sent ") + text.count("; not sent")
 
 
 def alarm_state(box: HostedHttpBox) -> str:
@@ -272,3 +279,58 @@ def test_requests_refuse_what_tls_clients_would_not_take(box: HostedHttpBox) -> 
     ):
         answer = box.console_line(f"mod cmd X509 servercert-create {args}")
         assert answer.startswith("error:") and reason in answer, answer
+
+
+def test_the_update_servers_certificate_lines_make_the_request_and_install_the_answer(
+    box: HostedHttpBox, ca: TestCA
+) -> None:
+    """php-update-server's flow, step by step as its polls would deliver it: query, create
+    the request, fetch it, (the CA's admin signs it), upload the answer, see it good."""
+    names = ("ipva test issuing CA", "ipva test root CA")
+    certs = CustomCerts(names, {"key": "2048-bit", "signature": "SH256", "dn-cn": "{sn}"},
+                        ca_files=[ca.intermediate])  # fmt: skip
+    with update_server() as srv:
+        srv.certs = certs
+
+        def poll() -> list[str] | None:
+            """The query the box answers (its xml-info PUT), then the server's lines."""
+            done = sent(box)
+            assert box.console_line(srv.query_line()).startswith("UP0: sending the output")
+            wait_for("the query", lambda: sent(box) > done)
+            (sn,) = certs.queries
+            return srv.certificate_lines(sn)
+
+        def run(lines: list[str]) -> None:
+            """Each line as the UP1 script runs it: the next after an scfg's PUT is done."""
+            for line in lines:
+                done = sent(box)
+                answer = box.console_line(line)
+                if answer.startswith("UP0: sending"):
+                    wait_for("the PUT", lambda done=done: sent(box) > done)  # type: ignore[misc]
+            idle(box)
+
+        first = poll()
+        assert first is not None
+        (create,) = [ln for ln in first if "servercert-create" in ln]
+        assert "/type Signing%20request  /key 2048-bit /signature SH256 /dn-cn " in create
+        run(first)
+        fetch = poll()
+        assert fetch is not None and any("var=X509/REQUEST&" in ln for ln in fetch), fetch
+        run(fetch)
+        (sn,) = certs.queries
+        wait_for("the request", lambda: f"certs/{sn}-request.p10.pem" in certs.files)
+        pem = certs.files[f"certs/{sn}-request.p10.pem"]
+        text = openssl("req", "-noout", "-text", "-verify", stdin=pem).decode()
+        assert f"CN = {sn}" in text and "Public-Key: (2048 bit)" in text  # as asked
+        assert poll() is None  # "signing request must be processed by CA (ongoing)"
+        certs.files[f"certs/{sn}-signedrequest.cer"] = ca.sign(pem)
+        answer = poll()
+        assert answer is not None
+        assert [ln.split(" pb ")[0] for ln in answer if ln.startswith("vars create")] == [
+            "vars create X509/REQUESTRESPONSE/00000", "vars create X509/REQUESTRESPONSE/00001"
+        ]  # fmt: skip
+        run(answer)
+        wait_for("the installed certificate", lambda: "installed" in box.console.text())
+        assert poll() is None  # issuer in CAname, valid: nothing more to do
+        verified(box.https_url, ca)
+        assert "error:" not in box.console_line("mod cmd X509 xml-info")
