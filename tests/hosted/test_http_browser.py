@@ -145,6 +145,62 @@ def test_browser_sets_a_static_address_writes_and_resets(
     d.save_screenshot(str(ARTIFACTS / "general-info-new-firmware.png"))
 
 
+@pytest.mark.timeout(300)
+def test_browser_makes_a_request_and_installs_the_signed_chain(
+    browser, box: HostedHttpBox, tmp_path: Path
+) -> None:
+    """Administration/Certificates in Chromium: a request made, shown, signed by a real
+    openssl CA, the chain uploaded through the file field; a bad file refused."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_certificates import verified
+
+    from tests.x509ca import TestCA
+
+    d = browser
+    ca = TestCA(tmp_path / "ca")
+
+    def wait_text(element_id: str, text: str, by: str = By.ID) -> None:
+        WebDriverWait(
+            d, 30, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+        ).until(lambda drv: text in drv.find_element(by, element_id).text)
+
+    host = box.http_url.split("://")[1]
+    page = f"http://{host}/administration/certificates"
+    d.get(f"http://{USER}:{PASSWORD}@{host}/administration/certificates")  # the login
+    assert d.find_element(By.TAG_NAME, "h1").text == "Administration / Certificates"
+    assert "(self-signed)" in d.find_element(By.ID, "issuer").text
+    assert "IP:127.0.0.1" in d.find_element(By.ID, "san").text
+    d.find_element(By.ID, "san-dns").send_keys("ipva.example.com")
+    d.find_element(By.ID, "make-request").click()
+    wait_text("main", "making a new key", By.TAG_NAME)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # made in the background: the page is reloaded
+        d.get(page)
+        if d.find_elements(By.ID, "request"):
+            break
+        time.sleep(0.3)
+    csr = d.find_element(By.ID, "request").text.encode() + b"\n"
+    assert csr.startswith(b"-----BEGIN CERTIFICATE REQUEST-----")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(ca.chain(ca.sign(csr)))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"not a certificate")
+    d.find_element(By.ID, "chain-file").send_keys(str(garbage))
+    d.find_element(By.ID, "install").click()
+    wait_text("refused", "no certificate in it")
+    assert "(self-signed)" in d.find_element(By.ID, "issuer").text  # unchanged
+    d.find_element(By.ID, "chain-file").send_keys(str(chain))
+    d.find_element(By.ID, "install").click()
+    wait_text("main", "certificate installed from the web admin", By.TAG_NAME)
+    assert "ipva test issuing CA" in d.find_element(By.ID, "issuer").text
+    assert "DNS:ipva.example.com" in d.find_element(By.ID, "san").text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    d.save_screenshot(str(ARTIFACTS / "administration-certificates.png"))
+    verified(box.https_url, ca)  # HTTPS serves it, no restart
+
+
 # -- CSRF: another site's page, opened by the logged-in admin, tries every form ----------
 
 
