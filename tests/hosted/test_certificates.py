@@ -142,6 +142,12 @@ def test_a_request_signed_by_a_ca_is_installed_by_the_console_path_and_verified(
     assert b"PRIVATE" not in csr
     text = openssl("req", "-noout", "-text", stdin=csr).decode()
     assert "DNS:IPVA, DNS:localhost, IP Address:127.0.0.1" in text  # its names and address
+    # the pending request's key stays on the box: not in vars, the backup, the XML
+    pending = box.console_line("vars read") + authed(box.http_url, "GET", "/cfg.txt").text
+    assert "X509/REQUEST pb" in pending and "PRIVATE" not in pending
+    xml = authed(box.http_url, "GET", "/X509/mod_cmd.xml?cmd=xml-info")  # read-only: a GET
+    assert xml.status == 200 and '<requests><request size="' in xml.text, xml.text
+    assert "PRIVATE" not in xml.text
     leaf = ca.sign(csr)
     install_by_vars(box, [leaf, ca.intermediate])
     assert "X509: certificate installed from X509/REQUESTRESPONSE" in box.console.text()

@@ -90,6 +90,8 @@ class X509Module:
         self._watch: threading.Thread | None = None
         self._stop = threading.Event()
         self.interval_s = CHECK_INTERVAL_S
+        self._described: dict[bytes, list[x509.CertInfo]] = {}  # chain_of
+        self._requests: dict[bytes, tuple[str, str]] = {}  # request_of
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self, box: Box) -> None:
@@ -126,7 +128,7 @@ class X509Module:
         if cert is None or box is None:
             return
         try:
-            info = x509.describe(cert.cert_pem)
+            info = self.chain_of(cert.cert_pem)[0]
         except CertError as e:
             self._trace(f"X509: the HTTPS certificate is not readable: {e}")
             return
@@ -216,7 +218,7 @@ class X509Module:
         cert = self._current()
         if cert is not None:
             try:
-                chain = [x509.describe(p) for p in x509.split_pem(cert.cert_pem)]
+                chain = self.chain_of(cert.cert_pem)
             except CertError:
                 chain = []
             certs = "".join(
@@ -240,7 +242,7 @@ class X509Module:
         if request:
             attrs = {"size": str(len(request))}
             try:
-                attrs["subject"] = x509.request_subject(x509.request_pem(request))
+                attrs["subject"] = self.request_of(request)[1]
             except CertError:
                 pass
             parts.append(f"<requests>{xmltext.element('request', attrs)}</requests>")
@@ -298,6 +300,7 @@ class X509Module:
             der = x509.request_der(csr)
             public = hashlib.sha256(x509.public_key_of(key).encode()).hexdigest()
             subject = x509.request_subject(csr)
+            self._requests = {der: (csr.decode("ascii"), subject)}
         except CertError as e:
             self._trace(f"X509: no new {'certificate' if spec.self_signed else 'request'}: {e}")
             return
@@ -368,6 +371,28 @@ class X509Module:
         self.check_expiry(cert)
         return message
 
+    # -- what certificates and requests say (openssl), kept ---------------------------------
+    def chain_of(self, pem: bytes) -> list[x509.CertInfo]:
+        """What each certificate of a chain says. Kept per chain: openssl runs when a
+        certificate is new to this boot (its start, an install: off the owner), so `mod cmd
+        X509 info|xml-info` on the owner thread do not wait for it again."""
+        chain = self._described.get(pem)  # replaced whole by other threads, never changed
+        if chain is None:
+            chain = [x509.describe(p) for p in x509.split_pem(pem)]
+            if not chain:
+                raise CertError("no certificate in it")
+            self._described = {pem: chain}  # the newest only: one certificate is in use
+        return chain
+
+    def request_of(self, request: bytes) -> tuple[str, str]:
+        """A request (X509/REQUEST, DER) as PEM, and its subject; kept like chain_of."""
+        said = self._requests.get(request)
+        if said is None:
+            pem = x509.request_pem(request)
+            said = (pem.decode("ascii"), x509.request_subject(pem))
+            self._requests = {request: said}
+        return said
+
     # -- the page -------------------------------------------------------------------------
     def view(self) -> CertView | None:
         """Off the owner: what Administration/Certificates shows."""
@@ -381,9 +406,8 @@ class X509Module:
         if cert is None:
             return None
         try:
-            chain = [x509.describe(p) for p in x509.split_pem(cert.cert_pem)]
-            request_pem = x509.request_pem(request).decode("ascii") if request else ""
-            request_subject = x509.request_subject(request_pem.encode()) if request else ""
+            chain = self.chain_of(cert.cert_pem)
+            request_pem, request_subject = self.request_of(request) if request else ("", "")
         except CertError as e:
             return CertView(error=str(e))
         leaf = chain[0]

@@ -52,6 +52,7 @@ READ_ONLY_MOD_CMDS = frozenset(
         "cpu-info",
         "aes",
         "xml-count",
+        "xml-info",
     }
 )
 READ_ONLY_LINES = frozenset({"help", "?", "version"})
