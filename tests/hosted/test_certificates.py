@@ -340,3 +340,5 @@ def test_the_update_servers_certificate_lines_make_the_request_and_install_the_a
         assert poll() is None  # issuer in CAname, valid: nothing more to do
         verified(box.https_url, ca)
         assert "error:" not in box.console_line("mod cmd X509 xml-info")
+        # the server's `admin` query: its {name} for requests, a crash of update.php without
+        assert box.console_line("mod cmd CMD0 xml-info") == '<info name="IPVA"/>'

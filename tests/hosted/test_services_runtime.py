@@ -26,8 +26,8 @@ def test_help_mod_lists_every_service_module_hosted_too(tmp_path: Path) -> None:
     t = hosted(tmp_path, "help mod\n")
     # the same list the VM shows (tests/vm/test_hardware.py compares it there)
     assert help_mod_modules(t) == [
-        "ALARM0", "CF0", "CFG0", "CPU", "DUMP", "ETH0", "ETH1", "FLASHDIR0", "FLASHMAN0", "HTTP0",
-        "LOG0", "LOG0/CNT", "LOG1", "MEM", "TIME0", "TRACE", "UP0", "UP1", "X509",
+        "ALARM0", "CF0", "CFG0", "CMD0", "CPU", "DUMP", "ETH0", "ETH1", "FLASHDIR0", "FLASHMAN0",
+        "HTTP0", "LOG0", "LOG0/CNT", "LOG1", "MEM", "TIME0", "TRACE", "UP0", "UP1", "X509",
     ]  # fmt: skip
 
 

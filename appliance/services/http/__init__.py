@@ -340,8 +340,23 @@ class HttpService(BaseService):
         return [
             Command("HTTP0", "info", "listeners, certificate, logins refused", self.info),
             Command("HTTP0", "unlock", "lift every lockout of failed logins", self.unlock),
+            Command(
+                "CMD0",
+                "xml-info",
+                "the box's device name as XML (update servers read "
+                "it: their {name} in certificate requests)",
+                self.cmd0_info,
+            ),  # fmt: skip
             *self.x509.commands(),
         ]
+
+    def cmd0_info(self, box: Box, args: list[str]) -> str:
+        """`mod cmd CMD0 xml-info`: php-update-server's `admin` query; its certificate
+        requests read `<info name=…>` (General/Admin's device name, SYS0 /name here) and fail
+        without it. Its other attributes on the real box are not public: name only."""
+        from appliance import xmltext
+
+        return xmltext.element("info", {"name": box.name})
 
     def unlock(self, box: Box, args: list[str]) -> str:
         """`mod cmd HTTP0 unlock`: the admin's way back from a lockout (auth.Lockout)."""
