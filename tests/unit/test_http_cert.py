@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.services.http.cert import CERT_KEY, SAN_KEY, load_or_make
+from appliance.services.http.cert import CERT_KEY, SAN_KEY, SIGNED_KEY, load_or_make
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -61,3 +61,14 @@ def test_the_certificate_names_the_box_and_its_addresses(tmp_path: Path) -> None
     assert renewed.cert_pem != cert.cert_pem and vars.get(CERT_KEY) == renewed.cert_pem
     assert "the one kept did not name 10.0.2.16" in note
     assert "IP Address:10.0.2.16" in san_of(renewed.cert_pem, tmp_path)
+
+
+def test_a_ca_signed_certificate_is_not_replaced_for_a_new_address() -> None:
+    vars = DictVars()
+    cert, _ = load_or_make(vars, "branch-7", ["10.0.2.15"])
+    vars.commit({SIGNED_KEY: b"CN=company CA"})  # as X509 marks an installed chain
+    kept, note = load_or_make(vars, "branch-7", ["10.0.2.15"])
+    assert kept.cert_pem == cert.cert_pem and kept.signed and note == ""
+    kept, note = load_or_make(vars, "branch-7", ["10.0.2.16"])
+    assert kept.cert_pem == cert.cert_pem  # kept: a new address is the admin's to request
+    assert "CA-signed certificate does not name 10.0.2.16" in note

@@ -148,8 +148,14 @@ def load_or_make(
             assert cert is not None and key is not None
             kept = Certificate(cert, key, True, (vars.get(SAN_KEY) or b"").decode(),
                                signed=bool(vars.get(SIGNED_KEY)))  # fmt: skip
-            if kept.signed:
-                return kept, ""  # the admin's: a new address is theirs to ask the CA for
+            if kept.signed:  # the admin's: a new address is theirs to ask the CA for
+                missing = [a for a in addresses if f"IP:{a}" not in kept.san.split(", ")]
+                return kept, (
+                    f"HTTPS: the CA-signed certificate does not name {', '.join(missing)}: "
+                    "browsers warn there; make a new request (Administration/Certificates)"
+                    if missing
+                    else ""
+                )
             if kept.names_all(addresses):
                 return kept, ""
             renewed = "; the one kept did not name " + ", ".join(
