@@ -19,7 +19,8 @@
     http         start: the web admin on HTTP0's ports (HTTPS with the box's certificate),
                  the factory-password warning, in a thread of its own: the prompt does
                  not wait for it (services/http/__init__.py); activate rebinds;
-                 mod cmd HTTP0
+                 mod cmd HTTP0, CMD0, X509 (requests, signed certificates, alarm 70:
+                 services/http/certificates.py)
     counters     start: the CPU and memory sampler (a thread it owns, one sample a
                  minute, in memory); mod cmd LOG0/CNT xml-count (monitoring)
     update       start: a new firmware on trial confirms itself (the box is up now), the
