@@ -21,17 +21,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import ssl
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.errors import BoxError
 from appliance.flash.limits import FlashError
 from appliance.services.http.host import Vars
+
+if TYPE_CHECKING:  # ssl and tempfile are imported where used: the boot imports this module
+    import ssl  # (the X509 commands), and they cost it time (tests/unit/test_services.py)
 
 CERT_KEY = "X509:HTTPS.CRT"
 PRIVATE_KEY = "X509:HTTPS.KEY"
@@ -84,6 +86,8 @@ class Certificate:
         import hashlib
 
         first = _PEM_CERT.search(self.cert_pem)  # the box's own, before its chain
+        import ssl
+
         der = ssl.PEM_cert_to_DER_cert(first.group(0).decode("ascii") if first else "")
         digest = hashlib.sha256(der).hexdigest().upper()
         return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
@@ -106,6 +110,8 @@ def make_certificate(name: str, kept: bool = True, addresses: Sequence[str] = ()
     """A new key and self-signed certificate for a box called `name` with `addresses`."""
     cn = re.sub(r"[^A-Za-z0-9._-]", "-", name)[:32] or "IPVA"
     san = subject_alt_name(cn, addresses)
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="ipva-cert-") as tmp:
         d = Path(tmp)
         (d / "req.cnf").write_text(_CONFIG.format(cn=cn, san=san))
@@ -180,6 +186,8 @@ def load_or_make(
 @contextmanager
 def pem_files(cert: Certificate) -> Iterator[tuple[str, str]]:
     """The pair as files for as long as an SSL context needs to load them, then gone."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="ipva-tls-") as tmp:
         crt, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
         for path, data in ((crt, cert.cert_pem), (key, cert.key_pem)):
@@ -191,6 +199,8 @@ def pem_files(cert: Certificate) -> Iterator[tuple[str, str]]:
 
 def server_context(crt: str, key: str) -> ssl.SSLContext:
     """TLS 1.2 and 1.3 only (16r1's "Normal" profile), the box's certificate."""
+    import ssl
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE

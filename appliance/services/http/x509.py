@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import datetime
 import re
-import ssl
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus  # ssl, tempfile: imported where used (cert.py says why)
 
 from appliance.services.http.cert import (
     _PEM_CERT,
@@ -141,10 +139,14 @@ def split_pem(data: bytes) -> list[bytes]:
     found = [m.group(0) + b"\n" for m in _PEM_CERT.finditer(data)]
     if found or not data.startswith(b"\x30"):
         return found
+    import ssl
+
     return [ssl.DER_cert_to_PEM_cert(data).encode("ascii")]
 
 
 def to_der(pem: bytes) -> bytes:
+    import ssl
+
     return ssl.PEM_cert_to_DER_cert(pem.decode("ascii").strip() + "\n")
 
 
@@ -256,6 +258,8 @@ def _check_link(pem: bytes, issuer: bytes, info: CertInfo, up: CertInfo, n: int)
             f"certificate {n + 1} ({up.subject}) did not issue certificate {n} (issued by "
             f"{info.issuer}): {ORDER}"
         )
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="ipva-x509-") as tmp:
         (Path(tmp) / "ca.pem").write_bytes(issuer)
         try:
@@ -271,6 +275,8 @@ def _check_link(pem: bytes, issuer: bytes, info: CertInfo, up: CertInfo, n: int)
 
 def _check_loads(chain: bytes, key: bytes) -> None:
     """What the HTTPS listener will do with it, done now (Python's ssl, its security level)."""
+    import ssl
+
     from appliance.services.http.cert import Certificate, pem_files, server_context
 
     try:
@@ -373,6 +379,8 @@ def make_request(spec: RequestSpec, name: str, addresses: Sequence[str]) -> tupl
     """A new key and a signing request for it: (request PEM, key PEM)."""
     cn = re.sub(r"[^A-Za-z0-9._-]", "-", name)[:32] or "IPVA"
     fields = list(spec.dn) or [("CN", cn), ("O", "ipva")]
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="ipva-csr-") as tmp:
         d = Path(tmp)
         (d / "req.cnf").write_text(_REQ_CONFIG.format(san=request_san(spec, cn, addresses)))
@@ -392,6 +400,8 @@ def request_pem(data: bytes) -> bytes:
 
 def request_der(pem: bytes) -> bytes:
     """The DER form the update server reads from X509/REQUEST (var2bin, then der2pem)."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="ipva-csr-") as tmp:
         out = Path(tmp) / "req.der"
         run_openssl("req", "-outform", "DER", "-out", str(out), stdin=pem)
