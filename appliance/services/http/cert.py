@@ -46,8 +46,8 @@ VARS_KEYS = (CERT_KEY, PRIVATE_KEY, SAN_KEY, SIGNED_KEY, REQUEST_KEY)  # a facto
 VALID_DAYS = 7300
 OPENSSL_TIMEOUT_S = 60  # one EC key under TCG takes well under a second
 _B64 = rb"\r?\n[A-Za-z0-9+/=\r\n]+"
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----" + _B64 + rb"-----END CERTIFICATE-----")
-_PEM_KEY = re.compile(rb"-----BEGIN PRIVATE KEY-----" + _B64 + rb"-----END PRIVATE KEY-----")
+PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----" + _B64 + rb"-----END CERTIFICATE-----")
+PEM_KEY = re.compile(rb"-----BEGIN PRIVATE KEY-----" + _B64 + rb"-----END PRIVATE KEY-----")
 
 _CONFIG = """\
 [req]
@@ -85,7 +85,7 @@ class Certificate:
         """SHA-256 of the DER certificate, as browsers show it (AA:BB:…)."""
         import hashlib
 
-        first = _PEM_CERT.search(self.cert_pem)  # the box's own, before its chain
+        first = PEM_CERT.search(self.cert_pem)  # the box's own, before its chain
         import ssl
 
         der = ssl.PEM_cert_to_DER_cert(first.group(0).decode("ascii") if first else "")
@@ -93,7 +93,7 @@ class Certificate:
         return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
-def _openssl() -> str:
+def openssl_command() -> str:
     # the guest's PATH is /bin:/sbin; the firmware carries the tool in /usr/bin
     found = shutil.which("openssl") or shutil.which("openssl", path="/usr/bin")
     if found is None:
@@ -116,7 +116,7 @@ def make_certificate(name: str, kept: bool = True, addresses: Sequence[str] = ()
         d = Path(tmp)
         (d / "req.cnf").write_text(_CONFIG.format(cn=cn, san=san))
         argv = [
-            _openssl(), "req", "-x509", "-new", "-config", str(d / "req.cnf"),
+            openssl_command(), "req", "-x509", "-new", "-config", str(d / "req.cnf"),
             "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
             "-sha256", "-days", str(VALID_DAYS), "-set_serial", "0x" + os.urandom(8).hex(),
             "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
@@ -139,7 +139,7 @@ def make_certificate(name: str, kept: bool = True, addresses: Sequence[str] = ()
 
 
 def _valid(cert: bytes | None, key: bytes | None) -> bool:
-    return bool(cert and key and _PEM_CERT.search(cert) and _PEM_KEY.search(key))
+    return bool(cert and key and PEM_CERT.search(cert) and PEM_KEY.search(key))
 
 
 def load_or_make(

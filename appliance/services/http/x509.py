@@ -25,11 +25,11 @@ from pathlib import Path
 from urllib.parse import unquote_plus  # ssl, tempfile: imported where used (cert.py says why)
 
 from appliance.services.http.cert import (
-    _PEM_CERT,
-    _PEM_KEY,
     OPENSSL_TIMEOUT_S,
+    PEM_CERT,
+    PEM_KEY,
     CertError,
-    _openssl,
+    openssl_command,
     subject_alt_name,
 )
 
@@ -103,7 +103,7 @@ def run_openssl(*args: str, stdin: bytes | None = None) -> str:
     """One openssl call; its stdout, or CertError with its last line of stderr."""
     try:
         done = subprocess.run(
-            [_openssl(), *args],
+            [openssl_command(), *args],
             input=stdin if stdin is not None else b"",
             capture_output=True,
             timeout=OPENSSL_TIMEOUT_S,
@@ -136,7 +136,7 @@ def _cn(dn: str) -> str:
 
 def split_pem(data: bytes) -> list[bytes]:
     """The PEM certificates in `data`, in order; a DER certificate alone is taken too."""
-    found = [m.group(0) + b"\n" for m in _PEM_CERT.finditer(data)]
+    found = [m.group(0) + b"\n" for m in PEM_CERT.finditer(data)]
     if found or not data.startswith(b"\x30"):
         return found
     import ssl
@@ -206,7 +206,7 @@ def check_chain(
     """The chain as the box serves it (PEM, its own certificate first), what each says, and
     the one of `keys` the first certificate is for; CertError with the reason otherwise."""
     now = now or datetime.datetime.now(datetime.UTC)
-    if _PEM_KEY.search(data) or b"PRIVATE KEY-----" in data:
+    if PEM_KEY.search(data) or b"PRIVATE KEY-----" in data:
         raise CertError(
             "the file holds a private key: upload only the certificates (the box keeps its "
             "own key and never takes one)"
