@@ -210,8 +210,16 @@ class Box:
         key = self._key or BoxKey.from_var(self.get_var(KEY_VAR))
         return open_secret(key, config.value(module, arg), (module, ""), arg)
 
-    def _seal(self, config: Config, before: Config | None) -> tuple[Config, list[Unopened]]:
-        return seal_secrets(config, self.box_key, before)
+    def _known_key(self) -> BoxKey | None:
+        """The key if the box has one: opening a value never makes one."""
+        if self._key is None:
+            self._key = BoxKey.from_var(self.get_var(KEY_VAR))
+        return self._key
+
+    def _seal(
+        self, config: Config, before: Config | None, check: bool = True
+    ) -> tuple[Config, list[Unopened]]:
+        return seal_secrets(config, self.box_key, before, check=check, known_key=self._known_key)
 
     # config --------------------------------------------------------------------------
     def change(self, op: Op) -> str:
@@ -351,11 +359,11 @@ class Box:
         if self.flash is not None:
             self.saved = load_from_vars(self.flash.vars, self.trace)
             try:
-                self.saved, unopened = seal_secrets(self.saved, self.box_key, check=False)
+                self.saved, unopened = self._seal(self.saved, None, check=False)
             except BoxError as e:  # older values to seal, and the new key not stored
                 self.trace(f"config: sealing key kept in memory until config write: {e}")
                 self._key = BoxKey.make()
-                self.saved, unopened = seal_secrets(self.saved, self.box_key, check=False)
+                self.saved, unopened = self._seal(self.saved, None, check=False)
             for u in unopened:
                 # kept as they are: the web admin has no login with them, the console
                 # sets a new one (no factory password comes back by itself)

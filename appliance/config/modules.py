@@ -327,7 +327,10 @@ declare(
             Arg("server", Host(), "", "SMTP server"),
             Arg("port", PORT, 25, "SMTP port"),
             Arg("user", Text(64, r"[\x21-\x7e]*", "a user name"), "", "SMTP user"),
-            Arg("pwd", Text(64, r"[\x21-\x7e]*", "a password"), "", "SMTP password (kept as is)"),
+            # SMTP AUTH needs the password itself: kept as typed, sealed (config.secrets)
+            Arg(
+                "pwd", Password(keep_clear=True), "", "SMTP password (kept encrypted; empty: none)"
+            ),
             Arg("rate", Int(1, 60), 10, "at most this many mails an hour"),
             Arg("tls", Choice(("verify", "any")), "verify", "STARTTLS: check the certificate"),
         ),

@@ -163,9 +163,11 @@ def seal_secrets(
     before: Config | None = None,
     *,
     check: bool = True,
+    known_key: Callable[[], BoxKey | None] | None = None,
 ) -> tuple[Config, list[Unopened]]:
     """`config` with every unsealed secret sealed (box_key() is asked only when there is
-    one) and every sealed one checked to open here; only the arguments that differ from
+    one: it may make the key) and every sealed one checked to open with known_key() (the
+    key if there is one; default box_key); only the arguments that differ from
     `before` (None: all). An object whose secrets changed is checked again with them open
     (its module's check: the password's user …; ConfigError; `check=False` for a config
     that was checked when it was stored). What does not open is left as it is and listed:
@@ -185,7 +187,7 @@ def seal_secrets(
                 plain[a.name] = value.plain
                 continue
             try:
-                plain[a.name] = box_key().open(str(value), context)
+                plain[a.name] = _open(known_key() if known_key else box_key(), value, context)
             except SealError as e:
                 if old is None or old.get(a.name) != value:  # new here: the caller decides
                     unopened.append(Unopened(key, a.name, e))
@@ -193,6 +195,16 @@ def seal_secrets(
             _check(key, plain)  # e.g. a kept password and a new user (config add ADMIN0 /user)
         objects[key] = sealed
     return Config(objects), unopened
+
+
+def _open(key: BoxKey | None, value: Any, context: str) -> str:
+    if key is None:  # a box without a key has sealed nothing
+        m = re.fullmatch(SEALED_RE, str(value))
+        raise SealError(
+            f"encrypted by another box (key {m[1] if m else '?'}; this box has none yet)",
+            foreign=True,
+        )
+    return key.open(str(value), context)
 
 
 def has_secrets(config: Config) -> bool:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from appliance.config.schema import MODULES
+from appliance.config.types import CLEAR_PREFIX
 from appliance.errors import BoxError
 from appliance.events import (
     AddressChanged,
@@ -241,7 +242,14 @@ class AlarmService(BaseService):
                 self.forwarder.start()
         if mail != self._values.get("mail"):
             self._values["mail"] = mail
-            settings = mail_settings(mail)
+            # /pwd is sealed with the box's key (config/secrets.py): SMTP AUTH needs it open
+            smtp_pwd = box.secret(box.active, "MAIL0", "pwd")
+            if smtp_pwd is None:
+                box.trace(
+                    "MAIL0: /pwd does not open with this box's key: give it again "
+                    "(config add MAIL0 /pwd <password>)"
+                )
+            settings = mail_settings({**mail, "pwd": (smtp_pwd or "").removeprefix(CLEAR_PREFIX)})
             old_mail = self.mailer
             self.mailer = Mailer(settings, lambda: box.name) if settings else None
             if old_mail is not None:
