@@ -65,7 +65,7 @@ from appliance.config.secrets import (
     open_secret,
     seal_secrets,
 )
-from appliance.config.store import Backup
+from appliance.config.store import Backup, vars_key
 from appliance.config.types import FACTORY_PASSWORD, check_password
 from appliance.config.varlines import create_line, under
 from appliance.errors import BoxError, PartialRestoreError
@@ -358,12 +358,14 @@ class Box:
         self.owner.check("load saved config")
         if self.flash is not None:
             self.saved = load_from_vars(self.flash.vars, self.trace)
+            loaded = self.saved
             try:
-                self.saved, unopened = self._seal(self.saved, None, check=False)
+                self.saved, unopened = self._seal(loaded, None, check=False)
+                self._reseal_older(loaded)
             except BoxError as e:  # older values to seal, and the new key not stored
                 self.trace(f"config: sealing key kept in memory until config write: {e}")
                 self._key = BoxKey.make()
-                self.saved, unopened = self._seal(self.saved, None, check=False)
+                self.saved, unopened = self._seal(loaded, None, check=False)
             for u in unopened:
                 # kept as they are: the web admin has no login with them, the console
                 # sets a new one (no factory password comes back by itself)
@@ -372,6 +374,22 @@ class Box:
                     f"console with config add {u.key[0]} /{u.arg} <password>, config write"
                 )
         self.running = self.active = self.saved
+
+    def _reseal_older(self, loaded: Config) -> None:
+        """A flash written before secrets were sealed holds them open (digest$…, an SMTP
+        password): its objects are stored again as sealed, after the key (box_key), so
+        the flash holds them open no longer and a backup's digest stays the same across
+        boots (UP0 scfg sends it once). BoxError: they stay open until config write."""
+        changes: dict[str, bytes | None] = {
+            vars_key(k): line.encode("ascii")
+            for k, line in self.saved.object_lines()
+            if loaded.objects.get(k) != self.saved.objects.get(k)
+        }
+        if changes:
+            self.commit_vars(changes)
+            self.trace(
+                f"config: secrets now kept encrypted with the box's key: {', '.join(changes)}"
+            )
 
     # the services' own state on the flash and the network ----------------------------
     def get_var(self, key: str) -> bytes | None:

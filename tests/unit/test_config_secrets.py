@@ -127,6 +127,12 @@ def test_an_older_unsealed_verifier_in_vars_is_sealed_at_load() -> None:
     box = restart(box)
     assert box.check_admin("admin", "Old-pw1")
     assert "/pwd enc$" in pwd_line(box, "saved") and md5 not in box.backup_text()
+    # stored again sealed, after the key: the flash no longer holds it open, and the
+    # next boot has the same saved config (UP0 scfg's digest does not change)
+    assert box.flash is not None
+    assert (box.flash.vars.get("CFG:ADMIN0") or b"").decode() == pwd_line(box, "saved")
+    again = restart(box)
+    assert again.saved == box.saved and again.check_admin("admin", "Old-pw1")
 
 
 def test_factory_reset_drops_the_key_but_the_running_login_goes_on() -> None:
