@@ -231,6 +231,8 @@ TIME_ZONE = Text(
 # secrets on every box and at every change (no table of precomputed secrets fits two boxes),
 # and renaming the box does not invalidate the password. Older values are still accepted:
 # digest$<user>$<md5>$<sha256> (realm IPVA), sha256$<salt>$<hex> (console and Basic only).
+# The secrets log in over Digest as the password does, so the config never holds them in
+# the open: config/secrets.py seals them with the box's own key (Password, Unsealed).
 DIGEST_REALM = "IPVA"  # the realm of the factory password and of the older values
 FACTORY_PASSWORD = "ipva"  # the box's type, as documented in README; shown until changed
 _DIGEST_RE = (
