@@ -361,11 +361,15 @@ class Box:
             loaded = self.saved
             try:
                 self.saved, unopened = self._seal(loaded, None, check=False)
-                self._reseal_older(loaded)
             except BoxError as e:  # older values to seal, and the new key not stored
                 self.trace(f"config: sealing key kept in memory until config write: {e}")
                 self._key = BoxKey.make()
                 self.saved, unopened = self._seal(loaded, None, check=False)
+            else:
+                try:
+                    self._reseal_older(loaded)
+                except BoxError as e:  # the key is stored: they are sealed at config write
+                    self.trace(f"config: older secrets stay as they are on the flash: {e}")
             for u in unopened:
                 # kept as they are: the web admin has no login with them, the console
                 # sets a new one (no factory password comes back by itself)

@@ -135,6 +135,34 @@ def test_an_older_unsealed_verifier_in_vars_is_sealed_at_load() -> None:
     assert again.saved == box.saved and again.check_admin("admin", "Old-pw1")
 
 
+def test_older_secrets_whose_reseal_fails_keep_the_stored_key() -> None:
+    """The key lands, storing the objects again sealed does not (flash full …): the box
+    goes on with the stored key, and its next config write stores what opens with it."""
+    box = make_box()
+    md5, sha = (digest_secret("admin", "Old-pw1", a) for a in ("MD5", "SHA-256"))
+    assert box.flash is not None
+    vars = box.flash.vars
+    vars.commit({"CFG:ADMIN0": f"config change ADMIN0 /pwd digest$admin${md5}${sha}".encode()})
+    flash = mount_flash(box.disks[DiskRole.FLASH], ram_bytes=64 << 20, trace=lambda s: None)
+    real, calls = flash.vars.commit, []
+
+    def commit(changes: dict[str, bytes | None]) -> None:
+        calls.append(list(changes))
+        if len(calls) > 1:
+            raise OSError("flash full")
+        real(changes)
+
+    flash.vars.commit = commit  # type: ignore[method-assign]
+    again = Box(box.platform, box.disks, flash, TraceBuffer(), services=[])
+    again.load_saved()
+    assert calls == [[KEY_VAR], ["CFG:ADMIN0"]]
+    assert "older secrets stay as they are" in again.trace.text()
+    assert again.check_admin("admin", "Old-pw1")
+    flash.vars.commit = real  # type: ignore[method-assign]
+    again.write()
+    assert restart(again).check_admin("admin", "Old-pw1")
+
+
 def test_factory_reset_drops_the_key_but_the_running_login_goes_on() -> None:
     box = make_box()
     change(box, "config change ADMIN0 /pwd S3cret-pw")
