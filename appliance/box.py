@@ -55,7 +55,17 @@ from appliance.config import (
     make_backup,
     parse_backup,
 )
-from appliance.config.store import Backup
+from appliance.config.model import ConfigError
+from appliance.config.secrets import (
+    KEY_VAR,
+    BoxKey,
+    Unopened,
+    has_secrets,
+    keep_own,
+    open_secret,
+    seal_secrets,
+)
+from appliance.config.store import Backup, vars_key
 from appliance.config.types import FACTORY_PASSWORD, check_password
 from appliance.config.varlines import create_line, under
 from appliance.errors import BoxError, PartialRestoreError
@@ -84,6 +94,9 @@ if TYPE_CHECKING:
 # VARS keys besides the config that a factory reset erases (the HTTPS key pair,
 # appliance/services/http/cert.py): the next boot makes a new one
 FACTORY_RESET_DROPS = ("X509:",)
+# … and the key the config's secrets are sealed with (config/secrets.py): a reset box is a
+# new box, so backups made before it restore without their passwords (box.restore_text)
+SECRETS_RESET_DROPS = (KEY_VAR,)
 
 
 def check_flashdir_line(line: str) -> str | None:
@@ -145,6 +158,10 @@ class Box:
         # (boot.Runtime), before that a restart abandons it
         self.exclusive: str | None = None
         self.protected = False
+        # the key the config's secrets are sealed with (config/secrets.py): read or made
+        # at first need (box_key), kept after a factory reset until the restart (the
+        # running config's secrets still need it)
+        self._key: BoxKey | None = None
 
     # identity ------------------------------------------------------------------------
     @property
@@ -168,13 +185,54 @@ class Box:
         """The active ADMIN0 account: /user and /pwd (its hash; empty: FACTORY_PASSWORD)."""
         if user != str(self.active.value("ADMIN0", "user")):
             return False
-        return check_password(str(self.active.value("ADMIN0", "pwd")), password, user)
+        stored = self.secret(self.active, "ADMIN0", "pwd")
+        return stored is not None and check_password(stored, password, user)
+
+    # secrets (config/secrets.py) -----------------------------------------------------------
+    def box_key(self) -> BoxKey:
+        """The box's sealing key; made at first need and committed to VARS on its own at
+        once, before anything sealed with it is shown or written (without a flash it stays
+        in memory, and `_store` commits it with the first config that needs it)."""
+        self.owner.check("sealing key")
+        if self._key is None:
+            self._key = BoxKey.from_var(self.get_var(KEY_VAR))
+        if self._key is None:
+            key = BoxKey.make()
+            if self.flash is not None:
+                self.commit_vars({KEY_VAR: key.raw})  # BoxError: no key, nothing changed
+            self._key = key
+        return self._key
+
+    def secret(self, config: Config, module: str, arg: str) -> str | None:
+        """A secret argument opened (`digest$…`, `clear$…`): "" when not set, None when
+        it does not open with this box's key. Needs no owner (the services' threads and
+        each web request ask): the key is read, never made, here."""
+        key = self._key or BoxKey.from_var(self.get_var(KEY_VAR))
+        return open_secret(key, config.value(module, arg), (module, ""), arg)
+
+    def _known_key(self) -> BoxKey | None:
+        """The key if the box has one: opening a value never makes one."""
+        if self._key is None:
+            self._key = BoxKey.from_var(self.get_var(KEY_VAR))
+        return self._key
+
+    def _seal(
+        self, config: Config, before: Config | None, check: bool = True
+    ) -> tuple[Config, list[Unopened]]:
+        return seal_secrets(config, self.box_key, before, check=check, known_key=self._known_key)
 
     # config --------------------------------------------------------------------------
     def change(self, op: Op) -> str:
         """`config change|add|rem`: edits the running config only."""
         self.owner.check("config change")
-        self.running, message = apply_op(self.running, op)
+        changed, message = apply_op(self.running, op)
+        changed, unopened = self._seal(changed, self.running)
+        for u in unopened:
+            raise ConfigError(
+                f"{u.label}: {u.error}: give the password in clear instead "
+                f"(config add {u.key[0]} /{u.arg} <password>)"
+            )
+        self.running = changed
         self.events.emit(ConfigChanged(message, describe_op(op), actor()))
         return message
 
@@ -217,6 +275,10 @@ class Box:
         changes = commit_changes(list(vars.keys()), config)
         changes |= {k: None for k in vars.keys() if drop and k.startswith(drop)}
         changes |= dict(variables or {})
+        if has_secrets(config) and vars.get(KEY_VAR) is None:
+            # sealed with a key not on this flash (made while it was not mounted, or
+            # dropped by a factory reset): the key goes with the config, atomically
+            changes[KEY_VAR] = self.box_key().raw
         try:
             vars.commit(changes)  # one atomic commit
         except (FlashError, OSError) as e:  # the old saved config is still intact
@@ -233,7 +295,9 @@ class Box:
     def factory_reset(self) -> None:
         """Forget the saved config and the box's own keys (the HTTPS certificate), in one
         commit; running/active follow at the next reset."""
-        self._store(Config.factory(), "factory-reset", drop=FACTORY_RESET_DROPS)
+        self._store(
+            Config.factory(), "factory-reset", drop=FACTORY_RESET_DROPS + SECRETS_RESET_DROPS
+        )
 
     def backup_header(self) -> BackupHeader:
         return BackupHeader(self.version, self.build, self.bootcode_build, self.hw)
@@ -272,8 +336,15 @@ class Box:
                 backup.extra_at, (x.split(" ", 5) for x in backup.extra), strict=True
             )
         ]
+        config, unopened = self._seal(backup.config, None)
+        if unopened:
+            # another box's secrets (or this box's before a factory reset): this box's own
+            # stay, the rest of the backup is restored
+            config = keep_own(config, self.saved, unopened)
+            backup = dataclasses.replace(backup, notes=[_kept_own_note(u) for u in unopened])
+        backup = dataclasses.replace(backup, config=config)
         # BoxError: saved config (and variables) unchanged
-        self._store(backup.config, "restore", variables=backup.variables)
+        self._store(config, "restore", variables=backup.variables)
         for at, item_id, attrs in items:
             try:
                 assert self.flash is not None  # checked above: items need the flash
@@ -287,7 +358,42 @@ class Box:
         self.owner.check("load saved config")
         if self.flash is not None:
             self.saved = load_from_vars(self.flash.vars, self.trace)
+            loaded = self.saved
+            try:
+                self.saved, unopened = self._seal(loaded, None, check=False)
+            except BoxError as e:  # older values to seal, and the new key not stored
+                self.trace(f"config: sealing key kept in memory until config write: {e}")
+                self._key = BoxKey.make()
+                self.saved, unopened = self._seal(loaded, None, check=False)
+            else:
+                try:
+                    self._reseal_older(loaded)
+                except BoxError as e:  # the key is stored: they are sealed at config write
+                    self.trace(f"config: older secrets stay as they are on the flash: {e}")
+            for u in unopened:
+                # kept as they are: the web admin has no login with them, the console
+                # sets a new one (no factory password comes back by itself)
+                self.trace(
+                    f"config: {u.label} does not open ({u.error}): set it again on the "
+                    f"console with config add {u.key[0]} /{u.arg} <password>, config write"
+                )
         self.running = self.active = self.saved
+
+    def _reseal_older(self, loaded: Config) -> None:
+        """A flash written before secrets were sealed holds them open (digest$…, an SMTP
+        password): its objects are stored again as sealed, after the key (box_key), so
+        the flash holds them open no longer and a backup's digest stays the same across
+        boots (UP0 scfg sends it once). BoxError: they stay open until config write."""
+        changes: dict[str, bytes | None] = {
+            vars_key(k): line.encode("ascii")
+            for k, line in self.saved.object_lines()
+            if loaded.objects.get(k) != self.saved.objects.get(k)
+        }
+        if changes:
+            self.commit_vars(changes)
+            self.trace(
+                f"config: secrets now kept encrypted with the box's key: {', '.join(changes)}"
+            )
 
     # the services' own state on the flash and the network ----------------------------
     def get_var(self, key: str) -> bytes | None:
@@ -365,6 +471,13 @@ class Box:
             except Exception as e:  # stopping must go on: the disks must be closed
                 self.trace(f"{service.name}: stop failed: {type(e).__name__}: {e}")
         close_disks(self.disks)
+
+
+def _kept_own_note(u: Unopened) -> str:
+    return (
+        f"{u.label} not restored: {u.error}; this box's own was kept. To use the other "
+        f"password here: config add {u.key[0]} /{u.arg} <password>, then config write"
+    )
 
 
 def close_disks(disks: Mapping[DiskRole, BlockDevice]) -> None:

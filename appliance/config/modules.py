@@ -204,6 +204,7 @@ declare(
         "administrator account",
         args=(
             Arg("user", Text(32, r"[A-Za-z0-9._-]+", "a user name"), "admin", "admin user"),
+            # kept as its Digest verifier, sealed with this box's key (config.secrets)
             Arg("pwd", Password(), "", "admin password (empty: the factory password ipva)"),
         ),
         check=_check_admin,
@@ -292,14 +293,14 @@ declare(
             Arg("class", Int(0, 7), 0, "syslog facility local0..local7 (syslog)"),
             Arg("addr2", Host(), "", "second SYSLOG server (syslog)"),
             Arg("user", Text(32, r"[A-Za-z0-9._-]+", "a user name"), "admin", "server login"),
-            # the receiver's realm is not known here: typed, it is hashed for the realm IPVA
-            # (a receiver with the factory password or an older one); a receiver's own
-            # ADMIN0 /pwd value (digest$user$salt$…) may be given as it is
+            # the receiver's realm (IPVA-<its salt>) is not known here, so the password is
+            # kept as typed, sealed with this box's key (config.secrets); an older value,
+            # the receiver's Digest secrets (digest$user[$salt]$…), is still taken
             Arg(
                 "pwd",
-                Password(salted=False),
+                Password(keep_clear=True),
                 "",
-                "password at the server (kept hashed; empty: none)",
+                "password at the server (kept encrypted; empty: none)",
             ),
             Arg("auth", Flag(), False, "incoming alarms/events and log lines need the login"),
             Arg("mem", Int(1, 1000), 100, "memory queue entries"),
@@ -326,7 +327,10 @@ declare(
             Arg("server", Host(), "", "SMTP server"),
             Arg("port", PORT, 25, "SMTP port"),
             Arg("user", Text(64, r"[\x21-\x7e]*", "a user name"), "", "SMTP user"),
-            Arg("pwd", Text(64, r"[\x21-\x7e]*", "a password"), "", "SMTP password (kept as is)"),
+            # SMTP AUTH needs the password itself: kept as typed, sealed (config.secrets)
+            Arg(
+                "pwd", Password(keep_clear=True), "", "SMTP password (kept encrypted; empty: none)"
+            ),
             Arg("rate", Int(1, 60), 10, "at most this many mails an hour"),
             Arg("tls", Choice(("verify", "any")), "verify", "STARTTLS: check the certificate"),
         ),

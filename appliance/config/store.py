@@ -117,6 +117,7 @@ class Backup:
     extra_at: list[int] = field(default_factory=list)  # each one's 1-based line in the file
     variables: dict[str, bytes] = field(default_factory=dict)  # `vars create` lines
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line, module) not here
+    notes: list[str] = field(default_factory=list)  # what the box restored otherwise (box.py)
 
 
 _HEADER_RE = re.compile(

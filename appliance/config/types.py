@@ -231,6 +231,8 @@ TIME_ZONE = Text(
 # secrets on every box and at every change (no table of precomputed secrets fits two boxes),
 # and renaming the box does not invalidate the password. Older values are still accepted:
 # digest$<user>$<md5>$<sha256> (realm IPVA), sha256$<salt>$<hex> (console and Basic only).
+# The secrets log in over Digest as the password does, so the config never holds them in
+# the open: config/secrets.py seals them with the box's own key (Password, Unsealed).
 DIGEST_REALM = "IPVA"  # the realm of the factory password and of the older values
 FACTORY_PASSWORD = "ipva"  # the box's type, as documented in README; shown until changed
 _DIGEST_RE = (
@@ -296,31 +298,64 @@ class ClearPassword:
 
 
 @dataclass(frozen=True)
+class Unsealed:
+    """A secret the box has not sealed yet (config.secrets.seal_secrets does, with the box's
+    own key, before anything shows or stores it): `digest$…` (a Digest verifier), `sha256$…`
+    or `clear$<password>` (a password at another box). Neither its repr nor `format` shows
+    it."""
+
+    plain: str
+
+    def __repr__(self) -> str:
+        return "Unsealed(***)"
+
+
+# A sealed secret (config.secrets): the id of the box key that sealed it, then the nonce,
+# the ciphertext and the tag in unpadded base64url
+SEALED_RE = r"enc\$([0-9a-f]{8})\$([A-Za-z0-9_-]{40,600})"
+CLEAR_PREFIX = "clear$"  # a sealed password kept as typed (ALARM0 /pwd)
+
+
+@dataclass(frozen=True)
 class Password(ValueType):
-    """Stored only hashed (see stored_password); `config show` prints the hash, which parses
-    back as is. Typing a clear-text password stores its hash, so backups never hold clear
-    text. `user_arg` names the argument of the same object that holds the user name."""
+    """A secret kept sealed with the box's own key (config.secrets): `config show`, backups
+    and VARS hold only `enc$<key id>$…`, which parses back as is, and opens on this box
+    only. Typed in clear it becomes, before sealing, the Digest verifier of the password
+    (see stored_password; `keep_clear`: the password itself, for a login at another box,
+    whose realm is not known here). Older unsealed values (`digest$…`, `sha256$…`) are still
+    taken and sealed. `user_arg` names the argument of the same object that holds the user
+    name."""
 
     user_arg: str = "user"
-    salted: bool = True  # False: a password at another box, whose realm is not known here
+    keep_clear: bool = False
 
-    def parse(self, text: str) -> str | ClearPassword:
-        if re.fullmatch(_DIGEST_RE, text) or re.fullmatch(_SALTED_RE, text):
+    def parse(self, text: str) -> str | ClearPassword | Unsealed:
+        if re.fullmatch(SEALED_RE, text):
             return text
+        if re.fullmatch(_DIGEST_RE, text) or re.fullmatch(_SALTED_RE, text):
+            return Unsealed(text)
         if not 1 <= len(text) <= 64 or not re.fullmatch(r"[\x21-\x7e]+", text):
             raise BadValueError("a password is 1..64 printable characters without spaces")
         return ClearPassword(text)
 
+    def format(self, value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(SEALED_RE, value):
+            # a path that skipped seal_secrets: refuse rather than show the secret
+            raise ValueError("a password value that is not sealed cannot be shown")
+        return value
+
     def complete(self, value: Any, effective: Mapping[str, Any]) -> Any:
         if isinstance(value, ClearPassword):
-            return stored_password(str(effective[self.user_arg]), value.text, self.salted)
+            if self.keep_clear:
+                return Unsealed(CLEAR_PREFIX + value.text)
+            return Unsealed(stored_password(str(effective[self.user_arg]), value.text))
         return value
 
     def describe(self) -> str:
-        return "password (stored as a hash)"
+        return "password (kept encrypted with this box's key)"
 
     def samples(self) -> list[Any]:
-        return [stored_password("admin", "secret")]
+        return ["enc$0123abcd$" + "A" * 40 + "_-" + "z9" * 20]
 
 
 def password_user(stored: str) -> str | None:

@@ -11,9 +11,10 @@ A variable is a VARS key with a value (bytes), as on the real box: `UPDATE/PROT`
     vars del <NAME>                        removes NAME and every variable under NAME/
 
 Names are words of letters, digits and `_ . -` separated by `/`. Keys with a colon
-(`CFG:IP0.ETH0`, `X509:HTTPS.KEY`) are the box's own: the config has its own commands and
-the HTTPS key never leaves the box, so `vars` neither shows nor changes them, and backups
-carry only the variables `vars` can name.
+(`CFG:IP0.ETH0`, `X509:HTTPS.KEY`, `SEAL:KEY`) are the box's own: the config has its own
+commands and the HTTPS key and the key the config's secrets are sealed with
+(config/secrets.py) never leave the box, so `vars` neither shows nor changes them, and
+backups carry only the variables `vars` can name.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import ssl
 import subprocess
 import xml.etree.ElementTree as ET
@@ -104,7 +105,9 @@ def test_alarm_mail_with_starttls_and_login_and_a_bounded_rate(box: HostedHttpBo
             box.console_line(f"mod cmd ALARM0 test flap-{i}")
         wait_for(lambda: len(mailbox.mails) >= 2, what="two mails")
         first, over_tls, _ = mailbox.mails[0]
-        assert over_tls and mailbox.logins
+        assert over_tls and mailbox.logins  # the sealed /pwd opened for SMTP AUTH
+        shown = box.console_line("config show")
+        assert "s3cret" not in shown and re.search(r"MAIL0 .*/pwd enc\$", shown), shown
         assert "flap-0" in first["Subject"]
         m = info(box).find("mail")
         assert m.get("tls") == "yes"

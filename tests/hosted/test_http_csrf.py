@@ -350,21 +350,26 @@ def test_an_older_unsalted_verifier_still_logs_in(box: HostedHttpBox) -> None:
 
 
 def test_a_box_forwarding_alarms_logs_in_to_a_salted_receiver() -> None:
-    """ALARM0 /pwd given the receiver's own ADMIN0 /pwd value answers its salted realm;
-    a password typed on the sender (realm IPVA) is refused with what to do."""
+    """ALARM0 /pwd keeps the receiver's password (sealed on the sender), so the sender
+    answers whatever salted realm the receiver asks for; an older value, Digest secrets for
+    the realm IPVA, is refused by a salted receiver with what to do."""
+    from appliance.config.types import CLEAR_PREFIX
     from appliance.services.alarms.forward import Refused, digest_authorization
     from appliance.services.http.host import Account
 
     receiver = stored_password(USER, "Recv-pw1")
     nonces = auth.Nonces()
     realm = password_realm(receiver)
-    challenge = {"realm": realm, "nonce": nonces.make(), "algorithm": "SHA-256"}
-    header = digest_authorization(receiver, "POST", "/ALARM0/event", challenge)
-    verdict = auth.check_authorization(
-        header, method="POST", uri="/ALARM0/event", https=False,
-        account=Account(USER, receiver), nonces=nonces,
-    )  # fmt: skip
-    assert verdict is not None and verdict.ok, verdict
+    for algorithm in ("SHA-256", "MD5"):
+        challenge = {"realm": realm, "nonce": nonces.make(), "algorithm": algorithm}
+        header = digest_authorization(
+            CLEAR_PREFIX + "Recv-pw1", "POST", "/ALARM0/event", challenge, USER
+        )
+        verdict = auth.check_authorization(
+            header, method="POST", uri="/ALARM0/event", https=False,
+            account=Account(USER, receiver), nonces=nonces,
+        )  # fmt: skip
+        assert verdict is not None and verdict.ok, verdict
     typed = stored_password(USER, "Recv-pw1", salted=False)
-    with pytest.raises(Refused, match="receiver's ADMIN0 /pwd value"):
+    with pytest.raises(Refused, match="give ALARM0 /pwd the receiver's password"):
         digest_authorization(typed, "POST", "/ALARM0/event", challenge)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from appliance.config import (
     split_words,
 )
 from appliance.config.schema import Arg, Module, Sub, declare
+from appliance.config.secrets import BoxKey, seal_secrets
 from appliance.config.types import Flag, Int, Text
 
 HEADER = BackupHeader("16r1sr1", 1601001, 1601001, "IPVA-hosted")
@@ -78,7 +81,7 @@ def case_id(x: object) -> str:
     same ids): a salted password value is random, so its id is its kind."""
     if isinstance(x, Arg):
         return x.name
-    return "digest-salted" if str(x).startswith("digest$") else str(x)
+    return "digest-salted" if str(x).startswith(("digest$", "enc$")) else str(x)
 
 
 @pytest.mark.parametrize("module,obj,arg,value", cases(), ids=case_id)
@@ -211,11 +214,19 @@ def test_flags_values_and_slash_values() -> None:
     assert c.value("LOG0", "path") == "/log"
 
 
-def test_password_is_stored_hashed_and_round_trips() -> None:
+def test_password_is_stored_sealed_and_round_trips() -> None:
+    """Typed, a password becomes its Digest verifier, which only the box's key turns into
+    something showable (config/secrets.py); the sealed line reads back as it is."""
     c = parse_line(Config.factory(), "config change ADMIN0 /pwd s3cret")
-    (line,) = c.lines()
-    assert "s3cret" not in line and "/pwd digest$admin$" in line
-    assert parse_line(Config.factory(), line) == c
+    with pytest.raises(ValueError, match="not sealed"):
+        c.lines()  # a path that forgot to seal shows nothing
+    key = BoxKey.make()
+    sealed, unopened = seal_secrets(c, lambda: key)
+    (line,) = sealed.lines()
+    assert not unopened and "s3cret" not in line and "digest$" not in line
+    assert re.fullmatch(r"config change ADMIN0 /pwd enc\$[0-9a-f]{8}\$[A-Za-z0-9_-]+", line)
+    again = parse_line(Config.factory(), line)
+    assert again == sealed and seal_secrets(again, lambda: key) == (sealed, [])
 
 
 BAD = [

@@ -7,9 +7,10 @@ Methods (services-logging.wiki, as for the log server):
     syslog     a UDP datagram to /addr and /addr2 (one or two SYSLOG servers), the entry's
                XML as the message, facility local0..7 from /class, PRI by severity (PRI_OF)
 A receiver asking for a login (ALARM0 /auth on the other box) gets HTTP Digest from
-ALARM0 /user /pwd; /pwd is kept hashed, H(user:realm:pwd), which is what a box's Digest
-needs: typed, for the realm IPVA (a receiver with the factory password or an older value);
-a receiver whose password has its own salt (realm IPVA-<salt>) needs its ADMIN0 /pwd value.
+ALARM0 /user /pwd. /pwd is kept as typed, sealed with this box's key (config/secrets.py),
+so the answer fits whatever realm the receiver asks for (IPVA-<its salt>); an older value,
+the receiver's Digest secrets H(user:realm:pwd) (digest$user[$salt]$md5$sha256), answers
+only the realm it was made for.
 
 `Forwarder` is the bounded queue and the thread that owns the sending (start() in the
 constructor's owner, stop() joins it): `put()` never blocks — a full queue drops the entry
@@ -29,7 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from appliance.config.types import digest_verifier
+from appliance.config.types import (
+    CLEAR_PREFIX,
+    DigestVerifier,
+    digest_secret,
+    digest_verifier,
+)
 from appliance.services.alarms.codes import Severity
 from appliance.services.alarms.entry import Entry
 from appliance.services.alarms.worker import QueueWorker
@@ -103,16 +109,27 @@ def _challenge(values: list[str]) -> dict[str, str] | None:
     return found.get("SHA-256") or found.get("MD5")
 
 
-def digest_authorization(stored: str, method: str, uri: str, challenge: dict[str, str]) -> str:
-    """The Authorization of a request answering `challenge`, from ALARM0 /pwd as stored
-    (`digest$user[$salt]$md5$sha256`: H(user:realm:pwd) of each algorithm)."""
-    v = digest_verifier(stored)
-    if v is None:
-        raise Refused("ALARM0 /pwd is not set as a password: give it again")
-    if challenge.get("realm") != v.realm:
+def digest_authorization(
+    password: str, method: str, uri: str, challenge: dict[str, str], user: str = "admin"
+) -> str:
+    """The Authorization of a request answering `challenge`, from ALARM0 /user /pwd opened:
+    `clear$<password>` (any realm) or an older `digest$user[$salt]$md5$sha256`
+    (H(user:realm:pwd) of each algorithm, for its realm only)."""
+    realm = challenge.get("realm", "")
+    if password.startswith(CLEAR_PREFIX):
+        clear = password.removeprefix(CLEAR_PREFIX)
+        v = DigestVerifier(
+            user, realm, *(digest_secret(user, clear, a, realm) for a in ("MD5", "SHA-256"))
+        )
+    else:
+        found = digest_verifier(password)
+        if found is None:
+            raise Refused("ALARM0 /pwd is not set as a password: give it again")
+        v = found
+    if realm != v.realm:
         raise Refused(
-            f"the receiver's realm is {challenge.get('realm')!r}, ALARM0 /pwd is for "
-            f"{v.realm!r}: give ALARM0 /pwd the receiver's ADMIN0 /pwd value (config show there)"
+            f"the receiver's realm is {realm!r}, ALARM0 /pwd is for {v.realm!r}: give "
+            "ALARM0 /pwd the receiver's password (config add ALARM0 /pwd <password>)"
         )
     user, algorithm = v.user, challenge.get("algorithm", "MD5").upper()
     h = hashlib.sha256 if algorithm == "SHA-256" else hashlib.md5
@@ -129,11 +146,14 @@ def digest_authorization(stored: str, method: str, uri: str, challenge: dict[str
 
 
 class HttpForward:
-    def __init__(self, addr: str, port: int, method: str, path: str, password: str = "") -> None:
+    def __init__(
+        self, addr: str, port: int, method: str, path: str, password: str = "", user: str = "admin"
+    ) -> None:
         self.addr, self.port = addr, port or HTTP_PORT
         self.method = method
         self.path = STANDARD_PATH if method == "standard" else "/" + path.lstrip("/")
-        self.password = password  # ALARM0 /pwd as stored (a Digest secret), "" for none
+        self.password = password  # ALARM0 /pwd opened (clear$… or digest$…), "" for none
+        self.user = user
         self.name = f"http {method} {addr}:{self.port}{self.path}"
 
     def request_of(self, entry: Entry) -> tuple[str, str, bytes | None]:
@@ -166,7 +186,7 @@ class HttpForward:
             if r.status == 401 and attempt == 0 and self.password:
                 challenge = _challenge(challenges)
                 if challenge is not None:
-                    auth = digest_authorization(self.password, method, url, challenge)
+                    auth = digest_authorization(self.password, method, url, challenge, self.user)
                     headers = {**headers, "Authorization": auth}
                     continue
             break

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from appliance.config.schema import MODULES
+from appliance.config.types import CLEAR_PREFIX
 from appliance.errors import BoxError
 from appliance.events import (
     AddressChanged,
@@ -231,14 +232,29 @@ class AlarmService(BaseService):
         fwd = {k: alarm[k] for k in fwd_keys}
         if fwd != self._values.get("forward"):
             self._values["forward"] = fwd
-            old, self.forwarder = self.forwarder, self._make_forwarder(fwd)
+            # /pwd is sealed with the box's key (config/secrets.py): the sender needs it open
+            password = box.secret(box.active, "ALARM0", "pwd")
+            if password is None:
+                box.trace(
+                    "ALARM0: /pwd does not open with this box's key: give it again "
+                    "(config add ALARM0 /pwd <password>); sending without a login"
+                )
+            fwd_open = {**fwd, "pwd": password or ""}
+            old, self.forwarder = self.forwarder, self._make_forwarder(fwd_open)
             if old is not None:
                 old.stop()
             if self.forwarder is not None:
                 self.forwarder.start()
         if mail != self._values.get("mail"):
             self._values["mail"] = mail
-            settings = mail_settings(mail)
+            # /pwd is sealed with the box's key (config/secrets.py): SMTP AUTH needs it open
+            smtp_pwd = box.secret(box.active, "MAIL0", "pwd")
+            if smtp_pwd is None:
+                box.trace(
+                    "MAIL0: /pwd does not open with this box's key: give it again "
+                    "(config add MAIL0 /pwd <password>)"
+                )
+            settings = mail_settings({**mail, "pwd": (smtp_pwd or "").removeprefix(CLEAR_PREFIX)})
             old_mail = self.mailer
             self.mailer = Mailer(settings, lambda: box.name) if settings else None
             if old_mail is not None:
@@ -255,8 +271,9 @@ class AlarmService(BaseService):
             )
         else:
             dest = HttpForward(
-                str(v["addr"]), int(v["port"]), str(v["method"]), str(v["path"]), str(v["pwd"])
-            )
+                str(v["addr"]), int(v["port"]), str(v["method"]), str(v["path"]),
+                str(v["pwd"]), str(v["user"]),
+            )  # fmt: skip
         return Forwarder(dest, self._forward_state)
 
     def _forward_state(self, up: bool, error: str) -> None:

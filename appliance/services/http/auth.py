@@ -1,12 +1,14 @@
 """The admin login: HTTP Digest (RFC 7616, SHA-256 and MD5) everywhere, Basic over HTTPS.
 
 Digest: the box keeps H(user:realm:password) for both algorithms (config.types), never the
-password. Nonces are stateless (time + HMAC with a per-boot key), valid NONCE_LIFETIME_S;
-an expired one, or one of an earlier boot (a browser after a reset), gets a new challenge
-with `stale=true` when the answer is right (the browser retries by itself, it is not a
-failure). Only `qop=auth` is taken (RFC 2069's answer without qop has no count and could
-be replayed); the nonce count must grow per nonce (replays are refused); the `uri` of the
-answer must be the request's own.
+password, and those only sealed with its own key (config.secrets): the Account this module
+gets holds them opened, and nothing the box shows opens them. Nonces are stateless
+(time + HMAC with a per-boot key), valid NONCE_LIFETIME_S; an expired one, or one of an
+earlier boot (a browser after a reset), gets a new challenge with `stale=true` when the
+answer is right (the browser retries by itself, it is not a failure). Only `qop=auth` is
+taken (RFC 2069's answer without qop has no count and could be replayed); the nonce count
+must grow per nonce (replays are refused); the `uri` of the answer must be the request's
+own.
 
 The challenges: Digest MD5 first, then SHA-256, then (HTTPS only) Basic. Python's urllib
 reads only the first challenge and knows only MD5 (a box offering SHA-256 first cannot be

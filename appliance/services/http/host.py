@@ -89,10 +89,16 @@ class BoxStatus:
         return next((a.mac for a in self.addresses if a.mac), "")
 
 
+# Account.stored of a password sealed with a key the box lacks: no login matches it
+NO_LOGIN = "!"
+
+
 @dataclass(frozen=True)
 class Account:
     user: str  # ADMIN0 /user
-    stored: str  # ADMIN0 /pwd as stored: "" (factory password) or its hash
+    # ADMIN0 /pwd opened with the box's key (config/secrets.py): "" (the factory
+    # password), its Digest verifier digest$… (or an older sha256$…), or NO_LOGIN
+    stored: str
 
 
 class RestoreRefused(Exception):
