@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.formats.signify import Keyring
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.bootfiles import BootFiles, MountedBootFiles
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
@@ -58,6 +57,7 @@ from appliance.hal.types import (
 from appliance.version import BUILD, PRODUCT
 
 if TYPE_CHECKING:
+    from appliance.formats.signify import Keyring
     from appliance.hal.cf import CfBackend
 
 BOOT_MOUNT = Path("/boot")  # where /init mounted the boot partition (read-only)
@@ -324,6 +324,10 @@ class VmPlatform:
         return os.environ.get("IPVA_BOOT_NOTE", "")
 
     def keyring(self) -> Keyring:
+        # imported here: only the update service reads the keyring, after the prompt,
+        # which then does not wait for signify's module (its records, base64)
+        from appliance.formats.signify import Keyring
+
         return Keyring.load(KEYRING_DIR)
 
     def restart(self, kind: RestartKind) -> None:
