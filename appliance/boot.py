@@ -169,7 +169,12 @@ class Runtime:
         box = self.box
         self.shell = Shell(box, services_up=lambda: self._start_late(box, services, runner))
         if not self.after_prompt:
-            self._start_late(box, services, runner)
+            try:
+                self._start_late(box, services, runner)
+            except BaseException:  # as boot_box: nothing left open
+                box.close()
+                self.box, self.shell = None, None
+                raise
             return True
         # the modules of the services after the prompt are imported on a thread (the
         # console is served meanwhile), then they start as a job of this box; a console
