@@ -5,9 +5,10 @@ memory, NICs: appliance/services/__init__.py has the ordered list), the platform
 disks and says where it found them, the box is made, then every service starts in order
 (flash, identity line, crash report, saved config, clock, addresses). `run()` boots, then
 serves the shell on every console of the platform (one thread each) until all consoles
-reach end of input; its boots start the services the prompt does not need (web admin,
-counters, update) after the prompt, their modules imported meanwhile on a thread
-(services/__init__.py), so a cold boot's prompt does not wait for those imports.
+reach end of input; in the VM (`platform.prompt_first`) its boots start the services the
+prompt does not need (web admin, counters, update) after the prompt, their modules
+imported meanwhile on a thread (services/__init__.py): a cold boot's prompt does not wait
+for those imports.
 `reset`/`reboot` call `platform.restart(kind)`: the VM reboots for real; hosted it returns
 and the runtime restarts in-process (closes the disks, boots again from them, keeps
 serving the same consoles).
@@ -344,7 +345,7 @@ def run(
 ) -> int:
     """Boot and serve every console until all of them reach end of input; exit status.
     newline/ctrl_d_ends: the platform's console discipline unless given."""
-    runtime = Runtime(platform, newline=newline, mount=mount, after_prompt=True)
+    runtime = Runtime(platform, newline=newline, mount=mount, after_prompt=platform.prompt_first)
     ends = platform.ctrl_d_ends if ctrl_d_ends is None else ctrl_d_ends
     with platform.attached():  # hosted on a terminal: raw mode, restored on the way out
         if not runtime.boot():

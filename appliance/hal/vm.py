@@ -121,6 +121,9 @@ class VmPlatform:
     needs_nic: bool = True  # the box stops with `NIC unavailable!`
     newline: bytes = b"\r\n"
     ctrl_d_ends: bool = False  # a serial console never ends
+    # the web admin, counters and update start after the prompt: under emulation their
+    # imports alone take a second (appliance/services/__init__.py)
+    prompt_first: bool = True
     bootcode_build: int = field(default_factory=read_bootcode_build)
     positions: dict[DiskRole, DiskPosition] = field(default_factory=dict)
     signatures: dict[DiskRole, Signature] = field(default_factory=dict)

@@ -22,6 +22,7 @@ from test_http_start import WAIT_S, TypedBox, until  # noqa: I001  (same directo
 from appliance.boot import BoxRunner, Runtime
 from appliance.box import Box
 from appliance.hal.hosted import HostedPlatform
+from appliance.hal.vm import VmPlatform
 from appliance.service import Service
 from appliance.services.http import UP_PREFIX, HttpService
 from appliance.services.update.service import UpdateService
@@ -81,6 +82,15 @@ def test_the_runtime_imports_no_after_prompt_service_before_the_prompt() -> None
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert out.split() == []
+
+
+def test_the_vm_starts_them_after_the_prompt_hosted_starts_every_service_at_boot(
+    tmp_path: Path,
+) -> None:
+    """run() asks the platform: the VM, whose imports take seconds under emulation, draws
+    the prompt first; hosted, a script typed at once gets the same transcript every run."""
+    assert VmPlatform().prompt_first is True
+    assert HostedPlatform(tmp_path).prompt_first is False
 
 
 def test_the_console_answers_while_the_after_prompt_services_load(typed: TypedBox) -> None:

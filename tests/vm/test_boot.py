@@ -165,8 +165,8 @@ def with_bootcode_build(ipva_dist: Path, tmp_path: Path, build: int) -> list[Pat
 
 
 def mod_commands(help_mod: str) -> list[str]:
-    # only the answer's lines: a boot trace line may come while it runs (hosted, `help mod`
-    # typed at once starts the web admin, whose line is then written among them)
+    # only the answer's lines: a boot trace line may come while it runs (the web admin's,
+    # from its own thread, when `help mod` is typed at once)
     lines = help_mod.splitlines()
     return [" ".join(line.split()[:4]) for line in lines if line.lstrip().startswith("mod cmd ")]
 
