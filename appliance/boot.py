@@ -5,9 +5,13 @@ memory, NICs: appliance/services/__init__.py has the ordered list), the platform
 disks and says where it found them, the box is made, then every service starts in order
 (flash, identity line, crash report, saved config, clock, addresses). `run()` boots, then
 serves the shell on every console of the platform (one thread each) until all consoles
-reach end of input. `reset`/`reboot` call `platform.restart(kind)`: the VM reboots for real;
-hosted it returns and the runtime restarts in-process (closes the disks, boots again from
-them, keeps serving the same consoles).
+reach end of input; in the VM (`platform.prompt_first`) its boots start the services the
+prompt does not need (web admin, counters, update) after the prompt, their modules
+imported meanwhile on a thread (services/__init__.py): a cold boot's prompt does not wait
+for those imports.
+`reset`/`reboot` call `platform.restart(kind)`: the VM reboots for real; hosted it returns
+and the runtime restarts in-process (closes the disks, boots again from them, keeps
+serving the same consoles).
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from appliance.box import Box, close_disks
 from appliance.events import acting
 from appliance.hal.platform import Platform, detect_platform
 from appliance.hal.types import DiskRole, HaltError, RestartKind
-from appliance.owner import BoxOwner, BoxRestarting, LoopExecutor
+from appliance.owner import STOP_JOIN_S, BoxOwner, BoxRestarting, LoopExecutor
 from appliance.service import Service
-from appliance.services import Mount, boot_services, mount_real_flash
+from appliance.services import Mount, after_prompt_services, mount_real_flash, prompt_services
 from appliance.shell.interpreter import Shell
 from appliance.shell.session import PromptLine, serve_console
 from appliance.trace import TraceBuffer
@@ -106,8 +110,16 @@ class Runtime:
     (the slot write is still finished by the update service's stop)."""
 
     def __init__(
-        self, platform: Platform, *, newline: bytes | None = None, mount: Mount | None = None
+        self,
+        platform: Platform,
+        *,
+        newline: bytes | None = None,
+        mount: Mount | None = None,
+        after_prompt: bool = False,
     ) -> None:
+        """`after_prompt`: the services that need not be up for the prompt (services/
+        __init__.py) start after it, their modules imported on a thread meanwhile (run():
+        a cold boot's prompt sooner); else each boot() starts every service."""
         self.platform = platform
         self.consoles = platform.consoles()
         self.newline = newline if newline is not None else platform.newline
@@ -126,6 +138,11 @@ class Runtime:
         self._serving_lock = threading.Lock()  # the count of consoles still served
         self._last_line = time.monotonic()  # idle_for(): the update's ireset waits for it
         self._waiting_said: str | None = None  # the deferred reset's trace line, said once
+        self.after_prompt = after_prompt
+        # this boot's services that start after the prompt: None until they have (or are
+        # being) started on the current box; the thread importing their modules
+        self._late: list[Service] | None = None
+        self._late_loader: threading.Thread | None = None
 
     def mirror(self, line: str) -> None:
         """A trace line to every console, as the box shows its trace (under a prompt that
@@ -141,15 +158,50 @@ class Runtime:
     def _boot(self) -> bool:
         trace = TraceBuffer(self.mirror)  # a new buffer each boot, as the box's RAM
         owner = BoxOwner(self.executor)
-        services = boot_services(self.mount, runner=BoxRunner(self, owner))
+        runner = BoxRunner(self, owner)
+        services = prompt_services(self.mount)
+        self._late = None
         try:
             self.box = boot_box(self.platform, trace, services, owner)
         except HaltError as e:  # missing disk, NIC unavailable!, perfcounter (strict) …
             if not e.shown:
                 trace(str(e))
             return False
-        self.shell = Shell(self.box)
+        box = self.box
+        self.shell = Shell(box, services_up=lambda: self._start_late(box, services, runner))
+        if not self.after_prompt:
+            try:
+                self._start_late(box, services, runner)
+            except BaseException:  # as boot_box: nothing left open
+                box.close()
+                self.box, self.shell = None, None
+                raise
+            return True
+        # the modules of the services after the prompt are imported on a thread (the
+        # console is served meanwhile), then they start as a job of this box; a console
+        # line that needs one of them starts them itself (Shell.services_up)
+        self._late_loader = threading.Thread(
+            target=self._load_late,
+            args=(box, services, runner),
+            name="after-prompt-imports",
+            daemon=True,  # it only imports: nothing to clean up if the process ends
+        )
+        self._late_loader.start()
         return True
+
+    def _load_late(self, box: Box, before: list[Service], runner: BoxRunner) -> None:
+        # the import is the slow part: off the owner thread, so lines typed meanwhile run
+        import appliance.services.afterprompt  # noqa: F401
+
+        box.owner.post(lambda: self._start_late(box, before, runner))
+
+    def _start_late(self, box: Box, before: list[Service], runner: BoxRunner) -> None:
+        """On the owner thread: start the services after the prompt on `box`, once (the
+        loader's job, a console line that needs them, or the boot itself)."""
+        if box is not self.box or self._late is not None:
+            return  # a box restarted meanwhile, or started already
+        self._late = after_prompt_services(before, runner)
+        box.start_services(self._late)
 
     def _after_job(self) -> None:
         """On the owner thread after every job: carry out a restart it asked for."""
@@ -245,6 +297,8 @@ class Runtime:
             self.executor.call(close_box)
         except BoxRestarting:
             pass  # closed before
+        if self._late_loader is not None:  # its job, if still to come, is refused now
+            self._late_loader.join(STOP_JOIN_S)
         if not self.executor.stop():
             print("ipva: the box's owner thread did not stop", file=sys.stderr)
 
@@ -291,7 +345,7 @@ def run(
 ) -> int:
     """Boot and serve every console until all of them reach end of input; exit status.
     newline/ctrl_d_ends: the platform's console discipline unless given."""
-    runtime = Runtime(platform, newline=newline, mount=mount)
+    runtime = Runtime(platform, newline=newline, mount=mount, after_prompt=platform.prompt_first)
     ends = platform.ctrl_d_ends if ctrl_d_ends is None else ctrl_d_ends
     with platform.attached():  # hosted on a terminal: raw mode, restored on the way out
         if not runtime.boot():

@@ -461,6 +461,17 @@ class Box:
         """The running service of this class (the shell's `version` asks the update service)."""
         return next((s for s in self.services if isinstance(s, kind)), None)
 
+    def start_services(self, services: Sequence[Service]) -> None:
+        """Probe and start more services, in order, after those the box was made with (the
+        runtime: the ones that start after the prompt). Each is in `services` (its
+        commands declared, stopped by close()) from just before its probe on."""
+        self.owner.check("start services")
+        for service in services:
+            self.services = (*self.services, service)
+            self.commands.add(service.commands())
+            service.probe(self.platform, self.trace)
+            service.start(self)
+
     def close(self) -> None:
         """Close the owner (the services' threads get BoxRestarting from now on, so their
         stops can join them), stop the services (reverse boot order), close the disks."""

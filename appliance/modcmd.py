@@ -37,6 +37,10 @@ class CommandTable:
 
     def __init__(self, commands: Iterable[Command] = ()) -> None:
         self._commands: dict[tuple[str, str], Command] = {}
+        self.add(commands)
+
+    def add(self, commands: Iterable[Command]) -> None:
+        """More commands (the services that start after the prompt declare theirs then)."""
         for c in commands:
             key = (c.module.upper(), c.name.lower())
             if key in self._commands:

@@ -317,6 +317,7 @@ def profile_steps(boot: Boot) -> tuple[dict[str, float | None], list[tuple[str, 
     start = boot.first(r"^bootprof runtime start")
     rt = runtime_steps(boot, start) if start is not None else {}
     steps.update({f"runtime: {k}": v for k, v in rt.items()})
+    steps.update(_interpreter_start(boot, start))
     calls = []
     for _t, msg in dmesg:
         m = _INITCALL.search(msg)
@@ -324,6 +325,15 @@ def profile_steps(boot: Boot) -> tuple[dict[str, float | None], list[tuple[str, 
             calls.append((f"{m[1]}" + (f" [{m[2]}]" if m[2] else ""), int(m[3])))
     calls.sort(key=lambda c: -c[1])
     return steps, calls
+
+
+def _interpreter_start(boot: Boot, start: float | None) -> dict[str, float | None]:
+    """The interpreter's own start (exec → its first import: -X importtime's header line,
+    printed at the first import), apart from the imports that follow it."""
+    header = boot.first(r"^import time: self \[us\]", after=start) if start is not None else None
+    if start is None or header is None:
+        return {}
+    return {"  of which CPython start (exec → first import)": header - start}
 
 
 def _row(name: str, stats: tuple[float, float, float] | None, floor: float) -> str:

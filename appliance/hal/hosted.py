@@ -76,6 +76,12 @@ class HostedPlatform:
     def ctrl_d_ends(self) -> bool:
         return self.on_terminal
 
+    @property
+    def prompt_first(self) -> bool:
+        # every service starts before the prompt: the imports are quick on a host, and lines
+        # typed at once (a script on stdin) get the same transcript every run
+        return False
+
     def cpu(self) -> CpuInfo:
         if self._cpu is None:
             self._cpu = read_cpuinfo()

@@ -46,6 +46,9 @@ class Platform(Protocol):
     @property
     def ctrl_d_ends(self) -> bool: ...  # Ctrl-D on an empty line ends a session (host tty)
 
+    @property
+    def prompt_first(self) -> bool: ...  # the services the prompt does not need start after it
+
     # --- CPU and memory
     def cpu(self) -> CpuInfo: ...
 

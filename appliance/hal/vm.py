@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.formats.signify import Keyring
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.bootfiles import BootFiles, MountedBootFiles
 from appliance.hal.cpu import CpuInfo, read_cpuinfo
@@ -58,6 +57,7 @@ from appliance.hal.types import (
 from appliance.version import BUILD, PRODUCT
 
 if TYPE_CHECKING:
+    from appliance.formats.signify import Keyring
     from appliance.hal.cf import CfBackend
 
 BOOT_MOUNT = Path("/boot")  # where /init mounted the boot partition (read-only)
@@ -121,6 +121,9 @@ class VmPlatform:
     needs_nic: bool = True  # the box stops with `NIC unavailable!`
     newline: bytes = b"\r\n"
     ctrl_d_ends: bool = False  # a serial console never ends
+    # the web admin, counters and update start after the prompt: under emulation their
+    # imports alone take a second (appliance/services/__init__.py)
+    prompt_first: bool = True
     bootcode_build: int = field(default_factory=read_bootcode_build)
     positions: dict[DiskRole, DiskPosition] = field(default_factory=dict)
     signatures: dict[DiskRole, Signature] = field(default_factory=dict)
@@ -324,6 +327,10 @@ class VmPlatform:
         return os.environ.get("IPVA_BOOT_NOTE", "")
 
     def keyring(self) -> Keyring:
+        # imported here: only the update service reads the keyring, after the prompt,
+        # which then does not wait for signify's module (its records, base64)
+        from appliance.formats.signify import Keyring
+
         return Keyring.load(KEYRING_DIR)
 
     def restart(self, kind: RestartKind) -> None:

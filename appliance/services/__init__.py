@@ -1,4 +1,6 @@
-"""The services of the running box, in boot order: the one explicit list.
+"""The services of the running box, in boot order: the one explicit list, in two parts.
+
+What the prompt needs starts before it (`prompt_services`):
 
     trace        mod cmd TRACE show|clear on the trace ring buffer (services/trace.py)
     hardware     probe: CPU and memory lines; mod cmd CPU, MEM, CF0
@@ -16,11 +18,15 @@
     timekeeping  start: the box's clock (TIME0); mod cmd TIME0
     network      probe: ETH0/ETH1 (NIC unavailable! stops the VM); start: addresses from
                  IP0/DHCP0; mod cmd ETH0, ETH1
+
+The rest comes after it (`after_prompt_services`, services/afterprompt.py): its modules
+are imported only then, so that a cold boot's prompt does not wait for their imports
+(seconds under emulation):
+
     http         start: the web admin on HTTP0's ports (HTTPS with the box's certificate),
-                 the factory-password warning, in a thread of its own: the prompt does
-                 not wait for it (services/http/__init__.py); activate rebinds;
-                 mod cmd HTTP0, CMD0, X509 (requests, signed certificates, alarm 70:
-                 services/http/certificates.py)
+                 the factory-password warning, in a thread of its own
+                 (services/http/__init__.py); activate rebinds; mod cmd HTTP0, CMD0, X509
+                 (requests, signed certificates, alarm 70: services/http/certificates.py)
     counters     start: the CPU and memory sampler (a thread it owns, one sample a
                  minute, in memory); mod cmd LOG0/CNT xml-count (monitoring)
     update       start: a new firmware on trial confirms itself (the box is up now), the
@@ -30,38 +36,34 @@ Probes run first, in this order, before the disks are opened; then the starts, i
 order (the flash before the config it holds, the config before what reads it; logging
 before the crash report it sends; the network after them, then the web admin, which
 shows the addresses, then the update service, which confirms a new firmware once all
-that is up; the web admin's own start is not waited for, as a web admin that fails has
-never stopped the boot: the console works without it).
-A new service is one more entry here; see appliance/service.py.
+that is up). The runtime (boot.Runtime) starts the second part right after the prompt
+or, with everything at once, at the end of the boot; a console line that needs one of
+its services (`mod cmd` of a module not up yet, `help mod`, `version`) brings it up
+first. The web admin's own start is not waited for either way, as a web admin that
+fails has never stopped the boot: the console works without it.
+A new service is one more entry in one of the two lists; see appliance/service.py.
 """
 
 from __future__ import annotations
 
-from appliance.service import ActingRunner, CommandRunner, Service
+from collections.abc import Sequence
+
+from appliance.service import CommandRunner, Service
 from appliance.services.alarms.service import AlarmService
 from appliance.services.cf import CfService
 from appliance.services.config import ConfigService
-from appliance.services.counters import CountersService
 from appliance.services.dump import CrashDumpService
 from appliance.services.flash import FlashService, Mount, mount_real_flash
 from appliance.services.hardware import HardwareService
-from appliance.services.http import HttpService
 from appliance.services.logtargets.service import LoggingService
 from appliance.services.network import NetworkService
 from appliance.services.system import SystemService
 from appliance.services.timekeeping import TimekeepingService
 from appliance.services.trace import TraceService
-from appliance.services.update.service import UpdateService
-
-UPDATE_SCRIPT = "UP1 update script"  # who the update server's script lines are, in the log
 
 
-def boot_services(
-    mount: Mount = mount_real_flash, runner: CommandRunner | None = None
-) -> list[Service]:
-    """Fresh service instances for one boot (a restart builds new ones). `runner` runs
-    console lines for services that take them from outside (the runtime: the web
-    admin's `!` URLs, the update server's scripts; None: those serve nothing)."""
+def prompt_services(mount: Mount = mount_real_flash) -> list[Service]:
+    """Fresh instances of the services the prompt needs, for one boot, in boot order."""
     cf = CfService()
     return [
         TraceService(),
@@ -75,10 +77,37 @@ def boot_services(
         CrashDumpService(),
         TimekeepingService(),
         NetworkService(),
-        HttpService(runner, cf.volume),
-        CountersService(),
-        UpdateService(ActingRunner(runner, UPDATE_SCRIPT) if runner is not None else None),
     ]
 
 
-__all__ = ["Mount", "Service", "boot_services", "mount_real_flash"]
+def after_prompt_services(
+    before: Sequence[Service], runner: CommandRunner | None = None
+) -> list[Service]:
+    """Fresh instances of the services that start after the prompt, in boot order; their
+    modules are imported here (the first call). `before`: this boot's prompt_services
+    (the CF card they share)."""
+    from appliance.services.afterprompt import services_after_prompt
+
+    cf = next(s for s in before if isinstance(s, CfService))
+    return services_after_prompt(cf.volume, runner)
+
+
+def boot_services(
+    mount: Mount = mount_real_flash, runner: CommandRunner | None = None
+) -> list[Service]:
+    """Fresh instances of every service for one boot (a restart builds new ones), in boot
+    order. `runner` runs console lines for services that take them from outside (the
+    runtime: the web admin's `!` URLs, the update server's scripts; None: those serve
+    nothing)."""
+    before = prompt_services(mount)
+    return [*before, *after_prompt_services(before, runner)]
+
+
+__all__ = [
+    "Mount",
+    "Service",
+    "after_prompt_services",
+    "boot_services",
+    "mount_real_flash",
+    "prompt_services",
+]

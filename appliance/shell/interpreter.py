@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from appliance import modcmd
 from appliance.box import Box, BoxError
@@ -35,7 +36,9 @@ from appliance.config.varlines import (
 )
 from appliance.flash.limits import FlashError
 from appliance.services.update.script import Final
-from appliance.services.update.service import UpdateService
+
+if TYPE_CHECKING:
+    from appliance.services.update.service import UpdateService
 
 CONFIG_SEMANTICS = """\
 The box keeps three configurations:
@@ -94,8 +97,11 @@ class Shell:
     """Executes console lines against a box. Not thread-safe by itself: the runtime
     (boot.Runtime) holds its one lock around every call, so consoles take turns."""
 
-    def __init__(self, box: Box) -> None:
+    def __init__(self, box: Box, services_up: Callable[[], None] = lambda: None) -> None:
+        """`services_up`: brings up the services that start after the prompt, if they are
+        not yet (boot.Runtime); the lines that need them call it first."""
         self.box = box
+        self.services_up = services_up
         self._commands: dict[str, Handler] = {
             "config": self._config,
             "reset": self._reset,
@@ -237,12 +243,18 @@ class Shell:
         note = f" ({n} unwritten change{'s' if n != 1 else ''} discarded)" if n else ""
         return f"reset: restarting with the saved configuration{note}"
 
-    @staticmethod
-    def _final_handler(final: Final) -> Handler:
+    def _update_service(self, box: Box) -> UpdateService | None:
+        self.services_up()
+        # imported by now (services_up); not at the top, where the prompt would wait for it
+        from appliance.services.update.service import UpdateService
+
+        return box.service(UpdateService)
+
+    def _final_handler(self, final: Final) -> Handler:
         def run(box: Box, words: list[Word]) -> str:
             if words:
                 return error(f"{final.value} takes no arguments, got {show_token(words[0].text)}")
-            update = box.service(UpdateService)
+            update = self._update_service(box)
             if update is None:
                 return error(f"{final.value}: no update service on this box; use reset")
             return update.reset_final(box, final)
@@ -267,6 +279,9 @@ class Shell:
         if not rest:
             return error(f"mod cmd needs a module: {', '.join(available) or 'none registered'}")
         module = rest[0].text
+        if module.upper() not in available:  # one of a service that starts after the prompt?
+            self.services_up()
+            available = box.commands.modules()
         if module.upper() not in available:
             return error(
                 f"no module {show_token(module)} has commands: try "
@@ -297,6 +312,7 @@ class Shell:
             mods = "\n".join(f"  {m.name:<7} {m.help}" for m in ordered_modules())
             return f"{CONFIG_SEMANTICS}\n\nModules (help <MODULE> for arguments):\n{mods}"
         if topic.lower() == "mod":
+            self.services_up()
             lines = [
                 f"  mod cmd {m} {c:<14} {h}"
                 for m, cmds in box.commands.modules().items()
@@ -308,7 +324,7 @@ class Shell:
         return error(f"no help for {show_token(topic)}: try help, help config, help mod, help IP0")
 
     def _version(self, box: Box, words: list[Word]) -> str:
-        update = box.service(UpdateService)
+        update = self._update_service(box)
         extra = update.summary(box) if update is not None else []
         return "\n".join([box.version_line(), *extra])
 

@@ -46,7 +46,11 @@ class HeldPlatform(HostedPlatform):
 class TypedBox:
     """The runtime serving its console (stdin a pipe the test types into) in a thread."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        runtime: Callable[[HostedPlatform], Runtime] = lambda p: Runtime(p, newline=b"\n"),
+    ) -> None:
         self.console = _Sink()
         read, self._write = os.pipe()
         self.platform = HeldPlatform(
@@ -56,7 +60,7 @@ class TypedBox:
             http=("127.0.0.1", 0),
             https=("127.0.0.1", 0),
         )
-        self.runtime = Runtime(self.platform, newline=b"\n")
+        self.runtime = runtime(self.platform)
         assert self.runtime.boot(), self.console.text()
         self.serving = threading.Thread(target=self.runtime.serve_consoles, daemon=True)
         self.serving.start()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.boot import Boot, _print_imports
+from bench.boot import Boot, _interpreter_start, _print_imports
 
 CONSOLE = [
     "import time: self [us] | cumulative | imported package",
@@ -31,3 +31,14 @@ def test_no_import_lines_no_table() -> None:
     out: list[str] = []
     _print_imports([Boot().imports()], out.append)
     assert out == []
+
+
+def test_the_interpreters_own_start_is_apart_from_its_imports() -> None:
+    """From /init's `bootprof runtime start` to the first line -X importtime prints (at the
+    interpreter's first import): what the hash seed's wait for the kernel's CRNG was in."""
+    lines = [(2.0, "bootprof runtime start"), (2.5, CONSOLE[0]), *[(3.0, x) for x in CONSOLE[1:]]]
+    assert _interpreter_start(Boot(lines=lines), 2.0) == {
+        "  of which CPython start (exec → first import)": 0.5
+    }
+    assert _interpreter_start(Boot(lines=lines[:1]), 2.0) == {}
+    assert _interpreter_start(Boot(lines=lines), None) == {}

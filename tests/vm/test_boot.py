@@ -165,7 +165,10 @@ def with_bootcode_build(ipva_dist: Path, tmp_path: Path, build: int) -> list[Pat
 
 
 def mod_commands(help_mod: str) -> list[str]:
-    return [" ".join(line.split()[:4]) for line in help_mod.splitlines() if line.strip()]
+    # only the answer's lines: a boot trace line may come while it runs (the web admin's,
+    # from its own thread, when `help mod` is typed at once)
+    lines = help_mod.splitlines()
+    return [" ".join(line.split()[:4]) for line in lines if line.lstrip().startswith("mod cmd ")]
 
 
 def test_version_line_shows_the_bootcodes_build_and_help_mod_is_as_hosted(

@@ -52,3 +52,19 @@ def test_every_runtime_module_imports_against_the_payloads_stdlib(
             capture_output=True, text=True, cwd=tmp_path,
         )  # fmt: skip
         assert proc.returncode == 0, f"{package.name}:\n{proc.stdout}{proc.stderr}"
+
+
+def test_the_payloads_bytecode_is_sourceless_and_never_checked_against_a_source(
+    ipva_dist: Path, tmp_path: Path
+) -> None:
+    """Every .pyc is hash-based and unchecked (PEP 552 flags 0b01): an import opens the
+    .pyc and nothing else, no stat of a source, no mtime to compare (a cold boot's
+    imports, each a file on the squashfs); and there are no sources to read."""
+    tree = tmp_path / "payload"
+    subprocess.run(["unsquashfs", "-q", "-n", "-o", str(HEADER_SIZE), "-d", tree,
+                    ipva_dist / "ipva.bin"], check=True)  # fmt: skip
+    pycs = sorted((tree / "usr/lib").rglob("*.pyc"))
+    assert len(pycs) > 100
+    flags = {p.relative_to(tree): int.from_bytes(p.read_bytes()[4:8], "little") for p in pycs}
+    assert {p: f for p, f in flags.items() if f != 0b01} == {}
+    assert sorted((tree / "usr/lib").rglob("*.py")) == []

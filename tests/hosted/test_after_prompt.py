@@ -1,0 +1,134 @@
+"""The services the prompt does not need (web admin, counters, update: services/__init__.py)
+start after it: their modules are not imported before the prompt, the console answers
+while they load, a line that needs one of them brings them up first, and the trace still
+says when each is up, under the prompt.
+
+The loader is held at its start (`HeldRuntime`), the way a slow guest holds it in its
+imports: everything else is the real runtime on real image files, with a console typed
+into through a pipe (test_http_start.TypedBox, whose web admin start is held as well).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_http_start import WAIT_S, TypedBox, until  # noqa: I001  (same directory)
+
+from appliance.boot import BoxRunner, Runtime
+from appliance.box import Box
+from appliance.hal.hosted import HostedPlatform
+from appliance.hal.vm import VmPlatform
+from appliance.service import Service
+from appliance.services.http import UP_PREFIX, HttpService
+from appliance.services.update.service import UpdateService
+
+REPO = Path(__file__).resolve().parents[2]
+# the modules of the services that start after the prompt (services/afterprompt.py)
+AFTER_PROMPT_MODULES = (
+    "appliance.services.afterprompt",
+    "appliance.services.http",
+    "appliance.services.counters",
+    "appliance.services.update.service",
+)
+
+
+class HeldRuntime(Runtime):
+    """The runtime, its after-prompt loader held before its imports until `gate` is set."""
+
+    def __init__(self, platform: HostedPlatform) -> None:
+        super().__init__(platform, newline=b"\n", after_prompt=True)
+        self.gate = threading.Event()
+        self.held = threading.Event()
+
+    def _load_late(self, box: Box, before: list[Service], runner: BoxRunner) -> None:
+        self.held.set()
+        self.gate.wait()
+        super()._load_late(box, before, runner)
+
+
+def held(typed: TypedBox) -> HeldRuntime:
+    assert isinstance(typed.runtime, HeldRuntime)
+    return typed.runtime
+
+
+def box_of(typed: TypedBox) -> Box:
+    box = typed.runtime.box
+    assert box is not None
+    return box
+
+
+@pytest.fixture
+def typed(tmp_path: Path) -> Iterator[TypedBox]:
+    box = TypedBox(tmp_path / "box", HeldRuntime)
+    yield box
+    held(box).gate.set()
+    box.end()
+
+
+def test_the_runtime_imports_no_after_prompt_service_before_the_prompt() -> None:
+    """What `python -m appliance` imports before it boots (appliance/__main__.py): the
+    after-prompt services' modules are not among them, so the prompt never waits for them."""
+    code = (
+        "import sys; import appliance.hal.platform, appliance.boot; "
+        "print(' '.join(m for m in sys.argv[1:] if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *AFTER_PROMPT_MODULES],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert out.split() == []
+
+
+def test_the_vm_starts_them_after_the_prompt_hosted_starts_every_service_at_boot(
+    tmp_path: Path,
+) -> None:
+    """run() asks the platform: the VM, whose imports take seconds under emulation, draws
+    the prompt first; hosted, a script typed at once gets the same transcript every run."""
+    assert VmPlatform().prompt_first is True
+    assert HostedPlatform(tmp_path).prompt_first is False
+
+
+def test_the_console_answers_while_the_after_prompt_services_load(typed: TypedBox) -> None:
+    until("the prompt", lambda: typed.console.text().endswith("IPVA> "))
+    assert held(typed).held.wait(WAIT_S)
+    typed.type("config show\n")
+    until("the answer", lambda: "IPVA> " in typed.console.text().split("config show\n", 1)[-1])
+    box = box_of(typed)
+    assert box.service(HttpService) is None and box.service(UpdateService) is None
+    assert UP_PREFIX not in typed.console.text()
+    held(typed).gate.set()  # the loader goes on: they start by themselves
+    typed.platform.gate.set()  # and the web admin's start with them
+    until("the update service", lambda: box_of(typed).service(UpdateService) is not None)
+    http = box_of(typed).service(HttpService)
+    assert http is not None and http.wait_started(WAIT_S)
+    text = typed.console.text()
+    # the web admin's trace line says when it is up: under the prompt, not before it
+    assert text.index("IPVA> ") < text.index(UP_PREFIX)
+    assert [type(s).__name__ for s in box_of(typed).services][-3:] == [
+        "HttpService", "CountersService", "UpdateService",
+    ]  # fmt: skip
+
+
+def test_a_line_that_needs_an_after_prompt_service_brings_them_up(typed: TypedBox) -> None:
+    until("the prompt", lambda: typed.console.text().endswith("IPVA> "))
+    assert held(typed).held.wait(WAIT_S)
+    typed.type("mod cmd UP1 info\n")
+    until("the answer", lambda: typed.console.text().count("IPVA> ") >= 2)
+    answer = typed.console.text().split("mod cmd UP1 info\n", 1)[1]
+    assert answer.startswith("<info><up1 "), answer
+    box = box_of(typed)
+    assert box.service(UpdateService) is not None
+    typed.type("help mod\n")
+    until("help mod", lambda: "mod cmd HTTP0" in typed.console.text())
+    held(typed).gate.set()
+    # the held loader's job finds them up and starts nothing twice
+    typed.type("help mod\n")
+    until("the second help mod", lambda: typed.console.text().count("help mod\n") == 2
+          and typed.console.text().endswith("IPVA> "))  # fmt: skip
+    assert sum(isinstance(s, HttpService) for s in box_of(typed).services) == 1
+    assert box_of(typed) is box
