@@ -31,6 +31,7 @@ TOOL_PACKAGES = {
     "unsquashfs": "squashfs-tools",
     "zstd": "zstd",
     "cpio": "cpio",
+    "patchelf": "patchelf",
     "gcc": "gcc",
     "make": "make",
     "tar": "tar",
