@@ -1,0 +1,56 @@
+"""What the built boot disk carries, and nothing the guest never needs (issue 27, a smaller
+package): a zstd kernel, one C library in the bootcode, no openssl command and only the
+codecs the box looks up in the payload. The VM tests boot the same disks."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from firmware.initramfs import SIGNIFY_DIR
+from firmware.ipvabin import HEADER_SIZE
+from firmware.kernel import payload_compression
+from firmware.payload import CODECS
+from images.bootdisk import read_boot_file
+
+pytestmark = pytest.mark.vm  # needs the built dist/
+
+
+def _payload_files(dist: Path) -> list[str]:
+    listing = subprocess.run(
+        ["unsquashfs", "-l", "-n", "-o", str(HEADER_SIZE), dist / "ipva.bin"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    prefix = "squashfs-root/"
+    return [line[len(prefix) :] for line in listing.splitlines() if line.startswith(prefix)]
+
+
+def test_the_kernel_on_the_boot_disk_is_zstd_compressed(ipva_dist: Path) -> None:
+    boot = ipva_dist / "disks" / "boot.img"
+    assert payload_compression(read_boot_file(boot, "VMLINUZ")) == "ZSTD"
+
+
+def test_the_payload_has_no_openssl_command_and_only_the_codecs_looked_up(
+    ipva_dist: Path,
+) -> None:
+    files = _payload_files(ipva_dist)
+    assert [f for f in files if f.startswith("usr/bin/")] == ["usr/bin/python3.11"]
+    codecs = {
+        Path(f).stem for f in files if f.startswith("usr/lib/python3.11/encodings/")
+    }
+    assert codecs == {"__init__", "aliases", *CODECS}
+
+
+def test_the_bootcode_carries_one_c_library(ipva_dist: Path, tmp_path: Path) -> None:
+    boot = ipva_dist / "disks" / "boot.img"
+    cpio = subprocess.run(
+        ["zstd", "-d", "-c"], input=read_boot_file(boot, "INITRD.ZST"), capture_output=True,
+        check=True,
+    ).stdout  # fmt: skip
+    names = subprocess.run(
+        ["cpio", "--quiet", "-t"], input=cpio, capture_output=True, check=True
+    ).stdout.decode().split()
+    assert [n for n in names if n.endswith("/libc.so.6")] == [f"{SIGNIFY_DIR}/libc.so.6"]
+    assert f"{SIGNIFY_DIR}/libresolv.so.2" in names  # busybox's, beside it
