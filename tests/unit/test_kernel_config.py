@@ -101,7 +101,5 @@ def _bzimage(payload: bytes, setup_sects: int = 2, offset: int = 0x10) -> bytes:
     [(b"\x28\xb5\x2f\xfd", "ZSTD"), (b"\xfd7zXZ\x00", "XZ"), (b"\x02\x21\x4c\x18", "LZ4"),
      (b"\x1f\x8b\x08", "GZIP"), (b"\x00\x00\x00\x00", "unknown")],
 )  # fmt: skip
-def test_payload_compression_reads_the_magic_at_the_payload_offset(
-    magic: bytes, name: str
-) -> None:
+def test_payload_compression_reads_the_magic_at_the_payload_offset(magic: bytes, name: str) -> None:
     assert payload_compression(_bzimage(magic + bytes(16))) == name

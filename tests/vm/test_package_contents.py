@@ -37,9 +37,7 @@ def test_the_payload_has_no_openssl_command_and_only_the_codecs_looked_up(
 ) -> None:
     files = _payload_files(ipva_dist)
     assert [f for f in files if f.startswith("usr/bin/")] == ["usr/bin/python3.11"]
-    codecs = {
-        Path(f).stem for f in files if f.startswith("usr/lib/python3.11/encodings/")
-    }
+    codecs = {Path(f).stem for f in files if f.startswith("usr/lib/python3.11/encodings/")}
     # mbcs: encodings/__init__ imports it on Windows, and the import graph follows that
     assert codecs == {"__init__", "aliases", "mbcs", *CODECS}
 
@@ -50,8 +48,10 @@ def test_the_bootcode_carries_one_c_library(ipva_dist: Path, tmp_path: Path) -> 
         ["zstd", "-d", "-c"], input=read_boot_file(boot, "INITRD.ZST"), capture_output=True,
         check=True,
     ).stdout  # fmt: skip
-    names = subprocess.run(
-        ["cpio", "--quiet", "-t"], input=cpio, capture_output=True, check=True
-    ).stdout.decode().split()
+    names = (
+        subprocess.run(["cpio", "--quiet", "-t"], input=cpio, capture_output=True, check=True)
+        .stdout.decode()
+        .split()
+    )
     assert [n for n in names if n.endswith("/libc.so.6")] == [f"{SIGNIFY_DIR}/libc.so.6"]
     assert f"{SIGNIFY_DIR}/libresolv.so.2" in names  # busybox's, beside it
