@@ -20,7 +20,7 @@ from firmware.run import ToolError, run
 # names the ABI package; the generic amd64 flavour, as the box used to run.
 KERNEL_META = "linux-image-amd64"
 GUEST_PACKAGES = (
-    "busybox",  # dynamic: shares the initramfs' libc with signify (firmware/initramfs.py)
+    "busybox-static",
     "python3.11-minimal",
     "libpython3.11-minimal",
     "libpython3.11-stdlib",

@@ -8,14 +8,6 @@ The check's keyring (/etc/ipva/keyring/<name>.pub, signify public keys) and sign
 are here: a slot is trusted only by what the boot disk carries, never by what the image
 brings. signify is Debian's (dynamically linked): it runs from /lib/signify with its own
 libc, libbsd and libmd through their loader, before any payload is mounted.
-
-busybox is Debian's dynamically linked build (package busybox), not busybox-static: the
-static one carries a second copy of the C library (0.92 MB of the initramfs' 1.52 MB
-zstd, the dynamic one 0.42 MB), and the initramfs has libc anyway for signify. Its ELF
-interpreter and DT_RPATH point at /lib/signify (patchelf), so it runs before the payload
-is mounted and, after, still with the bootcode's libc, never the payload's (the standard
-/lib64 and /lib/x86_64-linux-gnu are links into /fw: a payload of another glibc would
-otherwise pair its libc with nothing it was built with).
 """
 
 from __future__ import annotations
@@ -33,9 +25,8 @@ LINKS_INTO_PAYLOAD = {
     "lib64": "/fw/lib64",
     "lib/x86_64-linux-gnu": "/fw/lib/x86_64-linux-gnu",
 }
-SIGNIFY_DIR = "lib/signify"  # the verifier and the bootcode's loader and libraries
+SIGNIFY_DIR = "lib/signify"  # the verifier and its libraries (run by /etc/signify.sh)
 SIGNIFY_LIBS = ("ld-linux-x86-64.so.2", "libc.so.6", "libbsd.so.0", "libmd.so.0")
-BUSYBOX_LIBS = ("libresolv.so.2",)  # busybox's, beside libc (its DT_NEEDED)
 KEYRING_DIR = "etc/ipva/keyring"
 
 
@@ -48,13 +39,8 @@ def make_initramfs_tree(
     for d in ("bin", "etc", "proc", "sys", "dev", "run", "tmp", "boot", "fw", "lib", "root"):
         (tree / d).mkdir(parents=True)
     busybox = tree / "bin/busybox"
-    # the applet list from Debian's binary as it is (the host's loader runs it), then the
-    # copy is pointed at the bootcode's own loader and libraries
-    applets = run([debroot / "bin/busybox", "--list"], capture=True).stdout.decode().split()
     shutil.copy2(debroot / "bin/busybox", busybox)
-    guest_dir = f"/{SIGNIFY_DIR}"
-    run(["patchelf", "--set-interpreter", f"{guest_dir}/ld-linux-x86-64.so.2",
-         "--force-rpath", "--set-rpath", guest_dir, busybox])  # fmt: skip
+    applets = run([busybox, "--list"], capture=True).stdout.decode().split()
     for applet in applets:
         if applet != "busybox":
             (tree / "bin" / applet).symlink_to("busybox")
@@ -72,7 +58,7 @@ def make_initramfs_tree(
     signify = tree / SIGNIFY_DIR
     signify.mkdir(parents=True)
     shutil.copy2(debroot / "bin/signify-openbsd", signify / "signify-openbsd")
-    for lib in (*SIGNIFY_LIBS, *BUSYBOX_LIBS):
+    for lib in SIGNIFY_LIBS:
         copy_lib(debroot, lib, signify)
     (tree / KEYRING_DIR).mkdir(parents=True)
     for key in keyring:

@@ -31,7 +31,6 @@ TOOL_PACKAGES = {
     "unsquashfs": "squashfs-tools",
     "zstd": "zstd",
     "cpio": "cpio",
-    "patchelf": "patchelf",
     "gcc": "gcc",
     "make": "make",
     "tar": "tar",
