@@ -53,9 +53,8 @@ PAYLOAD_PARTS = (
 
 # the bootcode's parts (INITRD.ZST), the same way
 INITRD_PARTS = (
-    ("busybox", ("bin/busybox",)),
-    ("C library and loader (signify's and busybox's)", ("lib/signify/libc.",
-     "lib/signify/ld-", "lib/signify/libresolv")),
+    ("busybox (static)", ("bin/busybox",)),
+    ("C library and loader (signify's)", ("lib/signify/libc.", "lib/signify/ld-")),
     ("signify-openbsd, libbsd, libmd", ("lib/signify/",)),
 )  # fmt: skip
 
