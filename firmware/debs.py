@@ -28,9 +28,10 @@ GUEST_PACKAGES = (
     "zlib1g",
     "libexpat1",
     "libffi8",  # ctypes: the perf-counter probe
-    # the HTTP admin (appliance/services/http): TLS for Python's _ssl/_hashlib and the
-    # pure-Python server stack (the certificate is written in Python: no `openssl` CLI)
+    # the HTTP admin (appliance/services/http): TLS for Python's _ssl/_hashlib, the
+    # `openssl` CLI that makes the box's certificate once, and the pure-Python server stack
     "libssl3",
+    "openssl",
     "python3-cheroot",  # threaded WSGI server with TLS
     "python3-jaraco.functools",  # cheroot needs it
     "python3-more-itertools",  # jaraco.functools needs it

@@ -69,8 +69,7 @@ DEB_PYTHON = ("cheroot", "jaraco", "more_itertools", "werkzeug", "jinja2", "mark
 # jQuery is a separate Debian package we do not carry), cheroot's command line
 DEB_PYTHON_DROP = {"test", "testing.py", "debug", "cli.py", "__main__.py", "middleware",
                    "testapp.py"}  # fmt: skip
-# no executables but python3.11: the HTTPS certificate is written in Python
-# (appliance/formats/x509.py), not by the openssl command (0.33 MB)
+BINARIES = ("usr/bin/openssl",)  # run once per box: the self-signed certificate
 # Debian's CA certificates (ca-certificates) as one bundle where the guest's OpenSSL looks
 # by default (OPENSSLDIR /usr/lib/ssl): `mod cmd UP0 prot https://…` and UP1 verify servers.
 # The package's postinst (update-ca-certificates) would build /etc/ssl/certs/ca-certificates.crt
@@ -268,6 +267,9 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
     for so in sorted((stdlib_src / "lib-dynload").glob("*.so")):
         if so.name.split(".")[0] in DYNLOAD_KEEP:
             shutil.copy2(so, stdlib / "lib-dynload" / so.name)
+    for binary in BINARIES:
+        (tree / binary).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(debroot / binary, tree / binary)
     _ca_bundle(debroot, tree / CA_BUNDLE)
     app = tree / "usr/lib/ipva"
     _compile_tree(repo / "appliance", app / "appliance", "/usr/lib/ipva/appliance")

@@ -1,9 +1,9 @@
 """The box's own HTTPS certificate: self-signed, made on first boot, kept on the flash.
 
-Written by appliance/formats/x509.py with python3-ecdsa, which the firmware carries for
-signed updates anyway (the `openssl` command that made it before cost 0.33 MB of the
-firmware; python3-cryptography would add ~3 MB and its import). An ECDSA P-256 key: quick
-to make even under emulation, and taken by every browser and curl.
+Made with the `openssl` command (Debian's, carried in the firmware; it uses the libcrypto
+that Python's _ssl needs anyway, so it costs ~1 MB of firmware and no RAM at run time, where
+python3-cryptography would add ~3 MB and its import). An ECDSA P-256 key: quick to make
+even under emulation, and taken by every browser and curl.
 
 The pair lives in VARS (keys CERT_KEY, PRIVATE_KEY), so it survives `reset` and firmware
 updates; a factory reset (`mod cmd CFG0 factory-reset yes`) drops it with the config, and
@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import ssl
+import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from appliance.errors import BoxError
 from appliance.flash.limits import FlashError
@@ -35,9 +37,26 @@ PRIVATE_KEY = "X509:HTTPS.KEY"
 SAN_KEY = "X509:HTTPS.SAN"  # the subjectAltName it was made with: "DNS:IPVA, …, IP:10.0.2.15"
 VARS_KEYS = (CERT_KEY, PRIVATE_KEY, SAN_KEY)  # what a factory reset drops
 VALID_DAYS = 7300
+OPENSSL_TIMEOUT_S = 60  # one EC key under TCG takes well under a second
 _B64 = rb"\r?\n[A-Za-z0-9+/=\r\n]+"
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----" + _B64 + rb"-----END CERTIFICATE-----")
 _PEM_KEY = re.compile(rb"-----BEGIN PRIVATE KEY-----" + _B64 + rb"-----END PRIVATE KEY-----")
+
+_CONFIG = """\
+[req]
+distinguished_name = dn
+x509_extensions = ext
+prompt = no
+[dn]
+CN = {cn}
+O = ipva
+[ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = {san}
+subjectKeyIdentifier = hash
+"""
 
 
 class CertError(Exception):
@@ -63,6 +82,14 @@ class Certificate:
         return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
+def _openssl() -> str:
+    # the guest's PATH is /bin:/sbin; the firmware carries the tool in /usr/bin
+    found = shutil.which("openssl") or shutil.which("openssl", path="/usr/bin")
+    if found is None:
+        raise CertError("the openssl command is missing (Debian package openssl)")
+    return found
+
+
 def subject_alt_name(cn: str, addresses: Sequence[str]) -> str:
     ips = ["127.0.0.1", *sorted(set(addresses) - {"127.0.0.1"})]
     return ", ".join([f"DNS:{cn}", "DNS:localhost", *(f"IP:{a}" for a in ips)])
@@ -72,16 +99,30 @@ def make_certificate(name: str, kept: bool = True, addresses: Sequence[str] = ()
     """A new key and self-signed certificate for a box called `name` with `addresses`."""
     cn = re.sub(r"[^A-Za-z0-9._-]", "-", name)[:32] or "IPVA"
     san = subject_alt_name(cn, addresses)
-    # imported here: ecdsa's import costs the boot time when a kept certificate is used
-    from appliance.formats.x509 import make_self_signed, parse_alt_names
-
-    serial = int.from_bytes(os.urandom(8), "big") >> 1 or 1  # positive, as -set_serial took
-    try:
-        cert, key = make_self_signed(cn, parse_alt_names(san), serial, int(time.time()),
-                                     VALID_DAYS)  # fmt: skip
-    except ValueError as e:
-        raise CertError(f"no certificate made: {e}") from e
-    return Certificate(cert, key, kept, san)
+    with tempfile.TemporaryDirectory(prefix="ipva-cert-") as tmp:
+        d = Path(tmp)
+        (d / "req.cnf").write_text(_CONFIG.format(cn=cn, san=san))
+        argv = [
+            _openssl(), "req", "-x509", "-new", "-config", str(d / "req.cnf"),
+            "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-sha256", "-days", str(VALID_DAYS), "-set_serial", "0x" + os.urandom(8).hex(),
+            "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=OPENSSL_TIMEOUT_S,
+                env={"OPENSSL_CONF": str(d / "req.cnf"), "PATH": "/usr/bin:/bin"},
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise CertError(f"openssl failed: {e}") from e
+        if done.returncode != 0:
+            last = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            raise CertError(f"openssl failed ({done.returncode}): {' '.join(last)}")
+        cert, key = (d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes()
+        return Certificate(cert, key, kept, san)
 
 
 def _valid(cert: bytes | None, key: bytes | None) -> bool:
