@@ -1,6 +1,7 @@
 """What the built boot disk carries, and nothing the guest never needs (issue 27, a smaller
 package): a zstd kernel, one C library in the bootcode (signify's; busybox is static), no
-openssl command and only the codecs the box looks up in the payload. The VM tests boot the
+executables but python3.11 and the openssl command (certificates and requests: services/http)
+and only the codecs the box looks up in the payload. The VM tests boot the
 same disks."""
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ def test_the_kernel_on_the_boot_disk_is_zstd_compressed(ipva_dist: Path) -> None
     assert payload_compression(read_boot_file(boot, "VMLINUZ")) == "ZSTD"
 
 
-def test_the_payload_has_no_openssl_command_and_only_the_codecs_looked_up(
+def test_the_payload_has_two_commands_and_only_the_codecs_looked_up(
     ipva_dist: Path,
 ) -> None:
     files = _payload_files(ipva_dist)
-    assert [f for f in files if f.startswith("usr/bin/")] == ["usr/bin/python3.11"]
+    commands = [f for f in files if f.startswith("usr/bin/")]
+    assert commands == ["usr/bin/openssl", "usr/bin/python3.11"]
     codecs = {Path(f).stem for f in files if f.startswith("usr/lib/python3.11/encodings/")}
     # mbcs: encodings/__init__ imports it on Windows, and the import graph follows that
     assert codecs == {"__init__", "aliases", "mbcs", *CODECS}
