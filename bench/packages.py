@@ -4,9 +4,10 @@ of each artifact against the goal (OVA ≤ 12 MB), and what each part of the OVA
 
 Uses dist/disks/*.img when the build has made them, else synthetic disks of the same sizes.
 The parts table needs a built dist/ (dist/ipva.ova and dist/ipva.bin): the OVA's members,
-the boot disk's files, and the firmware payload's parts, each as its bytes in the payload
-and as its cost compressed on its own (zstd at the payload's level and block size: an
-estimate of its share of the squashfs, which compresses each file separately too).
+the boot disk's files (and how the kernel is compressed), the bootcode's and the firmware
+payload's parts, each as its bytes and as its cost compressed on its own (zstd at the
+payload's level and block size: an estimate of its share of the squashfs, which compresses
+each file separately too; the initramfs is one zstd stream, so there it is a rough share).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from firmware.ipvabin import HEADER_SIZE
+from firmware.kernel import payload_compression
 from firmware.payload import SQUASHFS_BLOCK, SQUASHFS_LEVEL
 from firmware.run import run
 from firmware.settings import BuildSettings
@@ -47,6 +49,13 @@ PAYLOAD_PARTS = (
     ("construct", ("usr/lib/ipva/construct/",)),
     ("web stack (werkzeug, jinja2, markupsafe, cheroot, jaraco, more_itertools)",
      ("usr/lib/ipva/",)),
+)  # fmt: skip
+
+# the bootcode's parts (INITRD.ZST), the same way
+INITRD_PARTS = (
+    ("busybox (static)", ("bin/busybox",)),
+    ("C library and loader (signify's)", ("lib/signify/libc.", "lib/signify/ld-")),
+    ("signify-openbsd, libbsd, libmd", ("lib/signify/",)),
 )  # fmt: skip
 
 WARM_RUNS = 3
@@ -129,27 +138,51 @@ def parts_table(dist: Path, print_: Callable[[str], None] = print) -> None:
             print_(f"  {member.name:56}{member.size / 1e6:9.2f}")
     print_(f"{'  boot disk file (stored; the VMDK deflates it)':58}{'MB':>9}")
     for name in BOOT_FILES:
-        print_(f"  {name:56}{len(read_boot_file(boot, name)) / 1e6:9.2f}")
+        data = read_boot_file(boot, name)
+        how = f"  kernel {payload_compression(data)}" if name == "VMLINUZ" else ""
+        print_(f"  {name:56}{len(data) / 1e6:9.2f}{how}")
     with tempfile.TemporaryDirectory(prefix="ipva-bench-parts-") as tmpdir:
+        initrd = Path(tmpdir) / "initramfs"
+        initrd.mkdir()
+        cpio = run(["zstd", "-d", "-c"], input=read_boot_file(boot, "INITRD.ZST"), capture=True)
+        run(["cpio", "--quiet", "-i", "-d", "--no-absolute-filenames"], cwd=initrd,
+            input=cpio.stdout)  # fmt: skip
+        _parts_rows(initrd, INITRD_PARTS, "bootcode part (INITRD.ZST)",
+                    len(read_boot_file(boot, "INITRD.ZST")), "(zstd as built, one stream)",
+                    print_)  # fmt: skip
         tree = Path(tmpdir) / "payload"
         run(["unsquashfs", "-q", "-n", "-o", str(HEADER_SIZE), "-d", tree, fw])
-        files = sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
-        groups: dict[str, list[Path]] = {name: [] for name, _ in PAYLOAD_PARTS}
-        groups["other"] = []
-        for f in files:
-            rel = f.relative_to(tree).as_posix()
-            name = next((n for n, pre in PAYLOAD_PARTS if rel.startswith(pre)), "other")
-            groups[name].append(f)
-        squash = fw.stat().st_size - HEADER_SIZE
-        print_(f"{'  payload part':58}{'files':>6}{'MB':>9}{'packed MB':>10}{'share':>7}")
-        rows = [(n, fs, sum(f.stat().st_size for f in fs), _zstd_size(fs))
-                for n, fs in groups.items() if fs]  # fmt: skip
-        packed_total = sum(r[3] for r in rows)
-        for name, fs, raw, packed in sorted(rows, key=lambda r: -r[3]):
-            share = packed / packed_total * 100
-            print_(f"  {name[:56]:56}{len(fs):6}{raw / 1e6:9.2f}{packed / 1e6:10.2f}{share:6.0f}%")
-        print_(f"  {'(squashfs as built: metadata, tails and all)':56}{len(files):6}"
-               f"{sum(r[2] for r in rows) / 1e6:9.2f}{squash / 1e6:10.2f}")  # fmt: skip
+        _parts_rows(tree, PAYLOAD_PARTS, "payload part", fw.stat().st_size - HEADER_SIZE,
+                    "(squashfs as built: metadata, tails and all)", print_)  # fmt: skip
+
+
+def _parts_rows(
+    tree: Path,
+    parts: tuple[tuple[str, tuple[str, ...]], ...],
+    title: str,
+    built: int,
+    built_label: str,
+    print_: Callable[[str], None],
+) -> None:
+    """One table of `tree`'s files grouped by path prefix (the first of `parts` that
+    matches), each group's bytes and its cost compressed on its own; `built`: the real
+    packed size of the whole."""
+    files = sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
+    groups: dict[str, list[Path]] = {name: [] for name, _ in parts}
+    groups["other"] = []
+    for f in files:
+        rel = f.relative_to(tree).as_posix()
+        name = next((n for n, pre in parts if rel.startswith(pre)), "other")
+        groups[name].append(f)
+    print_(f"  {title:56}{'files':>6}{'MB':>9}{'packed MB':>10}{'share':>7}")
+    rows = [(n, fs, sum(f.stat().st_size for f in fs), _zstd_size(fs))
+            for n, fs in groups.items() if fs]  # fmt: skip
+    packed_total = sum(r[3] for r in rows)
+    for name, fs, raw, packed in sorted(rows, key=lambda r: -r[3]):
+        share = packed / packed_total * 100
+        print_(f"  {name[:56]:56}{len(fs):6}{raw / 1e6:9.2f}{packed / 1e6:10.2f}{share:6.0f}%")
+    print_(f"  {built_label:56}{len(files):6}"
+           f"{sum(r[2] for r in rows) / 1e6:9.2f}{built / 1e6:10.2f}")  # fmt: skip
 
 
 def main() -> None:

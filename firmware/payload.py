@@ -3,7 +3,7 @@
 The stdlib is pruned to what the guest can import: the import graph (modulefinder, every
 import statement in every function too) from every module of the runtime and of the
 Python packages it carries, plus the interpreter's start; modules only an import by a
-computed name reaches are kept whole (KEEP_WHOLE). Compiled to sourceless .pyc
+computed name reaches are named (CODECS). Compiled to sourceless .pyc
 (hash-based, unchecked: reproducible, no source and no stat of one at import); only the C
 extensions the runtime uses. The bootcode mounts it at /fw and links /usr, /lib64 and
 /lib/x86_64-linux-gnu into it.
@@ -38,10 +38,16 @@ STDLIB_DROP = {
     "sndhdr.py", "audioop.py", "imghdr.py", "mailcap.py", "tabnanny.py", "pipes.py",
     "LICENSE.txt", "EXTERNALLY-MANAGED", "_osx_support.py", "_aix_support.py",
 }  # fmt: skip
-# what the interpreter imports before the runtime (`python3.11 -S -m appliance`), and
-# packages whose modules are found by a computed name (codecs look encodings up by name)
+# what the interpreter imports before the runtime (`python3.11 -S -m appliance`)
 STARTUP_MODULES = ("runpy", "site", "encodings")
-KEEP_WHOLE = {"encodings"}
+# The codecs (encodings.<name>, looked up by name, so no import statement shows them): the
+# ones the runtime and its packages name (ascii, utf-8, latin-1, idna, unicode_escape), what
+# the stdlib modules they use look up (json: utf-16/32 by BOM; idna: punycode; zipfile:
+# cp437) and the interpreter's own (utf_8_sig, raw_unicode_escape). The other 100 codecs
+# (0.2 MB of the firmware) are for text the box never reads.
+CODECS = ("utf_8", "utf_8_sig", "ascii", "latin_1", "idna", "punycode", "utf_16",
+          "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be", "unicode_escape",
+          "raw_unicode_escape", "cp437")  # fmt: skip
 # reached only through tools for a developer at a terminal (profilers, a browser, the
 # doc viewer), each imported in a function the box never calls: not followed. (pdb stays:
 # construct.debug imports it at the top.) tests/vm/test_payload_imports.py imports every
@@ -175,9 +181,8 @@ def stdlib_reached(stdlib: Path, path: list[str], roots: dict[str, Path]) -> set
                      excludes=NOT_FOLLOWED)  # fmt: skip
     for name in STARTUP_MODULES:
         finder.import_hook(name)
-    for package in KEEP_WHOLE:  # every module of them, and what each imports (idna: stringprep)
-        for name in _modules(stdlib / package, package):
-            finder.import_hook(name)
+    for codec in CODECS:  # and what each imports (idna: stringprep)
+        finder.import_hook(f"encodings.{codec}")
     for name, file in roots.items():
         try:
             finder.import_hook(name)
@@ -256,7 +261,7 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
     reached = stdlib_reached(stdlib_src, *_runtime_roots(debroot, repo))
     _compile_tree(
         stdlib_src, stdlib, f"/usr/lib/python{PYVER}", STDLIB_DROP | {"lib-dynload"},
-        keep=lambda rel: rel in reached or rel.parts[0] in KEEP_WHOLE,
+        keep=lambda rel: rel in reached,
     )  # fmt: skip
     (stdlib / "lib-dynload").mkdir()
     for so in sorted((stdlib_src / "lib-dynload").glob("*.so")):

@@ -8,7 +8,7 @@ import importlib.util
 import sysconfig
 from pathlib import Path
 
-from firmware.payload import _compile_tree, _modules, stdlib_reached
+from firmware.payload import CODECS, _compile_tree, _modules, stdlib_reached
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])  # the host's: Debian's 3.11, as the guest's
 
@@ -26,6 +26,16 @@ def test_every_import_of_every_root_is_followed_but_not_developer_tools(tmp_path
     assert Path("cProfile.py") not in reached and Path("tkinter/__init__.py") not in reached
     assert Path("encodings/__init__.py") in reached  # the interpreter's start
     assert Path("stringprep.py") in reached  # encodings.idna's, looked up by name
+
+
+def test_only_the_codecs_the_box_looks_up_are_kept(tmp_path: Path) -> None:
+    reached = stdlib_reached(STDLIB, [str(tmp_path)], {})
+    codecs = {p.stem for p in reached if p.parts[0] == "encodings"}
+    assert {"__init__", "aliases", "utf_8", "ascii", "latin_1", "idna", "utf_16"} <= codecs
+    assert set(CODECS) <= codecs
+    assert not codecs & {"cp1252", "koi8_r", "shift_jis", "mac_roman", "big5"}
+    # every codec the list names is a module of that name (a typo: a LookupError in the box)
+    assert all((STDLIB / "encodings" / f"{codec}.py").is_file() for codec in CODECS)
 
 
 def test_the_runtime_reaches_what_the_box_runs() -> None:
