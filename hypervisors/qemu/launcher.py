@@ -43,6 +43,14 @@ def free_tcp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def with_parent_death(argv: Sequence[str]) -> list[str]:
+    """`argv` run so that the kernel kills it when the thread that started it ends
+    (util-linux's setpriv sets PR_SET_PDEATHSIG, kept across its exec): a harness killed
+    from outside (a CI job's timeout, SIGKILL) leaves no QEMU running. The pid is the
+    command's own (setpriv execs it), so terminate/kill/wait work as on the bare command."""
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+
+
 class QemuLauncher:
     """One QEMU process for `profile` booting `disks` (role order), logging into `workdir`."""
 
@@ -134,7 +142,8 @@ class QemuLauncher:
             logf.flush()
             try:
                 self.process = subprocess.Popen(
-                    self.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                    with_parent_death(self.argv), stdin=subprocess.DEVNULL, stdout=logf,
+                    stderr=logf,
                     start_new_session=True,  # a Ctrl-C in the terminal is ours to handle
                 )  # fmt: skip
             except OSError as exc:

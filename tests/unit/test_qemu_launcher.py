@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,50 @@ def test_hung_qemu_is_killed_and_reported(probe_disks: list[Path], tmp_path: Pat
             box.shutdown(timeout=0.5)
         assert info.value.__cause__ is not None
         assert process.poll() is not None
+
+
+def test_qemu_dies_with_a_harness_killed_from_outside(
+    probe_disks: list[Path], tmp_path: Path
+) -> None:
+    # a CI job's timeout kills pytest with SIGKILL: no `finally` runs, and a QEMU started
+    # without PDEATHSIG went on running (seen: an orphan from a killed test run)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HARNESS, str(tmp_path / "vm"), *map(str, probe_disks)],
+        cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    qemu_pid = int(child.stdout.readline())
+    assert _alive(qemu_pid), "QEMU should run while its harness does"
+    child.kill()
+    child.wait()
+    gone = False
+    for _ in range(100):  # a bounded wait for the kernel's SIGKILL, not a timing claim
+        if not _alive(qemu_pid):
+            gone = True
+            break
+        time.sleep(0.1)
+    if not gone:
+        os.kill(qemu_pid, signal.SIGKILL)
+    assert gone, "QEMU outlived the harness that started it"
+
+
+_HARNESS = """
+import sys, time
+from pathlib import Path
+from hypervisors.qemu.machine import Machine
+from hypervisors.qemu.profiles import get_profile
+box = Machine(get_profile("vmware"), [Path(d) for d in sys.argv[2:]], Path(sys.argv[1]),
+              accel="tcg")
+box.start()
+print(box.launcher.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    # a zombie has no state worth waiting for: QEMU's parent (init) reaps it
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
