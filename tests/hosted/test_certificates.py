@@ -298,10 +298,23 @@ def test_the_update_servers_certificate_lines_make_the_request_and_install_the_a
     with update_server() as srv:
         srv.certs = certs
 
+        def line_taken(line: str) -> str:
+            """The line's answer once UP0 takes it: the trace's "sent" comes just before the
+            worker of the previous PUT ends, and UP0 refuses a second PUT while it runs (as
+            the UP1 script does, the next line waits for that worker)."""
+            answers: list[str] = []
+
+            def taken() -> bool:
+                answers.append(box.console_line(line))
+                return "under way; try again after it" not in answers[-1]
+
+            wait_for(f"UP0 to take {line[:40]!r}", taken, timeout=30)
+            return answers[-1]
+
         def poll() -> list[str] | None:
             """The query the box answers (its xml-info PUT), then the server's lines."""
             done = sent(box)
-            assert box.console_line(srv.query_line()).startswith("UP0: sending the output")
+            assert line_taken(srv.query_line()).startswith("UP0: sending the output")
             wait_for("the query", lambda: sent(box) > done)
             (sn,) = certs.queries
             return srv.certificate_lines(sn)
@@ -310,7 +323,7 @@ def test_the_update_servers_certificate_lines_make_the_request_and_install_the_a
             """Each line as the UP1 script runs it: the next after an scfg's PUT is done."""
             for line in lines:
                 done = sent(box)
-                answer = box.console_line(line)
+                answer = line_taken(line)
                 if answer.startswith("UP0: sending"):
                     wait_for("the PUT", lambda done=done: sent(box) > done)  # type: ignore[misc]
             idle(box)
