@@ -5,6 +5,7 @@ box events become which entries."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from flashdev import MODES, CutDevice, PowerCut, formatted_image, memdev, mount
@@ -133,6 +134,38 @@ def test_mailer_rate_batches_what_comes_while_it_is_used_up() -> None:
         assert gate.wait(5)
         assert len(sent) == 2 and all(f"later-{i}".encode() in sent[1] for i in range(2, 6))
         assert b"4 alarms and faults" in sent[1]
+    finally:
+        assert m.stop()
+
+
+def test_mailer_mails_each_entry_alone_while_the_rate_has_room() -> None:
+    """Entries queued before the mailer thread runs (a loaded box) are not a digest while
+    the rate has room: the first fault is the first mail's subject."""
+    sent: list[bytes] = []
+
+    def send(settings: MailSettings, message: bytes) -> bool:
+        sent.append(message)
+        return False
+
+    clock = Clock()
+    settings = MailSettings("a@x", "", "b@x", "", "127.0.0.1", 25, "", "", rate=2)
+    m = Mailer(settings, lambda: "box-a", clock=clock, send=send)
+    for i in range(6):  # all queued before the thread starts
+        m.put(entry(i, text=f"flap-{i}"))
+    m.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # a third mail would come now if the rate were not kept
+        assert len(sent) == 2
+        assert b"flap-0" in sent[0] and b"flap-1" not in sent[0]
+        assert b"flap-1" in sent[1] and b"flap-2" not in sent[1]
+        clock.now = 3601.0  # the hour is over: the four that waited go out together
+        deadline = time.monotonic() + 5
+        while len(sent) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b"4 alarms and faults" in sent[2]
     finally:
         assert m.stop()
 

@@ -115,25 +115,32 @@ class Mailer(QueueWorker):
         with self._lock:
             return replace(self._stats, dropped=self._stats.dropped + self.full_drops)
 
+    def _rate_allows(self) -> bool:
+        now = self.clock()
+        while self._sent_at and now - self._sent_at[0] >= HOUR_S:
+            self._sent_at.popleft()
+        return len(self._sent_at) < max(1, self.settings.rate)
+
     def _wait_for_rate(self) -> bool:
         """Until the rate allows one more mail; False if stopped meanwhile."""
         while not self._stop.is_set():
-            now = self.clock()
-            while self._sent_at and now - self._sent_at[0] >= HOUR_S:
-                self._sent_at.popleft()
-            if len(self._sent_at) < max(1, self.settings.rate):
+            if self._rate_allows():
                 return True
-            self._stop.wait(min(HOUR_S - (now - self._sent_at[0]), 1.0))
+            self._stop.wait(min(HOUR_S - (self.clock() - self._sent_at[0]), 1.0))
         return False
 
     def _run(self) -> None:
         while (first := self._take()) is not None:
             batch = [first]
             try:
-                if not self._wait_for_rate():
-                    return
-                while len(batch) < BATCH and (more := self._take(block=False)) is not None:
-                    batch.append(more)
+                # while the rate has room each entry is a mail of its own, however many are
+                # queued (a slow start must not turn the first fault into a digest); only
+                # what waited for the rate goes out together
+                if not self._rate_allows():
+                    if not self._wait_for_rate():
+                        return
+                    while len(batch) < BATCH and (more := self._take(block=False)) is not None:
+                        batch.append(more)
                 self._mail(batch)
             finally:
                 self._done(len(batch))
