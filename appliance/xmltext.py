@@ -12,13 +12,14 @@ third of a second of the boot under emulation, for the same three replacements.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from html import escape
 
 _ATTR = str.maketrans({'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
 
 
 def attr(value: str) -> str:
     """`value` escaped for an attribute in double quotes."""
+    from html import escape  # here: html (its entity table) is not needed before the prompt
+
     return escape(value, quote=False).translate(_ATTR)
 
 

@@ -420,8 +420,9 @@ def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print
     if ready.get("full512") and ready.get("baseline512"):
         print_(f"full512 ready / baseline512 ready: "
                f"{ready['full512'][0] / ready['baseline512'][0]:.2f}")  # type: ignore[index]  # fmt: skip
-    spread = [f"{k} {(hi - lo) / med * 100:.0f}%" for k, (med, lo, hi) in
-              [("floor", floor_t), *ready.items()] if med]  # type: ignore[misc]  # fmt: skip
+    # a kind without a ready row (no floor in the run, profile boots only) has no noise
+    spread = [f"{k} {(s[2] - s[1]) / s[0] * 100:.0f}%" for k, s in
+              [("floor", floor_t), *ready.items()] if s and s[0]]  # fmt: skip
     print_(f"noise, (max - min) / median: {', '.join(spread)}")
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance.events import Event, Events, Traced
-from appliance.formats.crashdump import FAULT_END, TRACE_TAIL, write_trace_mirror
+from appliance.formats.dumpdisk import FAULT_END, TRACE_TAIL, write_trace_mirror
 from appliance.hal.block import FileBlockDevice
 from appliance.services.crashwatch import CrashWatch, DumpContext
 from appliance.trace import TraceBuffer

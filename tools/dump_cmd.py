@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from appliance.formats.crashdump import Condition, format_dump, read_dump, read_fault_area
+from appliance.formats.crashdump import Condition, format_dump, read_dump
+from appliance.formats.dumpdisk import read_fault_area
 from appliance.hal.block import FileBlockDevice
 from tools.disk_image import disk_arg, raw_image
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -75,20 +73,17 @@ class BoxKey:
         return self._derive(b"ipva seal: key id").hex()[:8]
 
     def _derive(self, label: bytes) -> bytes:
-        return hmac.new(self.raw, label, hashlib.sha256).digest()
+        return _hmac_sha256(self.raw, label)
 
     def _keystream(self, nonce: bytes, n: int) -> bytes:
         k = self._derive(b"ipva seal: encryption")
-        blocks = (
-            hmac.new(k, nonce + i.to_bytes(4, "big"), hashlib.sha256).digest()
-            for i in range((n + 31) // 32)
-        )
+        blocks = (_hmac_sha256(k, nonce + i.to_bytes(4, "big")) for i in range((n + 31) // 32))
         return b"".join(blocks)[:n]
 
     def _tag(self, context: str, nonce: bytes, ciphertext: bytes) -> bytes:
         k = self._derive(b"ipva seal: authentication")
         msg = b"\0".join((context.encode(), self.id.encode(), nonce, ciphertext))
-        return hmac.new(k, msg, hashlib.sha256).digest()[:TAG_BYTES]
+        return _hmac_sha256(k, msg)[:TAG_BYTES]
 
     def seal(self, plain: str, context: str) -> str:
         """`plain` sealed for `context` (which argument it belongs to, e.g. ADMIN0/pwd)."""
@@ -100,6 +95,8 @@ class BoxKey:
 
     def open(self, token: str, context: str) -> str:
         """The plain text of a sealed value; SealError if it is not this box's or changed."""
+        import hmac  # here, as in _hmac_sha256: it loads OpenSSL's libcrypto
+
         m = re.fullmatch(SEALED_RE, token)
         if not m:
             raise SealError("not a sealed value", foreign=False)
@@ -122,6 +119,15 @@ class BoxKey:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             raise SealError("damaged (not text)", foreign=False) from None
+
+
+def _hmac_sha256(key: bytes, msg: bytes) -> bytes:
+    # imported here: hashlib and hmac load OpenSSL's libcrypto, which a box without secrets
+    # does not need before its prompt
+    import hashlib
+    import hmac
+
+    return hmac.new(key, msg, hashlib.sha256).digest()
 
 
 def context_of(key: ObjKey, arg: str) -> str:

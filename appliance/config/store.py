@@ -24,7 +24,6 @@ line still refuses the whole file.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -134,6 +133,8 @@ _FOREIGN_RE = re.compile(
 
 
 def _digest(body: str) -> str:
+    import hashlib  # here: it loads OpenSSL's libcrypto, and only backups need it
+
     return hashlib.sha256(body.encode("ascii")).hexdigest()[:32]
 
 

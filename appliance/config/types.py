@@ -7,8 +7,6 @@ validation, `config show` output and `help` all agree. Every type guarantees
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import os
 import re
@@ -245,6 +243,8 @@ SALT_HEX = 12
 
 def digest_secret(user: str, clear: str, algorithm: str, realm: str = DIGEST_REALM) -> str:
     """H(user:realm:password), the stored secret of a Digest login ("MD5" or "SHA-256")."""
+    import hashlib  # here: hashlib loads OpenSSL's libcrypto, which the prompt does not need
+
     h = hashlib.md5 if algorithm == "MD5" else hashlib.sha256
     return h(f"{user}:{realm}:{clear}".encode()).hexdigest()
 
@@ -367,6 +367,9 @@ def password_user(stored: str) -> str | None:
 def check_password(stored: str, clear: str, user: str = "admin") -> bool:
     """True if `clear` is the password of `user` whose hash is `stored`; an empty `stored`
     is the factory password."""
+    import hashlib  # here: hashlib and hmac load OpenSSL's libcrypto (not before the prompt)
+    import hmac
+
     if not stored:
         return hmac.compare_digest(clear.encode(), FACTORY_PASSWORD.encode())
     v = digest_verifier(stored)

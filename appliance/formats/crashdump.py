@@ -24,6 +24,8 @@ reads as corrupt. Reading never raises on disk content.
 
 A leaf (appliance.formats): `ipva dump show` reads a dump with it without loading the box's
 services; the crash dump service (services/dump.py) and the crash watch write through it.
+What every boot touches (the record's magic in sector 0, the fault area) is in
+formats/dumpdisk.py, so that a boot with no dump to report does not load this module.
 """
 
 from __future__ import annotations
@@ -32,34 +34,28 @@ import dataclasses
 import enum
 import time
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import construct as cs
 
 from appliance.formats.crc import crc32_trailed
+from appliance.formats.dumpdisk import (
+    CRASH_RECORD_MAGIC,
+    FAULT_OFFSET,
+    FAULT_TEXT_MAX,
+    HEADER_SIZE,
+    TRACE_TAIL,
+    cut,
+)
 
 if TYPE_CHECKING:  # any block device: the dump disk, a raw image, a test's memory disk
     from appliance.hal.block import BlockDevice
 
-CRASH_RECORD_MAGIC = b"IPVACRSH"
 FORMAT = 2
-HEADER_SIZE = 512
 REASON_MAX = 200  # keeps the header well inside one sector
 DETAIL_OFFSET = 4096
-FAULT_OFFSET = 1 << 20
 DETAIL_MAX = FAULT_OFFSET - DETAIL_OFFSET
-FAULT_ARM_SIZE = 512
-FAULT_TEXT = FAULT_OFFSET + FAULT_ARM_SIZE
-FAULT_TEXT_MAX = 64 * 1024  # faulthandler's text for a few dozen threads fits easily
-TRACE_MIRROR = FAULT_TEXT + FAULT_TEXT_MAX
-TRACE_MIRROR_MAX = 64 * 1024
-FAULT_END = TRACE_MIRROR + TRACE_MIRROR_MAX
-FAULT_MAGIC = b"IPVAFLT\x00"
-
-TRACE_TAIL = 200  # trace lines a dump keeps (the newest)
-TEXT_MAX = 4000  # one string field (a trace line, a code line, the exception text)
 
 
 class DumpKind(enum.IntEnum):
@@ -125,15 +121,6 @@ DetailStruct = cs.Struct(
     "fault_text" / cs.PascalString(cs.Int32ul, "utf8"),  # faulthandler's output, or ""
 )
 Detail = cs.Compressed(DetailStruct, "zlib")
-
-FaultArmBody = cs.Struct(
-    "magic" / cs.Const(FAULT_MAGIC),
-    "boot_time" / cs.Int64ul,  # unix seconds of the boot that armed it
-    "build" / cs.Int32ul,
-    "bootcode_build" / cs.Int32ul,
-    "version" / _Text8,
-)
-FaultArmStruct = crc32_trailed(FaultArmBody)
 
 
 @dataclass(frozen=True)
@@ -204,11 +191,6 @@ class DumpDiskError(ValueError):
 # --- writing ------------------------------------------------------------------------------
 
 
-def _cut(text: str, limit: int = TEXT_MAX) -> str:
-    # string fields are length-prefixed; a runaway repr must not break the build
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _header_bytes(dump: CrashDump, state: DumpState, length: int, crc: int) -> bytes:
     fields = dict(
         state=state.name,
@@ -218,8 +200,8 @@ def _header_bytes(dump: CrashDump, state: DumpState, length: int, crc: int) -> b
         uptime_ms=dump.uptime_ms,
         build=dump.build,
         bootcode_build=dump.bootcode_build,
-        version=_cut(dump.version, 60),
-        reason=_cut(dump.reason, REASON_MAX),
+        version=cut(dump.version, 60),
+        reason=cut(dump.reason, REASON_MAX),
         detail_length=length,
         detail_crc32=crc,
     )
@@ -228,27 +210,25 @@ def _header_bytes(dump: CrashDump, state: DumpState, length: int, crc: int) -> b
 
 def _detail_dict(dump: CrashDump) -> dict[str, object]:
     return dict(
-        hw=_cut(dump.hw, 200),
-        config_digest=_cut(dump.config_digest, 200),
+        hw=cut(dump.hw, 200),
+        config_digest=cut(dump.config_digest, 200),
         config_objects=dump.config_objects,
         memory=dataclasses.asdict(dump.memory),
-        trace=[_cut(t) for t in dump.trace[-TRACE_TAIL:]],
+        trace=[cut(t) for t in dump.trace[-TRACE_TAIL:]],
         threads=[
             dict(
-                name=_cut(t.name, 200),
+                name=cut(t.name, 200),
                 ident=t.ident & 0xFFFFFFFFFFFFFFFF,
                 crashed=t.crashed,
                 frames=[
-                    dict(
-                        file=_cut(f.file), line=f.line, function=_cut(f.function), code=_cut(f.code)
-                    )
+                    dict(file=cut(f.file), line=f.line, function=cut(f.function), code=cut(f.code))
                     for f in t.frames[-500:]
                 ],
             )
             for t in dump.threads[:200]
         ],
-        exception=_cut(dump.exception, 64 * 1024),
-        fault_text=_cut(dump.fault_text, FAULT_TEXT_MAX),
+        exception=cut(dump.exception, 64 * 1024),
+        fault_text=cut(dump.fault_text, FAULT_TEXT_MAX),
     )
 
 
@@ -380,80 +360,6 @@ def read_dump(dev: BlockDevice) -> DumpReading:
 
 def _first_line(e: Exception) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
-
-
-# --- the fault area (faulthandler writes there on a fatal signal) -------------------------
-
-
-@dataclass(frozen=True)
-class FaultArm:
-    boot_time: int
-    version: str
-    build: int
-    bootcode_build: int
-
-
-def _arm_bytes(arm: FaultArm) -> bytes:
-    fields = dict(
-        boot_time=arm.boot_time,
-        build=arm.build,
-        bootcode_build=arm.bootcode_build,
-        version=_cut(arm.version, 60),
-    )
-    return FaultArmStruct.build({"body": {"value": fields}}).ljust(FAULT_ARM_SIZE, b"\x00")
-
-
-def arm_fault_area(dev: BlockDevice, arm: FaultArm) -> None:
-    """Record which boot the fault area belongs to; empty its text and the trace mirror."""
-    dev.write(FAULT_TEXT, bytes(FAULT_TEXT_MAX))
-    dev.write(TRACE_MIRROR, bytes(4))
-    dev.write(FAULT_OFFSET, _arm_bytes(arm))
-    dev.flush()
-
-
-def read_fault_arm(dev: BlockDevice) -> FaultArm | None:
-    """The boot the fault area was last armed by, or None (never armed, damaged)."""
-    if dev.size < FAULT_END:
-        return None
-    raw = dev.read(FAULT_OFFSET, FAULT_ARM_SIZE)
-    if raw[:8] != FAULT_MAGIC:
-        return None
-    try:
-        a = FaultArmStruct.parse(raw).body.value
-    except (cs.ConstructError, UnicodeDecodeError):  # damaged, or a wrong CRC
-        return None
-    return FaultArm(a.boot_time, a.version, a.build, a.bootcode_build)
-
-
-def read_fault_area(dev: BlockDevice) -> tuple[FaultArm, str] | None:
-    """(the arming boot, faulthandler's text) when a fatal signal left text; else None."""
-    arm = read_fault_arm(dev)
-    if arm is None:
-        return None
-    text = dev.read(FAULT_TEXT, FAULT_TEXT_MAX).split(b"\x00", 1)[0]
-    if not text.strip():
-        return None
-    return arm, text.decode("utf-8", "replace")
-
-
-def write_trace_mirror(dev: BlockDevice, lines: Sequence[str]) -> None:
-    """The newest trace lines that fit TRACE_MIRROR_MAX, for a signal's dump."""
-    blob = "\n".join(_cut(line) for line in lines).encode("utf-8")
-    if len(blob) > TRACE_MIRROR_MAX - 4:
-        blob = blob[len(blob) - (TRACE_MIRROR_MAX - 4) :]
-        blob = blob[blob.find(b"\n") + 1 :]  # whole lines only
-    dev.write(TRACE_MIRROR, cs.Int32ul.build(len(blob)) + blob)
-    dev.flush()
-
-
-def read_trace_mirror(dev: BlockDevice) -> tuple[str, ...]:
-    if dev.size < FAULT_END:
-        return ()
-    n = cs.Int32ul.parse(dev.read(TRACE_MIRROR, 4))
-    if not 0 < n <= TRACE_MIRROR_MAX - 4:
-        return ()
-    text = dev.read(TRACE_MIRROR + 4, n).decode("utf-8", "replace")
-    return tuple(text.split("\n"))
 
 
 # --- the text form (`/crash_dump.txt`, `mod cmd DUMP show`, `ipva dump show`) ---------------

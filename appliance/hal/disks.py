@@ -100,7 +100,7 @@ def assign_roles(positions: list[DiskPosition]) -> dict[DiskRole, DiskPosition]:
 
 BOOT_LABEL = b"IPVABOOT"
 FLASH_MAGIC = b"FLASHMAN"  # appliance.flash.format.SEGMENT_MAGIC at segment 0
-DUMP_MAGIC = b"IPVACRSH"  # appliance.formats.crashdump.CRASH_RECORD_MAGIC at offset 2
+DUMP_MAGIC = b"IPVACRSH"  # appliance.formats.dumpdisk.CRASH_RECORD_MAGIC at offset 2
 
 
 class Signature(enum.StrEnum):

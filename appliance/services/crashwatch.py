@@ -11,7 +11,9 @@
   `python -m appliance died RC` before it reboots, which writes a DIED
   dump unless this boot already wrote one (`record_died`);
 - `reboot`: a dump of kind REBOOT (the forced watchdog trap).
-The format is appliance.formats.crashdump's.
+The format is appliance.formats.crashdump's. A boot only arms the fault area and keeps the
+trace mirror (formats/dumpdisk.py); the dump record's format is imported when a dump is
+made (a crash, a fault the boot finds, `python -m appliance died`), not before the prompt.
 
 The trace mirror (the trace tail a signal's dump shows, since Python cannot run then) is
 kept on the disk by a writer thread, not by the thread that traces: `trace_changed()` only
@@ -24,7 +26,6 @@ crash on purpose (`mod cmd DUMP trap signal`) and disarm call `flush_trace()` fi
 from __future__ import annotations
 
 import faulthandler
-import hashlib
 import os
 import signal
 import sys
@@ -34,27 +35,22 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from appliance.formats.crashdump import (
+from appliance.formats.dumpdisk import (
     FAULT_END,
     FAULT_TEXT,
-    Condition,
-    CrashDump,
-    DumpKind,
     FaultArm,
-    Frame,
-    MemoryFigures,
-    ThreadStack,
     arm_fault_area,
-    read_dump,
     read_fault_area,
     read_fault_arm,
     read_trace_mirror,
-    write_dump,
     write_trace_mirror,
 )
 from appliance.hal.block import BlockDevice
+
+if TYPE_CHECKING:
+    from appliance.formats.crashdump import CrashDump, DumpKind, Frame, MemoryFigures, ThreadStack
 
 
 @dataclass(frozen=True)
@@ -84,6 +80,8 @@ def _proc_kib(path: str, key: str) -> int:
 
 
 def memory_figures(usable: int, dram: int) -> MemoryFigures:
+    from appliance.formats.crashdump import MemoryFigures  # imported at a dump: see the module doc
+
     return MemoryFigures(
         usable=usable,
         dram=dram,
@@ -93,6 +91,8 @@ def memory_figures(usable: int, dram: int) -> MemoryFigures:
 
 
 def _frames(summary: traceback.StackSummary) -> tuple[Frame, ...]:
+    from appliance.formats.crashdump import Frame  # imported at a dump: see the module doc
+
     return tuple(Frame(f.filename, f.lineno or 0, f.name, (f.line or "").strip()) for f in summary)
 
 
@@ -101,6 +101,8 @@ def thread_stacks(
 ) -> tuple[ThreadStack, ...]:
     """Every thread's Python stack; the crashed thread's is its exception's traceback (the
     frames that raised), as that thread is already unwinding in the hook."""
+    from appliance.formats.crashdump import ThreadStack  # imported at a dump: see the module doc
+
     names = {t.ident: t.name for t in threading.enumerate()}
     frames: dict[int, FrameType] = dict(sys._current_frames())
     stacks = []
@@ -143,6 +145,9 @@ def collect(
     fault_text: str = "",
 ) -> CrashDump:
     """A dump of the box as it is now; each source is asked defensively (_ask)."""
+    import hashlib  # here: it loads OpenSSL's libcrypto, not needed before a crash
+
+    from appliance.formats.crashdump import CrashDump  # imported at a dump: see the module doc
 
     text, objects = _ask(ctx.saved_config, ("", 0))
     usable, dram = _ask(ctx.memory, (0, 0))
@@ -206,6 +211,8 @@ class CrashWatch:
         if found is None:
             return None
         arm, text = found
+        from appliance.formats.crashdump import CrashDump, DumpKind  # a dump: see the module doc
+
         first = text.strip().splitlines()[0] if text.strip() else "fatal signal"
         dump = CrashDump(
             kind=DumpKind.SIGNAL,
@@ -270,6 +277,8 @@ class CrashWatch:
 
     # -- crashes ---------------------------------------------------------------------------
     def write(self, dump: CrashDump) -> bool:
+        from appliance.formats.crashdump import write_dump  # imported at a dump: see the module doc
+
         try:
             write_dump(self.dev, dump)
         except (OSError, ValueError) as e:
@@ -334,6 +343,8 @@ class CrashWatch:
             return
         where = f"thread {args.thread.name}" if args.thread is not None else "a thread"
         ident = args.thread.ident if args.thread is not None else None
+        from appliance.formats.crashdump import DumpKind  # imported at a dump: see the module doc
+
         dump = self.crash(
             DumpKind.EXCEPTION,
             _exc_reason(where, args.exc_value),
@@ -348,6 +359,8 @@ class CrashWatch:
     ) -> None:
         if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
             return
+        from appliance.formats.crashdump import DumpKind  # imported at a dump: see the module doc
+
         dump = self.crash(
             DumpKind.EXCEPTION,
             _exc_reason("the main thread", exc),
@@ -372,6 +385,8 @@ def record_died(dev: BlockDevice, rc: int) -> CrashDump | None:
     """After the runtime process ended (bootcode): write a DIED dump, unless the fault area
     holds a fatal signal's text (the next boot collects that, it says more) or a dump was
     written during the boot that ended (an exception dump, a reboot)."""
+    from appliance.formats.crashdump import Condition, CrashDump, DumpKind, read_dump, write_dump
+
     if read_fault_area(dev) is not None:
         return None
     arm = read_fault_arm(dev)

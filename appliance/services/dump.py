@@ -42,16 +42,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from appliance.events import Crashed, Event, RestartRequested, Traced
-from appliance.formats.crashdump import (
-    TRACE_TAIL,
-    Condition,
-    CrashDump,
-    DumpKind,
-    clear_dump,
-    format_dump,
-    mark_reported,
-    read_dump,
-)
+from appliance.formats.dumpdisk import TRACE_TAIL, may_hold_dump
 from appliance.hal.block import BlockDevice, FileBlockDevice
 from appliance.hal.types import DiskRole, RestartKind
 from appliance.modcmd import Command, ModCmdError
@@ -60,6 +51,7 @@ from appliance.services.crashwatch import CrashWatch, DumpContext
 
 if TYPE_CHECKING:
     from appliance.box import Box
+    from appliance.formats.crashdump import CrashDump
 
 REBOOT_REASON = "watchdog trap (reboot command)"
 NO_DUMP_DISK = "DUMP: no crash dump disk on this platform"
@@ -118,6 +110,11 @@ class CrashDumpService(BaseService):
         self._unsubscribe.append(box.events.subscribe(self._on_event))
 
     def _report(self, box: Box, dev: BlockDevice) -> None:
+        if not may_hold_dump(dev):  # the usual boot: the dump's format is not even loaded
+            return
+        # imported here, when there is a dump, as in crashwatch (not before the prompt)
+        from appliance.formats.crashdump import Condition, mark_reported, read_dump
+
         reading = read_dump(dev)
         if reading.condition is Condition.VALID and reading.dump is not None:
             if reading.dump.reported:
@@ -136,6 +133,8 @@ class CrashDumpService(BaseService):
             self.watch.trace_changed()
         if isinstance(event, RestartRequested) and event.kind is RestartKind.REBOOT:
             if self.watch is not None and not self._crashed:
+                from appliance.formats.crashdump import DumpKind  # a dump: see _report
+
                 self.watch.crash(DumpKind.REBOOT, REBOOT_REASON)
 
     def _restart(self, dump: CrashDump) -> None:
@@ -160,9 +159,13 @@ class CrashDumpService(BaseService):
         return self.dev
 
     def show(self, box: Box, args: list[str]) -> str:
+        from appliance.formats.crashdump import format_dump, read_dump  # see _report
+
         return format_dump(read_dump(self._dev())).rstrip("\n")
 
     def clear(self, box: Box, args: list[str]) -> str:
+        from appliance.formats.crashdump import clear_dump  # see _report
+
         try:
             clear_dump(self._dev())
         except (OSError, ValueError) as e:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from appliance import xmltext
 from appliance.hal import memory
-from appliance.hal.aes import Aes, measure_srtp_mips, select_aes
 from appliance.hal.cpu import CpuInfo
 from appliance.hal.memory import format_mem
 from appliance.modcmd import Command
@@ -24,6 +23,7 @@ from appliance.service import BaseService
 
 if TYPE_CHECKING:
     from appliance.box import Box
+    from appliance.hal.aes import Aes
     from appliance.hal.platform import Platform
     from appliance.trace import TraceFn
 
@@ -75,12 +75,17 @@ class HardwareService(BaseService):
 
     def runtime_aes(self, cpu: CpuInfo) -> tuple[Aes, str]:
         """The AES the runtime uses (chosen once per boot)."""
+        # imported here: only CPU cpu-info and aes need it (and hmac, which loads libcrypto)
+        from appliance.hal.aes import select_aes
+
         with self._lock:
             if self._aes is None:
                 self._aes = select_aes(cpu.flags)
             return self._aes
 
     def cpu_info(self, box: Box, args: list[str]) -> str:
+        from appliance.hal.aes import measure_srtp_mips  # here: see runtime_aes
+
         cpu = box.platform.cpu()
         aes, _why = self.runtime_aes(cpu)
         with self._lock:

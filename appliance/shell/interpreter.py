@@ -35,10 +35,13 @@ from appliance.config.varlines import (
     under,
 )
 from appliance.flash.limits import FlashError
-from appliance.services.update.script import Final
 
 if TYPE_CHECKING:
     from appliance.services.update.service import UpdateService
+
+# the update server's finals that are console lines of their own (`iresetn` after UP0 prot):
+# values of services/update/script.py's Final, which is imported only when one is typed
+FINAL_LINES = ("ireset", "resetn", "iresetn")
 
 CONFIG_SEMANTICS = """\
 The box keeps three configurations:
@@ -106,9 +109,7 @@ class Shell:
             "config": self._config,
             "reset": self._reset,
             # the update server's finals as lines of their own (`iresetn` after UP0 prot)
-            **{
-                f.value: self._final_handler(f) for f in (Final.IRESET, Final.RESETN, Final.IRESETN)
-            },  # fmt: skip
+            **{name: self._final_handler(name) for name in FINAL_LINES},
             "reboot": self._reboot,
             "mod": self._mod,
             "vars": self._vars,
@@ -250,14 +251,17 @@ class Shell:
 
         return box.service(UpdateService)
 
-    def _final_handler(self, final: Final) -> Handler:
+    def _final_handler(self, name: str) -> Handler:
         def run(box: Box, words: list[Word]) -> str:
             if words:
-                return error(f"{final.value} takes no arguments, got {show_token(words[0].text)}")
+                return error(f"{name} takes no arguments, got {show_token(words[0].text)}")
             update = self._update_service(box)
             if update is None:
-                return error(f"{final.value}: no update service on this box; use reset")
-            return update.reset_final(box, final)
+                return error(f"{name}: no update service on this box; use reset")
+            # imported by now (with the update service); not at the top: see FINAL_LINES
+            from appliance.services.update.script import Final
+
+            return update.reset_final(box, Final(name))
 
         return run
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.boot import Boot, _interpreter_start, _print_imports
+from bench.boot import PROMPT, Boot, _interpreter_start, _print_imports, report
 
 CONSOLE = [
     "import time: self [us] | cumulative | imported package",
@@ -42,3 +42,12 @@ def test_the_interpreters_own_start_is_apart_from_its_imports() -> None:
     }
     assert _interpreter_start(Boot(lines=lines[:1]), 2.0) == {}
     assert _interpreter_start(Boot(lines=lines), None) == {}
+
+
+def test_a_run_without_floor_boots_still_reports() -> None:
+    """`bench(["empty"], n, baseline=…)` or profile boots alone: no floor to divide by, and
+    the noise line names only the kinds that have a ready row."""
+    boot = Boot(lines=[(2.0, "IPVA bootcode"), (4.0, "0:0000:030:4 - cpu"), (5.0, PROMPT)])
+    out: list[str] = []
+    report({"empty": [boot], "baseline": [boot]}, out.append)
+    assert out[-1] == "noise, (max - min) / median: empty 0%, baseline 0%"

@@ -9,16 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from appliance.formats.crashdump import (
-    FAULT_TEXT,
-    CrashDump,
-    DumpKind,
-    FaultArm,
-    Frame,
-    ThreadStack,
-    arm_fault_area,
-    write_dump,
-)
+from appliance.formats.crashdump import CrashDump, DumpKind, Frame, ThreadStack, write_dump
+from appliance.formats.dumpdisk import FAULT_TEXT, FaultArm, arm_fault_area
 from appliance.hal.block import FileBlockDevice
 from tools.cli import main
 

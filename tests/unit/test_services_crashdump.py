@@ -11,28 +11,30 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.formats.crashdump import (
-    CRASH_RECORD_MAGIC,
     DETAIL_OFFSET,
-    FAULT_END,
-    FAULT_TEXT,
-    HEADER_SIZE,
     REASON_MAX,
     Condition,
     CrashDump,
     Detail,
     DumpKind,
-    FaultArm,
     Frame,
     Header,
     MemoryFigures,
     ThreadStack,
-    arm_fault_area,
     clear_dump,
     format_dump,
     mark_reported,
     read_dump,
-    read_fault_area,
     write_dump,
+)
+from appliance.formats.dumpdisk import (
+    CRASH_RECORD_MAGIC,
+    FAULT_END,
+    FAULT_TEXT,
+    HEADER_SIZE,
+    FaultArm,
+    arm_fault_area,
+    read_fault_area,
 )
 from appliance.hal.block import MemoryBlockDevice
 from tests.unit.flashdev import MODES, CutDevice, PowerCut
@@ -274,11 +276,7 @@ def test_random_headers_with_the_magic_never_crash_the_reader(raw: bytes) -> Non
 
 
 def test_trace_mirror_keeps_the_newest_whole_lines() -> None:
-    from appliance.formats.crashdump import (
-        TRACE_MIRROR_MAX,
-        read_trace_mirror,
-        write_trace_mirror,
-    )
+    from appliance.formats.dumpdisk import TRACE_MIRROR_MAX, read_trace_mirror, write_trace_mirror
 
     dev = MemoryBlockDevice(DISK)
     assert read_trace_mirror(dev) == ()
@@ -292,7 +290,7 @@ def test_trace_mirror_keeps_the_newest_whole_lines() -> None:
 
 
 def test_fault_arm_round_trips_and_a_damaged_one_reads_as_none() -> None:
-    from appliance.formats.crashdump import FAULT_OFFSET, FaultArmStruct, read_fault_arm
+    from appliance.formats.dumpdisk import FAULT_OFFSET, FaultArmStruct, read_fault_arm
 
     dev = MemoryBlockDevice(DISK)
     arm = FaultArm(1_700_000_000, "16r1sr1", 1601001, 1601002)

@@ -13,17 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.formats.crashdump import (
-    FAULT_END,
-    TRACE_MIRROR,
-    Condition,
-    CrashDump,
-    DumpKind,
-    format_dump,
-    read_dump,
-    read_fault_area,
-    read_trace_mirror,
-)
+from appliance.formats.crashdump import Condition, CrashDump, DumpKind, format_dump, read_dump
+from appliance.formats.dumpdisk import FAULT_END, TRACE_MIRROR, read_fault_area, read_trace_mirror
 from appliance.hal.block import FileBlockDevice, MemoryBlockDevice
 from appliance.services.crashwatch import (
     CrashWatch,
@@ -112,7 +103,7 @@ def test_fatal_signal_lands_in_the_fault_area_and_becomes_a_dump_at_boot(disk: P
         f"""
         import dataclasses, os, signal, threading, time
         from appliance.hal.block import FileBlockDevice
-        from appliance.formats.crashdump import read_trace_mirror
+        from appliance.formats.dumpdisk import read_trace_mirror
         from appliance.services.crashwatch import CrashWatch
         from tests.receivers import wait_for
         from tests.unit.test_services_crashwatch import context

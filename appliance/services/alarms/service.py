@@ -19,6 +19,9 @@ boxes send by the Standard method is the receiver's (receiver.py); the web admin
 all of it through `AlarmService` (the HTTP service's AdminBox.alarms()).
 
 `mod cmd ALARM0 show [N] [event|alarm|fault]`, `clear`, `xml [severity]`, `info`, `test`.
+
+The forwarder and the mailer are imported when configured (the forward server, MAIL0 /to),
+not for a box's prompt.
 """
 
 from __future__ import annotations
@@ -55,8 +58,6 @@ from appliance.service import BaseService
 from appliance.services.alarms import codes
 from appliance.services.alarms.codes import Code, Severity
 from appliance.services.alarms.entry import Entry
-from appliance.services.alarms.forward import Forwarder, HttpForward, SyslogForward
-from appliance.services.alarms.mail import Mailer, MailSettings
 from appliance.services.alarms.queues import MemoryQueue, PersistentQueue, last_seq, persisted
 from appliance.services.alarms.receiver import CfFull, Receiver
 from appliance.trace import Tag, format_trace
@@ -64,6 +65,8 @@ from appliance.trace import Tag, format_trace
 if TYPE_CHECKING:
     from appliance.box import Box
     from appliance.config import Activation
+    from appliance.services.alarms.forward import Forwarder, HttpForward, SyslogForward
+    from appliance.services.alarms.mail import Mailer, MailSettings
 
 MODULES_OWNED = ("ALARM0", "MAIL0")
 DRAIN_S = 2.0  # at stop: time for queued entries to reach the forward server
@@ -150,6 +153,8 @@ def _values(box: Box, module: str) -> dict[str, Any]:
 def mail_settings(v: dict[str, Any]) -> MailSettings | None:
     if not v["to"]:
         return None
+    from appliance.services.alarms.mail import MailSettings  # here: see the module doc
+
     return MailSettings(
         str(v["from"]), str(v["from-name"]), str(v["to"]), str(v["to-name"]), str(v["server"]),
         int(v["port"]), str(v["user"]), str(v["pwd"]), int(v["rate"]), v["tls"] == "verify",
@@ -256,7 +261,11 @@ class AlarmService(BaseService):
                 )
             settings = mail_settings({**mail, "pwd": (smtp_pwd or "").removeprefix(CLEAR_PREFIX)})
             old_mail = self.mailer
-            self.mailer = Mailer(settings, lambda: box.name) if settings else None
+            self.mailer = None
+            if settings is not None:
+                from appliance.services.alarms.mail import Mailer  # here: see the module doc
+
+                self.mailer = Mailer(settings, lambda: box.name)
             if old_mail is not None:
                 old_mail.stop()
             if self.mailer is not None:
@@ -265,6 +274,9 @@ class AlarmService(BaseService):
     def _make_forwarder(self, v: dict[str, Any]) -> Forwarder | None:
         if not v["addr"]:
             return None
+        # here: see the module doc
+        from appliance.services.alarms.forward import Forwarder, HttpForward, SyslogForward
+
         if v["method"] == "syslog":
             dest: HttpForward | SyslogForward = SyslogForward(
                 [str(v["addr"]), str(v["addr2"])], int(v["port"]), int(v["class"])
@@ -406,8 +418,12 @@ class AlarmService(BaseService):
         box's job), not by HTTP (two boxes forwarding to each other would loop)."""
         entry = self.receiver.take_entry(body, client)
         fwd = self.forwarder
-        if fwd is not None and isinstance(fwd.dest, SyslogForward):
-            fwd.put(entry)
+        if fwd is not None:
+            # imported with the forwarder (_make_forwarder)
+            from appliance.services.alarms.forward import SyslogForward
+
+            if isinstance(fwd.dest, SyslogForward):
+                fwd.put(entry)
         return entry
 
     def take_log_line(self, body: bytes, client: str) -> str:
