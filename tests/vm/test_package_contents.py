@@ -1,13 +1,16 @@
 """What the built boot disk carries, and nothing the guest never needs (issue 27, a smaller
 package): a zstd kernel; a bootcode without a C library (busybox and signify static, busybox
 with only the box's applets); no executables but python3.11 and the openssl command
-(certificates and requests: services/http) and only the codecs the box looks up in the
-payload. The VM tests boot the same disks."""
+(certificates and requests: services/http), only the codecs the box looks up, and bytecode
+without column tables in the payload. The VM tests boot the same disks."""
 
 from __future__ import annotations
 
+import marshal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from types import CodeType
 
 import pytest
 
@@ -71,3 +74,24 @@ def test_the_bootcode_has_no_c_library_and_only_the_boxs_applets(
         assert _is_static((tmp_path / program).read_bytes()), f"{program} is not static"
     links = {p.name for p in (tmp_path / "bin").iterdir() if p.is_symlink()}
     assert links == {a.name for a in APPLETS} - {"busybox"}
+
+
+def _code_objects(code: CodeType) -> Iterator[CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _code_objects(const)
+
+
+def test_the_payloads_bytecode_has_no_column_tables(ipva_dist: Path, tmp_path: Path) -> None:
+    # compiled with -X no_debug_ranges: the columns only put carets under a traceback's
+    # source line, and the payload has no source (-0.8 MB of IPVA.BIN)
+    subprocess.run(["unsquashfs", "-q", "-n", "-o", str(HEADER_SIZE), "-d", tmp_path / "p",
+                    ipva_dist / "ipva.bin", "usr/lib/python3.11/json",
+                    "usr/lib/ipva/appliance/shell"], check=True)  # fmt: skip
+    pycs = sorted((tmp_path / "p").rglob("*.pyc"))
+    assert len(pycs) > 5
+    for pyc in pycs:
+        for code in _code_objects(marshal.loads(pyc.read_bytes()[16:])):
+            positions = list(code.co_positions())
+            assert positions and all(p[2] is None for p in positions), f"{pyc}: {code.co_name}"
