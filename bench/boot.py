@@ -47,6 +47,7 @@ from pathlib import Path
 from appliance.flash import mount_flash
 from appliance.hal.block import FileBlockDevice
 from bench.flash import fill_flash
+from firmware.bootbins import build_bootbins
 from firmware.debs import fetch_debs, resolve_kernel_package
 from firmware.initramfs import make_cpio_zstd
 from firmware.run import run
@@ -219,8 +220,7 @@ def marker_disks(dist: Path, work: Path, kernel: Path, name: str) -> list[Path]:
     """A kernel and a marker-only initramfs on a boot disk made the same way as the box's."""
     tree = work / f"{name}-root"
     (tree / "bin").mkdir(parents=True)
-    debroot = next((REPO / ".cache" / "work").glob("debroot-*"))
-    shutil.copy2(debroot / "bin/busybox", tree / "bin/busybox")
+    shutil.copy2(build_bootbins(REPO / ".cache").busybox, tree / "bin/busybox")
     for applet in ("sh", "echo", "sleep", "mount", "cut"):
         (tree / "bin" / applet).symlink_to("busybox")
     (tree / "dev").mkdir()

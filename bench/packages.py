@@ -53,9 +53,8 @@ PAYLOAD_PARTS = (
 
 # the bootcode's parts (INITRD.ZST), the same way
 INITRD_PARTS = (
-    ("busybox (static)", ("bin/busybox",)),
-    ("C library and loader (signify's)", ("lib/signify/libc.", "lib/signify/ld-")),
-    ("signify-openbsd, libbsd, libmd", ("lib/signify/",)),
+    ("busybox (static, musl, the box's applets)", ("bin/busybox",)),
+    ("signify-openbsd (static, musl)", ("bin/signify-openbsd",)),
 )  # fmt: skip
 
 WARM_RUNS = 3

@@ -20,7 +20,6 @@ from firmware.run import ToolError, run
 # names the ABI package; the generic amd64 flavour, as the box used to run.
 KERNEL_META = "linux-image-amd64"
 GUEST_PACKAGES = (
-    "busybox-static",
     "python3.11-minimal",
     "libpython3.11-minimal",
     "libpython3.11-stdlib",
@@ -39,11 +38,8 @@ GUEST_PACKAGES = (
     "python3-jinja2",  # the admin pages' templates
     "python3-markupsafe",  # jinja2's escaping (one small C extension)
     "ca-certificates",  # Mozilla's CAs: HTTPS update servers (payload.py bundles them)
-    # signed firmware: the bootcode checks a slot with signify (and its libraries, carried in
-    # the initramfs), the runtime checks uploads with python3-ecdsa's Ed25519
-    "signify-openbsd",
-    "libbsd0",
-    "libmd0",
+    # signed firmware: the runtime checks uploads with python3-ecdsa's Ed25519 (the bootcode's
+    # signify and busybox are built from Debian's source: firmware/bootbins.py)
     "python3-ecdsa",
     "python3-six",  # ecdsa needs it
 )
@@ -84,6 +80,18 @@ def _candidate_versions(packages: list[str]) -> dict[str, str]:
 
 def candidate_version(package: str) -> str:
     return _candidate_versions([package])[package]
+
+
+def source_of(package: str) -> tuple[str, str]:
+    """The source package (name, version) Debian built `package`'s candidate from: a binNMU
+    (version +bN) or a differently named binary says so in its Source field."""
+    version = candidate_version(package)
+    out = run(["apt-cache", "show", "--no-all-versions", f"{package}={version}"],
+              capture=True).stdout.decode()  # fmt: skip
+    m = re.search(r"^Source:\s*(\S+)(?:\s+\((\S+)\))?\s*$", out, re.M)
+    if not m:
+        return package, version
+    return m[1], m[2] or version
 
 
 def resolve_dependency(meta: str, pattern: str) -> str:
@@ -146,6 +154,59 @@ def unpack(debs: list[Deb], root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for deb in debs:
         run(["dpkg-deb", "-x", deb.path, root])
+
+
+def _source_list() -> str:
+    """deb-src lines for the Debian repositories the host's apt already uses (its mirror,
+    its suites): the source packages of the same release as the binary ones."""
+    out = run(
+        ["apt-get", "indextargets", "--format", "$(REPO_URI) $(RELEASE) $(COMPONENT)",
+         "Created-By: Packages", "Origin: Debian"],
+        capture=True,
+    ).stdout.decode()  # fmt: skip
+    lines = sorted({f"deb-src {ln}\n" for ln in out.splitlines() if len(ln.split()) == 3})
+    if not lines:
+        raise ToolError("no Debian repository in apt's sources: run `apt-get update`")
+    return "".join(lines)
+
+
+def fetch_source(
+    cache_dir: Path, package: str, version: str, note: Callable[[str], None] = lambda _t: None
+) -> Deb:
+    """Debian's source package `package`=`version` (its .dsc beside its tarballs), downloaded
+    once into the cache with `apt-get source`. The host's apt has no deb-src lines (a fresh
+    Debian 12 has none), so this uses its own source list and package lists under the
+    cache, made from the host's repositories; nothing of the host's apt changes."""
+    cache = (cache_dir / "sources").resolve()  # apt runs there: its options need no cwd
+    cache.mkdir(parents=True, exist_ok=True)
+    dsc = cache / f"{package}_{version.split(':')[-1]}.dsc"
+    if not dsc.exists():
+        apt = cache / "apt"
+        (apt / "lists/partial").mkdir(parents=True, exist_ok=True)
+        (apt / "sources.list").write_text(_source_list())
+        opts = [
+            "-q", "-o", f"Dir::Etc::SourceList={apt / 'sources.list'}",
+            "-o", "Dir::Etc::SourceParts=/dev/null", "-o", f"Dir::State::Lists={apt / 'lists'}",
+            "-o", f"Dir::Cache={apt}", "-o", "APT::Sandbox::User=root",
+            # no binary caches of the lists: one made before `update` would hide the new ones
+            "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=",
+        ]  # fmt: skip
+        get = ["apt-get", *opts, "source", "--download-only", f"{package}={version}"]
+        try:
+            run(get, cwd=cache)
+        except ToolError:  # no lists yet, or older ones that lack this version
+            run(["apt-get", *opts, "update"])
+            run(get, cwd=cache)
+        if not dsc.exists():
+            raise ToolError(f"apt-get source {package}={version} did not produce {dsc.name}")
+        note(f"source {package} {version} (downloaded)")
+    return Deb(package, version, _sha256(dsc), dsc)
+
+
+def unpack_source(dsc: Path, dest: Path) -> None:
+    """The source tree with Debian's patches applied (dpkg-source -x checks the files' sums
+    against the .dsc, which apt checked against the signed Sources list)."""
+    run(["dpkg-source", "-x", dsc, dest])
 
 
 def write_manifest(debs: list[Deb], path: Path) -> None:

@@ -6,8 +6,7 @@ first. /usr, /lib64 and the libc directory are links into the payload's mount po
 
 The check's keyring (/etc/ipva/keyring/<name>.pub, signify public keys) and signify itself
 are here: a slot is trusted only by what the boot disk carries, never by what the image
-brings. signify is Debian's (dynamically linked): it runs from /lib/signify with its own
-libc, libbsd and libmd through their loader, before any payload is mounted.
+brings. busybox and signify are static (firmware/bootbins.py): no C library or loader here.
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ import shutil
 from pathlib import Path
 
 from appliance.formats.signify import PublicKey
-from firmware.payload import copy_lib, set_tree_mtime
+from firmware.bootbins import BootBins
+from firmware.payload import set_tree_mtime
 from firmware.run import run
 
 BOOTCODE_DIR = Path(__file__).parent / "bootcode"
@@ -25,13 +25,12 @@ LINKS_INTO_PAYLOAD = {
     "lib64": "/fw/lib64",
     "lib/x86_64-linux-gnu": "/fw/lib/x86_64-linux-gnu",
 }
-SIGNIFY_DIR = "lib/signify"  # the verifier and its libraries (run by /etc/signify.sh)
-SIGNIFY_LIBS = ("ld-linux-x86-64.so.2", "libc.so.6", "libbsd.so.0", "libmd.so.0")
+SIGNIFY = "bin/signify-openbsd"  # the verifier (run by /etc/signify.sh)
 KEYRING_DIR = "etc/ipva/keyring"
 
 
 def make_initramfs_tree(
-    debroot: Path, tree: Path, bootcode_version: str, keyring: list[PublicKey]
+    bins: BootBins, tree: Path, bootcode_version: str, keyring: list[PublicKey]
 ) -> None:
     """Lay out the initramfs root; `keyring`: the keys a slot must be signed with."""
     if tree.exists():
@@ -39,7 +38,7 @@ def make_initramfs_tree(
     for d in ("bin", "etc", "proc", "sys", "dev", "run", "tmp", "boot", "fw", "lib", "root"):
         (tree / d).mkdir(parents=True)
     busybox = tree / "bin/busybox"
-    shutil.copy2(debroot / "bin/busybox", busybox)
+    shutil.copy2(bins.busybox, busybox)
     applets = run([busybox, "--list"], capture=True).stdout.decode().split()
     for applet in applets:
         if applet != "busybox":
@@ -55,11 +54,7 @@ def make_initramfs_tree(
     (tree / "etc/udhcpc.script").chmod(0o755)
     (tree / "etc/bootcode-version").write_text(bootcode_version + "\n")
     shutil.copy2(BOOTCODE_DIR / "signify.sh", tree / "etc/signify.sh")
-    signify = tree / SIGNIFY_DIR
-    signify.mkdir(parents=True)
-    shutil.copy2(debroot / "bin/signify-openbsd", signify / "signify-openbsd")
-    for lib in SIGNIFY_LIBS:
-        copy_lib(debroot, lib, signify)
+    shutil.copy2(bins.signify, tree / SIGNIFY)
     (tree / KEYRING_DIR).mkdir(parents=True)
     for key in keyring:
         text = key.to_text(f"ipva keyring: {key.name}")

@@ -34,6 +34,8 @@ TOOL_PACKAGES = {
     "gcc": "gcc",
     "make": "make",
     "tar": "tar",
+    "dpkg-source": "dpkg-dev",
+    "musl-gcc": "musl-tools",
     "qemu-img": "qemu-utils",
     "qemu-system-x86_64": "qemu-system-x86",
     "xmllint": "libxml2-utils",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from firmware import debs as debs_mod
 from firmware import ipvabin
+from firmware.bootbins import build_bootbins
 from firmware.initramfs import make_cpio_zstd, make_initramfs_tree
 from firmware.kernel import build_kernel
 from firmware.payload import make_payload_tree, make_squashfs
@@ -94,11 +95,14 @@ def build(
     with timed("Building the kernel (cached after the first build)"):
         kernel = build_kernel(cache, epoch, note=note)
         # the kernel's source package went into the build as much as the guest's packages
-        debs_mod.write_manifest([*debs, kernel.source], out / "debs.json")
+    with timed("Building busybox and signify (cached after the first build)"):
+        bins = build_bootbins(cache, note=note)
+        # the source packages went into the build as much as the guest's packages
+        debs_mod.write_manifest([*debs, kernel.source, *bins.sources], out / "debs.json")
     bootcode_version = f"{settings.version} build {settings.build}"
     with timed("Making the bootcode (initramfs)"):
         # the keyring: the signing key's public half, so the box takes only what it signed
-        make_initramfs_tree(debroot, work / "initramfs", bootcode_version, [key.public()])
+        make_initramfs_tree(bins, work / "initramfs", bootcode_version, [key.public()])
         make_cpio_zstd(work / "initramfs", work / "initrd.zst", epoch)
     with timed("Making the firmware payload (CPython + runtime)"):
         make_payload_tree(debroot, REPO, work / "payload", settings.stamp)

@@ -1,15 +1,14 @@
 # ipva bootcode: the signature on a firmware image, sourced by /init (busybox sh).
 # The header's bytes 0..111 are signed (appliance/formats/ipvabin.py); the base64 line of a
 # signify signature is at offset 128, NUL padded. The keys are the initramfs's own
-# (/etc/ipva/keyring/*.pub), never the image's. Debian's signify runs through its own loader
-# and libraries in /lib/signify: the payload (and its libc) is not trusted yet.
+# (/etc/ipva/keyring/*.pub), never the image's. signify is Debian's, built static
+# (firmware/bootbins.py): nothing of the payload, not trusted yet, runs.
 
-SIGNIFY_DIR=/lib/signify
+SIGNIFY=/bin/signify-openbsd
 KEYRING=/etc/ipva/keyring
 
 signify() {
-    "$SIGNIFY_DIR/ld-linux-x86-64.so.2" --library-path "$SIGNIFY_DIR" \
-        "$SIGNIFY_DIR/signify-openbsd" "$@"
+    "$SIGNIFY" "$@"
 }
 
 # key number (hex) of a signify record given as base64 (bytes 2..9)

@@ -1,10 +1,10 @@
-"""The bootcode's signature check (firmware/bootcode/signify.sh) in busybox sh with Debian's
-signify-openbsd and the libraries the initramfs carries, run through their own loader as
-/init does: it takes what the keyring signed and gives the box's reasons for the rest, the
-same decisions as the runtime's check (appliance/formats/ipvabin.py).
+"""The bootcode's signature check (firmware/bootcode/signify.sh) with the initramfs's own
+busybox and signify (static, firmware/bootbins.py), as /init runs it: it takes what the
+keyring signed and gives the box's reasons for the rest, the same decisions as the runtime's
+check (appliance/formats/ipvabin.py).
 
-signify and its libraries come from a build's unpacked packages (.cache/work/debroot-*,
-made by `ipva build`); the VM test tests/vm/test_signing_vm.py runs the same at a real boot."""
+busybox and signify come from a build's initramfs tree (.cache/work/initramfs, made by
+`ipva build`); the VM test tests/vm/test_signing_vm.py runs the same at a real boot."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from firmware import ipvabin
-from firmware.initramfs import SIGNIFY_LIBS
-from firmware.payload import copy_lib
+from firmware.initramfs import SIGNIFY
 from tests.signing import TEST_KEY, signing_cases
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,39 +23,29 @@ SIGNIFY_SH = REPO / "firmware/bootcode/signify.sh"
 PAYLOAD = bytes(range(256)) * 64
 
 
-def _debroot() -> Path:
-    roots = sorted((REPO / ".cache/work").glob("debroot-*/bin/signify-openbsd"))
-    if not roots:
-        pytest.skip("no build's unpacked packages with signify-openbsd: run `ipva build` first")
-    return roots[-1].parent.parent
-
-
 @pytest.fixture(scope="module")
-def signify_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = _debroot()
-    d = tmp_path_factory.mktemp("signify")
-    shutil.copy2(root / "bin/signify-openbsd", d / "signify-openbsd")
-    for lib in SIGNIFY_LIBS:
-        copy_lib(root, lib, d)
-    return d
+def initramfs() -> Path:
+    tree = REPO / ".cache/work/initramfs"
+    if not (tree / SIGNIFY).exists():
+        pytest.skip("no build's initramfs with signify: run `ipva build` first")
+    return tree
 
 
-def _check(signify_dir: Path, tmp_path: Path, image: bytes) -> tuple[int, str]:
+def _check(initramfs: Path, tmp_path: Path, image: bytes) -> tuple[int, str]:
     """check_signature on `image` with a keyring of the test key: (status, WHY)."""
-    bb = shutil.which("busybox")
-    assert bb is not None, "busybox not found: apt-get install busybox-static"
+    bb = shutil.copy2(initramfs / "bin/busybox", tmp_path / "busybox")
     bindir = tmp_path / "bin"
     bindir.mkdir(exist_ok=True)
     for applet in ("dd", "tr", "base64", "od", "tail", "head", "printf", "cat"):
         if not (bindir / applet).exists():
-            (bindir / applet).symlink_to(bb)
+            (bindir / applet).symlink_to(bb)  # the box's applets (absent: not found)
     ring = tmp_path / "keyring"
     ring.mkdir(exist_ok=True)
     (ring / "test.pub").write_text(TEST_KEY.public().to_text("test key"))
     fw = tmp_path / "IPVA.BIN"
     fw.write_bytes(image)
     prog = (
-        f'. "{SIGNIFY_SH}"\nSIGNIFY_DIR="{signify_dir}" KEYRING="{ring}"\n'
+        f'. "{SIGNIFY_SH}"\nSIGNIFY="{initramfs / SIGNIFY}" KEYRING="{ring}"\n'
         # /init's check_slot holds the digest in `want` across the call
         f'want=digest; check_signature "{fw}"; rc=$?\necho "$rc|$WHY|$want"\n'
     )
@@ -69,8 +58,8 @@ def _check(signify_dir: Path, tmp_path: Path, image: bytes) -> tuple[int, str]:
     return int(rc), why
 
 
-def test_the_bootcode_takes_what_the_keyring_signed(signify_dir: Path, tmp_path: Path) -> None:
-    rc, _ = _check(signify_dir, tmp_path, ipvabin.pack(PAYLOAD, "16r1sr1", 1, TEST_KEY))
+def test_the_bootcode_takes_what_the_keyring_signed(initramfs: Path, tmp_path: Path) -> None:
+    rc, _ = _check(initramfs, tmp_path, ipvabin.pack(PAYLOAD, "16r1sr1", 1, TEST_KEY))
     assert rc == 0
 
 
@@ -81,8 +70,8 @@ def test_the_bootcode_takes_what_the_keyring_signed(signify_dir: Path, tmp_path:
      ("tampered", "signature wrong (changed after it was signed)")],
 )  # fmt: skip
 def test_the_bootcode_refuses_the_rest_with_the_reason(
-    signify_dir: Path, tmp_path: Path, what: str, expect: str
+    initramfs: Path, tmp_path: Path, what: str, expect: str
 ) -> None:
     image = {w: i for w, i, _ in signing_cases("16r1sr1", 1, PAYLOAD)}[what]
-    rc, why = _check(signify_dir, tmp_path, image)
+    rc, why = _check(initramfs, tmp_path, image)
     assert rc != 0 and why.startswith(expect), why

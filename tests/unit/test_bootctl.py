@@ -170,19 +170,29 @@ def test_power_cut_at_every_write_leaves_old_or_new(mode: str) -> None:
 # --- the busybox twin -----------------------------------------------------------------------
 
 
-def _busybox() -> str:
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["host", "box"])
+def busybox(request: pytest.FixtureRequest) -> str:
+    """The host's busybox, and the box's own (static, only its applets: firmware/bootbins.py)
+    from a build's initramfs tree."""
+    if request.param == "box":
+        built = REPO / ".cache/work/initramfs/bin/busybox"
+        if not built.exists():
+            pytest.skip("no build's initramfs: run `ipva build` first")
+        return str(built)
     found = shutil.which("busybox")
     if found is None:
         pytest.fail("busybox not found: apt-get install busybox-static (./dev installs it)")
     return found
 
 
-def _sh(disk: Path, script: str) -> dict[str, str]:
+def _sh(disk: Path, script: str, bb: str) -> dict[str, str]:
     """Run bootctl.sh functions in busybox sh on `disk`; the BC_* variables afterwards."""
     tmp = disk.parent / "bctmp"
     tmp.mkdir(exist_ok=True)
     prog = f'. "{BOOTCTL_SH}"\nDEV="{disk}"\n{script}\nset | grep "^BC_"\n'
-    bb = _busybox()
     out = subprocess.run(
         [bb, "sh", "-c", prog],
         capture_output=True,
@@ -216,12 +226,14 @@ CASES: list[BootControl | None] = [
 
 
 @pytest.mark.parametrize("record", CASES, ids=lambda r: "none" if r is None else repr(r)[:60])
-def test_shell_decides_and_writes_as_python(tmp_path: Path, record: BootControl | None) -> None:
+def test_shell_decides_and_writes_as_python(
+    tmp_path: Path, record: BootControl | None, busybox: str
+) -> None:
     disk = tmp_path / "boot.img"
     disk.write_bytes(with_record(record) if record is not None else blank())
     stored = read_boot_control(memdev(disk.read_bytes()))
     want = decide(stored)
-    got = _sh(disk, 'bc_read "$DEV"; bc_decide; [ "$BC_WRITE" = 1 ] && bc_write "$DEV"')
+    got = _sh(disk, 'bc_read "$DEV"; bc_decide; [ "$BC_WRITE" = 1 ] && bc_write "$DEV"', busybox)
     assert (got["BC_ACTION"], int(got["BC_SLOT"])) == (want.action.value, want.slot)
     after = read_boot_control(memdev(disk.read_bytes()))
     if want.record is None:
@@ -232,12 +244,12 @@ def test_shell_decides_and_writes_as_python(tmp_path: Path, record: BootControl 
 
 
 @pytest.mark.parametrize("bad", [0, 1])
-def test_shell_fall_back_matches_python(tmp_path: Path, bad: int) -> None:
+def test_shell_fall_back_matches_python(tmp_path: Path, bad: int, busybox: str) -> None:
     disk = tmp_path / "boot.img"
     start = BootControl.initial().with_trial(1)
     disk.write_bytes(with_record(start, start.confirmed()))
     stored = read_boot_control(memdev(disk.read_bytes()))
-    _sh(disk, f'bc_read "$DEV"; bc_fall_back {bad}; bc_write "$DEV"')
+    _sh(disk, f'bc_read "$DEV"; bc_fall_back {bad}; bc_write "$DEV"', busybox)
     want = fall_back(stored, bad)
     assert want is not None and stored is not None
     assert read_boot_control(memdev(disk.read_bytes())) == dataclasses.replace(
@@ -245,13 +257,13 @@ def test_shell_fall_back_matches_python(tmp_path: Path, bad: int) -> None:
     )
 
 
-def test_shell_skips_a_torn_newest_copy(tmp_path: Path) -> None:
+def test_shell_skips_a_torn_newest_copy(tmp_path: Path, busybox: str) -> None:
     disk = tmp_path / "boot.img"
     a = BootControl.initial()
     image = bytearray(with_record(a, a.with_trial(1)))  # copy 1 (seq 2) is the newest
     image[BOOTCTL_LBAS[1] * SECTOR + 256 :] = bytes(len(image) - BOOTCTL_LBAS[1] * SECTOR - 256)
     disk.write_bytes(bytes(image))
-    got = _sh(disk, 'bc_read "$DEV"; bc_decide')
+    got = _sh(disk, 'bc_read "$DEV"; bc_decide', busybox)
     assert (got["BC_OK"], got["BC_SEQ"], got["BC_ACTION"], got["BC_SLOT"]) == (
         "1",
         "1",
@@ -260,10 +272,10 @@ def test_shell_skips_a_torn_newest_copy(tmp_path: Path) -> None:
     )
 
 
-def test_shell_on_a_disk_without_record(tmp_path: Path) -> None:
+def test_shell_on_a_disk_without_record(tmp_path: Path, busybox: str) -> None:
     disk = tmp_path / "boot.img"
     disk.write_bytes(blank())
-    got = _sh(disk, 'bc_read "$DEV"; bc_decide')
+    got = _sh(disk, 'bc_read "$DEV"; bc_decide', busybox)
     assert (got["BC_OK"], got["BC_ACTION"], got["BC_SLOT"], got["BC_WRITE"]) == (
         "0",
         "start",
@@ -272,7 +284,9 @@ def test_shell_on_a_disk_without_record(tmp_path: Path) -> None:
     )
 
 
-def test_a_built_boot_disk_starts_slot_a_and_the_bootcode_reads_it(tmp_path: Path) -> None:
+def test_a_built_boot_disk_starts_slot_a_and_the_bootcode_reads_it(
+    tmp_path: Path, busybox: str
+) -> None:
     from appliance.hal.block import FileBlockDevice
     from images.bootdisk import make_boot_disk
 
@@ -281,7 +295,7 @@ def test_a_built_boot_disk_starts_slot_a_and_the_bootcode_reads_it(tmp_path: Pat
     boot = make_boot_disk(tmp_path / "boot.img", {"IPVA.BIN": payload}, 1700000000, 32)
     with FileBlockDevice(boot, readonly=True) as dev:
         assert read_boot_control(dev) == BootControl.initial()
-    got = _sh(boot, 'bc_read "$DEV"; bc_decide')
+    got = _sh(boot, 'bc_read "$DEV"; bc_decide', busybox)
     assert (got["BC_OK"], got["BC_SEQ"], got["BC_ACTION"], got["BC_SLOT"]) == (
         "1",
         "1",
