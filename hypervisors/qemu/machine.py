@@ -18,6 +18,7 @@ boots cold otherwise (the log says why). After a resume the box is at its prompt
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -68,7 +69,11 @@ QUIET_S = 2.0  # no console output this long after the prompt: nothing is pendin
 # state older than RESUMED_STEP_S gets those lines: wait_for_prompt() waits for them.
 RESUME_LINE = r"time: resumed after a pause[^\n]*\n"
 RESUMED_STEP_S = 5.0
-RESUME_QUIET_S = 1.0  # after the resume line: the lease renewal's line comes within this
+# the lease's renewal follows on the box's DHCP watcher (a line of each DHCP port), seconds
+# later on a loaded host; a box without DHCP prints none: the wait ends quiet after this
+RENEW_LINE = r"ETH\d DHCP lease (?:renewed|not renewed yet)[^\n]*\n"
+RENEW_WAIT_S = 20.0
+RESUME_QUIET_S = 1.0  # after the resume's lines: nothing more is pending
 TAIL_LINES = 15
 Pattern = str | re.Pattern[str]
 
@@ -399,7 +404,12 @@ class Machine:
             return match
         if self._resume_lines:
             what = "the box's resume line (time: resumed after a pause …)"
-            self._wait_for_text(lambda text: re.search(RESUME_LINE, text), timeout, what)
+            step = self._wait_for_text(lambda text: re.search(RESUME_LINE, text), timeout, what)
+            renew = re.compile(RENEW_LINE)
+            with contextlib.suppress(WaitTimeout):  # no DHCP port: no renewal line
+                self._wait_for_text(
+                    lambda text: renew.search(text, step.end()), RENEW_WAIT_S, "a lease renewal"
+                )
             self.wait_quiet(RESUME_QUIET_S, timeout)
             self._resume_lines = False
             self._cursor = len(self.console_log)

@@ -156,6 +156,24 @@ def test_a_boots_prompt_wait_waits_for_the_web_admin_line_after_it(tmp_path: Pat
         other.wait_for_web_admin(0.3)
 
 
+def test_a_resumed_prompt_wait_waits_for_the_lease_renewal_that_comes_late(
+    tmp_path: Path,
+) -> None:
+    """After a resume the clock's line comes, then (seconds later on a loaded host) the
+    lease's renewal from the DHCP watcher: the wait returns under both, so neither lands in
+    the next command's answer."""
+    machine = fake_machine(tmp_path)
+    machine._resume_lines = True  # as start() sets it for a resumed, older state
+    console = machine.launcher.console  # type: ignore[union-attr]
+    console._feed(b"IPVA> \r\n0:0000:040:4 - time: resumed after a pause: clock stepped by "
+                  b"+8.0 s to the host's time\r\nIPVA> ")  # fmt: skip
+    late = b"\r\n0:0000:041:4 - ETH0 DHCP lease renewed: 10.0.2.15/24 (dhcp)\r\nIPVA> "
+    threading.Timer(2.5, console._feed, [late]).start()  # past the 1 s quiet wait
+    machine.wait_for_prompt(10)
+    assert "lease renewed" in machine.console_log
+    assert machine.command("version") == ""
+
+
 def test_fatal_boot_message_stops_the_prompt_wait_at_once(tmp_path: Path) -> None:
     machine = fake_machine(tmp_path)
     machine.launcher.console._feed(  # type: ignore[union-attr]
