@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from appliance.version import STAMP_NAME, Stamp
+from firmware.construct_imports import edited_construct
 from firmware.run import run
 
 PYVER = "3.11"
@@ -60,6 +61,9 @@ DYNLOAD_KEEP = {"_json", "_queue", "_ctypes", "_contextvars", "_typing", "mmap",
 LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8",
         "libssl.so.3", "libcrypto.so.3")  # fmt: skip
 PURE_DEPS = ("construct",)  # third-party packages the runtime imports in the guest
+# and edits the payload's copies get (construct: the imports only its debugger, pickling
+# and compiler use, made where they are used)
+PURE_DEP_EDITS: dict[str, Callable[[Path, Path], Path]] = {"construct": edited_construct}
 # Python packages taken from the Debian debs (GUEST_PACKAGES in firmware/debs.py), as
 # import names under /usr/lib/python3/dist-packages; the host venv pins the same versions
 # (a name ending in .py is a single module); ecdsa (with six): the signature on ipva.bin
@@ -277,7 +281,10 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
     _compile_tree(repo / "appliance", app / "appliance", "/usr/lib/ipva/appliance")
     (app / "appliance" / STAMP_NAME).write_text(stamp.to_json() + "\n")
     for dep in PURE_DEPS:
-        _compile_tree(_pure_dep_dir(dep), app / dep, f"/usr/lib/ipva/{dep}")
+        src, edit = _pure_dep_dir(dep), PURE_DEP_EDITS.get(dep)
+        work = tree.with_name(f"{tree.name}.{dep}")  # the edited copy, compiled from
+        _compile_tree(edit(src, work) if edit else src, app / dep, f"/usr/lib/ipva/{dep}")
+        shutil.rmtree(work, ignore_errors=True)
     dist = debroot / "usr/lib/python3/dist-packages"
     for name in DEB_PYTHON:
         if not (dist / name).exists():
