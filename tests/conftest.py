@@ -13,14 +13,26 @@ from hypothesis import settings
 settings.register_profile("ipva", deadline=None)
 settings.load_profile("ipva")
 
-# Seconds each long test took in a whole run (`./dev test --durations=80`, the call phase):
-# the suite runs longest first, and `./dev test` hands the workers one test at a time, so
-# the two workers end together instead of one finishing the slowest tests alone (they sort
-# last by name). A missing or stale entry only costs time, never a result.
+# Seconds each long test took in a whole run (`./dev test --durations=80`, the call phase).
+# `./dev test` hands each worker a whole test file at a time (a file's tests share its
+# module fixtures and may build on each other, as the GNS3 node's do), the files in this
+# order: the longest (the sum of its tests' seconds) first, so the two workers end together
+# instead of one finishing the slowest files alone (they sort last by name). A missing or
+# stale entry only costs time, never a result.
 DURATIONS = Path(__file__).with_name("durations.json")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     seconds: dict[str, float] = json.loads(DURATIONS.read_text())
+    per_file: dict[str, float] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        per_file[path] = per_file.get(path, 0.0) + seconds.get(item.nodeid, 0.0)
+    first_seen = {path: n for n, path in enumerate(per_file)}
     order = {id(item): n for n, item in enumerate(items)}
-    items.sort(key=lambda item: (-seconds.get(item.nodeid, 0.0), order[id(item)]))
+
+    def key(item: pytest.Item) -> tuple[float, int, int]:
+        path = item.nodeid.split("::")[0]
+        return -per_file[path], first_seen[path], order[id(item)]
+
+    items.sort(key=key)

@@ -27,12 +27,18 @@ def test_every_timed_test_exists() -> None:
         assert re.search(rf"^def {base}\(", (ROOT / path).read_text(), re.M), nodeid
 
 
-def test_the_longest_tests_run_first() -> None:
+def test_the_longest_files_run_first_each_in_its_own_order() -> None:
     timed = json.loads((ROOT / "tests/durations.json").read_text())
-    longest, second = sorted(timed, key=timed.__getitem__, reverse=True)[:2]
-    items = [Item("tests/unit/a.py::test_quick"), Item(second), Item("tests/unit/b.py::test_b"),
-             Item(longest)]  # fmt: skip
+    longest = max(timed, key=timed.__getitem__)
+    path = longest.split("::")[0]
+    items = [
+        Item("tests/unit/a.py::test_quick"),
+        Item(f"{path}::test_first_in_the_file"),  # unknown, but in the longest file
+        Item("tests/unit/b.py::test_b"),
+        Item(longest),
+    ]
     conftest.pytest_collection_modifyitems(items)  # type: ignore[arg-type]
     assert [i.nodeid for i in items] == [
-        longest, second, "tests/unit/a.py::test_quick", "tests/unit/b.py::test_b"
+        f"{path}::test_first_in_the_file", longest,  # the file's own order kept
+        "tests/unit/a.py::test_quick", "tests/unit/b.py::test_b",
     ]  # fmt: skip
