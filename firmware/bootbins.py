@@ -16,7 +16,6 @@ $XDG_CACHE_HOME/ipva/bootbins: a warm build copies two files.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -27,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware.buildcache import cached_build
 from firmware.debs import Deb, fetch_source, source_of, unpack_source
-from firmware.run import ToolError, run, user_cache_dir
+from firmware.run import ToolError, run
 
 
 @dataclass(frozen=True)
@@ -157,58 +157,42 @@ def _recipe() -> str:
 def build_bootbins(cache_dir: Path, note: Callable[[str], None] = lambda _t: None) -> BootBins:
     """busybox and signify for the initramfs: from the cache, or built there (a minute)."""
     run(["musl-gcc", "--version"], capture=True)  # missing: "apt-get install musl-tools"
-    sources = [source_of(binary) for binary in (BUSYBOX, SIGNIFY)]
-    recipe = "\n".join([*(f"{s}={v}" for s, v in sources), _recipe()])
+    versions = [source_of(binary) for binary in (BUSYBOX, SIGNIFY)]
+    recipe = "\n".join([*(f"{s}={v}" for s, v in versions), _recipe()])
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
-    root = user_cache_dir() / "bootbins"
-    root.mkdir(parents=True, exist_ok=True)
-    done = root / key
-    with (root / f"{key}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # trees of the same user share the cache
-        if not (done / "sources.json").exists():
-            _build(cache_dir, sources, root, done, note)
-        else:
-            note(f"busybox and signify ({key}): cached in {done}")
+    t0 = time.monotonic()
+
+    def build(work: Path, staged: Path) -> None:
+        sources = [fetch_source(cache_dir, name, version, note) for name, version in versions]
+        note("busybox and signify: building from Debian's source against musl (once per version)")
+        _build(sources, work, staged)
+
+    done, built = cached_build("bootbins", key, "sources.json", build)
+    if built:
+        note(f"busybox and signify: built in {time.monotonic() - t0:.0f} s, cached in {done}")
+    else:
+        note(f"busybox and signify ({key}): cached in {done}")
     entries = json.loads((done / "sources.json").read_text())
     bb, sig = (Deb.from_manifest_entry(e) for e in entries)
     return BootBins(done / "busybox", done / "signify-openbsd", (bb, sig))
 
 
-def _build(
-    cache_dir: Path,
-    versions: list[tuple[str, str]],
-    root: Path,
-    done: Path,
-    note: Callable[[str], None],
-) -> None:
-    t0 = time.monotonic()
-    sources = [fetch_source(cache_dir, name, version, note) for name, version in versions]
-    note("busybox and signify: building from Debian's source against musl (once per version)")
-    work = root / f"{done.name}.build"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        headers = work / "include"
-        headers.mkdir()
-        for name in KERNEL_HEADERS:
-            d = Path("/usr/include") / name
-            if name == "asm":
-                d = Path("/usr/include/x86_64-linux-gnu/asm")
-            if not d.is_dir():
-                raise ToolError(f"{d} not found: apt-get install linux-libc-dev")
-            (headers / name).symlink_to(d)
-        staged = work / "result"
-        staged.mkdir()
-        _make_busybox(sources[0].path, work, headers, staged / "busybox")
-        _make_signify(sources[1].path, work, staged / "signify-openbsd")
-        (staged / "sources.json").write_text(
-            json.dumps([s.manifest_entry() for s in sources], indent=1) + "\n"
-        )
-        shutil.rmtree(done, ignore_errors=True)
-        staged.rename(done)  # the cache entry appears whole or not at all
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    note(f"busybox and signify: built in {time.monotonic() - t0:.0f} s, cached in {done}")
+def _build(sources: list[Deb], work: Path, staged: Path) -> None:
+    """The two programs and their source packages' manifest entries into `staged`."""
+    headers = work / "include"
+    headers.mkdir()
+    for name in KERNEL_HEADERS:
+        d = Path("/usr/include") / name
+        if name == "asm":
+            d = Path("/usr/include/x86_64-linux-gnu/asm")
+        if not d.is_dir():
+            raise ToolError(f"{d} not found: apt-get install linux-libc-dev")
+        (headers / name).symlink_to(d)
+    _make_busybox(sources[0].path, work, headers, staged / "busybox")
+    _make_signify(sources[1].path, work, staged / "signify-openbsd")
+    (staged / "sources.json").write_text(
+        json.dumps([s.manifest_entry() for s in sources], indent=1) + "\n"
+    )
 
 
 def _cflags(src: Path) -> str:

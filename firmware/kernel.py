@@ -16,7 +16,6 @@ Builds are reproducible (KBUILD_BUILD_* pinned, SOURCE_DATE_EPOCH as the build t
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -27,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware.buildcache import cached_build
 from firmware.debs import Deb, candidate_version, fetch_debs, resolve_dependency
-from firmware.run import ToolError, run, user_cache_dir
+from firmware.run import ToolError, run
 
 # The meta-package that names the current source package (linux-source-6.1 in bookworm)
 KERNEL_SOURCE_META = "linux-source"
@@ -250,63 +250,41 @@ def build_kernel(
     package = resolve_dependency(KERNEL_SOURCE_META, r"linux-source-[\d.]+")
     version = candidate_version(package)
     key = _cache_key(package, version)
-    root = user_cache_dir() / "kernel"
-    root.mkdir(parents=True, exist_ok=True)
-    # one build per key at a time: builds of other trees of the same user share the cache
-    # (a second one would wipe the first one's work directory)
-    with (root / f"{key}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _cached_or_built(package, version, key, root, deb_cache, epoch, note)
-
-
-def _cached_or_built(
-    package: str,
-    version: str,
-    key: str,
-    root: Path,
-    deb_cache: Path,
-    epoch: int,
-    note: Callable[[str], None],
-) -> Kernel:
-    done = root / key
-    if (done / "source.json").exists():
-        source = Deb.from_manifest_entry(json.loads((done / "source.json").read_text()))
-        note(f"kernel {source.version} ({key}): cached in {done}")
-        return Kernel(done / "bzImage", source)
-    (deb,) = fetch_debs(deb_cache, [package], note=note)
     t0 = time.monotonic()
-    note(f"kernel {version}: building from {package} (once per source and configuration; "
-         f"about 6 min on 2 cores)")  # fmt: skip
-    work = root / f"{key}.build"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        src, out = work / "src", work / "out"
-        run(["dpkg-deb", "-x", deb.path, work / "deb"])
-        tarballs = sorted((work / "deb/usr/src").glob("linux-source-*.tar.*"))
-        if len(tarballs) != 1:
-            raise ToolError(
-                f"expected one kernel tarball in {deb.path.name}, found {len(tarballs)}"
-            )
-        src.mkdir()
-        run(["tar", "-xf", tarballs[0], "-C", src, "--strip-components=1"])
-        shutil.rmtree(work / "deb")
-        fragment = work / "ipva.config"
-        fragment.write_text(config_fragment())
-        env = build_env(epoch)
-        make: list[str | os.PathLike[str]] = ["make", "-s", "-C", src, f"O={out}"]
-        run([*make, f"KCONFIG_ALLCONFIG={fragment}", "allnoconfig"], env=env)
-        config_text = (out / ".config").read_text()
-        check_config(config_text)
-        run([*make, f"-j{os.cpu_count() or 1}", "bzImage"], env=env)
-        staged = work / "result"
-        staged.mkdir()
-        shutil.copy2(out / "arch/x86/boot/bzImage", staged / "bzImage")
-        (staged / "config").write_text(config_text)
-        (staged / "source.json").write_text(json.dumps(deb.manifest_entry(), indent=1) + "\n")
-        shutil.rmtree(done, ignore_errors=True)
-        staged.rename(done)  # the cache entry appears whole or not at all
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    note(f"kernel {version}: built in {(time.monotonic() - t0) / 60:.1f} min, cached in {done}")
-    return Kernel(done / "bzImage", deb)
+
+    def build(work: Path, staged: Path) -> None:
+        (deb,) = fetch_debs(deb_cache, [package], note=note)
+        note(f"kernel {version}: building from {package} (once per source and configuration; "
+             f"about 6 min on 2 cores)")  # fmt: skip
+        _build(deb, work, staged, epoch)
+
+    done, built = cached_build("kernel", key, "source.json", build)
+    source = Deb.from_manifest_entry(json.loads((done / "source.json").read_text()))
+    if built:
+        note(f"kernel {version}: built in {(time.monotonic() - t0) / 60:.1f} min, cached in {done}")
+    else:
+        note(f"kernel {source.version} ({key}): cached in {done}")
+    return Kernel(done / "bzImage", source)
+
+
+def _build(deb: Deb, work: Path, staged: Path, epoch: int) -> None:
+    """bzImage, its .config and the source package's manifest entry into `staged`."""
+    src, out = work / "src", work / "out"
+    run(["dpkg-deb", "-x", deb.path, work / "deb"])
+    tarballs = sorted((work / "deb/usr/src").glob("linux-source-*.tar.*"))
+    if len(tarballs) != 1:
+        raise ToolError(f"expected one kernel tarball in {deb.path.name}, found {len(tarballs)}")
+    src.mkdir()
+    run(["tar", "-xf", tarballs[0], "-C", src, "--strip-components=1"])
+    shutil.rmtree(work / "deb")
+    fragment = work / "ipva.config"
+    fragment.write_text(config_fragment())
+    env = build_env(epoch)
+    make: list[str | os.PathLike[str]] = ["make", "-s", "-C", src, f"O={out}"]
+    run([*make, f"KCONFIG_ALLCONFIG={fragment}", "allnoconfig"], env=env)
+    config_text = (out / ".config").read_text()
+    check_config(config_text)
+    run([*make, f"-j{os.cpu_count() or 1}", "bzImage"], env=env)
+    shutil.copy2(out / "arch/x86/boot/bzImage", staged / "bzImage")
+    (staged / "config").write_text(config_text)
+    (staged / "source.json").write_text(json.dumps(deb.manifest_entry(), indent=1) + "\n")
