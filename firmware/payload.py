@@ -51,7 +51,7 @@ CODECS = ("utf_8", "utf_8_sig", "ascii", "latin_1", "idna", "punycode", "utf_16"
           "raw_unicode_escape", "cp437")  # fmt: skip
 # reached only through tools for a developer at a terminal (profilers, a browser, the
 # doc viewer), each imported in a function the box never calls: not followed. (pdb stays:
-# construct.debug imports it at the top.) tests/vm/test_payload_imports.py imports every
+# construct's Debugger imports it when one runs.) tests/vm/test_payload_imports.py imports every
 # module of the runtime against the payload's stdlib.
 NOT_FOLLOWED = ["profile", "cProfile", "pstats", "timeit", "webbrowser", "rlcompleter",
                 "doctest", "pydoc", "tkinter"]  # fmt: skip

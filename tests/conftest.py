@@ -22,17 +22,14 @@ settings.load_profile("ipva")
 DURATIONS = Path(__file__).with_name("durations.json")
 
 
+def _file(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     seconds: dict[str, float] = json.loads(DURATIONS.read_text())
     per_file: dict[str, float] = {}
     for item in items:
-        path = item.nodeid.split("::")[0]
-        per_file[path] = per_file.get(path, 0.0) + seconds.get(item.nodeid, 0.0)
-    first_seen = {path: n for n, path in enumerate(per_file)}
-    order = {id(item): n for n, item in enumerate(items)}
-
-    def key(item: pytest.Item) -> tuple[float, int, int]:
-        path = item.nodeid.split("::")[0]
-        return -per_file[path], first_seen[path], order[id(item)]
-
-    items.sort(key=key)
+        per_file[_file(item)] = per_file.get(_file(item), 0.0) + seconds.get(item.nodeid, 0.0)
+    # a stable sort: a file's tests keep their order (pytest collects them together)
+    items.sort(key=lambda item: -per_file[_file(item)])
