@@ -51,6 +51,8 @@ class ConfigChanged:
 
 @dataclass(frozen=True)
 class ConfigActivated:
+    """`config activate` ran: what it applied live and what needs a reset."""
+
     applied: tuple[str, ...]
     pending: tuple[str, ...]  # what needs a reset (the box's reset-required state)
     by: str = ""
@@ -67,18 +69,24 @@ class ConfigWritten:
 
 @dataclass(frozen=True)
 class RestartRequested:
+    """A reset or reboot was asked for (by whom)."""
+
     kind: str  # "reset" | "reboot"
     by: str = ""  # "" for the box's own (the restart after a crash)
 
 
 @dataclass(frozen=True)
 class AddressChanged:
+    """A port got an address or lost it."""
+
     port: str  # "ETH0"
     address: str | None  # "10.0.2.15/24 (dhcp)"; None: the address is gone (lease lost)
 
 
 @dataclass(frozen=True)
 class LinkChanged:
+    """A port's link went up or down."""
+
     port: str
     up: bool
 
@@ -101,6 +109,8 @@ class LoginSucceeded:
 
 @dataclass(frozen=True)
 class LoginFailed:
+    """A web admin login failed (and maybe locked the address out)."""
+
     user: str  # as the client gave it ("" when it gave none)
     client: str
     reason: str  # "wrong user or password" …, never the password
@@ -149,6 +159,8 @@ class CertificateChecked:
 
 @dataclass(frozen=True)
 class Traced:
+    """A line went to the box's trace."""
+
     line: str  # the whole trace line, `0:0000:030:4 - …`
 
 

@@ -26,6 +26,8 @@ class ModCmdError(Exception):
 
 @dataclass(frozen=True)
 class Command:
+    """One module command (`mod cmd <module> <name>`): its help and its handler."""
+
     module: str  # "FLASHMAN0", "ETH0", "TRACE" …
     name: str  # "info", "reset" …
     help: str

@@ -52,6 +52,8 @@ class NotOwner(RuntimeError):
 
 @dataclass
 class _Job:
+    """A queued job: the function, its future and the owner it runs for."""
+
     fn: Callable[[], object]
     future: Future[object]
     owner: BoxOwner | None  # None: the runtime's own (a console line, a restart)

@@ -21,6 +21,8 @@ _VERSION_RE = re.compile(r"^(\d{1,3})r(\d{1,2})(?:sr(\d{1,3}))?$")
 
 @dataclass(frozen=True, order=True)
 class FirmwareVersion:
+    """A firmware version (`16r1sr1`), ordered by major, release, service release."""
+
     major: int
     release: int
     service_release: int = 0

@@ -20,6 +20,8 @@ class GrammarError(Exception):
 
 @dataclass(frozen=True)
 class Word:
+    """One word of a console line; `quoted`: it was written in double quotes."""
+
     text: str
     quoted: bool = False
 
@@ -113,6 +115,8 @@ def quote(value: str) -> str:
 
 @dataclass(frozen=True)
 class ArgWord:
+    """An `/arg [value]` pair of a `config change|add|rem` line (pair_args)."""
+
     name: str  # without the slash, as typed
     value: str | None  # None: no value given
 

@@ -34,6 +34,8 @@ def _obj_label(key: ObjKey) -> str:
 
 @dataclass(frozen=True)
 class Config:
+    """One configuration: each object's non-default argument values, by object key."""
+
     objects: Mapping[ObjKey, Mapping[str, Any]]
 
     @classmethod
@@ -276,6 +278,8 @@ def apply_op(config: Config, op: Op) -> tuple[Config, str]:
 
 @dataclass(frozen=True)
 class Activation:
+    """What `config activate` did: the new active config, what it applied, what needs a reset."""
+
     active: Config
     applied: list[str]  # "LOG0 /type" …
     pending: list[str]  # needs `config write` + `reset`

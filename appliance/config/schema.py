@@ -24,6 +24,8 @@ Check = Callable[[Mapping[str, Any]], str | None]
 
 @dataclass(frozen=True)
 class Arg:
+    """One argument of a module or sub-object (`/name`): its type, default and help."""
+
     name: str  # without the slash
     type: ValueType
     default: Any
@@ -58,6 +60,8 @@ class Sub:
 
 @dataclass(frozen=True)
 class Module:
+    """A config module (`IP0`, `DHCP0` …): its arguments, its sub-objects, its check."""
+
     name: str
     help: str
     args: tuple[Arg, ...] = ()  # module-level arguments (`config change DHCP0 /mode off`)

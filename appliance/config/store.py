@@ -92,6 +92,8 @@ def load_from_vars(vars: Vars, warn: Callable[[str], None]) -> Config:
 
 @dataclass(frozen=True)
 class BackupHeader:
+    """The backup file's first line: the version, builds and hardware it was made on."""
+
     version: str
     build: int
     bootcode: int
@@ -110,6 +112,8 @@ class RestoreError(Exception):
 
 @dataclass(frozen=True)
 class Backup:
+    """A parsed backup file: its header, the config and the other lines it carried."""
+
     header: BackupHeader
     config: Config
     extra: list[str] = field(default_factory=list)  # `mod cmd FLASHDIR0 …` lines, in order

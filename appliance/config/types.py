@@ -44,6 +44,8 @@ class ValueType:
 
 @dataclass(frozen=True)
 class IPv4(ValueType):
+    """An IPv4 address, in dotted form."""
+
     def parse(self, text: str) -> str:
         try:
             return str(ipaddress.IPv4Address(text))
@@ -59,6 +61,8 @@ class IPv4(ValueType):
 
 @dataclass(frozen=True)
 class Netmask(ValueType):
+    """An IPv4 netmask: contiguous ones, in dotted form."""
+
     def parse(self, text: str) -> str:
         try:
             # a netmask is contiguous ones; IPv4Network checks that for us
@@ -103,6 +107,8 @@ class Host(ValueType):
 
 @dataclass(frozen=True)
 class Int(ValueType):
+    """A decimal number in the range lo..hi."""
+
     lo: int
     hi: int
 

@@ -37,6 +37,8 @@ class VarsError(ValueError):
 
 @dataclass(frozen=True)
 class VarCreate:
+    """A parsed `vars create` line: the variable's name and its value."""
+
     name: str
     value: bytes
 

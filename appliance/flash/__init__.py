@@ -37,6 +37,8 @@ __all__ = [
 
 @dataclass
 class Flash:
+    """The mounted flash disk: FLASHMAN0 and the VARS and FLASHDIR0 on top of it."""
+
     flashman: FlashMan
     vars: Vars
     flashdir: FlashDir

@@ -205,6 +205,8 @@ assert RecordHeader.sizeof() == RECORD_HEADER_SIZE
 
 @dataclass(frozen=True)
 class Header:
+    """A segment header's fields (the layout is in the module's docstring)."""
+
     owner: int
     seq: int
     erase_count: int

@@ -32,6 +32,8 @@ def fits_at(end: int, size: int) -> bool:
 
 @dataclass(eq=False)
 class Segment:
+    """One 64 KiB segment of the flash area: its owner, sequence, wear and append position."""
+
     index: int
     owner: int = OWNER_FREE
     seq: int = 0
@@ -63,6 +65,8 @@ LocLog = list[tuple[Segment, Sequence[bytes] | None, list[tuple[bytes, bool]] | 
 
 @dataclass(eq=False)
 class Owner:
+    """One owner of the flash (VARS, LDAP): its segments in sequence order and its live values."""
+
     id: int
     configured: int = 0
     maximum: int = 0

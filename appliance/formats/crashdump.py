@@ -125,6 +125,8 @@ Detail = cs.Compressed(DetailStruct, "zlib")
 
 @dataclass(frozen=True)
 class Frame:
+    """One stack frame of a thread in a dump: where it was and the line of code."""
+
     file: str
     line: int
     function: str
@@ -133,6 +135,8 @@ class Frame:
 
 @dataclass(frozen=True)
 class ThreadStack:
+    """One thread's stack in a dump; `crashed`: the thread that crashed."""
+
     name: str
     ident: int
     crashed: bool
@@ -141,6 +145,8 @@ class ThreadStack:
 
 @dataclass(frozen=True)
 class MemoryFigures:
+    """The memory when the dump was made, in bytes: usable, DRAM, available, the runtime's RSS."""
+
     usable: int = 0
     dram: int = 0
     available: int = 0
@@ -149,6 +155,8 @@ class MemoryFigures:
 
 @dataclass(frozen=True)
 class CrashDump:
+    """One crash dump: what happened, which firmware, the trace and the threads' stacks."""
+
     kind: DumpKind
     reason: str
     time: int  # unix seconds

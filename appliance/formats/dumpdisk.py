@@ -64,6 +64,8 @@ def may_hold_dump(dev: BlockDevice) -> bool:
 
 @dataclass(frozen=True)
 class FaultArm:
+    """The fault area's arm record: which boot and firmware armed it."""
+
     boot_time: int
     version: str
     build: int

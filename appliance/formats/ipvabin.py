@@ -105,6 +105,8 @@ class SignatureError(FirmwareError):
 
 @dataclass(frozen=True)
 class FirmwareInfo:
+    """What a firmware image's header says, and what the keyring made of its signature."""
+
     version: str
     build: int
     payload_length: int

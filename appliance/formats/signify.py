@@ -87,6 +87,8 @@ def _encode(comment: str, raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class PublicKey:
+    """A signify public key, under the name the box gives it."""
+
     keynum: bytes
     pubkey: bytes
     name: str  # what the box calls it: the file's stem in the keyring ("development")
@@ -120,6 +122,8 @@ class PublicKey:
 
 @dataclass(frozen=True)
 class Signature:
+    """A signify signature: the signing key's number and the Ed25519 signature."""
+
     keynum: bytes
     sig: bytes
 
@@ -144,6 +148,8 @@ class Signature:
 
 @dataclass(frozen=True)
 class SecretKey:
+    """A signify secret key without a passphrase: its key number and Ed25519 seed."""
+
     keynum: bytes
     seed: bytes  # the Ed25519 secret key's first half; the second is the public key
 

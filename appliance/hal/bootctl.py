@@ -83,6 +83,8 @@ class BootControlError(Exception):
 
 @dataclass(frozen=True)
 class BootControl:
+    """The boot-control record: the active slot, its state and tries, the good and failed slots."""
+
     seq: int
     active: int
     state: SlotState
@@ -168,6 +170,8 @@ class Action(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
+    """Which slot the bootcode starts, and the record it writes first."""
+
     action: Action
     slot: int  # the slot to start
     record: BootControl | None  # what to write before starting it, None: nothing

@@ -48,6 +48,8 @@ FatBootSector = cs.Struct(
 
 @dataclass(frozen=True)
 class FatGeometry:
+    """A CF card's FAT file system: the bytes it covers, its cluster size, its kind."""
+
     bytes: int  # what the file system covers
     cluster: int
     kind: str  # FAT12 / FAT16 / FAT32

@@ -22,6 +22,8 @@ BOX_FLAGS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class CpuInfo:
+    """The CPU as /proc/cpuinfo tells it: vendor, brand, family/model/stepping, flags, vCPUs."""
+
     vendor: str = "unknown"
     brand: str = "unknown CPU"
     family: int = 0

@@ -35,6 +35,8 @@ _SCSI_RE = re.compile(rf"/({_PCI_ADDR})(?:/[^/]+)?/host\d+/target\d+:\d+:(\d+)/\
 
 @dataclass(frozen=True)
 class DiskPosition:
+    """Where a disk sits: IDE channel and unit, or SCSI controller, target and LUN."""
+
     name: str  # sdX: for opening only
     bus: str  # "ide" or "scsi"
     channel: int | str  # IDE channel (0/1) or controller PCI address

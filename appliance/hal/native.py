@@ -36,6 +36,8 @@ class NativeCode:
 
 @dataclass(frozen=True)
 class ChildResult:
+    """What run_in_child's child reported, or why it did not (a signal, a timeout)."""
+
     values: tuple[int, ...]  # what the child reported (u64 each); () if it died
     signal: str | None = None  # e.g. "SIGILL" if the code faulted
 

@@ -24,6 +24,8 @@ DHCP_TRY_S = 1
 
 @dataclass(frozen=True)
 class NicModel:
+    """A NIC model the box drives: its name, its Linux driver, which hypervisor presents it."""
+
     name: str
     driver: str  # the Linux module (firmware/kernel.py WANTED_MODULES carries it)
     where: str  # which hypervisor presents it
@@ -44,6 +46,8 @@ SUPPORTED_NICS: dict[tuple[int, int], NicModel] = {
 
 @dataclass(frozen=True)
 class PciNic:
+    """A network controller on the PCI bus: its address, ids and interface."""
+
     slot: str  # PCI address, e.g. 0000:00:03.0
     vendor: int
     device: int
@@ -126,6 +130,8 @@ def _read(path: Path, default: str = "") -> str:
 
 @dataclass(frozen=True)
 class LinkState:
+    """An interface's link as sysfs tells it: MAC, carrier, speed, duplex, MTU, counters."""
+
     mac: str
     up: bool  # carrier
     operstate: str

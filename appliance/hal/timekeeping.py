@@ -100,6 +100,8 @@ def detect_hypervisor(sys_vendor: str, product: str, cpu_flags: frozenset[str]) 
 
 @dataclass
 class Counter:
+    """A counter the box can keep time from: how to read it and its nominal rate."""
+
     name: str
     read: Callable[[], int]
     hz: float  # nominal rate
@@ -107,6 +109,8 @@ class Counter:
 
 @dataclass
 class Calibration:
+    """A counter measured against the RTC's seconds."""
+
     ticks: int  # counter ticks in one RTC second
     rate: float  # ticks / nominal ticks; 1.0 is perfect
     edges: str = EDGES_POLLED  # how the RTC's seconds were seen to turn (mod cmd TIME0 info)
@@ -118,6 +122,8 @@ class Calibration:
 
 @dataclass
 class Timekeeping:
+    """How the box keeps time: the hypervisor, the policy, the counter and its calibration."""
+
     hypervisor: Hypervisor
     policy: Policy
     counter: Counter

@@ -116,6 +116,8 @@ class TtyConsole:
 
 @dataclass
 class VmPlatform:
+    """The Platform inside our guest: the VM's CPU, memory, disks, NICs and consoles."""
+
     name: str = "vm"
     hw_id: str = f"{PRODUCT}-vm"
     needs_nic: bool = True  # the box stops with `NIC unavailable!`

@@ -54,6 +54,8 @@ class Counter(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Sample:
+    """One minute's CPU and memory use, in percent."""
+
     cpu: int  # percent
     memory: int  # percent of the total
 

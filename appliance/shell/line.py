@@ -20,11 +20,15 @@ CR, LF, BS, DEL, CTRL_C, CTRL_D, CTRL_U, ESC, TAB = 13, 10, 8, 127, 3, 4, 21, 27
 
 @dataclass(frozen=True)
 class Echo:
+    """Bytes to echo to the console."""
+
     data: bytes
 
 
 @dataclass(frozen=True)
 class Line:
+    """A complete line, as typed."""
+
     text: str  # undecodable bytes kept as surrogates (surrogateescape)
     overlong: bool = False  # the line was cut at MAX_LINE characters
 

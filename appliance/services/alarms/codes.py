@@ -26,6 +26,8 @@ class Severity(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Code:
+    """One event code: its number, name, severity and meaning."""
+
     number: int
     name: str  # short, for XML and scripts
     severity: Severity

@@ -28,6 +28,8 @@ class EntryError(ValueError):
 
 @dataclass(frozen=True)
 class Entry:
+    """One alarm/event entry (its XML form is in the module's docstring)."""
+
     seq: int
     time: float
     code: int

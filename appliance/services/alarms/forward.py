@@ -201,6 +201,8 @@ class HttpForward:
 
 @dataclass
 class ForwardStats:
+    """The forward server's counts and state (sent, dropped, failures, last error, up)."""
+
     sent: int = 0
     dropped: int = 0  # the queue was full, or the server refused it
     failures: int = 0  # attempts that failed (the entry was retried)

@@ -29,6 +29,8 @@ STOP_JOIN_S = TIMEOUT_S + 1.0
 
 @dataclass(frozen=True)
 class MailSettings:
+    """MAIL0's settings: sender, recipient, SMTP server and login, rate."""
+
     sender: str
     sender_name: str
     recipient: str
@@ -43,6 +45,8 @@ class MailSettings:
 
 @dataclass
 class MailStats:
+    """The mailer's counts and state (mails, entries, dropped, failures, last error, TLS)."""
+
     mails: int = 0
     entries: int = 0
     dropped: int = 0

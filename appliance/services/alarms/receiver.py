@@ -42,6 +42,8 @@ class CfFull(OSError):
 
 @dataclass
 class ReceiverStats:
+    """What the receiver took from other boxes, and what it refused."""
+
     events: int = 0
     log_lines: int = 0
     refused: int = 0  # no or a wrong login while ALARM0 /auth is on

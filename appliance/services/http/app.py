@@ -66,6 +66,8 @@ BODY_LIMITS = {"/ipva.bin": firmware.MAX_PUT, "/maintenance/upload/firmware": fi
 
 @dataclass(frozen=True)
 class Page:
+    """A page of the admin's tree; `public`: shown without a login."""
+
     path: str
     group: str  # the tree's first level
     title: str

@@ -68,6 +68,8 @@ MAX_HEADER = 4096  # an Authorization header longer than this is refused unparse
 
 @dataclass(frozen=True)
 class Verdict:
+    """The outcome of checking one request's login, and why it failed."""
+
     ok: bool
     user: str = ""
     reason: str = ""  # why not: for the 401 page and the trace
@@ -148,6 +150,8 @@ class Nonces:
 
 @dataclass
 class _Client:
+    """One address's lockout state: its failures and how long it is refused."""
+
     failures: int = 0
     until: float = 0.0  # refused until this monotonic time
     period: float = 0.0  # the last refusal time

@@ -72,6 +72,8 @@ class CertError(Exception):
 
 @dataclass(frozen=True)
 class Certificate:
+    """The box's HTTPS certificate and key (PEM): kept on the flash or not, CA-signed or not."""
+
     cert_pem: bytes
     key_pem: bytes
     kept: bool  # stored on the flash (False: made for this boot only)

@@ -31,6 +31,8 @@ class Vars(Protocol):
 
 @dataclass(frozen=True)
 class Address:
+    """A port's address and mode, as the admin shows it."""
+
     port: str  # ETH0, ETH1
     addr: str  # 10.0.2.15/24, or "" for none
     mode: str  # dhcp, static, off
@@ -39,6 +41,8 @@ class Address:
 
 @dataclass(frozen=True)
 class FirmwareSlot:
+    """One firmware slot, as the admin shows it."""
+
     letter: str  # A, B
     file: str  # IPVA.BIN, IPVA2.BIN
     version: str  # 16r1sr2, or "" when empty
@@ -95,6 +99,8 @@ NO_LOGIN = "!"
 
 @dataclass(frozen=True)
 class Account:
+    """The admin account a login is checked against: its user and stored password verifier."""
+
     user: str  # ADMIN0 /user
     # ADMIN0 /pwd opened with the box's key (config/secrets.py): "" (the factory
     # password), its Digest verifier digest$… (or an older sha256$…), or NO_LOGIN

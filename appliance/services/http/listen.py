@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Bind:
+    """A listener's address and port."""
+
     host: str
     port: int
 

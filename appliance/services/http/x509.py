@@ -63,6 +63,8 @@ _DNS_RE = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,6
 
 @dataclass(frozen=True)
 class CertInfo:
+    """What a certificate says (openssl's text): names, validity, fingerprint, key."""
+
     subject: str  # CN=IPVA,O=ipva
     issuer: str
     not_before: datetime.datetime  # UTC

@@ -29,6 +29,8 @@ TAG = "IPVA"
 
 @dataclass(frozen=True)
 class LogRecord:
+    """One log record: when, from which box, the text."""
+
     time: float  # unix seconds
     host: str  # the box's name
     text: str
@@ -67,6 +69,8 @@ class Target(Protocol):
 
 @dataclass
 class SenderStats:
+    """A sender's counts and state (sent, dropped, failures, last error, up)."""
+
     sent: int = 0
     dropped: int = 0  # queue full or refused by the target: the record never went out
     failures: int = 0  # send attempts that failed (the record is retried)

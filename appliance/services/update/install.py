@@ -61,6 +61,8 @@ class UpdateError(Exception):
 
 @dataclass(frozen=True)
 class Installed:
+    """A firmware written to a slot, and the boot-control record that starts it next."""
+
     slot: int
     info: FirmwareInfo
     record: BootControl

@@ -106,6 +106,8 @@ def firmware_url(url: str, box_type: str) -> str:
 
 @dataclass(frozen=True)
 class Prot:
+    """A parsed `mod cmd UP0 prot` line: the firmware's URL, the final, the serial."""
+
     url: str
     final: Final
     serial: str | None  # None: install whatever UPDATE/PROT says
@@ -124,6 +126,8 @@ def parse_prot(args: list[str]) -> Prot:
 
 @dataclass(frozen=True)
 class Scfg:
+    """A parsed `mod cmd UP0 scfg` line: where the backup is PUT, the serial, /always's command."""
+
     url: str
     serial: str | None  # None: the saved configuration's own digest
     always: str | None  # /always <command>: PUT this command's output, every time
