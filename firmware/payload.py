@@ -17,13 +17,14 @@ import modulefinder
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import IO, Any
 
 from appliance.version import STAMP_NAME, Stamp
-from firmware.construct_imports import edited_construct
+from firmware.payload_edits import edited_construct, edited_stdlib
+from firmware.promptimports import PromptImports, import_prompt
 from firmware.run import run
 
 PYVER = "3.11"
@@ -39,7 +40,8 @@ STDLIB_DROP = {
     "sndhdr.py", "audioop.py", "imghdr.py", "mailcap.py", "tabnanny.py", "pipes.py",
     "LICENSE.txt", "EXTERNALLY-MANAGED", "_osx_support.py", "_aix_support.py",
 }  # fmt: skip
-# what the interpreter imports before the runtime (`python3.11 -S -m appliance`)
+# what the interpreter imports before the runtime (`python3.11 -S -c …`; runpy: for `-m`,
+# which a developer may still use in the guest)
 STARTUP_MODULES = ("runpy", "site", "encodings")
 # The codecs (encodings.<name>, looked up by name, so no import statement shows them): the
 # ones the runtime and its packages name (ascii, utf-8, latin-1, idna, unicode_escape), what
@@ -61,8 +63,8 @@ DYNLOAD_KEEP = {"_json", "_queue", "_ctypes", "_contextvars", "_typing", "mmap",
 LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8",
         "libssl.so.3", "libcrypto.so.3")  # fmt: skip
 PURE_DEPS = ("construct",)  # third-party packages the runtime imports in the guest
-# and edits the payload's copies get (construct: the imports only its debugger, pickling
-# and compiler use, made where they are used)
+# and edits the payload's copies get (firmware/payload_edits.py: the imports only rarely
+# used code needs, made where that code is; the stdlib's dataclasses gets the same)
 PURE_DEP_EDITS: dict[str, Callable[[Path, Path], Path]] = {"construct": edited_construct}
 # Python packages taken from the Debian debs (GUEST_PACKAGES in firmware/debs.py), as
 # import names under /usr/lib/python3/dist-packages; the host venv pins the same versions
@@ -73,6 +75,7 @@ DEB_PYTHON = ("cheroot", "jaraco", "more_itertools", "werkzeug", "jinja2", "mark
 # jQuery is a separate Debian package we do not carry), cheroot's command line
 DEB_PYTHON_DROP = {"test", "testing.py", "debug", "cli.py", "__main__.py", "middleware",
                    "testapp.py"}  # fmt: skip
+INTERPRETER = Path(f"usr/bin/python{PYVER}")
 BINARIES = ("usr/bin/openssl",)  # run once per box: the self-signed certificate
 # Debian's CA certificates (ca-certificates) as one bundle where the guest's OpenSSL looks
 # by default (OPENSSLDIR /usr/lib/ssl): `mod cmd UP0 prot https://…` and UP1 verify servers.
@@ -249,13 +252,15 @@ def _runtime_roots(debroot: Path, repo: Path) -> tuple[list[str], dict[str, Path
     return path, roots
 
 
-def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> None:
+def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> PromptImports:
     """Lay out the payload root in `tree` from the unpacked .debs and this repo; `stamp`
-    (version, build) goes next to appliance/version.pyc, where the runtime reads it."""
+    (version, build) goes next to appliance/version.pyc, where the runtime reads it. Last,
+    the prompt's imports are made from it (firmware/promptimports.py: their dataclass
+    methods compiled ahead into the tree); returns what they read."""
     if tree.exists():
         shutil.rmtree(tree)
     (tree / "usr/bin").mkdir(parents=True)
-    shutil.copy2(debroot / "usr/bin/python3.11", tree / "usr/bin/python3.11")
+    shutil.copy2(debroot / INTERPRETER, tree / INTERPRETER)
     (tree / "lib64").mkdir()
     shutil.copy2(
         (debroot / "lib64/ld-linux-x86-64.so.2").resolve(), tree / "lib64/ld-linux-x86-64.so.2"
@@ -269,6 +274,10 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
         stdlib_src, stdlib, f"/usr/lib/python{PYVER}", STDLIB_DROP | {"lib-dynload"},
         keep=lambda rel: rel in reached,
     )  # fmt: skip
+    edited = tree.with_name(f"{tree.name}.stdlib")  # compiled over their unedited copies
+    for file in edited_stdlib(stdlib_src, edited):
+        _compile_tree(file, stdlib, f"/usr/lib/python{PYVER}")
+    shutil.rmtree(edited)
     (stdlib / "lib-dynload").mkdir()
     for so in sorted((stdlib_src / "lib-dynload").glob("*.so")):
         if so.name.split(".")[0] in DYNLOAD_KEEP:
@@ -297,6 +306,7 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> No
             dist / name, app / name, f"/usr/lib/ipva/{name}", DEB_PYTHON_DROP | tests,
             nested=True,
         )  # fmt: skip
+    return import_prompt(tree, app, stdlib)
 
 
 def set_tree_mtime(tree: Path, epoch: int) -> None:
@@ -304,12 +314,26 @@ def set_tree_mtime(tree: Path, epoch: int) -> None:
         os.utime(p, (epoch, epoch), follow_symlinks=False)
 
 
-def make_squashfs(tree: Path, out: Path, epoch: int, level: int = SQUASHFS_LEVEL) -> None:
+def make_squashfs(
+    tree: Path,
+    out: Path,
+    epoch: int,
+    level: int = SQUASHFS_LEVEL,
+    first: Sequence[Path] = (),
+) -> None:
+    """`tree` as a squashfs image `out`; the files `first` (relative to `tree`) laid out
+    first, in that order (firmware/readorder.py: what a cold boot reads first)."""
     out.unlink(missing_ok=True)
     set_tree_mtime(tree, epoch)
+    order = out.with_name(f"{out.name}.sort")
+    # mksquashfs' sort list: a path and a priority a line, the highest first
+    order.write_text(
+        "".join(f"{(tree / rel).resolve()} {32767 - i}\n" for i, rel in enumerate(first))
+    )
     run(
         ["mksquashfs", tree, out, "-noappend", "-quiet", "-no-progress", "-all-root",
          "-comp", "zstd", "-Xcompression-level", str(level), "-b", str(SQUASHFS_BLOCK),
-         "-no-xattrs"],
+         "-no-xattrs", "-sort", order],
         env={"SOURCE_DATE_EPOCH": str(epoch)},  # mksquashfs stamps mkfs and file times
     )  # fmt: skip
+    order.unlink()

@@ -24,7 +24,8 @@ from firmware import ipvabin
 from firmware.bootbins import build_bootbins
 from firmware.initramfs import make_cpio_zstd, make_initramfs_tree
 from firmware.kernel import build_kernel
-from firmware.payload import make_payload_tree, make_squashfs
+from firmware.payload import INTERPRETER, make_payload_tree, make_squashfs
+from firmware.readorder import boot_read_order
 from firmware.settings import BuildSettings
 from hypervisors.registry import get_target
 from images.archive import file_digest, source_date_epoch
@@ -105,8 +106,13 @@ def build(
         make_initramfs_tree(bins, work / "initramfs", bootcode_version, [key.public()])
         make_cpio_zstd(work / "initramfs", work / "initrd.zst", epoch)
     with timed("Making the firmware payload (CPython + runtime)"):
-        make_payload_tree(debroot, REPO, work / "payload", settings.stamp)
-        make_squashfs(work / "payload", work / "payload.squashfs", epoch)
+        imported = make_payload_tree(debroot, REPO, work / "payload", settings.stamp)
+        note(
+            f"the prompt's imports: {len(imported.files)} files laid out first, "
+            f"{imported.dataclass_fns} dataclass methods compiled ahead"
+        )
+        make_squashfs(work / "payload", work / "payload.squashfs", epoch,
+                      first=boot_read_order(work / "payload", INTERPRETER, imported))  # fmt: skip
     with timed("Packing ipva.bin"):
         ipvabin.write_firmware(
             out / "ipva.bin", work / "payload.squashfs", settings.version, settings.build, key

@@ -135,7 +135,7 @@ def test_the_prompts_imports_leave_out_what_only_later_lines_need() -> None:
 def test_the_config_imports_no_hashlib_of_its_own() -> None:
     """The config's Digest secrets, sealing and backup digest import hashlib and hmac (OpenSSL's
     libcrypto) when used. (The host's construct, which the flash's format needs, still
-    imports hashlib at its top; the payload's copy does not: firmware/construct_imports.py.)"""
+    imports hashlib at its top; the payload's copy does not: firmware/payload_edits.py.)"""
     code = "import sys, appliance.config; " + LOADED
     assert in_fresh_interpreter(code, "hashlib", "hmac").split() == []
 

@@ -33,9 +33,18 @@ def seed_from(uuid_file: str) -> str:
 
 def test_the_interpreter_starts_after_its_hash_seed_without_site_or_working_directory() -> None:
     assert SEED_BLOCK is not None, "no hash seed block in /init"
-    start = INIT.index("/usr/bin/python3.11 -S -P -m appliance\n")
+    start = INIT.index('/usr/bin/python3.11 -S -P -c "$RUNTIME"\n')
     assert SEED_BLOCK.start() < start
     assert UUID in SEED_BLOCK[0]  # the kernel's RNG, read without waiting for its CRNG
+
+
+def test_the_runtime_is_imported_not_run_through_runpy() -> None:
+    """Both starts (the runtime, and the crash record after it died) import
+    appliance.__main__ with -c: -m would run it through runpy, importing importlib.util
+    and more before the runtime's first line (~0.1 s under TCG)."""
+    assert re.search(r'^RUNTIME="import appliance\.__main__"', INIT, re.M)
+    starts = re.findall(r"^\s*/usr/bin/python3\.11 (.*)$", INIT, re.M)
+    assert starts == ['-S -P -c "$RUNTIME"', '-S -P -c "$RUNTIME" died "$rc" || true']
 
 
 @pytest.mark.skipif(BUSYBOX is None, reason="busybox-static not installed (./dev installs it)")

@@ -1,0 +1,134 @@
+"""The payload's edited copies of construct and of the stdlib's dataclasses: the imports at
+the top of their modules that only rarely used code needs are made where that code is, and
+dataclasses takes the code of the methods it makes from the build when it can.
+
+construct 2.10 imports pdb (with cmd, bdb, code, glob, pprint) for `Debugger`, pickle for
+`Pickled`, hashlib and importlib.util for `Struct.compile()`, platform for one Windows
+test, and inspect for nothing, all when `import construct` runs. dataclasses imports inspect
+(with ast, dis, tokenize, linecache) only to make a docstring, from the class's signature,
+for a dataclass that has none; the runtime's dataclasses all have one
+(tests/unit/test_dataclass_docstrings.py). The box uses none of that, but the runtime
+imports construct (the flash's formats) and dataclasses before its prompt, and hashlib loads
+OpenSSL's libcrypto: under TCG these imports cost ~0.3 s of a cold boot (notes of issue 27).
+
+A dataclass's methods are source text that dataclasses compiles as the class is made
+(~390 compiles before the prompt, a quarter of its imports' time); the payload's looks each
+text up first in the code the build compiled (firmware/promptimports.py, DATACLASS_FNS).
+
+The edits keep the whole API (a Debugger still runs pdb, it imports it then; a dataclass
+without a docstring still gets one). They are exact text edits for the versions the build
+takes (construct: the one pyproject.toml pins; dataclasses: Debian's python3.11), and a file
+whose text differs fails the build instead of being carried unedited.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware.run import ToolError
+
+
+@dataclass(frozen=True)
+class Edit:
+    """In `file` (relative to the package), `old` (found exactly once) becomes `new`."""
+
+    file: str
+    old: str
+    new: str
+
+
+CONSTRUCT_EDITS = (
+    Edit("core.py",
+         "import struct, io, binascii, itertools, collections, pickle, sys, os, hashlib, "
+         "importlib, importlib.machinery, importlib.util\n",
+         "import struct, io, binascii, itertools, collections, sys, os\n"),
+    Edit("core.py",
+         "        modulename = hexlify(hashlib.sha1(",
+         "        import hashlib, importlib.machinery, importlib.util\n"
+         "        modulename = hexlify(hashlib.sha1("),
+    Edit("core.py",
+         "        return pickle.load(stream)\n",
+         "        import pickle\n        return pickle.load(stream)\n"),
+    Edit("core.py",
+         "        pickle.dump(obj, stream)\n",
+         "        import pickle\n        pickle.dump(obj, stream)\n"),
+    Edit("debug.py", "import sys, traceback, pdb, inspect\n", "import sys, traceback\n"),
+    Edit("debug.py",
+         "        pdb.post_mortem(",
+         "        import pdb\n        pdb.post_mortem("),
+    Edit("lib/py3compat.py", "import sys, platform\n", "import sys\n"),
+    Edit("lib/py3compat.py",
+         'ONWINDOWS = platform.system() == "Windows"',
+         'ONWINDOWS = sys.platform == "win32"'),
+)  # fmt: skip
+# dataclasses also takes its methods' code from the build's file of them when it is there,
+# beside its own .pyc (firmware/promptimports.py), compiling only the texts it lacks
+DATACLASS_FNS = "dataclasses.fns"
+_COMPILED_FNS = """# ipva's payload: the code of the methods the runtime's dataclasses get before
+# its prompt, compiled when the firmware was built (firmware/promptimports.py), by their
+# source text; a text that is not there is compiled here, as it always was.
+_COMPILED = None
+
+
+def _compiled(txt):
+    global _COMPILED
+    if _COMPILED is None:
+        import marshal
+        try:
+            with open(__file__.rpartition('/')[0] + '/FNS', 'rb') as f:
+                _COMPILED = marshal.load(f)
+        except (OSError, ValueError, EOFError):
+            _COMPILED = {}
+    return _COMPILED.get(txt, txt)
+
+
+def _create_fn(name, args, body, *, globals=None, locals=None,
+""".replace("FNS", DATACLASS_FNS)
+STDLIB_EDITS = (
+    Edit("dataclasses.py", "import inspect\n", ""),
+    Edit("dataclasses.py",
+         "        cls.__doc__ = (cls.__name__ +\n",
+         "        import inspect\n        cls.__doc__ = (cls.__name__ +\n"),
+    Edit("dataclasses.py",
+         "def _create_fn(name, args, body, *, globals=None, locals=None,\n", _COMPILED_FNS),
+    Edit("dataclasses.py",
+         "    exec(txt, globals, ns)\n",
+         "    exec(_compiled(txt), globals, ns)\n"),
+)  # fmt: skip
+
+
+def _edit(src: Path, dst: Path, edits: Sequence[Edit], hint: str) -> None:
+    for edit in edits:
+        path = dst / edit.file
+        text = path.read_text()
+        if text.count(edit.old) != 1:
+            raise ToolError(
+                f"{src / edit.file} does not hold {edit.old.strip()!r} once; the edits in "
+                f"firmware/payload_edits.py are for {hint}: use that one or update the edits"
+            )
+        path.write_text(text.replace(edit.old, edit.new))
+
+
+def edited_construct(src: Path, dst: Path, edits: Sequence[Edit] = CONSTRUCT_EDITS) -> Path:
+    """A copy of the construct package `src` in `dst` with `edits` made; returns `dst`."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    _edit(src, dst, edits, "the construct pyproject.toml pins (`./dev` installs it)")
+    return dst
+
+
+def edited_stdlib(src: Path, dst: Path, edits: Sequence[Edit] = STDLIB_EDITS) -> list[Path]:
+    """The stdlib files `edits` name, copied from `src` (the stdlib's directory) into `dst`
+    and edited: the files to compile over their unedited copies in the payload."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    files = sorted({edit.file for edit in edits})
+    for name in files:
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / name, dst / name)
+    _edit(src, dst, edits, "Debian bookworm's python3.11 (firmware/debs.py)")
+    return [dst / name for name in files]

@@ -1,0 +1,97 @@
+"""The payload's construct and dataclasses (firmware/payload_edits.py): imported, they load
+none of the modules only construct's debugger, pickling and compiler or a dataclass without
+a docstring use, and those still work when used."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from firmware.payload_edits import (
+    CONSTRUCT_EDITS,
+    STDLIB_EDITS,
+    Edit,
+    edited_construct,
+    edited_stdlib,
+)
+from firmware.run import ToolError
+
+LAZY = ("pdb", "pickle", "hashlib", "_hashlib", "platform", "importlib.util", "inspect")
+INSTALLED = Path(importlib.util.find_spec("construct").origin).parent  # type: ignore[arg-type,union-attr]
+PROBE = f"""
+import sys
+import sysconfig
+import construct as c
+print(sorted(m for m in {LAZY!r} if m in sys.modules))
+assert c.Pickled.parse(c.Pickled.build([1, "a"])) == [1, "a"]
+s = c.Struct("n" / c.Int16ub).compile()
+assert s.parse(b"\\x01\\x02").n == 258
+assert c.Probe and c.Debugger and not c.lib.py3compat.ONWINDOWS
+print(sorted(m for m in {LAZY!r} if m in sys.modules))
+"""
+
+
+def _run(path: Path) -> list[str]:
+    out = subprocess.run([sys.executable, "-S", "-c", PROBE], env={"PYTHONPATH": str(path)},
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return out.splitlines()
+
+
+def test_the_edited_construct_imports_none_of_them_until_used(tmp_path: Path) -> None:
+    edited_construct(INSTALLED, tmp_path / "construct")
+    at_import, after_use = _run(tmp_path)
+    assert at_import == "[]", at_import
+    assert "pickle" in after_use and "hashlib" in after_use  # imported where used
+    # the installed construct (what the host and the hosted box run) imports them all
+    assert _run(INSTALLED.parent)[0] != "[]"
+
+
+def test_a_construct_whose_text_differs_fails_the_build(tmp_path: Path) -> None:
+    edits = (*CONSTRUCT_EDITS, Edit("core.py", "no such line", ""))
+    with pytest.raises(ToolError, match="core.py does not hold 'no such line' once"):
+        edited_construct(INSTALLED, tmp_path / "construct", edits)
+
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])  # the venv's: Debian's python3.11, as the payload's
+DATACLASS_PROBE = """
+import sys
+import sysconfig
+from dataclasses import dataclass
+@dataclass
+class Documented:
+    "A point."
+    x: int
+print("inspect" in sys.modules, Documented.__doc__)
+@dataclass
+class Bare:
+    x: int
+print("inspect" in sys.modules, Bare.__doc__)
+"""
+
+
+def _run_dataclasses(path: Path) -> list[str]:
+    out = subprocess.run([sys.executable, "-S", "-c", DATACLASS_PROBE],
+                         env={"PYTHONPATH": str(path)}, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    return out.splitlines()
+
+
+def test_the_edited_dataclasses_imports_inspect_only_for_a_class_without_a_docstring(
+    tmp_path: Path,
+) -> None:
+    (edited,) = edited_stdlib(STDLIB, tmp_path / "stdlib")
+    assert edited == tmp_path / "stdlib" / "dataclasses.py"
+    assert _run_dataclasses(edited.parent) == ["False A point.", "True Bare(x: int)"]
+    # the stdlib's own imports inspect with dataclasses
+    assert _run_dataclasses(tmp_path / "empty") == ["True A point.", "True Bare(x: int)"]
+
+
+def test_a_stdlib_whose_text_differs_fails_the_build(tmp_path: Path) -> None:
+    edits = (*STDLIB_EDITS, Edit("dataclasses.py", "no such line", ""))
+    with pytest.raises(ToolError, match="dataclasses.py does not hold 'no such line' once"):
+        edited_stdlib(STDLIB, tmp_path / "stdlib", edits)
