@@ -79,7 +79,7 @@ def _compiled(txt):
         import marshal
         try:
             with open(__file__.rpartition('/')[0] + '/FNS', 'rb') as f:
-                _COMPILED = marshal.load(f)
+                _COMPILED = marshal.loads(f.read())  # load(f): a read per object, 5x slower
         except (OSError, ValueError, EOFError):
             _COMPILED = {}
     return _COMPILED.get(txt, txt)

@@ -11,41 +11,39 @@
 BC_LBAS="8 9"
 BC_TMP=${BC_TMP:-/run}
 
-bc_u() {  # bc_u FILE OFFSET BYTES: unsigned little-endian field
-    od -An -t "u$3" -j "$2" -N "$3" "$1" | tr -d ' \n'
-}
-
-bc_valid() {  # bc_valid FILE: magic, CRC, format and ranges as decode() checks them
-    [ "$(head -c 8 "$1")" = "IPVABCTL" ] || return 1
-    [ "$(head -c 508 "$1" | crc32)" = "$(od -An -t x4 -j 508 -N 4 "$1" | tr -d ' \n')" ] \
-        || return 1
-    [ "$(bc_u "$1" 8 2)" = 1 ] && [ "$(bc_u "$1" 19 1)" = 0 ] || return 1
-    [ "$(bc_u "$1" 14 1)" -le 1 ] && [ "$(bc_u "$1" 15 1)" -le 1 ] || return 1
-    case "$(bc_u "$1" 17 1)" in 0 | 1 | 255) return 0 ;; esac
+# bc_load FILE: 0 if FILE is a valid copy (magic, CRC, format and ranges as decode() checks
+# them); its fields are then in BC_L_SEQ BC_L_ACTIVE BC_L_STATE BC_L_TRIES BC_L_GOOD
+# BC_L_FAILED. One od for every field, one for the stored CRC: under emulation each process
+# costs milliseconds of the boot (issue 27), and this ran ~40 of them.
+bc_load() {
+    local f=$1 want
+    set -- $(od -An -v -tu1 -N 20 "$f")
+    [ $# -eq 20 ] && [ "$1 $2 $3 $4 $5 $6 $7 $8" = "73 80 86 65 66 67 84 76" ] || return 1
+    want=$(od -An -tx4 -j 508 -N 4 "$f")
+    [ "$(head -c 508 "$f" | crc32)" = "${want##* }" ] || return 1
+    shift 8  # bytes 8..19: format (2), seq (4), active state tries good failed, reserved
+    [ "$1 $2" = "1 0" ] && [ "${12}" = 0 ] || return 1
+    BC_L_SEQ=$(($3 + ($4 << 8) + ($5 << 16) + ($6 << 24)))
+    BC_L_ACTIVE=$7 BC_L_STATE=$8 BC_L_TRIES=$9 BC_L_GOOD=${10} BC_L_FAILED=${11}
+    [ "$7" -le 1 ] && [ "$8" -le 1 ] || return 1
+    case ${10} in 0 | 1 | 255) return 0 ;; esac
     return 1
 }
 
 bc_read() {
     BC_OK=0
-    BC_OLDER=8
     best=-1
     for lba in $BC_LBAS; do
         f="$BC_TMP/bootctl.$lba"
         dd if="$1" of="$f" bs=512 skip="$lba" count=1 2>/dev/null
-        if bc_valid "$f"; then
-            seq=$(bc_u "$f" 10 4)
-            if [ "$seq" -gt "$best" ]; then best=$seq; newest=$f; fi
+        if bc_load "$f" && [ "$BC_L_SEQ" -gt "$best" ]; then
+            best=$BC_L_SEQ
+            BC_SEQ=$BC_L_SEQ BC_ACTIVE=$BC_L_ACTIVE BC_STATE=$BC_L_STATE BC_TRIES=$BC_L_TRIES
+            BC_GOOD=$BC_L_GOOD BC_FAILED=$BC_L_FAILED
         fi
     done
-    [ "$best" -ge 0 ] || return 0
-    f=$newest
-    BC_OK=1
-    BC_SEQ=$best
-    BC_ACTIVE=$(bc_u "$f" 14 1)
-    BC_STATE=$(bc_u "$f" 15 1)
-    BC_TRIES=$(bc_u "$f" 16 1)
-    BC_GOOD=$(bc_u "$f" 17 1)
-    BC_FAILED=$(bc_u "$f" 18 1)
+    [ "$best" -ge 0 ] && BC_OK=1
+    return 0
 }
 
 bc_decide() {
@@ -85,8 +83,8 @@ bc_write() {
     # the older (or invalid) copy gets seq + 1; the newest stays untouched until then
     target=8
     s8=-1 s9=-1
-    bc_valid "$BC_TMP/bootctl.8" && s8=$(bc_u "$BC_TMP/bootctl.8" 10 4)
-    bc_valid "$BC_TMP/bootctl.9" && s9=$(bc_u "$BC_TMP/bootctl.9" 10 4)
+    bc_load "$BC_TMP/bootctl.8" && s8=$BC_L_SEQ
+    bc_load "$BC_TMP/bootctl.9" && s9=$BC_L_SEQ
     [ "$s8" -gt "$s9" ] && target=9
     newest=$s8
     [ "$s9" -gt "$newest" ] && newest=$s9

@@ -284,6 +284,22 @@ def test_shell_on_a_disk_without_record(tmp_path: Path, busybox: str) -> None:
     )
 
 
+def test_shell_reads_every_byte_of_the_sequence_number(tmp_path: Path, busybox: str) -> None:
+    """Copies whose seq differ only above the low 16 bits: the newer one is the one Python
+    reads, and its fields are the ones the shell sets (each byte of the 4 counts)."""
+    older = BootControl(0x01020304, 0, SlotState.CONFIRMED, 0, 0, NO_SLOT)
+    newer = BootControl(0x02010304, 1, SlotState.TRIAL, 2, 0, NO_SLOT)
+    raw = bytearray(blank())
+    for lba, record in zip(BOOTCTL_LBAS, (newer, older), strict=True):
+        raw[lba * SECTOR : (lba + 1) * SECTOR] = encode(record)
+    disk = tmp_path / "boot.img"
+    disk.write_bytes(bytes(raw))
+    assert read_boot_control(memdev(bytes(raw))) == newer
+    got = _sh(disk, 'bc_read "$DEV"', busybox)
+    assert (got["BC_OK"], int(got["BC_SEQ"]), got["BC_ACTIVE"], got["BC_STATE"],
+            got["BC_TRIES"]) == ("1", newer.seq, "1", "1", "2")  # fmt: skip
+
+
 def test_a_built_boot_disk_starts_slot_a_and_the_bootcode_reads_it(
     tmp_path: Path, busybox: str
 ) -> None:
