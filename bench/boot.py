@@ -91,9 +91,14 @@ RUNTIME_STEPS = (
         r" - (perfcounter|time: (VMware|Hyper-V|KVM/QEMU|unknown)|time: warning: policy)",
         True,
     ),
-    ("network up (DHCP)", r" - ETH0 IP address", False),
+    # the network's start: udhcpc is started, not waited for (services/network.py), so no
+    # line ends it; the lease's line comes after the prompt: ADDRESS, a row of its own
     ("prompt", re.escape(PROMPT), False),
 )
+# the DHCP lease's line: after the prompt (a build from before it: before); a box boot's
+# console is read on until it has come (at most ADDRESS_WAIT_S after the prompt)
+ADDRESS = r" - ETH0 IP address "
+ADDRESS_WAIT_S = 30.0
 _DMESG = re.compile(r"^bootprof \[\s*(\d+\.\d+)\] (.*)$")
 _IMPORT = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")  # -X importtime
 _INITCALL = re.compile(r"initcall (\S+?)(?:\+0x\S+)?(?: \[(\S+)\])? returned \S+ after (\d+) usecs")
@@ -154,11 +159,14 @@ def timed_boot(
     ram_mib: int = 256,
     extra_args: tuple[str, ...] = (),
     saved_state: SavedState | None = None,
+    then: str | None = None,
 ) -> Boot:
+    """`then`: a regex for a line after `until` to read on for (ADDRESS_WAIT_S at most)."""
     boot = Boot()
     pending = bytearray()
     t0 = time.monotonic()
     seen_until = threading.Event()
+    seen_then = threading.Event()
 
     def on_console(data: bytes) -> None:
         now = time.monotonic() - t0
@@ -170,6 +178,8 @@ def timed_boot(
             boot.lines.append((now, line))
             if until in line:
                 seen_until.set()
+            if then is not None and re.search(then, line):
+                seen_then.set()
         if until == PROMPT and until in pending.decode("latin-1"):  # no newline after it
             boot.lines.append((now, pending.decode("latin-1")))
             pending.clear()
@@ -190,6 +200,8 @@ def timed_boot(
             poller.start()
         m.wait_for_console(re.escape(until.strip()), timeout=600)
         seen_until.wait(5)
+        if then is not None:
+            seen_then.wait(ADDRESS_WAIT_S)
         stop.set()
         if poller is not None:
             poller.join()
@@ -379,7 +391,12 @@ def report(results: dict[str, list[Boot]], print_: Callable[[str], None] = print
         print_(_row(f"{kind}: SYSLINUX banner", _med(_at(boots, r"^SYSLINUX ")), floor))
         print_(_row(f"{kind}: /init banner", _med(init), floor))
         print_(_row(f"{kind}: first runtime trace line", _med(first), floor))
-        print_(_row(f"{kind}: ready (prompt)", _med(_at(boots, re.escape(PROMPT))), floor))
+        ready_at = _at(boots, re.escape(PROMPT))
+        print_(_row(f"{kind}: ready (prompt)", _med(ready_at), floor))
+        address = _at(boots, ADDRESS)
+        print_(_row(f"{kind}: DHCP address line", _med(address), floor))
+        print_(_row("  prompt → DHCP address (< 0: before it)", _med(_diff(address, ready_at)),
+                    floor))  # fmt: skip
         print_(_row("  /init banner → first trace line", _med(_diff(first, init)), floor))
         steps = [runtime_steps(b, i) for b, i in zip(boots, init, strict=True) if i is not None]
         for name, _r, _l in RUNTIME_STEPS[1:]:
@@ -473,7 +490,7 @@ def bench(
         if "kernel" in kinds:
             setups["kernel"] = (kernel_disks(dist, work), FLOOR_MARKER, {})
         if "empty" in kinds:
-            setups["empty"] = (box_disks(dist, empty), PROMPT, {})
+            setups["empty"] = (box_disks(dist, empty), PROMPT, {"then": ADDRESS})
         if "profile" in kinds:
             prof = _with_kernel_args(
                 dist / "disks" / "boot.img", work / "prof-boot.img", f"{KERNEL_ARGS} {PROFILE_ARGS}"
@@ -481,7 +498,7 @@ def bench(
             setups["profile"] = (box_disks(dist, empty, prof), PROMPT, {"poll_mode": True})
         if baseline is not None:
             kinds.append("baseline")
-            setups["baseline"] = (box_disks(baseline, empty), PROMPT, {})
+            setups["baseline"] = (box_disks(baseline, empty), PROMPT, {"then": ADDRESS})
             results["baseline"] = []
         if "resume" in kinds:
             disks = box_disks(dist, empty)
@@ -489,7 +506,7 @@ def bench(
             setups["resume"] = (disks, PROMPT, {"saved_state": state})
         if "full64" in kinds:
             full = _flash_image(work / "full64.img", flash_bytes, fill=True, ram=GUEST_RAM)
-            setups["full64"] = (box_disks(dist, full), PROMPT, {})
+            setups["full64"] = (box_disks(dist, full), PROMPT, {"then": ADDRESS})
         if "full512" in kinds:
             big = _flash_image(work / "full512.img", 512 << 20, fill=True, ram=3 << 30,
                                reset_all=True)  # fmt: skip

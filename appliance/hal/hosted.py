@@ -152,7 +152,7 @@ class HostedPlatform:
         """The address given for --http/--https; HTTP0 /port 0 still turns one off."""
         return (self.https if https else self.http) if port else None
 
-    def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None:
+    def start_dhcp(self, ifname: str, fallback: str | None) -> None:
         raise Unavailable(NO_NIC)
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None:

@@ -20,6 +20,9 @@ PCI_CLASS_NETWORK = 0x02
 # then the fallback address (if any) and on asking in the background
 DHCP_TRIES = 8
 DHCP_TRY_S = 1
+# a lease or the fallback is in by then, or the client got no answer at all (a port without
+# a fallback): the network's first look ends (`waiting for a DHCP server …`), a renewal too
+DHCP_WAIT_S = DHCP_TRIES * DHCP_TRY_S + 2.0
 
 
 @dataclass(frozen=True)

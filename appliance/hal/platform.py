@@ -73,9 +73,10 @@ class Platform(Protocol):
 
     def ports(self) -> list[Port]: ...
 
-    # the lease, if one came; `fallback` (e.g. 192.168.0.1/24): the address the port takes
-    # when no DHCP server answers, until one does (its lease then says fallback=yes)
-    def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None: ...
+    # starts the client, does not wait (the lease comes in dhcp_lease); `fallback` (e.g.
+    # 192.168.0.1/24): the address the port takes when no DHCP server answers, until one
+    # does (its lease then says fallback=yes)
+    def start_dhcp(self, ifname: str, fallback: str | None) -> None: ...
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
 

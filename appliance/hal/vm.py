@@ -37,6 +37,7 @@ from appliance.hal.memory import read_memory_info
 from appliance.hal.nics import (
     DHCP_TRIES,
     DHCP_TRY_S,
+    DHCP_WAIT_S,
     PciNic,
     Port,
     assign_ports,
@@ -66,7 +67,6 @@ SERIAL_CONSOLE = "/dev/ttyS0"
 VGA_CONSOLE = "/dev/tty1"
 RUN_DIR = Path("/run/ipva")
 UDHCPC_SCRIPT = "/etc/udhcpc.script"
-DHCP_WAIT_S = DHCP_TRIES * DHCP_TRY_S + 2.0  # the boot waits for a lease or the fallback
 DISK_WAIT_S = 5.0
 NIC_WAIT_S = 5.0  # a supported NIC whose interface has not appeared yet
 # written by the build into the initramfs (firmware/initramfs.py): "16r1sr1 build 1601001";
@@ -230,10 +230,12 @@ class VmPlatform:
             self._ports = assign_ports(self._pci_nics)
         return self._ports
 
-    def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None:
-        """Start busybox udhcpc on ifname (it renews and rebinds); wait briefly for a lease.
-        `fallback` (address/prefix): what the hook script sets when DHCP_TRIES DISCOVERs got
-        no answer; its lease file then says `fallback=yes` until a server answers."""
+    def start_dhcp(self, ifname: str, fallback: str | None) -> None:
+        """Start busybox udhcpc on ifname (it renews and rebinds) and return: the lease
+        comes in its hook script's file (dhcp_lease), which the network's watcher reads;
+        the boot does not wait for it. `fallback` (address/prefix): what the hook script
+        sets when DHCP_TRIES DISCOVERs got no answer; its lease file then says
+        `fallback=yes` until a server answers."""
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
         subprocess.run(["ip", "link", "set", ifname, "up"], check=False)
@@ -248,13 +250,6 @@ class VmPlatform:
         reaper = threading.Thread(target=proc.wait, name=f"reap-udhcpc-{ifname}", daemon=True)
         self._reapers[ifname] = reaper
         reaper.start()
-        deadline = time.monotonic() + DHCP_WAIT_S
-        while time.monotonic() < deadline:
-            lease = self.dhcp_lease(ifname)
-            if lease:
-                return lease
-            time.sleep(0.1)
-        return None
 
     def renew_dhcp(self, ifname: str) -> dict[str, str] | None:
         """Have udhcpc renew its lease now (SIGUSR1); the lease once its hook has written

@@ -16,8 +16,9 @@ What the prompt needs starts before it (`prompt_services`):
     crash-dump   start: a dump left by reboot/a crash, shown once (logged); arms the
                  crash watch; mod cmd DUMP
     timekeeping  start: the box's clock (TIME0); mod cmd TIME0
-    network      probe: ETH0/ETH1 (NIC unavailable! stops the VM); start: addresses from
-                 IP0/DHCP0; mod cmd ETH0, ETH1
+    network      probe: ETH0/ETH1 (NIC unavailable! stops the VM); start: static addresses
+                 from IP0, the DHCP client started (DHCP0), not waited for: its lease's
+                 line comes after the prompt; mod cmd ETH0, ETH1
 
 The rest comes after it (`after_prompt_services`, services/afterprompt.py): its modules
 are imported only then, so that a cold boot's prompt does not wait for their imports
@@ -35,9 +36,10 @@ are imported only then, so that a cold boot's prompt does not wait for their imp
 Probes run first, in this order, before the disks are opened; then the starts, in this
 order (the flash before the config it holds, the config before what reads it; logging
 before the crash report it sends; the network after them, then the web admin, which
-shows the addresses, then the update service, which confirms a new firmware once all
-that is up). The runtime (boot.Runtime) starts the second part right after the prompt
-or, with everything at once, at the end of the boot; a console line that needs one of
+shows the addresses (it listens once the first DHCP lease or fallback is in), then the
+update service, which confirms a new firmware once all that is up). The runtime
+(boot.Runtime) starts the second part right after the prompt or, with everything at once,
+at the end of the boot; a console line that needs one of
 its services (`mod cmd` of a module not up yet, `help mod`, `version`) brings it up
 first. The web admin's own start is not waited for either way, as a web admin that
 fails has never stopped the boot: the console works without it.

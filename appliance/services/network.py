@@ -12,6 +12,18 @@ interface; its hook script writes the lease to /run/ipva/dhcp-<if> (removed on l
 a watcher thread turns into console lines — new address, renewed lease, lease lost. The same
 watcher sends an events.LinkChanged when a port's carrier comes or goes.
 
+The boot does not wait for the lease: the service starts udhcpc and the watcher, and the
+prompt comes; the `ETH0 IP address … (dhcp)` line follows under it when the lease is in.
+Until each DHCP port has its first lease or fallback the watcher looks every FIRST_POLL_S
+(the line comes as promptly as the boot used to wait for it), then every WATCH_INTERVAL_S.
+`waiting for a DHCP server …` means what it meant when the boot waited: DHCP_WAIT_S after
+the client's start there is neither a lease nor a fallback (a port without a fallback, or a
+client that never got going); it is traced then, by the watcher, and the client goes on
+asking. Static addresses are set and shown before the prompt (nothing to wait for). What
+needs the first address waits for it with `when_addressed` (the web admin, whose
+certificate names the box's addresses and whose `HTTP0: web admin on …` line tells the
+harness that the box answers on them), not the boot.
+
 `mod cmd ETH0 …`/`ETH1 …` read the kernel's state (sysfs and ioctls), not the config. On a
 platform without NICs (hosted) they answer `ETH0: no network interface on this platform`.
 Every address shown is also kept in `box.addresses` and sent as `events.AddressChanged`.
@@ -27,6 +39,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
@@ -37,6 +50,7 @@ from appliance.events import Event, LinkChanged, Resumed
 from appliance.hal.nics import (
     DHCP_TRIES,
     DHCP_TRY_S,
+    DHCP_WAIT_S,
     SUPPORTED_NICS,
     PciNic,
     Port,
@@ -54,6 +68,7 @@ if TYPE_CHECKING:
     from appliance.trace import TraceFn
 
 WATCH_INTERVAL_S = 1.0
+FIRST_POLL_S = 0.1  # until every DHCP port's first lease or fallback (or DHCP_WAIT_S)
 WATCH_JOIN_S = 12.0  # a renewal after a pause waits up to the DHCP round (10 s)
 NIC_UNAVAILABLE = "NIC unavailable!"
 FALLBACK_PORT = "ETH0"  # only the real box's DHCP port falls back (ETH1 has its static)
@@ -67,7 +82,7 @@ class NicPlatform(Protocol):
 
     def pci_nics(self) -> list[PciNic]: ...
 
-    def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None: ...
+    def start_dhcp(self, ifname: str, fallback: str | None) -> None: ...  # does not wait
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None: ...
 
@@ -140,6 +155,10 @@ class Network:
         self._watcher: threading.Thread | None = None
         self.stopping = threading.Event()  # the box goes down: the watcher ends
         self._renew = threading.Event()  # a pause ended: the watcher renews the leases
+        # owner state: the DHCP clients' first look is under way (configure → first_leases'
+        # end), and who waits for its end (when_addressed)
+        self._first_pending = False
+        self._when_addressed: list[Callable[[], None]] = []
 
     def port(self, name: str) -> Port | None:
         return next((p for p in self.ports if p.name == name.upper()), None)
@@ -148,8 +167,9 @@ class Network:
         self.ports = find_ports(self.platform, trace)
 
     def configure(self, box: Box, *, watch: bool = True) -> None:
-        """Addresses from box.active; `watch`: start the lease watcher thread (tests call
-        poll_once themselves instead)."""
+        """Addresses from box.active; the DHCP clients are started, not waited for (their
+        leases are shown by the watcher). `watch`: start the lease watcher thread (tests
+        call first_leases and poll_once themselves instead)."""
         if not self.ports:
             self.find(box.trace)
         cfg = box.active
@@ -178,11 +198,8 @@ class Network:
         for p in dhcp_ports:
             self.modes[p.name] = "dhcp"
             fallback = FALLBACK if p.name == FALLBACK_PORT else None
-            lease = self.platform.start_dhcp(p.ifname, fallback)
-            if lease:
-                self._show_lease(box, p.name, lease)
-            else:
-                box.trace(f"{p.name} waiting for a DHCP server …")
+            self.platform.start_dhcp(p.ifname, fallback)
+        self._first_pending = bool(dhcp_ports)
         self._links = {p.name: self.platform.link_up(p.ifname) for p in self.ports}
         if self.ports and watch:
             self._watcher = threading.Thread(
@@ -190,6 +207,44 @@ class Network:
             )
             self._watcher.start()
             box.events.subscribe(lambda event: self._on_event(box, event))
+
+    def when_addressed(self, fn: Callable[[], None]) -> None:
+        """On the owner: call `fn` (on the owner) once every DHCP port has shown its first
+        lease or fallback, or DHCP_WAIT_S passed without (`waiting for a DHCP server …`
+        said); at once if that is so already, or there is no DHCP port. Not called if the
+        box goes down first: the caller's stop has to end its own wait."""
+        if self._first_pending:
+            self._when_addressed.append(fn)
+        else:
+            fn()
+
+    def first_leases(self, box: Box, ports: list[Port], wait_s: float | None = None) -> None:
+        """The watcher's first phase: a look at the lease files every FIRST_POLL_S until
+        each port has its first lease or fallback (shown, on the owner), or `wait_s`
+        (DHCP_WAIT_S) has passed (the ports without: `waiting for a DHCP server …`); then
+        when_addressed's callers go on. Ends early when the network stops."""
+        deadline = time.monotonic() + (DHCP_WAIT_S if wait_s is None else wait_s)
+        pending = list(ports)
+        while pending:
+            got: dict[str, dict[str, str] | None] = {
+                p.name: lease for p in pending if (lease := self.platform.dhcp_lease(p.ifname))
+            }
+            if got:
+                box.owner.call(partial(self._leases, box, got))
+                pending = [p for p in pending if p.name not in got]
+            if not pending or time.monotonic() >= deadline:
+                break
+            if self.stopping.wait(FIRST_POLL_S):
+                return
+        box.owner.call(partial(self._addressed, box, [p.name for p in pending]))
+
+    def _addressed(self, box: Box, waiting: list[str]) -> None:
+        for port in waiting:
+            box.trace(f"{port} waiting for a DHCP server …")
+        self._first_pending = False
+        waiters, self._when_addressed = self._when_addressed, []
+        for fn in waiters:
+            fn()
 
     def _on_event(self, box: Box, event: Event) -> None:
         if isinstance(event, Resumed) and self.dhcp_ports():
@@ -280,6 +335,7 @@ class Network:
     def _watch(self, box: Box, ports: list[Port]) -> None:
         # the next boot starts its own watcher; BoxRestarting: this box is going down
         try:
+            self.first_leases(box, ports)
             while not self.stopping.is_set():
                 if self._renew.is_set():
                     self._renew.clear()
@@ -329,6 +385,14 @@ class NetworkService(BaseService):
         self._trace = box.trace
         if self.network is not None and self.network.ports:
             self.network.configure(box)
+
+    def when_addressed(self, fn: Callable[[], None]) -> None:
+        """On the owner: `fn` once the DHCP clients' first leases are in (Network.
+        when_addressed); at once without NICs."""
+        if self.network is None:
+            fn()
+        else:
+            self.network.when_addressed(fn)
 
     def stop(self) -> None:
         if self.network is not None:

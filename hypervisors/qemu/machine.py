@@ -57,7 +57,9 @@ DEFAULT_FATAL = (
 )
 # The web admin comes up after the prompt, in the background; its last boot-trace line
 # says it is up (or why not): appliance/services/http/__init__.py. After a boot's first
-# prompt wait_for_prompt() waits for it too, so http_url answers once it returns.
+# prompt wait_for_prompt() waits for it too, so http_url answers once it returns. The DHCP
+# lease comes after the prompt too, but before that line (the web admin listens once the
+# first lease or fallback is in): hostfwd reaches the guest's address by then.
 WEB_ADMIN_LINE = (
     r"HTTP0: (?:web admin on |/port and /https-port are 0|no listener could be opened"
     r"|the web admin did not start)[^\n]*\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -32,9 +33,8 @@ class FakeNics:
     def pci_nics(self) -> list[PciNic]:
         return self.nics
 
-    def start_dhcp(self, ifname: str, fallback: str | None) -> dict[str, str] | None:
+    def start_dhcp(self, ifname: str, fallback: str | None) -> None:
         self.fallbacks[ifname] = fallback
-        return self.lease.get(ifname)
 
     def dhcp_lease(self, ifname: str) -> dict[str, str] | None:
         return self.lease.get(ifname)
@@ -100,9 +100,10 @@ def test_dhcp_on_eth1_and_lease_loss_is_shown() -> None:
     plat.lease["eth1"] = {"ip": "10.0.2.15", "mask": "24"}
     network = net.Network(plat)
     network.configure(box, watch=False)
-    assert box.lines[-1] == "ETH1 IP address 10.0.2.15/24 (dhcp)"
     assert network.modes == {"ETH0": "off", "ETH1": "dhcp"}
     ports = network.dhcp_ports()
+    network.first_leases(box, ports)  # the watcher's first look (it has the lease at once)
+    assert box.lines[-1] == "ETH1 IP address 10.0.2.15/24 (dhcp)"
     assert [p.name for p in ports] == ["ETH1"]
     shown = len(box.lines)
     network.poll_once(box, ports)  # renewed, same address: nothing new on the console
@@ -131,6 +132,7 @@ def test_eth0_falls_back_to_192_168_0_1_and_a_later_lease_wins() -> None:
     network = net.Network(plat)
     network.configure(box, watch=False)
     assert plat.fallbacks == {"eth0": "192.168.0.1/24"}
+    network.first_leases(box, network.dhcp_ports())
     assert box.lines[-2:] == [
         "ETH0 no DHCP server answered in 8 s: fallback to 192.168.0.1/24, still asking for a lease",
         "ETH0 IP address 192.168.0.1/24 (fallback)",
@@ -146,8 +148,10 @@ def test_eth0_falls_back_to_192_168_0_1_and_a_later_lease_wins() -> None:
 
 def test_only_eth0_falls_back() -> None:
     plat, box = FakeNics(), FakeBox(config((("DHCP0", ""), {"interface": "ETH1"})))
-    net.Network(plat).configure(box, watch=False)
+    network = net.Network(plat)
+    network.configure(box, watch=False)
     assert plat.fallbacks == {"eth1": None}
+    network.first_leases(box, network.dhcp_ports(), wait_s=0)  # DHCP_WAIT_S, no answer
     assert box.lines[-1] == "ETH1 waiting for a DHCP server …"
 
 
@@ -160,6 +164,7 @@ def test_factory_settings_give_eth1_192_168_1_1() -> None:
 
 def test_the_watcher_thread_ends_when_the_box_goes_down_and_stop_joins_it() -> None:
     plat, box = FakeNics(), FakeBox(config())
+    plat.lease["eth0"] = {"ip": "10.0.2.15", "mask": "24"}  # its first look ends at once
     network = net.Network(plat)
     network.configure(box)
     watcher = network._watcher
@@ -183,7 +188,6 @@ def test_stop_ends_the_watcher_of_a_running_box() -> None:
 def test_after_a_resume_the_dhcp_leases_are_renewed_and_said() -> None:
     cfg = config((("DHCP0", ""), {"interface": "ETH1"}))
     plat, box = FakeNics(), FakeBox(cfg)
-    box.restart_request = "reset"  # no watcher loop: the event subscription is what counts
     plat.lease["eth1"] = {"ip": "10.0.2.15", "mask": "24"}
     network = net.Network(plat)
     network.configure(box)
@@ -258,3 +262,71 @@ def test_link_changes_are_events_not_console_lines() -> None:
     network.poll_links(box)
     assert box.seen[seen:] == [LinkChanged("ETH1", False), LinkChanged("ETH1", True)]
     assert len(box.lines) == lines
+
+
+def wait_for(what: str, check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.01)
+
+
+def test_the_boot_does_not_wait_for_the_lease_and_the_watcher_shows_it_promptly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """configure() starts the client and returns; the first lease is shown by the watcher's
+    quick first looks, not at its normal interval; who waits for it goes on after it."""
+    monkeypatch.setattr(net, "WATCH_INTERVAL_S", 60.0)  # only the first phase can show it
+    plat, box = FakeNics(), FakeBox(config())
+    network = net.Network(plat)
+    addressed: list[dict[str, str]] = []
+    try:
+        network.configure(box)
+        assert plat.fallbacks == {"eth0": "192.168.0.1/24"}  # started …
+        found = len(box.lines)  # the ports' lines (find_ports)
+        assert not any("IP address" in ln or "DHCP" in ln for ln in box.lines)  # not waited for
+        network.when_addressed(lambda: addressed.append(dict(box.addresses)))
+        time.sleep(0.3)  # a few first looks without a lease
+        assert addressed == [] and box.addresses == {}
+        plat.lease["eth0"] = {"ip": "10.0.2.15", "mask": "24"}
+        wait_for("the address line", lambda: addressed)
+        assert box.lines[found:] == ["ETH0 IP address 10.0.2.15/24 (dhcp)"]
+        assert addressed == [{"ETH0": "10.0.2.15/24 (dhcp)"}]  # after the address is in
+        network.when_addressed(lambda: addressed.append({}))  # later: at once
+        assert len(addressed) == 2
+    finally:
+        assert network.stop() is None
+
+
+def test_without_a_lease_or_fallback_in_dhcp_wait_s_the_watcher_says_it_is_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`waiting for a DHCP server …` keeps its meaning: DHCP_WAIT_S after the client's start
+    there is neither a lease nor a fallback. The watcher says it (after the prompt), lets
+    who waits for the first address go on, and shows a later lease at its interval."""
+    monkeypatch.setattr(net, "DHCP_WAIT_S", 0.3)
+    monkeypatch.setattr(net, "WATCH_INTERVAL_S", 0.05)
+    plat, box = FakeNics(), FakeBox(config((("DHCP0", ""), {"interface": "ETH1"})))
+    network = net.Network(plat)
+    addressed = threading.Event()
+    try:
+        network.configure(box)
+        network.when_addressed(addressed.set)
+        assert "ETH1 waiting for a DHCP server …" not in box.lines
+        assert addressed.wait(5)
+        assert box.lines[-1] == "ETH1 waiting for a DHCP server …"
+        plat.lease["eth1"] = {"ip": "10.0.2.15", "mask": "24"}
+        wait_for("the late lease", lambda: box.lines[-1] == "ETH1 IP address 10.0.2.15/24 (dhcp)")
+        assert box.lines.count("ETH1 waiting for a DHCP server …") == 1
+    finally:
+        assert network.stop() is None
+
+
+def test_a_box_without_a_dhcp_port_is_addressed_at_once() -> None:
+    plat, box = FakeNics(), FakeBox(config(*SEED_STATIC))
+    network = net.Network(plat)
+    network.configure(box, watch=False)
+    called: list[bool] = []
+    network.when_addressed(lambda: called.append(True))
+    assert called == [True]
+    assert "ETH0 IP address 192.168.0.10/24 (static)" in box.lines  # static: before the prompt

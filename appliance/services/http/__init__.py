@@ -18,6 +18,11 @@ it starts ends the start at its next step and never leaves a listener behind; a 
 activate` of HTTP0 meanwhile rebinds once it is up. The certificate is read and stored as
 jobs on the box's owner (the flash is the console's too), and made in between, off it.
 Both threads (`http-start`, `http-rebind`) are the service's: stop() ends and joins them.
+The start's imports run while the DHCP client asks for its first lease (the boot does not
+wait for it: services/network.py); the listeners open once the box's first addresses are in
+(NetworkService.when_addressed, at most ADDRESS_WAIT_S), so the certificate names them and
+`HTTP0: web admin on …` still comes after the `ETH0 IP address …` line: whoever waits for
+it (the harness) can reach the box on its address.
 
 Until ADMIN0 /pwd is changed, the boot trace, General/Info and box_info.xml say that the
 factory password is in use.
@@ -38,6 +43,7 @@ from appliance.services.http.boxadmin import BoxAdmin
 from appliance.services.http.certificates import X509Module
 from appliance.services.http.host import AdminBox
 from appliance.services.http.listen import Bind
+from appliance.services.network import NetworkService
 
 if TYPE_CHECKING:  # the HTTP stack is imported only when a listener is on (RAM)
     from appliance.box import Box
@@ -55,6 +61,9 @@ UP_PREFIX = "HTTP0: web admin on "
 NO_PORTS = "HTTP0: /port and /https-port are 0: no web admin, console only"
 NO_LISTENER = "HTTP0: no listener could be opened: no web admin, console only"
 START_TIMEOUT_S = 60  # wait_started(): imports + a new certificate under TCG take seconds
+# the start waits this long at most for the first addresses (the network's own bound,
+# DHCP_WAIT_S, ends that wait before; this one only guards against a network that never says)
+ADDRESS_WAIT_S = 30.0
 
 
 class StartCancelled(Exception):
@@ -84,11 +93,14 @@ class HttpListeners:
         self,
         listen: Callable[[int, bool], tuple[str, int] | None],
         cancelled: Callable[[], bool] = lambda: False,
+        addressed: Callable[[], object] = lambda: None,
     ) -> None:
         """`cancelled`: the box is stopping (a start then ends with StartCancelled before
-        the next step, listeners stopped)."""
+        the next step, listeners stopped). `addressed`: returns once the box's first
+        addresses are in (or it is stopping); a start calls it after its imports."""
         self.listen = listen
         self.cancelled = cancelled
+        self.addressed = addressed
         self.listeners: list[Listener] = []
         self.app: AdminApp | None = None
         self.certificate: Certificate | None = None
@@ -125,6 +137,7 @@ class HttpListeners:
         from appliance.services.http.app import AdminApp
         from appliance.services.http.cert import CertError, load_or_make
 
+        self.addressed()
         self._check()
         self.app = AdminApp(admin)
         cert = None
@@ -213,6 +226,8 @@ class HttpService(BaseService):
         self._lock = threading.Lock()  # start/rebind/stop one at a time
         self._stopping = threading.Event()  # stop() was called: a start under way ends
         self._started = threading.Event()  # the start thread is done (up or not)
+        # the box's first addresses are in (the network says so), or stop() was called
+        self._addressed = threading.Event()
         self._starter: threading.Thread | None = None
         self._rebinders: list[threading.Thread] = []  # one per activate; the newest wins
         self._wanted: Config | None = None  # the newest active config: what to listen as
@@ -236,7 +251,16 @@ class HttpService(BaseService):
             self._started.set()
             return
         self.admin = BoxAdmin(box, self.runner, self.cf_volume, lambda: self.x509)
-        self.listeners = HttpListeners(box.platform.http_listen, self._stopping.is_set)
+        network = box.service(NetworkService)
+        if network is None:
+            self._addressed.set()
+        else:
+            network.when_addressed(self._addressed.set)
+        self.listeners = HttpListeners(
+            box.platform.http_listen,
+            self._stopping.is_set,
+            lambda: self._addressed.wait(ADDRESS_WAIT_S),
+        )
         self._wanted = box.active
         if self.listeners.binds(box.active) == (None, None):  # nothing to import or make
             self.listeners.start(self.admin, box.active)  # traces NO_PORTS, at once
@@ -322,6 +346,7 @@ class HttpService(BaseService):
         progress finishes first), then stops the listeners; never waits for the runtime's
         lock (the start gives up on it once this is set)."""
         self._stopping.set()
+        self._addressed.set()  # a start waiting for the first addresses goes on, and ends
         self.x509.stop()  # its worker may hand a new certificate to the listeners
         with self._lock:
             if self.listeners is not None:
