@@ -19,7 +19,7 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from appliance.version import STAMP_NAME, Stamp
@@ -276,7 +276,10 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> Pr
     )  # fmt: skip
     edited = tree.with_name(f"{tree.name}.stdlib")  # compiled over their unedited copies
     for file in edited_stdlib(stdlib_src, edited):
-        _compile_tree(file, stdlib, f"/usr/lib/python{PYVER}")
+        rel = file.relative_to(edited)
+        if (stdlib / rel).with_suffix(".pyc").exists():  # reached: in the payload
+            guest = PurePosixPath(f"/usr/lib/python{PYVER}") / rel.parent
+            _compile_tree(file, stdlib / rel.parent, str(guest))
     shutil.rmtree(edited)
     (stdlib / "lib-dynload").mkdir()
     for so in sorted((stdlib_src / "lib-dynload").glob("*.so")):

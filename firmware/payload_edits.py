@@ -1,15 +1,18 @@
-"""The payload's edited copies of construct and of the stdlib's dataclasses: the imports at
-the top of their modules that only rarely used code needs are made where that code is, and
-dataclasses takes the code of the methods it makes from the build when it can.
+"""The payload's edited copies of construct and of four stdlib modules (dataclasses,
+pathlib, subprocess, concurrent.futures): the imports at the top of their modules that only
+rarely used code needs are made where that code is, and dataclasses takes the code of the
+methods it makes from the build when it can.
 
 construct 2.10 imports pdb (with cmd, bdb, code, glob, pprint) for `Debugger`, pickle for
 `Pickled`, hashlib and importlib.util for `Struct.compile()`, platform for one Windows
 test, and inspect for nothing, all when `import construct` runs. dataclasses imports inspect
 (with ast, dis, tokenize, linecache) only to make a docstring, from the class's signature,
 for a dataclass that has none; the runtime's dataclasses all have one
-(tests/unit/test_dataclass_docstrings.py). The box uses none of that, but the runtime
-imports construct (the flash's formats) and dataclasses before its prompt, and hashlib loads
-OpenSSL's libcrypto: under TCG these imports cost ~0.3 s of a cold boot (notes of issue 27).
+(tests/unit/test_dataclass_docstrings.py). pathlib imports urllib.parse for as_uri() and
+fnmatch for patterns, subprocess locale for a text pipe's encoding, concurrent.futures
+logging (and with it string) for a failing callback. The box uses none of that before its
+prompt, but the runtime imports all these modules before it, and hashlib loads OpenSSL's
+libcrypto: under TCG these imports cost ~0.4 s of a cold boot (notes of issue 27).
 
 A dataclass's methods are source text that dataclasses compiles as the class is made
 (~390 compiles before the prompt, a quarter of its imports' time); the payload's looks each
@@ -40,25 +43,24 @@ class Edit:
     new: str
 
 
+def import_before(file: str, line: str, modules: str) -> Edit:
+    """In `file`, `line` (found once) gets `import modules` before it, at its indentation:
+    a module-level import made where it is used."""
+    indent = line[: len(line) - len(line.lstrip())]
+    return Edit(file, line, f"{indent}import {modules}\n{line}")
+
+
 CONSTRUCT_EDITS = (
     Edit("core.py",
          "import struct, io, binascii, itertools, collections, pickle, sys, os, hashlib, "
          "importlib, importlib.machinery, importlib.util\n",
          "import struct, io, binascii, itertools, collections, sys, os\n"),
-    Edit("core.py",
-         "        modulename = hexlify(hashlib.sha1(",
-         "        import hashlib, importlib.machinery, importlib.util\n"
-         "        modulename = hexlify(hashlib.sha1("),
-    Edit("core.py",
-         "        return pickle.load(stream)\n",
-         "        import pickle\n        return pickle.load(stream)\n"),
-    Edit("core.py",
-         "        pickle.dump(obj, stream)\n",
-         "        import pickle\n        pickle.dump(obj, stream)\n"),
+    import_before("core.py", "        modulename = hexlify(hashlib.sha1(",
+                  "hashlib, importlib.machinery, importlib.util"),
+    import_before("core.py", "        return pickle.load(stream)\n", "pickle"),
+    import_before("core.py", "        pickle.dump(obj, stream)\n", "pickle"),
     Edit("debug.py", "import sys, traceback, pdb, inspect\n", "import sys, traceback\n"),
-    Edit("debug.py",
-         "        pdb.post_mortem(",
-         "        import pdb\n        pdb.post_mortem("),
+    import_before("debug.py", "        pdb.post_mortem(", "pdb"),
     Edit("lib/py3compat.py", "import sys, platform\n", "import sys\n"),
     Edit("lib/py3compat.py",
          'ONWINDOWS = platform.system() == "Windows"',
@@ -89,14 +91,38 @@ def _create_fn(name, args, body, *, globals=None, locals=None,
 """.replace("FNS", DATACLASS_FNS)
 STDLIB_EDITS = (
     Edit("dataclasses.py", "import inspect\n", ""),
-    Edit("dataclasses.py",
-         "        cls.__doc__ = (cls.__name__ +\n",
-         "        import inspect\n        cls.__doc__ = (cls.__name__ +\n"),
+    import_before("dataclasses.py", "        cls.__doc__ = (cls.__name__ +\n", "inspect"),
     Edit("dataclasses.py",
          "def _create_fn(name, args, body, *, globals=None, locals=None,\n", _COMPILED_FNS),
     Edit("dataclasses.py",
          "    exec(txt, globals, ns)\n",
          "    exec(_compiled(txt), globals, ns)\n"),
+    # pathlib: urllib.parse (and with it its regexes) only for as_uri(), fnmatch only for
+    # match() and glob patterns
+    Edit("pathlib.py", "import fnmatch\n", ""),
+    Edit("pathlib.py",
+         "from urllib.parse import quote_from_bytes as urlquote_from_bytes\n",
+         "def urlquote_from_bytes(b):\n"
+         "    from urllib.parse import quote_from_bytes\n"
+         "    return quote_from_bytes(b)\n"),
+    *(import_before("pathlib.py", line, "fnmatch") for line in (
+        "        return re.compile(fnmatch.translate(pattern), re.IGNORECASE).fullmatch\n",
+        "        return re.compile(fnmatch.translate(pattern)).fullmatch\n",
+        "            if not fnmatch.fnmatchcase(part, pat):\n")),
+    # subprocess: locale only for the encoding of a text-mode pipe
+    Edit("subprocess.py", "import locale\n", ""),
+    import_before("subprocess.py", "        return locale.getencoding()\n", "locale"),
+    # concurrent.futures: logging (with string and their regexes) only when a callback
+    # raised or a future is in a state it cannot be in
+    Edit("concurrent/futures/_base.py", "import logging\n", ""),
+    Edit("concurrent/futures/_base.py",
+         'LOGGER = logging.getLogger("concurrent.futures")\n',
+         "class _Logger:\n"
+         "    def __getattr__(self, name):\n"
+         "        import logging\n"
+         '        return getattr(logging.getLogger("concurrent.futures"), name)\n'
+         "\n\n"
+         "LOGGER = _Logger()\n"),
 )  # fmt: skip
 
 

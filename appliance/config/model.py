@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from appliance.config import modules as _builtin_modules  # noqa: F401  (declares the modules)
 from appliance.config.grammar import GrammarError, Op, pair_args, quote, show_token
@@ -95,7 +94,13 @@ def _fmt(arg: Arg, value: Any) -> str:
 def unquote_value(text: str) -> str:
     """A typed value as the box reads it: URL-decoded (`%3A` → `:`, `%20` → blank), so
     that update servers can send any value as one word (`config add UP1 /url http%3A%2F…`)."""
-    return unquote(text, errors="surrogateescape") if "%" in text else text
+    if "%" not in text:
+        return text
+    # imported here: a box whose values have no escape never loads urllib.parse (its
+    # regexes cost the cold boot's imports under TCG; the payload's pathlib does not either)
+    from urllib.parse import unquote
+
+    return unquote(text, errors="surrogateescape")
 
 
 def quote_value(text: str) -> str:

@@ -84,8 +84,9 @@ def _run_dataclasses(path: Path) -> list[str]:
 def test_the_edited_dataclasses_imports_inspect_only_for_a_class_without_a_docstring(
     tmp_path: Path,
 ) -> None:
-    (edited,) = edited_stdlib(STDLIB, tmp_path / "stdlib")
-    assert edited == tmp_path / "stdlib" / "dataclasses.py"
+    files = edited_stdlib(STDLIB, tmp_path / "stdlib")
+    edited = tmp_path / "stdlib" / "dataclasses.py"
+    assert edited in files
     assert _run_dataclasses(edited.parent) == ["False A point.", "True Bare(x: int)"]
     # the stdlib's own imports inspect with dataclasses
     assert _run_dataclasses(tmp_path / "empty") == ["True A point.", "True Bare(x: int)"]
@@ -95,3 +96,59 @@ def test_a_stdlib_whose_text_differs_fails_the_build(tmp_path: Path) -> None:
     edits = (*STDLIB_EDITS, Edit("dataclasses.py", "no such line", ""))
     with pytest.raises(ToolError, match="dataclasses.py does not hold 'no such line' once"):
         edited_stdlib(STDLIB, tmp_path / "stdlib", edits)
+
+
+def overlay(edited: Path, files: list[Path], dst: Path) -> Path:
+    """This host's stdlib in `dst`, entries linked, with the `files` edited in `edited` in
+    place of theirs (the directories on their way made real to hold them)."""
+    dst.mkdir()
+    for entry in STDLIB.iterdir():
+        (dst / entry.name).symlink_to(entry)
+    for file in files:
+        rel = file.relative_to(edited)
+        at = dst
+        for part in rel.parts[:-1]:  # the link to a directory becomes a directory of links
+            at = at / part
+            if at.is_symlink():
+                target = at.resolve()
+                at.unlink()
+                at.mkdir()
+                for entry in target.iterdir():
+                    (at / entry.name).symlink_to(entry)
+        (dst / rel).unlink()
+        (dst / rel).symlink_to(file)
+    return dst
+
+
+STDLIB_PROBE = """
+import sys
+lazy = ("urllib.parse", "fnmatch", "locale", "logging")
+import concurrent.futures, pathlib, subprocess
+print(sorted(m for m in lazy if m in sys.modules))
+assert pathlib.PurePosixPath("/a/b.txt").match("*.txt")
+assert pathlib.PurePosixPath("/a b").as_uri() == "file:///a%20b"
+assert pathlib.PureWindowsPath("C:/x/Y.TXT").match("*.txt")
+assert subprocess.run(["echo", "hi"], capture_output=True, text=True).stdout == "hi\\n"
+f = concurrent.futures.Future()
+f.add_done_callback(lambda _f: 1 / 0)
+f.set_result(1)  # the callback's error is logged, as before
+print(sorted(m for m in lazy if m in sys.modules))
+"""
+
+
+def test_the_edited_stdlib_imports_them_only_when_used(tmp_path: Path) -> None:
+    files = edited_stdlib(STDLIB, tmp_path / "edited")
+    stdlib = overlay(tmp_path / "edited", files, tmp_path / "stdlib")
+    # -I: only the overlay (PYTHONPATH would put the host's stdlib in front of nothing)
+    run = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = [{str(stdlib)!r}]\n"
+         + STDLIB_PROBE], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    at_import, after_use = run.stdout.splitlines()
+    assert at_import == "[]", at_import
+    assert after_use == "['fnmatch', 'locale', 'logging', 'urllib.parse']"
+    assert "exception calling callback for" in run.stderr and "ZeroDivisionError" in run.stderr
+    # the host's own stdlib imports them with the modules
+    host = subprocess.run([sys.executable, "-I", "-S", "-c", STDLIB_PROBE], capture_output=True,
+                          text=True, check=True).stdout.splitlines()  # fmt: skip
+    assert host[0] != "[]"
