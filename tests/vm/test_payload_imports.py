@@ -68,3 +68,42 @@ def test_the_payloads_bytecode_is_sourceless_and_never_checked_against_a_source(
     flags = {p.relative_to(tree): int.from_bytes(p.read_bytes()[4:8], "little") for p in pycs}
     assert {p: f for p, f in flags.items() if f != 0b01} == {}
     assert sorted((tree / "usr/lib").rglob("*.py")) == []
+
+
+# what the prompt's imports do not load from the payload (the payload's edited stdlib and
+# construct, lazy imports in the runtime: firmware/payload_edits.py), and what they compile
+PROMPT_PROBE = """
+import builtins, sys
+tree = sys.argv[1]
+sys.path[:] = [tree + "/usr/lib/ipva", tree + "/usr/lib/python3.11",
+               tree + "/usr/lib/python3.11/lib-dynload"]
+import dataclasses
+compiled = []
+def counting_exec(code, *args):  # dataclasses' methods: a text would be compiled here
+    if isinstance(code, str):
+        compiled.append(code)
+    return builtins.exec(code, *args)
+dataclasses.exec = counting_exec
+import appliance.hal.platform, appliance.hal.vm, appliance.boot
+print(sorted(m for m in sys.argv[2:] if m in sys.modules))
+print(len(compiled))
+"""
+NOT_BEFORE_PROMPT = ("inspect", "ast", "dis", "logging", "string", "locale",
+                     "urllib.parse", "fnmatch", "pdb", "pickle", "hashlib", "runpy")  # fmt: skip
+
+
+def test_the_prompts_imports_from_the_payload_leave_out_what_it_does_not_use(
+    ipva_dist: Path, tmp_path: Path
+) -> None:
+    """The box's imports before its prompt, from the built payload: none of the modules
+    only rarely used code needs, and every dataclass method from the build's compiled
+    file (firmware/promptimports.py), none compiled at boot."""
+    tree = tmp_path / "payload"
+    subprocess.run(["unsquashfs", "-q", "-n", "-o", str(HEADER_SIZE), "-d", tree,
+                    ipva_dist / "ipva.bin"], check=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.base_prefix + "/bin/python3.11", "-S", "-I", "-c", PROMPT_PROBE, str(tree),
+         *NOT_BEFORE_PROMPT], capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    loaded, compiled = proc.stdout.splitlines()
+    assert (loaded, compiled) == ("[]", "0")
