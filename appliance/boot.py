@@ -16,6 +16,7 @@ serving the same consoles).
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -201,7 +202,13 @@ class Runtime:
         if box is not self.box or self._late is not None:
             return  # a box restarted meanwhile, or started already
         self._late = after_prompt_services(before, runner)
-        box.start_services(self._late)
+        try:
+            box.start_services(self._late)
+        finally:
+            # every service is up (or failed): the cyclic GC back on, if the guest's
+            # __main__ held it off for the boot's imports (it leaves it on elsewhere)
+            if not gc.isenabled():
+                gc.enable()
 
     def _after_job(self) -> None:
         """On the owner thread after every job: carry out a restart it asked for."""

@@ -218,3 +218,49 @@ def test_a_line_that_needs_an_after_prompt_service_brings_them_up(typed: TypedBo
           and typed.console.text().endswith("IPVA> "))  # fmt: skip
     assert sum(isinstance(s, HttpService) for s in box_of(typed).services) == 1
     assert box_of(typed) is box
+
+
+GC_THROUGH_THE_BOOT = """
+import gc, io, sys, threading
+gc.disable()  # as the guest's __main__ does before the boot's imports
+from pathlib import Path
+from appliance.boot import Runtime
+from appliance.hal.hosted import HostedPlatform
+
+class Held(Runtime):
+    gate = threading.Event()
+    def _load_late(self, box, before, runner):
+        self.gate.wait()
+        super()._load_late(box, before, runner)
+
+late = sys.argv[2] == "after-prompt"
+runtime = Held(HostedPlatform(Path(sys.argv[1]), stdin=io.BytesIO(), stdout=io.BytesIO()),
+               newline=b"\\n", after_prompt=late)
+assert runtime.boot()
+at_prompt = gc.isenabled()
+Held.gate.set()
+if late:
+    runtime._late_loader.join()
+    runtime.executor.call(lambda: None)  # the loader's start job has run
+print(at_prompt, gc.isenabled())
+runtime.close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "want"), [("after-prompt", "False True"), ("all-at-boot", "True True")]
+)
+def test_the_cyclic_gc_held_off_by_main_comes_back_once_every_service_is_up(
+    tmp_path: Path, how: str, want: str
+) -> None:
+    """appliance/__main__.py turns the cyclic GC off before the boot's imports (they make
+    tens of thousands of long-lived objects, and its collections cost a cold boot ~0.1 s
+    under TCG); the runtime turns it back on once the services after the prompt are up
+    (in the VM), or at the end of the boot (hosted, every service at boot)."""
+    out = in_fresh_interpreter(GC_THROUGH_THE_BOOT, str(tmp_path / "box"), how)
+    assert out.split()[-2:] == want.split()
+
+
+def test_main_turns_the_gc_off_before_it_imports_the_runtime() -> None:
+    main = (REPO / "appliance/__main__.py").read_text()
+    assert main.index("gc.disable()") < main.index("from appliance.hal.platform import")
