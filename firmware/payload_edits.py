@@ -3,11 +3,11 @@ pathlib, subprocess, concurrent.futures): the imports at the top of their module
 rarely used code needs are made where that code is, and dataclasses takes the code of the
 methods it makes from the build when it can.
 
-construct 2.10 imports pdb (with cmd, bdb, code, glob, pprint) for `Debugger`, pickle for
-`Pickled`, hashlib and importlib.util for `Struct.compile()`, platform for one Windows
-test, and inspect for nothing, all when `import construct` runs. dataclasses imports inspect
-(with ast, dis, tokenize, linecache) only to make a docstring, from the class's signature,
-for a dataclass that has none; the runtime's dataclasses all have one
+construct 2.10 imports pdb (with cmd, bdb, code, glob, pprint) and traceback for
+`Debugger`, pickle for `Pickled`, hashlib and importlib.util for `Struct.compile()`,
+platform for one Windows test, and inspect for nothing, all when `import construct` runs.
+dataclasses imports inspect (with ast, dis, tokenize, linecache) only to make a docstring,
+from the class's signature, for a dataclass that has none; the runtime's dataclasses all have one
 (tests/unit/test_dataclass_docstrings.py). pathlib imports urllib.parse for as_uri() and
 fnmatch for patterns, subprocess locale for a text pipe's encoding, concurrent.futures
 logging (and with it string) for a failing callback. The box uses none of that before its
@@ -59,7 +59,8 @@ CONSTRUCT_EDITS = (
                   "hashlib, importlib.machinery, importlib.util"),
     import_before("core.py", "        return pickle.load(stream)\n", "pickle"),
     import_before("core.py", "        pickle.dump(obj, stream)\n", "pickle"),
-    Edit("debug.py", "import sys, traceback, pdb, inspect\n", "import sys, traceback\n"),
+    Edit("debug.py", "import sys, traceback, pdb, inspect\n", "import sys\n"),
+    import_before("debug.py", '        print("".join(traceback.format_exception(', "traceback"),
     import_before("debug.py", "        pdb.post_mortem(", "pdb"),
     Edit("lib/py3compat.py", "import sys, platform\n", "import sys\n"),
     Edit("lib/py3compat.py",

@@ -13,7 +13,8 @@
 - `reboot`: a dump of kind REBOOT (the forced watchdog trap).
 The format is appliance.formats.crashdump's. A boot only arms the fault area and keeps the
 trace mirror (formats/dumpdisk.py); the dump record's format is imported when a dump is
-made (a crash, a fault the boot finds, `python -m appliance died`), not before the prompt.
+made (a crash, a fault the boot finds, `python -m appliance died`), not before the prompt,
+and so is `traceback` (with linecache, tokenize, textwrap).
 
 The trace mirror (the trace tail a signal's dump shows, since Python cannot run then) is
 kept on the disk by a writer thread, not by the thread that traces: `trace_changed()` only
@@ -31,7 +32,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
@@ -50,6 +50,8 @@ from appliance.formats.dumpdisk import (
 from appliance.hal.block import BlockDevice
 
 if TYPE_CHECKING:
+    import traceback
+
     from appliance.formats.crashdump import CrashDump, DumpKind, Frame, MemoryFigures, ThreadStack
 
 
@@ -101,6 +103,8 @@ def thread_stacks(
 ) -> tuple[ThreadStack, ...]:
     """Every thread's Python stack; the crashed thread's is its exception's traceback (the
     frames that raised), as that thread is already unwinding in the hook."""
+    import traceback
+
     from appliance.formats.crashdump import ThreadStack  # imported at a dump: see the module doc
 
     names = {t.ident: t.name for t in threading.enumerate()}
@@ -146,6 +150,7 @@ def collect(
 ) -> CrashDump:
     """A dump of the box as it is now; each source is asked defensively (_ask)."""
     import hashlib  # here: it loads OpenSSL's libcrypto, not needed before a crash
+    import traceback
 
     from appliance.formats.crashdump import CrashDump  # imported at a dump: see the module doc
 

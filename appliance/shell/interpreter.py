@@ -9,7 +9,6 @@ do next; a refused command changes nothing.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -131,6 +130,8 @@ class Shell:
             # must not restart a box that carries calls, so no crash dump here; instead
             # the error and where it happened go to the trace (/log.txt, the log
             # targets), where support finds it, and the answer says so.
+            import traceback  # here: with linecache and tokenize, not before the prompt
+
             where = traceback.extract_tb(e.__traceback__)[-1]
             self.box.trace(
                 f"shell: internal error in {show_token(line.strip())}: {type(e).__name__}: "

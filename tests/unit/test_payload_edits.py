@@ -21,7 +21,8 @@ from firmware.payload_edits import (
 )
 from firmware.run import ToolError
 
-LAZY = ("pdb", "pickle", "hashlib", "_hashlib", "platform", "importlib.util", "inspect")
+LAZY = ("pdb", "pickle", "hashlib", "_hashlib", "platform", "importlib.util", "inspect",
+        "traceback")  # fmt: skip
 INSTALLED = Path(importlib.util.find_spec("construct").origin).parent  # type: ignore[arg-type,union-attr]
 PROBE = f"""
 import sys

@@ -88,8 +88,9 @@ import appliance.hal.platform, appliance.hal.vm, appliance.boot
 print(sorted(m for m in sys.argv[2:] if m in sys.modules))
 print(len(compiled))
 """
-NOT_BEFORE_PROMPT = ("inspect", "ast", "dis", "logging", "string", "locale",
-                     "urllib.parse", "fnmatch", "pdb", "pickle", "hashlib", "runpy")  # fmt: skip
+NOT_BEFORE_PROMPT = ("inspect", "ast", "dis", "traceback", "tokenize", "textwrap", "logging",
+                     "string", "locale", "urllib.parse", "fnmatch", "pdb", "pickle", "hashlib",
+                     "runpy")  # fmt: skip
 
 
 def test_the_prompts_imports_from_the_payload_leave_out_what_it_does_not_use(
