@@ -4,12 +4,12 @@ Some probes execute an instruction that faults where the feature is missing (RDP
 VMware's pseudo counters without `monitor_control.pseudo_perfctr = TRUE`, AESENC on a CPU
 without AES-NI). `run_in_child` forks, runs the code there and reports the signal that
 killed the child instead of killing the box. Code is placed in an anonymous mapping with
-PROT_EXEC (mmap module) and called through ctypes with the System V ABI.
+PROT_EXEC (mmap module) and called through ctypes with the System V ABI; ctypes is imported
+when the first code is mapped (a box off VMware calls none before its prompt).
 """
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 import signal
@@ -17,7 +17,10 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ctypes
 
 CHILD_TIMEOUT_S = 5.0
 
@@ -27,6 +30,8 @@ class NativeCode:
 
     def __init__(self, code: bytes, restype: type[ctypes._SimpleCData[Any]] | None,
                  *argtypes: type[ctypes._SimpleCData[Any]]) -> None:  # fmt: skip
+        import ctypes  # here: its import costs a cold boot that calls no machine code
+
         prot = mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
         self._map = mmap.mmap(-1, max(len(code), mmap.PAGESIZE), prot=prot)
         self._map.write(code)

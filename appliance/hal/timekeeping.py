@@ -31,7 +31,6 @@ polled. Outcomes, as on the box and beyond it:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import fcntl
 import os
@@ -182,6 +181,8 @@ def probe_vmware_pseudo(
     child: Callable[[Callable[[], list[int]]], ChildResult] = run_in_child,
 ) -> tuple[Counter | None, str]:
     """RDPMC 0x10001 in a child: a fault (no pseudo_perfctr) kills only the child."""
+    import ctypes  # here: only VMware's probe calls machine code (ctypes costs the boot)
+
     try:  # allow user-space RDPMC where the kernel has a PMU driver (CR4.PCE)
         RDPMC_SYSCTL.write_text("2")
     except OSError:

@@ -42,7 +42,7 @@ AFTER_PROMPT_MODULES = (
 # the cold boot's prompt its import under emulation); imported when a line or an event
 # needs it: a dump read or written (crashdump), an update final typed (update.script), CPU
 # aes / cpu-info (hal.aes, and with it hmac), an XML answer of `mod cmd` (html), a forward
-# server or MAIL0 /to configured (forward, mail)
+# server or MAIL0 /to configured (forward, mail), VMware's perf-counter probe (ctypes)
 LAZY_MODULES = (
     "appliance.formats.crashdump",
     "appliance.services.update.script",
@@ -51,6 +51,7 @@ LAZY_MODULES = (
     "html",
     "appliance.services.alarms.forward",
     "appliance.services.alarms.mail",
+    "ctypes",
 )
 # A hosted box booted in a fresh interpreter up to its prompt, the services after the prompt
 # never loaded (as a VM's boot is at its prompt): argv[1] the box's directory, then the

@@ -90,7 +90,7 @@ print(len(compiled))
 """
 NOT_BEFORE_PROMPT = ("inspect", "ast", "dis", "traceback", "tokenize", "textwrap", "logging",
                      "string", "locale", "urllib.parse", "fnmatch", "pdb", "pickle", "hashlib",
-                     "runpy")  # fmt: skip
+                     "runpy", "ctypes")  # fmt: skip
 
 
 def test_the_prompts_imports_from_the_payload_leave_out_what_it_does_not_use(
