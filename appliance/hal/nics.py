@@ -164,6 +164,21 @@ def read_link_state(ifname: str, sys_root: Path = Path("/sys")) -> LinkState:
 
 SIOCGIFADDR = 0x8915
 SIOCGIFNETMASK = 0x891B
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+_IFREQ_FLAGS = struct.Struct("16sH14x")  # struct ifreq: the name, then ifr_flags
+
+
+def set_link_up(ifname: str) -> None:
+    """Set the interface up, as `ip link set IF up` does, but with two ioctls instead of a
+    process (each costs the boot milliseconds under emulation); OSError if there is none."""
+    name = ifname.encode()[:15]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, _IFREQ_FLAGS.pack(name, 0))
+        flags = _IFREQ_FLAGS.unpack(got)[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name, flags | IFF_UP))
 
 
 def read_ipv4(ifname: str) -> tuple[str, int] | None:

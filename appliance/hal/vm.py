@@ -43,6 +43,7 @@ from appliance.hal.nics import (
     assign_ports,
     read_link_state,
     scan_pci_nics,
+    set_link_up,
 )
 from appliance.hal.timekeeping import ClockJob, Policy, Timekeeping, start_timekeeping
 from appliance.hal.types import (
@@ -237,8 +238,9 @@ class VmPlatform:
         sets when DHCP_TRIES DISCOVERs got no answer; its lease file then says
         `fallback=yes` until a server answers."""
         RUN_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
-        subprocess.run(["ip", "link", "set", ifname, "up"], check=False)
+        for link in ("lo", ifname):
+            with contextlib.suppress(OSError):  # no such link: udhcpc says so in its turn
+                set_link_up(link)
         proc = subprocess.Popen(
             ["udhcpc", "-i", ifname, "-s", UDHCPC_SCRIPT, "-b", "-S",
              "-t", str(DHCP_TRIES), "-T", str(DHCP_TRY_S),

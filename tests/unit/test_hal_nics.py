@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import socket
+import struct
 from pathlib import Path
 
+import pytest
+
 from appliance.hal.nics import (
+    IFF_UP,
+    SIOCGIFFLAGS,
     SUPPORTED_NICS,
     assign_ports,
     parse_pci_slot,
     read_ipv4,
     read_link_state,
     scan_pci_nics,
+    set_link_up,
 )
 
 
@@ -73,3 +82,15 @@ def test_link_state_from_sysfs(tmp_path: Path) -> None:
 def test_loopback_address_via_ioctl() -> None:
     assert read_ipv4("lo") in (("127.0.0.1", 8), None)  # None in a netns without lo up
     assert read_ipv4("nosuchif0") is None
+
+
+def test_set_link_up_leaves_an_up_link_up_and_names_a_missing_one() -> None:
+    """The ioctl pair that replaced `ip link set IF up` (hal/vm.py start_dhcp): on this
+    host's loopback (up already: nothing written) and on a name no interface has."""
+    set_link_up("lo")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
+    assert struct.unpack("16sH14x", got)[1] & IFF_UP
+    with pytest.raises(OSError) as e:
+        set_link_up("ipvanone0")
+    assert e.value.errno == errno.ENODEV

@@ -67,13 +67,16 @@ def test_udhcpc_is_kept_and_reaped(monkeypatch: pytest.MonkeyPatch, tmp_path: An
         envs.append(kwargs["env"])
         return real_popen(["true"], **kwargs)  # exits at once, as udhcpc when it backgrounds
 
+    upped: list[str] = []
     monkeypatch.setattr(vm, "RUN_DIR", tmp_path)
     monkeypatch.setattr(vm.subprocess, "run", FakeIp())
     monkeypatch.setattr(vm.subprocess, "Popen", popen)
+    monkeypatch.setattr(vm, "set_link_up", upped.append)  # never this host's links
     (tmp_path / "dhcp-eth0").write_text("ip=10.0.2.15\nmask=24\n")  # the hook script's file
     platform = vm.VmPlatform()
     platform.start_dhcp("eth0", "192.168.0.1/24")  # returns at once: the lease is the watcher's
     assert platform.dhcp_lease("eth0") == {"ip": "10.0.2.15", "mask": "24"}
+    assert upped == ["lo", "eth0"]  # ioctls, not `ip link set … up` processes
     assert started[0][:3] == ["udhcpc", "-i", "eth0"]
     assert envs[0]["IPVA_FALLBACK"] == "192.168.0.1/24"  # for the hook script's leasefail
     platform._reapers["eth0"].join(timeout=30)
