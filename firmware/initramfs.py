@@ -48,6 +48,7 @@ def make_initramfs_tree(
         (tree / link).symlink_to(target)
     shutil.copy2(BOOTCODE_DIR / "init", tree / "init")
     (tree / "init").chmod(0o755)
+    shutil.copy2(BOOTCODE_DIR / "fstab", tree / "etc/fstab")  # /init's first `mount -a`
     # the boot-control record's reader and writer, sourced by /init
     shutil.copy2(BOOTCODE_DIR / "bootctl.sh", tree / "etc/bootctl.sh")
     shutil.copy2(BOOTCODE_DIR / "udhcpc.script", tree / "etc/udhcpc.script")

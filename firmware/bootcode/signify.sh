@@ -6,29 +6,56 @@
 
 SIGNIFY=/bin/signify-openbsd
 KEYRING=/etc/ipva/keyring
+B64=ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/
+HEX=0123456789abcdef
 
 signify() {
     "$SIGNIFY" "$@"
 }
 
-# key number (hex) of a signify record given as base64 (bytes 2..9)
+# KEYNUM: the key number (hex) of a signify record given as base64 (its bytes 2..9), as
+# `base64 -d | od` gave it: characters outside base64's alphabet skipped, whole groups of 4
+# decoded (fewer bytes: a shorter number). Shell only: under TCG each process costs
+# milliseconds, and /init does this for the signature and every key of the keyring.
 keynum() {
-    printf '%s\n' "$1" | base64 -d 2>/dev/null | od -An -tx1 -j2 -N8 | tr -d ' \n'
+    local s=$1 i=0 got=0 c n=0 v hex=""
+    while [ $got -lt 16 ] && [ $i -lt ${#s} ]; do  # 16 characters: bytes 0..11
+        c=${s:$i:1}
+        i=$((i + 1))
+        v=${B64%%"$c"*}
+        [ ${#v} -lt 64 ] || continue
+        n=$((n << 6 | ${#v}))
+        got=$((got + 1))
+        if [ $((got % 4)) = 0 ]; then  # 3 bytes: 6 hex digits
+            for v in 20 16 12 8 4 0; do
+                hex=$hex${HEX:$((n >> v & 15)):1}
+            done
+            n=0
+        fi
+    done
+    KEYNUM=${hex:4:16}
 }
 
 # check_signature FILE: 0 if a key of the keyring signed FILE's header. Otherwise WHY says
 # why not: not signed, signed with a key the keyring lacks, or changed after signing.
 check_signature() {
     # local: /init's check_slot keeps its own `want` (the digest) across this call
-    local sig want pub err
-    sig=$(dd if="$1" bs=128 skip=1 count=1 2>/dev/null | tr -d '\000')
+    local sig want pub key line err
+    sig=$(dd if="$1" bs=128 skip=1 count=1 2>/dev/null)  # $(…) drops the NUL padding
     WHY="not signed"
     [ -n "$sig" ] || return 1
-    want=$(keynum "$sig")
+    keynum "$sig"
+    want=$KEYNUM
     WHY="signed with a key this box does not trust (key $want)"
+    [ -n "$want" ] || return 1
     for pub in "$KEYRING"/*.pub; do
         [ -r "$pub" ] || continue
-        [ "$(keynum "$(tail -n 1 "$pub")")" = "$want" ] || continue
+        key="" line=""
+        while read -r line || [ -n "$line" ]; do  # the key: the file's last line
+            key=$line line=""
+        done < "$pub"
+        keynum "$key"
+        [ "$KEYNUM" = "$want" ] || continue
         printf 'untrusted comment: ipva.bin header\n%s\n' "$sig" > "${TMPDIR:-/tmp}/header.sig"
         head -c 112 "$1" > "${TMPDIR:-/tmp}/header"
         err=$(signify -V -q -p "$pub" -x "${TMPDIR:-/tmp}/header.sig" \

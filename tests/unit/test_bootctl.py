@@ -192,7 +192,7 @@ def _sh(disk: Path, script: str, bb: str) -> dict[str, str]:
     """Run bootctl.sh functions in busybox sh on `disk`; the BC_* variables afterwards."""
     tmp = disk.parent / "bctmp"
     tmp.mkdir(exist_ok=True)
-    prog = f'. "{BOOTCTL_SH}"\nDEV="{disk}"\n{script}\nset | grep "^BC_"\n'
+    prog = f'. "{BOOTCTL_SH}"\nDEV="{disk}"\n{script}\nset\n'  # the box's busybox has no grep
     out = subprocess.run(
         [bb, "sh", "-c", prog],
         capture_output=True,
@@ -200,7 +200,8 @@ def _sh(disk: Path, script: str, bb: str) -> dict[str, str]:
         check=True,
         env={"PATH": str(_applets(bb, disk.parent)), "BC_TMP": str(tmp)},
     ).stdout
-    return {k: v.strip("'") for k, _, v in (line.partition("=") for line in out.splitlines())}
+    lines = (line.partition("=") for line in out.splitlines() if line.startswith("BC_"))
+    return {k: v.strip("'") for k, _, v in lines}
 
 
 def _applets(bb: str, where: Path) -> Path:
@@ -208,7 +209,7 @@ def _applets(bb: str, where: Path) -> Path:
     bindir = where / "bin"
     if not bindir.exists():
         bindir.mkdir()
-        for applet in ("od", "tr", "head", "crc32", "dd", "xxd", "cat", "rm", "grep"):
+        for applet in ("od", "head", "crc32", "dd", "xxd", "cat", "rm"):
             (bindir / applet).symlink_to(bb)
     return bindir
 
