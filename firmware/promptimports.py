@@ -3,7 +3,7 @@ payload tree: the files it reads (firmware/readorder.py lays them out first) and
 of the methods its dataclasses get, compiled ahead (payload_edits.DATACLASS_FNS).
 
 A dataclass's methods (__init__, __repr__, __eq__, …; five or six for a frozen one) are
-source text that `dataclasses` compiles with exec() as the class is made: ~390 compiles
+source text that `dataclasses` compiles with exec() as the class is made: 385 compiles
 before the prompt, a quarter of the prompt's import time on the host and as much under TCG
 (~0.4 s of a cold boot; notes of issue 27). The payload's dataclasses
 (firmware/payload_edits.py) looks each text up in DATACLASS_FNS first, a marshalled dict

@@ -3,7 +3,7 @@ mksquashfs lays them out in (its -sort list; firmware/payload.py make_squashfs).
 
 squashfs packs small files together into fragment blocks (1 MiB, zstd, SQUASHFS_BLOCK), and
 reading one .pyc decompresses its whole block; a big file's blocks are decompressed as
-they are read. In mksquashfs' own order (directory by directory) the ~210 modules the
+they are read. In mksquashfs' own order (directory by directory) the ~190 modules the
 runtime imports before its prompt lie in most of the payload's fragment blocks, between
 modules read only later or never; put first, in the order they are read, they fill the
 first few blocks, after the interpreter and the libraries its loader maps.
