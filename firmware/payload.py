@@ -64,7 +64,8 @@ LIBS = ("libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libffi.so.8",
         "libssl.so.3", "libcrypto.so.3")  # fmt: skip
 PURE_DEPS = ("construct",)  # third-party packages the runtime imports in the guest
 # and edits the payload's copies get (firmware/payload_edits.py: the imports only rarely
-# used code needs, made where that code is; the stdlib's dataclasses gets the same)
+# used code needs, made where that code is; four stdlib modules get theirs in
+# make_payload_tree)
 PURE_DEP_EDITS: dict[str, Callable[[Path, Path], Path]] = {"construct": edited_construct}
 # Python packages taken from the Debian debs (GUEST_PACKAGES in firmware/debs.py), as
 # import names under /usr/lib/python3/dist-packages; the host venv pins the same versions
@@ -270,17 +271,17 @@ def make_payload_tree(debroot: Path, repo: Path, tree: Path, stamp: Stamp) -> Pr
     stdlib_src = debroot / "usr/lib" / f"python{PYVER}"
     stdlib = tree / "usr/lib" / f"python{PYVER}"
     reached = stdlib_reached(stdlib_src, *_runtime_roots(debroot, repo))
+    edited_dir = tree.with_name(f"{tree.name}.stdlib")  # compiled in place of the originals
+    edited = {f.relative_to(edited_dir): f for f in edited_stdlib(stdlib_src, edited_dir)}
     _compile_tree(
         stdlib_src, stdlib, f"/usr/lib/python{PYVER}", STDLIB_DROP | {"lib-dynload"},
-        keep=lambda rel: rel in reached,
+        keep=lambda rel: rel in reached and rel not in edited,
     )  # fmt: skip
-    edited = tree.with_name(f"{tree.name}.stdlib")  # compiled over their unedited copies
-    for file in edited_stdlib(stdlib_src, edited):
-        rel = file.relative_to(edited)
-        if (stdlib / rel).with_suffix(".pyc").exists():  # reached: in the payload
+    for rel, file in edited.items():
+        if rel in reached:
             guest = PurePosixPath(f"/usr/lib/python{PYVER}") / rel.parent
             _compile_tree(file, stdlib / rel.parent, str(guest))
-    shutil.rmtree(edited)
+    shutil.rmtree(edited_dir)
     (stdlib / "lib-dynload").mkdir()
     for so in sorted((stdlib_src / "lib-dynload").glob("*.so")):
         if so.name.split(".")[0] in DYNLOAD_KEEP:

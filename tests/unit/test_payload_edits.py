@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,13 @@ from firmware.payload_edits import (
     edited_stdlib,
 )
 from firmware.run import ToolError
+from tests.unit.stdlibtree import STDLIB, overlay
 
 LAZY = ("pdb", "pickle", "hashlib", "_hashlib", "platform", "importlib.util", "inspect",
         "traceback")  # fmt: skip
 INSTALLED = Path(importlib.util.find_spec("construct").origin).parent  # type: ignore[arg-type,union-attr]
 PROBE = f"""
 import sys
-import sysconfig
 import construct as c
 print(sorted(m for m in {LAZY!r} if m in sys.modules))
 assert c.Pickled.parse(c.Pickled.build([1, "a"])) == [1, "a"]
@@ -58,10 +57,8 @@ def test_a_construct_whose_text_differs_fails_the_build(tmp_path: Path) -> None:
         edited_construct(INSTALLED, tmp_path / "construct", edits)
 
 
-STDLIB = Path(sysconfig.get_paths()["stdlib"])  # the venv's: Debian's python3.11, as the payload's
 DATACLASS_PROBE = """
 import sys
-import sysconfig
 from dataclasses import dataclass
 @dataclass
 class Documented:
@@ -97,28 +94,6 @@ def test_a_stdlib_whose_text_differs_fails_the_build(tmp_path: Path) -> None:
     edits = (*STDLIB_EDITS, Edit("dataclasses.py", "no such line", ""))
     with pytest.raises(ToolError, match="dataclasses.py does not hold 'no such line' once"):
         edited_stdlib(STDLIB, tmp_path / "stdlib", edits)
-
-
-def overlay(edited: Path, files: list[Path], dst: Path) -> Path:
-    """This host's stdlib in `dst`, entries linked, with the `files` edited in `edited` in
-    place of theirs (the directories on their way made real to hold them)."""
-    dst.mkdir()
-    for entry in STDLIB.iterdir():
-        (dst / entry.name).symlink_to(entry)
-    for file in files:
-        rel = file.relative_to(edited)
-        at = dst
-        for part in rel.parts[:-1]:  # the link to a directory becomes a directory of links
-            at = at / part
-            if at.is_symlink():
-                target = at.resolve()
-                at.unlink()
-                at.mkdir()
-                for entry in target.iterdir():
-                    (at / entry.name).symlink_to(entry)
-        (dst / rel).unlink()
-        (dst / rel).symlink_to(file)
-    return dst
 
 
 STDLIB_PROBE = """

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from firmware.payload_edits import DATACLASS_FNS, edited_stdlib
 from firmware.promptimports import import_prompt
 from firmware.run import ToolError
+from tests.unit.stdlibtree import STDLIB, overlay
 
 MOD = '''
 from dataclasses import dataclass, field
@@ -65,13 +65,11 @@ print(len(compiled_here))
 
 
 def payload_tree(root: Path) -> Path:
-    """A payload tree: this host's stdlib (its entries linked) with the payload's edited
-    dataclasses (as source), and a package pkg."""
-    stdlib, host = root / "usr/lib/python3.11", Path(sysconfig.get_paths()["stdlib"])
-    edited_stdlib(host, stdlib)
-    for entry in host.iterdir():
-        if not (stdlib / entry.name).exists() and entry.name != "__pycache__":
-            (stdlib / entry.name).symlink_to(entry)
+    """A payload tree: this host's stdlib with the payload's edited modules (as source), and
+    a package pkg."""
+    edited = root.with_name(f"{root.name}.edited")
+    (root / "usr/lib").mkdir(parents=True)
+    overlay(edited, edited_stdlib(STDLIB, edited), root / "usr/lib/python3.11")
     pkg = root / "usr/lib/ipva/pkg"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
