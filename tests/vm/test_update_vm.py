@@ -317,6 +317,10 @@ def test_power_cuts_during_updates_always_leave_a_box_that_boots_and_updates(
     plan.remove("record flip")
     rng.shuffle(plan)
     plan.insert(0, "record flip")  # goes through every stage first: their durations
+    # a stage whose planned cuts all landed elsewhere (a loaded host reacts late, and a
+    # stage can be shorter than the sleep drawn for it) gets another cut, at most this many
+    # times: each stage is still cut, and a run costs more only when one was missed
+    extra = dict.fromkeys(PHASES, 2)
     disks = raw_copies(ipva_dist, tmp_path / "disks")
     boot = disks[0]
     # stage durations (s) as this machine runs them; measured on the way, these are guesses
@@ -393,6 +397,10 @@ def test_power_cuts_during_updates_always_leave_a_box_that_boots_and_updates(
             assert box.command("config show saved") == saved, cut
             if record is not None and record.state is SlotState.TRIAL:
                 assert "started and is confirmed" in box.console_log[boot_at:], cut
+            missed = planned not in {c.phase for c in cuts} and planned not in plan[n + 1 :]
+            if missed and extra[planned] > 0:
+                extra[planned] -= 1
+                plan.append(planned)  # the loop goes on to it (it iterates the list itself)
 
         # after all that, an update runs through: download, slot, reset, confirmed
         old = running_version(box)
