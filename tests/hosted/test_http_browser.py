@@ -34,6 +34,31 @@ ARTIFACTS = Path(os.environ.get("IPVA_ARTIFACTS", Path(__file__).parents[2] / "t
 FACTORY = "\n".join(Config.factory_settings().lines())
 
 
+def wait_text(driver, locator: str, text: str, by: str = "id") -> None:  # type: ignore[no-untyped-def]
+    """Wait until the element shows `text`. After a click the old page may still be there,
+    or go while it is read: selenium reports that as stale or missing, and Chromium (its
+    inspector) as "does not belong to the document" (an unknown error); all three mean
+    "not yet"."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def shown(drv) -> bool:  # type: ignore[no-untyped-def]
+        try:
+            return text in drv.find_element(by, locator).text
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+        except WebDriverException as e:
+            if "does not belong to the document" in (e.msg or ""):
+                return False
+            raise
+
+    WebDriverWait(driver, 30).until(shown)
+
+
 @pytest.fixture
 def browser() -> Iterator[object]:
     from selenium import webdriver
@@ -69,17 +94,10 @@ def box(tmp_path: Path) -> Iterator[HostedHttpBox]:
 def test_browser_sets_a_static_address_writes_and_resets(
     browser, box: HostedHttpBox, tmp_path: Path
 ) -> None:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     d = browser
-
-    def wait_text(element_id: str, text: str, by: str = By.ID) -> None:
-        """After a click the old page may still be there: wait for the new one's text."""
-        WebDriverWait(
-            d, 30, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
-        ).until(lambda drv: text in drv.find_element(by, element_id).text)
 
     host = box.http_url.split("://")[1]
     # General/Info: no login; the screenshot is the artifact
@@ -101,15 +119,15 @@ def test_browser_sets_a_static_address_writes_and_resets(
         d.find_element(By.ID, field).clear()
         d.find_element(By.ID, field).send_keys(value)
     d.find_element(By.ID, "apply").click()
-    wait_text("main", "needs reset", By.TAG_NAME)
+    wait_text(d, "main", "needs reset", By.TAG_NAME)
     d.find_element(By.ID, "write").click()
     # ETH0, the route, DHCP0, and ETH1's factory setting (192.168.1.1/24)
-    wait_text("main", "config written to flash (4 objects)", By.TAG_NAME)
+    wait_text(d, "main", "config written to flash (4 objects)", By.TAG_NAME)
 
     before = box.runtime.box
     d.get(f"{box.http_url}/reset")  # same origin: the browser reuses the login
     d.find_element(By.ID, "reset").click()
-    wait_text("resetting", "restarting with the saved configuration")
+    wait_text(d, "resetting", "restarting with the saved configuration")
     deadline = time.monotonic() + 20
     while box.runtime.box is before and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -132,7 +150,7 @@ def test_browser_sets_a_static_address_writes_and_resets(
     d.find_element(By.ID, "firmware-file").send_keys(str(image))
     d.find_element(By.ID, "firmware-reset").click()
     d.find_element(By.ID, "upload-firmware").click()
-    wait_text("result", "firmware 16r1sr2 build 1601002 written to slot B (IPVA2.BIN)")
+    wait_text(d, "result", "firmware 16r1sr2 build 1601002 written to slot B (IPVA2.BIN)")
     assert "restarts now" in d.find_element(By.ID, "resetting").text
     deadline = time.monotonic() + 20
     while box.runtime.box in (before, None) and time.monotonic() < deadline:
@@ -151,20 +169,13 @@ def test_browser_makes_a_request_and_installs_the_signed_chain(
 ) -> None:
     """Administration/Certificates in Chromium: a request made, shown, signed by a real
     openssl CA, the chain uploaded through the file field; a bad file refused."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
     from test_certificates import verified
 
     from tests.x509ca import TestCA
 
     d = browser
     ca = TestCA(tmp_path / "ca")
-
-    def wait_text(element_id: str, text: str, by: str = By.ID) -> None:
-        WebDriverWait(
-            d, 30, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
-        ).until(lambda drv: text in drv.find_element(by, element_id).text)
 
     host = box.http_url.split("://")[1]
     page = f"http://{host}/administration/certificates"
@@ -174,7 +185,7 @@ def test_browser_makes_a_request_and_installs_the_signed_chain(
     assert "IP:127.0.0.1" in d.find_element(By.ID, "san").text
     d.find_element(By.ID, "san-dns").send_keys("ipva.example.com")
     d.find_element(By.ID, "make-request").click()
-    wait_text("main", "making a new key", By.TAG_NAME)
+    wait_text(d, "main", "making a new key", By.TAG_NAME)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # made in the background: the page is reloaded
         d.get(page)
@@ -189,11 +200,11 @@ def test_browser_makes_a_request_and_installs_the_signed_chain(
     garbage.write_bytes(b"not a certificate")
     d.find_element(By.ID, "chain-file").send_keys(str(garbage))
     d.find_element(By.ID, "install").click()
-    wait_text("refused", "no certificate in it")
+    wait_text(d, "refused", "no certificate in it")
     assert "(self-signed)" in d.find_element(By.ID, "issuer").text  # unchanged
     d.find_element(By.ID, "chain-file").send_keys(str(chain))
     d.find_element(By.ID, "install").click()
-    wait_text("main", "certificate installed from the web admin", By.TAG_NAME)
+    wait_text(d, "main", "certificate installed from the web admin", By.TAG_NAME)
     assert "ipva test issuing CA" in d.find_element(By.ID, "issuer").text
     assert "DNS:ipva.example.com" in d.find_element(By.ID, "san").text
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,10 @@ def test_two_boxes_are_polled_into_line_and_then_stay_quiet(
         assert "?polling=0&phase=update&type=#t&sn=#m&hwid=#h&ip=#i" in saved
         wait_until(lambda: all(p.get("polling") == "0" for hw in boxes
                                for p in polls_of(server, hw)[-1:]), 30, "polling=0")  # fmt: skip
+        # the first polling=0 answer asks for the backup again, and the box PUTs the changed
+        # configuration after that poll was counted: the quiet count starts once it is in
+        wait_until(lambda: all(len(server.backups.get(hw, [])) >= 2 for hw in boxes), 30,
+                   "the second backups")  # fmt: skip
         # quiet: five intervals, polls only (at most one per interval), nothing else
         before = {hw: len(polls_of(server, hw)) for hw in boxes}
         backups = {hw: len(server.backups[hw]) for hw in boxes}
