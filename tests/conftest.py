@@ -16,7 +16,7 @@ settings.load_profile("ipva")
 # Seconds each long test took in a whole run (`./dev test --durations=80`, the call phase).
 # `./dev test` hands each worker a whole test file at a time (a file's tests share its
 # module fixtures and may build on each other, as the GNS3 node's do), the files in this
-# order: the longest (the sum of its tests' seconds) first, so the two workers end together
+# order: the longest (the sum of its tests' seconds) first, so the workers end together
 # instead of one finishing the slowest files alone (they sort last by name). A missing or
 # stale entry only costs time, never a result.
 DURATIONS = Path(__file__).with_name("durations.json")
