@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware.buildcache import cached_build
-from firmware.debs import Deb, fetch_source, source_of, unpack_source
+from firmware.debs import Deb, fetch_source, sources_of, unpack_source
 from firmware.run import ToolError, run
 
 
@@ -153,7 +153,7 @@ def _recipe() -> str:
 def build_bootbins(cache_dir: Path, note: Callable[[str], None] = lambda _t: None) -> BootBins:
     """busybox and signify for the initramfs: from the cache, or built there (a minute)."""
     run(["musl-gcc", "--version"], capture=True)  # missing: "apt-get install musl-tools"
-    versions = [source_of(binary) for binary in (BUSYBOX, SIGNIFY)]
+    versions = sources_of([BUSYBOX, SIGNIFY])
     recipe = "\n".join([*(f"{s}={v}" for s, v in versions), _recipe()])
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
     t0 = time.monotonic()

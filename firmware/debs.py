@@ -82,16 +82,29 @@ def candidate_version(package: str) -> str:
     return _candidate_versions([package])[package]
 
 
-def source_of(package: str) -> tuple[str, str]:
-    """The source package (name, version) Debian built `package`'s candidate from: a binNMU
-    (version +bN) or a differently named binary says so in its Source field."""
-    version = candidate_version(package)
-    out = run(["apt-cache", "show", "--no-all-versions", f"{package}={version}"],
-              capture=True).stdout.decode()  # fmt: skip
-    m = re.search(r"^Source:\s*(\S+)(?:\s+\((\S+)\))?\s*$", out, re.M)
-    if not m:
-        return package, version
-    return m[1], m[2] or version
+def sources_of(packages: list[str]) -> list[tuple[str, str]]:
+    """The source package (name, version) Debian built each package's candidate from, in
+    order: a binNMU (version +bN) or a differently named binary says so in its Source
+    field. One `apt-cache show` run for all (it shows the candidates: a run is ~0.5 s)."""
+    # check=False: a package apt does not know is named below, not as apt-cache says it
+    out = run(
+        ["apt-cache", "show", "--no-all-versions", *packages], capture=True, check=False
+    ).stdout
+    found: dict[str, tuple[str, str]] = {}
+    for record in out.decode().split("\n\n"):
+        fields = dict(re.findall(r"^(Package|Version|Source):\s*(.*?)\s*$", record, re.M))
+        if "Package" not in fields:
+            continue
+        m = re.fullmatch(r"(\S+)(?:\s+\((\S+)\))?", fields.get("Source", ""))
+        version = fields["Version"]
+        found[fields["Package"]] = (m[1], m[2] or version) if m else (fields["Package"], version)
+    missing = [p for p in packages if p not in found]
+    if missing:
+        raise ToolError(
+            f"Debian package {', '.join(missing)} not available: run `apt-get update` "
+            "(bookworm sources)"
+        )
+    return [found[p] for p in packages]
 
 
 def resolve_dependency(meta: str, pattern: str) -> str:
