@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from firmware.bootbins import BootBins, build_bootbins
+
 # The machines running the suite are shared and noisy: Hypothesis' per-example deadline
 # would turn load into flaky failures. Example counts stay as each test sets them.
 settings.register_profile("ipva", deadline=None)
@@ -23,6 +25,16 @@ settings.load_profile("ipva")
 # together instead of one finishing the slowest files alone (they sort last by name). A
 # missing or stale entry only costs time, never a result.
 DURATIONS = Path(__file__).with_name("durations.json")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def box_bootbins() -> BootBins:
+    """The box's own busybox and signify (static, against musl: firmware/bootbins.py), the
+    programs its initramfs carries: from the per-user build cache, built there first when
+    missing (a minute, under the cache's lock, so a parallel image build waits for it and
+    then finds them). Not from a build's work tree: a parallel build rewrites that."""
+    return build_bootbins(REPO / ".cache")
 
 
 def _file(item: pytest.Item) -> str:

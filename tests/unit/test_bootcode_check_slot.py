@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from firmware import ipvabin
+from firmware.bootbins import BootBins
 from firmware.initramfs import BOOTCODE_DIR
 from tests.signing import TEST_KEY
 
@@ -41,11 +42,8 @@ LOSETUP = """losetup() {
 
 
 @pytest.fixture(scope="module")
-def busybox() -> Path:
-    built = REPO / ".cache/work/initramfs/bin/busybox"
-    if not built.exists():
-        pytest.skip("no build's initramfs: run `ipva build` first")
-    return built
+def busybox(box_bootbins: BootBins) -> Path:
+    return box_bootbins.busybox
 
 
 def _check_slot(busybox: Path, tmp_path: Path, image: bytes) -> dict[str, str]:

@@ -3,8 +3,8 @@ busybox and signify (static, firmware/bootbins.py), as /init runs it: it takes w
 keyring signed and gives the box's reasons for the rest, the same decisions as the runtime's
 check (appliance/formats/ipvabin.py).
 
-busybox and signify come from a build's initramfs tree (.cache/work/initramfs, made by
-`ipva build`); the VM test tests/vm/test_signing_vm.py runs the same at a real boot."""
+busybox and signify are the ones the initramfs carries (the box_bootbins fixture: the
+per-user build cache); the VM test tests/vm/test_signing_vm.py runs the same at a real boot."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from appliance.formats.signify import SecretKey
 from firmware import ipvabin
-from firmware.initramfs import SIGNIFY
+from firmware.bootbins import BootBins
 from tests.signing import FOREIGN_KEY, TEST_KEY, signing_cases
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,11 +25,8 @@ PAYLOAD = bytes(range(256)) * 64
 
 
 @pytest.fixture(scope="module")
-def initramfs() -> Path:
-    tree = REPO / ".cache/work/initramfs"
-    if not (tree / SIGNIFY).exists():
-        pytest.skip("no build's initramfs with signify: run `ipva build` first")
-    return tree
+def bins(box_bootbins: BootBins) -> BootBins:
+    return box_bootbins
 
 
 # the applets signify.sh could run: each wrapped in a function that notes its name first
@@ -39,17 +36,17 @@ APPLETS = ("dd", "head", "tail", "od", "tr", "base64", "cat", "cut")
 NOTE_RUNS = "".join(f'{a}() {{ echo {a} >> "$RUNS"; command {a} "$@"; }}\n' for a in APPLETS)
 
 
-def _busybox(initramfs: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copy2(initramfs / "bin/busybox", tmp_path / "busybox"))
+def _busybox(bins: BootBins, tmp_path: Path) -> Path:
+    return Path(shutil.copy2(bins.busybox, tmp_path / "busybox"))
 
 
 def _check(
-    initramfs: Path, tmp_path: Path, image: bytes, keys: list[str] | None = None
+    bins: BootBins, tmp_path: Path, image: bytes, keys: list[str] | None = None
 ) -> tuple[int, str]:
     """check_signature on `image` with a keyring of `keys` (*.pub files' texts; default:
     the test key's): (status, WHY). It runs dd and head, and signify: the key numbers come
     with no process (under TCG each costs milliseconds)."""
-    bb = _busybox(initramfs, tmp_path)
+    bb = _busybox(bins, tmp_path)
     ring = tmp_path / "keyring"
     ring.mkdir(exist_ok=True)
     for i, text in enumerate(keys or [TEST_KEY.public().to_text("test key")]):
@@ -59,7 +56,7 @@ def _check(
     runs = tmp_path / "runs"
     runs.unlink(missing_ok=True)
     prog = (
-        f'. "{SIGNIFY_SH}"\nSIGNIFY="{initramfs / SIGNIFY}" KEYRING="{ring}"\n'
+        f'. "{SIGNIFY_SH}"\nSIGNIFY="{bins.signify}" KEYRING="{ring}"\n'
         f'RUNS="{runs}"\n{NOTE_RUNS}'
         # /init's check_slot holds the digest in `want` across the call
         f'want=digest; check_signature "{fw}"; rc=$?\necho "$rc|$WHY|$want"\n'
@@ -75,8 +72,8 @@ def _check(
     return int(rc), why
 
 
-def test_the_bootcode_takes_what_the_keyring_signed(initramfs: Path, tmp_path: Path) -> None:
-    rc, _ = _check(initramfs, tmp_path, ipvabin.pack(PAYLOAD, "16r1sr1", 1, TEST_KEY))
+def test_the_bootcode_takes_what_the_keyring_signed(bins: BootBins, tmp_path: Path) -> None:
+    rc, _ = _check(bins, tmp_path, ipvabin.pack(PAYLOAD, "16r1sr1", 1, TEST_KEY))
     assert rc == 0
 
 
@@ -87,19 +84,19 @@ def test_the_bootcode_takes_what_the_keyring_signed(initramfs: Path, tmp_path: P
      ("tampered", "signature wrong (changed after it was signed)")],
 )  # fmt: skip
 def test_the_bootcode_refuses_the_rest_with_the_reason(
-    initramfs: Path, tmp_path: Path, what: str, expect: str
+    bins: BootBins, tmp_path: Path, what: str, expect: str
 ) -> None:
     image = {w: i for w, i, _ in signing_cases("16r1sr1", 1, PAYLOAD)}[what]
-    rc, why = _check(initramfs, tmp_path, image)
+    rc, why = _check(bins, tmp_path, image)
     assert rc != 0 and why.startswith(expect), why
 
 
-def test_the_key_numbers_are_the_records_own(initramfs: Path, tmp_path: Path) -> None:
+def test_the_key_numbers_are_the_records_own(bins: BootBins, tmp_path: Path) -> None:
     """keynum (shell only) gives what `base64 -d | od` gave: bytes 2..9 of the record."""
     keys = [SecretKey.generate() for _ in range(20)]
     lines = [k.public().to_text("k").splitlines()[-1] for k in keys]
     lines += [k.sign(b"header").to_b64() for k in keys]
-    bb = _busybox(initramfs, tmp_path)
+    bb = _busybox(bins, tmp_path)
     script = (
         f'. "{SIGNIFY_SH}"\nwhile read -r l; do keynum "$l" > /dev/null; echo "$KEYNUM"; done\n'
     )
@@ -110,12 +107,12 @@ def test_the_key_numbers_are_the_records_own(initramfs: Path, tmp_path: Path) ->
     assert out == [k.keynum.hex() for k in keys] * 2
 
 
-def test_the_bootcode_finds_the_signing_key_among_others(initramfs: Path, tmp_path: Path) -> None:
+def test_the_bootcode_finds_the_signing_key_among_others(bins: BootBins, tmp_path: Path) -> None:
     others = [SecretKey.generate().public().to_text(f"other {i}") for i in range(3)]
     ours = TEST_KEY.public().to_text("test key")
     image = ipvabin.pack(PAYLOAD, "16r1sr1", 1, TEST_KEY)
-    assert _check(initramfs, tmp_path, image, [others[0], ours, *others[1:]])[0] == 0
+    assert _check(bins, tmp_path, image, [others[0], ours, *others[1:]])[0] == 0
     foreign = ipvabin.pack(PAYLOAD, "16r1sr1", 1, FOREIGN_KEY)
-    rc, why = _check(initramfs, tmp_path, foreign, others)
+    rc, why = _check(bins, tmp_path, foreign, others)
     assert rc != 0
     assert why == f"signed with a key this box does not trust (key {FOREIGN_KEY.keynum.hex()})"

@@ -175,13 +175,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(params=["host", "box"])
 def busybox(request: pytest.FixtureRequest) -> str:
-    """The host's busybox, and the box's own (static, only its applets: firmware/bootbins.py)
-    from a build's initramfs tree."""
+    """The host's busybox, and the box's own (static, only its applets: firmware/bootbins.py,
+    the box_bootbins fixture)."""
     if request.param == "box":
-        built = REPO / ".cache/work/initramfs/bin/busybox"
-        if not built.exists():
-            pytest.skip("no build's initramfs: run `ipva build` first")
-        return str(built)
+        return str(request.getfixturevalue("box_bootbins").busybox)
     found = shutil.which("busybox")
     if found is None:
         pytest.fail("busybox not found: apt-get install busybox-static (./dev installs it)")
