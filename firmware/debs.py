@@ -64,6 +64,13 @@ class Deb:
         return cls(entry["package"], entry["version"], entry["sha256"], Path(entry["file"]))
 
 
+def _unavailable(packages: list[str]) -> ToolError:
+    return ToolError(
+        f"Debian package {', '.join(packages)} not available: run `apt-get update` "
+        "(bookworm sources)"
+    )
+
+
 def _candidate_versions(packages: list[str]) -> dict[str, str]:
     """Each package's candidate version, from one `apt-cache policy` run (a run per
     package took a second each: most of a build's package step when all are cached)."""
@@ -71,10 +78,7 @@ def _candidate_versions(packages: list[str]) -> dict[str, str]:
     found = dict(re.findall(r"^(\S+):\n\s+Installed:.*\n\s+Candidate:\s*(\S+)", out, re.M))
     missing = [p for p in packages if found.get(p, "(none)") == "(none)"]
     if missing:
-        raise ToolError(
-            f"Debian package {', '.join(missing)} not available: run `apt-get update` "
-            "(bookworm sources)"
-        )
+        raise _unavailable(missing)
     return found
 
 
@@ -100,10 +104,7 @@ def sources_of(packages: list[str]) -> list[tuple[str, str]]:
         found[fields["Package"]] = (m[1], m[2] or version) if m else (fields["Package"], version)
     missing = [p for p in packages if p not in found]
     if missing:
-        raise ToolError(
-            f"Debian package {', '.join(missing)} not available: run `apt-get update` "
-            "(bookworm sources)"
-        )
+        raise _unavailable(missing)
     return [found[p] for p in packages]
 
 

@@ -24,11 +24,6 @@ SIGNIFY_SH = REPO / "firmware/bootcode/signify.sh"
 PAYLOAD = bytes(range(256)) * 64
 
 
-@pytest.fixture(scope="module")
-def bins(box_bootbins: BootBins) -> BootBins:
-    return box_bootbins
-
-
 # the applets signify.sh could run: each wrapped in a function that notes its name first
 # (busybox's sh runs its applets whatever PATH says: no PATH can leave one out; echo and
 # printf are the shell's builtins)
@@ -36,17 +31,17 @@ APPLETS = ("dd", "head", "tail", "od", "tr", "base64", "cat", "cut")
 NOTE_RUNS = "".join(f'{a}() {{ echo {a} >> "$RUNS"; command {a} "$@"; }}\n' for a in APPLETS)
 
 
-def _busybox(bins: BootBins, tmp_path: Path) -> Path:
-    return Path(shutil.copy2(bins.busybox, tmp_path / "busybox"))
+def _busybox(box_bootbins: BootBins, tmp_path: Path) -> Path:
+    return Path(shutil.copy2(box_bootbins.busybox, tmp_path / "busybox"))
 
 
 def _check(
-    bins: BootBins, tmp_path: Path, image: bytes, keys: list[str] | None = None
+    box_bootbins: BootBins, tmp_path: Path, image: bytes, keys: list[str] | None = None
 ) -> tuple[int, str]:
     """check_signature on `image` with a keyring of `keys` (*.pub files' texts; default:
     the test key's): (status, WHY). It runs dd and head, and signify: the key numbers come
     with no process (under TCG each costs milliseconds)."""
-    bb = _busybox(bins, tmp_path)
+    bb = _busybox(box_bootbins, tmp_path)
     ring = tmp_path / "keyring"
     ring.mkdir(exist_ok=True)
     for i, text in enumerate(keys or [TEST_KEY.public().to_text("test key")]):
@@ -56,7 +51,7 @@ def _check(
     runs = tmp_path / "runs"
     runs.unlink(missing_ok=True)
     prog = (
-        f'. "{SIGNIFY_SH}"\nSIGNIFY="{bins.signify}" KEYRING="{ring}"\n'
+        f'. "{SIGNIFY_SH}"\nSIGNIFY="{box_bootbins.signify}" KEYRING="{ring}"\n'
         f'RUNS="{runs}"\n{NOTE_RUNS}'
         # /init's check_slot holds the digest in `want` across the call
         f'want=digest; check_signature "{fw}"; rc=$?\necho "$rc|$WHY|$want"\n'
@@ -72,8 +67,8 @@ def _check(
     return int(rc), why
 
 
-def test_the_bootcode_takes_what_the_keyring_signed(bins: BootBins, tmp_path: Path) -> None:
-    rc, _ = _check(bins, tmp_path, ipvabin.pack(PAYLOAD, "16r1sr1", 1, TEST_KEY))
+def test_the_bootcode_takes_what_the_keyring_signed(box_bootbins: BootBins, tmp_path: Path) -> None:
+    rc, _ = _check(box_bootbins, tmp_path, ipvabin.pack(PAYLOAD, "16r1sr1", 1, TEST_KEY))
     assert rc == 0
 
 
@@ -84,19 +79,19 @@ def test_the_bootcode_takes_what_the_keyring_signed(bins: BootBins, tmp_path: Pa
      ("tampered", "signature wrong (changed after it was signed)")],
 )  # fmt: skip
 def test_the_bootcode_refuses_the_rest_with_the_reason(
-    bins: BootBins, tmp_path: Path, what: str, expect: str
+    box_bootbins: BootBins, tmp_path: Path, what: str, expect: str
 ) -> None:
     image = {w: i for w, i, _ in signing_cases("16r1sr1", 1, PAYLOAD)}[what]
-    rc, why = _check(bins, tmp_path, image)
+    rc, why = _check(box_bootbins, tmp_path, image)
     assert rc != 0 and why.startswith(expect), why
 
 
-def test_the_key_numbers_are_the_records_own(bins: BootBins, tmp_path: Path) -> None:
+def test_the_key_numbers_are_the_records_own(box_bootbins: BootBins, tmp_path: Path) -> None:
     """keynum (shell only) gives what `base64 -d | od` gave: bytes 2..9 of the record."""
     keys = [SecretKey.generate() for _ in range(20)]
     lines = [k.public().to_text("k").splitlines()[-1] for k in keys]
     lines += [k.sign(b"header").to_b64() for k in keys]
-    bb = _busybox(bins, tmp_path)
+    bb = _busybox(box_bootbins, tmp_path)
     script = (
         f'. "{SIGNIFY_SH}"\nwhile read -r l; do keynum "$l" > /dev/null; echo "$KEYNUM"; done\n'
     )
@@ -107,12 +102,14 @@ def test_the_key_numbers_are_the_records_own(bins: BootBins, tmp_path: Path) -> 
     assert out == [k.keynum.hex() for k in keys] * 2
 
 
-def test_the_bootcode_finds_the_signing_key_among_others(bins: BootBins, tmp_path: Path) -> None:
+def test_the_bootcode_finds_the_signing_key_among_others(
+    box_bootbins: BootBins, tmp_path: Path
+) -> None:
     others = [SecretKey.generate().public().to_text(f"other {i}") for i in range(3)]
     ours = TEST_KEY.public().to_text("test key")
     image = ipvabin.pack(PAYLOAD, "16r1sr1", 1, TEST_KEY)
-    assert _check(bins, tmp_path, image, [others[0], ours, *others[1:]])[0] == 0
+    assert _check(box_bootbins, tmp_path, image, [others[0], ours, *others[1:]])[0] == 0
     foreign = ipvabin.pack(PAYLOAD, "16r1sr1", 1, FOREIGN_KEY)
-    rc, why = _check(bins, tmp_path, foreign, others)
+    rc, why = _check(box_bootbins, tmp_path, foreign, others)
     assert rc != 0
     assert why == f"signed with a key this box does not trust (key {FOREIGN_KEY.keynum.hex()})"
